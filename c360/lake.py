@@ -1,0 +1,130 @@
+"""Delta Lake I/O: where tables live and how they are written.
+
+Layout: ``<lake>/<layer>/<name>`` with the layers
+
+- ``bronze``      raw rows, parsed and typed, upserted per source key (restricted: has PII)
+- ``silver``      cleaned, conformed, one row per key, PII tokenised
+- ``restricted``  the only place raw PII is kept after bronze (``restricted/customer_pii``)
+- ``quarantine``  rows and files that failed parsing or validation, with the reason
+- ``gold``        profiles, segments, recommendations (later steps)
+- ``ops``         the pipeline's own bookkeeping: ingested files, run log
+
+Writes go through Spark (Sail or a Spark cluster). Maintenance that Sail's SQL does not
+have (VACUUM, OPTIMIZE, history) uses the ``deltalake`` package on the same tables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
+
+LAYERS = ("bronze", "silver", "restricted", "quarantine", "gold", "ops", "marketing")
+
+
+def table_path(lake: Path | str, layer: str, name: str) -> str:
+    if layer not in LAYERS:
+        raise ValueError(f"unknown layer {layer!r}; layers are {', '.join(LAYERS)}")
+    return str(Path(lake) / layer / name)
+
+
+def exists(path: str) -> bool:
+    """True when ``path`` holds a Delta table (a ``_delta_log`` with at least one commit)."""
+    log = Path(path) / "_delta_log"
+    return log.is_dir() and any(log.glob("*.json"))
+
+
+def read(spark: SparkSession, path: str, version: int | None = None) -> DataFrame:
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(path)
+
+
+def read_or_empty(spark: SparkSession, path: str, schema: StructType) -> DataFrame:
+    """The table, or an empty DataFrame of ``schema`` when it does not exist yet."""
+    return read(spark, path) if exists(path) else spark.createDataFrame([], schema)
+
+
+def create_if_missing(spark: SparkSession, path: str, schema: StructType, partition_by: list[str] | None = None) -> None:
+    """Create an empty table with the declared (nullable) schema, unless it exists."""
+    if exists(path):
+        return
+    writer = spark.createDataFrame([], schema).write.format("delta").mode("append")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.save(path)
+
+
+def overwrite(df: DataFrame, path: str, schema: StructType | None = None, partition_by: list[str] | None = None,
+              replace_where: str | None = None) -> None:
+    """Replace the table's content (or the part matching ``replace_where``) atomically.
+
+    ``schema`` declares the table's columns and types; literal-made columns would
+    otherwise be written non-nullable.
+    """
+    if schema is not None:
+        df = df.to(schema)
+    writer = df.write.format("delta").mode("overwrite")
+    if replace_where:
+        writer = writer.option("replaceWhere", replace_where)
+    else:
+        writer = writer.option("overwriteSchema", "true")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.save(path)
+
+
+def append(df: DataFrame, path: str, schema: StructType | None = None) -> None:
+    if schema is not None:
+        df = df.to(schema)
+    df.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+
+
+_view_counter = 0
+
+
+def merge(
+    spark: SparkSession,
+    source: DataFrame,
+    path: str,
+    keys: list[str],
+    *,
+    update_when: str | None = "",
+    insert: bool = True,
+    schema_evolution: bool = True,
+) -> None:
+    """Upsert ``source`` into the Delta table at ``path`` on ``keys``.
+
+    ``update_when``: ``None`` never updates matched rows (insert-only, for append-style
+    tables made idempotent); ``""`` always updates; an SQL condition over ``s`` (source)
+    and ``t`` (target) updates only when it holds (e.g. ``s.updated_at >= t.updated_at``).
+    The source must hold at most one row per key. New source columns are added to the
+    table (schema evolution) unless ``schema_evolution`` is false.
+    """
+    global _view_counter
+    _view_counter += 1
+    view = f"_merge_src_{_view_counter}"
+    source.createOrReplaceTempView(view)
+    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    clauses = []
+    if update_when is not None:
+        cond = f" AND ({update_when})" if update_when else ""
+        clauses.append(f"WHEN MATCHED{cond} THEN UPDATE SET *")
+    if insert:
+        clauses.append("WHEN NOT MATCHED THEN INSERT *")
+    evolution = " WITH SCHEMA EVOLUTION" if schema_evolution else ""
+    try:
+        spark.sql(f"MERGE{evolution} INTO delta.`{path}` t USING {view} s ON {on} {' '.join(clauses)}").collect()
+    finally:
+        spark.catalog.dropTempView(view)
+
+
+def version(path: str) -> int | None:
+    """Current version of the table, or None when it does not exist."""
+    if not exists(path):
+        return None
+    from deltalake import DeltaTable
+
+    return DeltaTable(path).version()

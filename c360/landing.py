@@ -1,0 +1,369 @@
+"""The landing zone: finding delivered files and reading them as text rows.
+
+``<landing>/<source>/<YYYY-MM-DD>/<name>.csv | .csv.gz | .parquet | .jsonl``
+
+Discovery runs in the driver and only lists files, checksums them and reads their header
+(first line, Parquet footer, first JSON lines). Reading the rows runs inside the engine:
+a DataFrame of file paths goes through ``mapInArrow``, one task per file, so that a
+cluster reads in parallel from shared storage and the driver never holds the data.
+
+Every value is read as text; typing and validation are the contract's job
+(``features.bronze.validate``). A file is read whole before any of its rows is emitted, so
+a file that breaks halfway (truncated, wrong encoding) is rejected as a whole, never half
+loaded.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from c360.contract import SOURCES, Source
+
+_DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+FORMATS = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".jsonl": "jsonl"}
+OUTPUT_CHUNK_ROWS = 65_536
+
+
+def file_format(path: Path) -> str | None:
+    name = path.name.lower()
+    for ext, fmt in sorted(FORMATS.items(), key=lambda kv: -len(kv[0])):
+        if name.endswith(ext):
+            return fmt
+    return None
+
+
+def normalise_name(name: str) -> str:
+    return name.replace("\ufeff", "").strip().lower()
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    source: str
+    path: str
+    delivery_date: date | None
+    fmt: str | None
+    size_bytes: int
+    sha256: str
+    header: tuple[str, ...] = ()
+    problem: str | None = None  # set when the file cannot be ingested at all
+
+    def as_row(self) -> dict:
+        d = asdict(self)
+        d["header"] = list(self.header)
+        return d
+
+
+def sha256_of(path: Path, chunk: int = 4 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _csv_header(path: Path) -> list[str]:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        first = f.readline(1 << 20)
+    if not first.strip():
+        raise ValueError("empty file: no header row")
+    try:
+        text = first.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("file is not valid UTF-8 text (wrong encoding?)") from None
+    return next(csv.reader([text]))
+
+
+def _parquet_header(path: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    try:
+        return list(pq.read_schema(path).names)
+    except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for broken files
+        raise ValueError(f"not a readable Parquet file ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+def _jsonl_header(path: Path, lines: int = 1000) -> list[str]:
+    keys: dict[str, None] = {}
+    with open(path, "rb") as f:
+        for i, raw in enumerate(f):
+            if i >= lines:
+                break
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                continue  # a bad line is quarantined as a row later
+            if isinstance(obj, dict):
+                keys.update(dict.fromkeys(obj))
+    if not keys:
+        raise ValueError("no JSON object found in the first lines")
+    return list(keys)
+
+
+def read_header(path: Path, fmt: str) -> list[str]:
+    """Normalised column names of a delivered file (raises ValueError with a reason)."""
+    names = {"csv": _csv_header, "parquet": _parquet_header, "jsonl": _jsonl_header}[fmt](path)
+    names = [normalise_name(n) for n in names]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"duplicate column names: {', '.join(dupes)}")
+    if any(not n for n in names):
+        raise ValueError("empty column name in header")
+    return names
+
+
+def inspect(path: Path, source: Source, delivery_date: date | None) -> LandingFile:
+    """Size, checksum and header of one file, or the reason it cannot be ingested."""
+    size = path.stat().st_size
+    digest = sha256_of(path)
+    fmt = file_format(path)
+    base = dict(source=source.name, path=str(path), delivery_date=delivery_date, fmt=fmt,
+                size_bytes=size, sha256=digest)
+    if delivery_date is None:
+        return LandingFile(**base, problem="folder is not a YYYY-MM-DD delivery date")
+    if fmt is None:
+        return LandingFile(**base, problem="unsupported file type (expected .csv, .csv.gz, .parquet or .jsonl)")
+    if size == 0:
+        return LandingFile(**base, problem="empty file")
+    try:
+        header = read_header(path, fmt)
+    except (ValueError, OSError, EOFError) as exc:
+        return LandingFile(**base, problem=str(exc))
+    missing = [c for c in source.required if c not in header]
+    if missing:
+        return LandingFile(**base, header=tuple(header),
+                           problem=f"missing required column(s): {', '.join(missing)}")
+    return LandingFile(**base, header=tuple(header))
+
+
+def discover(landing: Path, sources: list[str] | None = None) -> list[LandingFile]:
+    """Every file under the landing zone for the given sources, in delivery order."""
+    found: list[LandingFile] = []
+    for name in sources or list(SOURCES):
+        src_dir = Path(landing) / name
+        if not src_dir.is_dir():
+            continue
+        for day_dir in sorted(p for p in src_dir.iterdir() if p.is_dir()):
+            day = None
+            if _DATE_DIR.match(day_dir.name):
+                try:
+                    day = date.fromisoformat(day_dir.name)
+                except ValueError:
+                    day = None
+            for f in sorted(p for p in day_dir.iterdir() if p.is_file() and not p.name.startswith(".")):
+                found.append(inspect(f, SOURCES[name], day))
+    return found
+
+
+# ---------------------------------------------------------------------------------------
+# Reading rows (runs inside the engine, one file per call)
+
+class FileError(Exception):
+    """The file cannot be read as a whole; the message is the quarantine reason."""
+
+
+def _explain(exc: Exception) -> str:
+    msg = str(exc)
+    if "invalid UTF8" in msg or isinstance(exc, UnicodeDecodeError):
+        return "file is not valid UTF-8 text (wrong encoding?)"
+    if isinstance(exc, (EOFError, gzip.BadGzipFile)) or "gzip" in msg.lower() or "zlib" in msg.lower() \
+            or "truncated" in msg.lower():
+        return f"truncated or corrupt compressed file ({msg[:120]})"
+    return f"unreadable file ({type(exc).__name__}: {msg[:160]})"
+
+
+def _line_numbers(valid_newlines: np.ndarray, invalid: list[tuple[int, str]]) -> tuple[np.ndarray, list[int]]:
+    """Physical line numbers of CSV records.
+
+    pyarrow numbers records (header = 1), skipping the invalid ones it reports. A quoted
+    value may span lines, so each record's first line is its ordinal plus the newlines
+    inside all records before it.
+    """
+    n_total = len(valid_newlines) + len(invalid)
+    ordinals = np.arange(2, n_total + 2)
+    newlines = np.zeros(n_total, dtype=np.int64)
+    is_invalid = np.zeros(n_total, dtype=bool)
+    for number, text in invalid:
+        idx = number - 2
+        if 0 <= idx < n_total:
+            is_invalid[idx] = True
+            newlines[idx] = text.count("\n")
+    newlines[~is_invalid] = valid_newlines[: int((~is_invalid).sum())]
+    lines = ordinals + np.concatenate([[0], np.cumsum(newlines)[:-1]])
+    invalid_lines = [int(lines[number - 2]) if 0 <= number - 2 < n_total else number for number, _ in invalid]
+    return lines[~is_invalid], invalid_lines
+
+
+def _read_csv(path: str, header: list[str]) -> tuple[pa.Table, list[int], list[dict]]:
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+
+    invalid: list[tuple[int, str]] = []
+    expected = len(header)
+
+    def on_invalid(row):  # wrong column count: keep the raw text for quarantine
+        invalid.append((row.number or -1, row.text))
+        return "skip"
+
+    try:
+        stream = pa.input_stream(path, compression="detect")
+        table = pcsv.read_csv(
+            stream,
+            read_options=pcsv.ReadOptions(use_threads=False, column_names=header, skip_rows=1,
+                                          block_size=8 << 20),
+            parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+            convert_options=pcsv.ConvertOptions(column_types={c: pa.string() for c in header},
+                                                strings_can_be_null=True, quoted_strings_can_be_null=True),
+        )
+    except Exception as exc:
+        raise FileError(_explain(exc)) from None
+    newlines = np.zeros(table.num_rows, dtype=np.int64)
+    for col in table.columns:
+        counts = pc.count_substring(col, "\n").fill_null(0)
+        newlines += counts.to_numpy(zero_copy_only=False).astype(np.int64)
+    lines, invalid_lines = _line_numbers(newlines, invalid)
+    bad = [
+        {"_line": line, "_raw": text,
+         "_row_error": f"wrong column count: expected {expected}, got {len(next(csv.reader([text]), []))}"}
+        for line, (_, text) in zip(invalid_lines, invalid)
+    ]
+    return table, lines.tolist(), bad
+
+
+def _to_text(arr: pa.ChunkedArray) -> pa.ChunkedArray:
+    t = arr.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return arr.cast(pa.string())
+    if pa.types.is_nested(t):
+        return pa.chunked_array([pa.array([None if v is None else json.dumps(v, ensure_ascii=False, default=str)
+                                           for v in arr.to_pylist()], pa.string())])
+    if pa.types.is_timestamp(t):
+        # ISO-8601 with a "T"; a zoned timestamp keeps its offset (UTC)
+        import pyarrow.compute as pc
+
+        fmt = "%Y-%m-%dT%H:%M:%S" + ("Z" if t.tz else "")
+        return pc.strftime(arr, format=fmt)
+    return arr.cast(pa.string())
+
+
+def _read_parquet(path: str) -> tuple[pa.Table, list[int], list[dict]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:
+        raise FileError(_explain(exc)) from None
+    table = pa.table({normalise_name(n): _to_text(table.column(n)) for n in table.column_names})
+    return table, list(range(1, table.num_rows + 1)), []
+
+
+def _read_jsonl(path: str) -> tuple[pa.Table, list[int], list[dict]]:
+    rows: list[dict] = []
+    lines: list[int] = []
+    bad: list[dict] = []
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FileError("file is not valid UTF-8 text (wrong encoding?)") from None
+    except OSError as exc:
+        raise FileError(_explain(exc)) from None
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            bad.append({"_line": i, "_raw": line[:10_000], "_row_error": f"malformed JSON line ({str(exc)[:80]})"})
+            continue
+        rows.append({normalise_name(k): (None if v is None else v if isinstance(v, str)
+                                         else json.dumps(v, ensure_ascii=False)) for k, v in obj.items()})
+        lines.append(i)
+    names: dict[str, None] = {}
+    for r in rows[:1000]:
+        names.update(dict.fromkeys(r))
+    for r in rows[1000:]:
+        if len(r) != len(names) or any(k not in names for k in r):
+            names.update(dict.fromkeys(r))
+    table = pa.table({n: pa.array([r.get(n) for r in rows], pa.string()) for n in names}) if rows else pa.table({})
+    return table, lines, bad
+
+
+def make_reader(output_columns: list[str]):
+    """A ``mapInArrow`` function: rows (path, fmt, header, delivery_date) -> text rows.
+
+    Output columns: ``output_columns`` (strings; missing ones null) then ``_source_file``,
+    ``_delivery_date``, ``_line``, ``_raw``, ``_row_error``, ``_file_error``.
+    A file that cannot be read gives one row with ``_file_error`` set and ``_line`` 0.
+    """
+    out_names = list(output_columns)
+    meta = ["_source_file", "_delivery_date", "_line", "_raw", "_row_error", "_file_error"]
+    schema = pa.schema([pa.field(n, pa.string()) for n in out_names]
+                       + [pa.field("_source_file", pa.string()), pa.field("_delivery_date", pa.date32()),
+                          pa.field("_line", pa.int64()), pa.field("_raw", pa.string()),
+                          pa.field("_row_error", pa.string()), pa.field("_file_error", pa.string())])
+
+    def batches_for(path: str, fmt: str, header: list[str], day) -> Iterator[pa.RecordBatch]:
+        try:
+            if fmt == "csv":
+                table, lines, bad = _read_csv(path, header)
+            elif fmt == "parquet":
+                table, lines, bad = _read_parquet(path)
+            elif fmt == "jsonl":
+                table, lines, bad = _read_jsonl(path)
+            else:
+                raise FileError(f"unsupported format {fmt!r}")
+        except FileError as exc:
+            row = {n: [None] for n in out_names} | {"_source_file": [path], "_delivery_date": [day], "_line": [0],
+                                                   "_raw": [None], "_row_error": [None], "_file_error": [str(exc)]}
+            yield pa.RecordBatch.from_pydict(row, schema=schema)
+            return
+        n = table.num_rows
+        cols = {}
+        for name in out_names:
+            cols[name] = table.column(name).combine_chunks() if name in table.column_names \
+                else pa.nulls(n, pa.string())
+        cols["_source_file"] = pa.array([path] * n, pa.string())
+        cols["_delivery_date"] = pa.array([day] * n, pa.date32())
+        cols["_line"] = pa.array(lines, pa.int64())
+        cols["_raw"] = pa.nulls(n, pa.string())
+        cols["_row_error"] = pa.nulls(n, pa.string())
+        cols["_file_error"] = pa.nulls(n, pa.string())
+        good = pa.table(cols, schema=schema)
+        for b in good.to_batches(max_chunksize=OUTPUT_CHUNK_ROWS):
+            yield b
+        if bad:
+            rows = {name: [None] * len(bad) for name in out_names}
+            rows |= {"_source_file": [path] * len(bad), "_delivery_date": [day] * len(bad),
+                     "_line": [b["_line"] for b in bad], "_raw": [b["_raw"] for b in bad],
+                     "_row_error": [b["_row_error"] for b in bad], "_file_error": [None] * len(bad)}
+            yield pa.RecordBatch.from_pydict(rows, schema=schema)
+
+    def read(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            d = batch.to_pydict()
+            for path, fmt, header, day in zip(d["path"], d["fmt"], d["header"], d["delivery_date"]):
+                yield from batches_for(path, fmt, list(header or []), day)
+
+    ddl = ", ".join(f"`{n}` string" for n in out_names) + \
+        ", _source_file string, _delivery_date date, _line bigint, _raw string, _row_error string, _file_error string"
+    return read, ddl, meta
+
+
+__all__ = ["LandingFile", "discover", "inspect", "read_header", "make_reader", "FileError", "sha256_of"]

@@ -1,0 +1,77 @@
+"""The pipeline's own bookkeeping tables under ``<lake>/ops``.
+
+- ``ops/ingested_files``: every landing file seen, with size, checksum, row counts and
+  what happened to it (loaded, quarantined, duplicate). A checksum found here is never
+  ingested again, whatever the file's name.
+- ``ops/run_log``: one row per step of every run (status, timing, metrics, error).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+
+from pyspark.sql import SparkSession
+from pyspark.sql import types as T
+
+from c360 import lake
+
+INGESTED_FILES_SCHEMA = T.StructType([
+    T.StructField("source", T.StringType()),
+    T.StructField("file_path", T.StringType()),
+    T.StructField("sha256", T.StringType()),
+    T.StructField("size_bytes", T.LongType()),
+    T.StructField("delivery_date", T.DateType()),
+    T.StructField("status", T.StringType()),  # loaded | quarantined | duplicate
+    T.StructField("reason", T.StringType()),
+    T.StructField("rows_read", T.LongType()),
+    T.StructField("rows_loaded", T.LongType()),
+    T.StructField("rows_quarantined", T.LongType()),
+    T.StructField("batch_id", T.StringType()),
+    T.StructField("ingested_at", T.TimestampType()),
+])
+
+RUN_LOG_SCHEMA = T.StructType([
+    T.StructField("run_id", T.StringType()),
+    T.StructField("step", T.StringType()),
+    T.StructField("as_of", T.DateType()),
+    T.StructField("status", T.StringType()),  # succeeded | failed
+    T.StructField("started_at", T.TimestampType()),
+    T.StructField("finished_at", T.TimestampType()),
+    T.StructField("duration_s", T.DoubleType()),
+    T.StructField("metrics", T.StringType()),  # JSON
+    T.StructField("error", T.StringType()),
+])
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def ingested_checksums(spark: SparkSession, lake_dir) -> set[str]:
+    """Checksums of files already loaded or quarantined (bounded: one row per file)."""
+    path = lake.table_path(lake_dir, "ops", "ingested_files")
+    if not lake.exists(path):
+        return set()
+    rows = lake.read(spark, path).where("status IN ('loaded', 'quarantined')").select("sha256").distinct().collect()
+    return {r.sha256 for r in rows}
+
+
+def record_files(spark: SparkSession, lake_dir, rows: list[dict]) -> None:
+    if not rows:
+        return
+    path = lake.table_path(lake_dir, "ops", "ingested_files")
+    lake.create_if_missing(spark, path, INGESTED_FILES_SCHEMA)
+    df = spark.createDataFrame([tuple(r.get(f.name) for f in INGESTED_FILES_SCHEMA.fields) for r in rows],
+                               INGESTED_FILES_SCHEMA)
+    lake.merge(spark, df, path, ["file_path", "sha256"], update_when="")
+
+
+def record_step(spark: SparkSession, lake_dir, run_id: str, step: str, as_of: date, status: str,
+                started_at: datetime, metrics: dict, error: str | None) -> None:
+    path = lake.table_path(lake_dir, "ops", "run_log")
+    lake.create_if_missing(spark, path, RUN_LOG_SCHEMA)
+    finished = utcnow()
+    row = (run_id, step, as_of, status, started_at, finished, (finished - started_at).total_seconds(),
+           json.dumps(metrics, default=str, ensure_ascii=False), error)
+    lake.merge(spark, spark.createDataFrame([row], RUN_LOG_SCHEMA), path, ["run_id", "step"], update_when="")

@@ -1,0 +1,279 @@
+"""Bronze transforms: text rows of a delivery in, typed rows with a quarantine reason out.
+
+The landing reader (``c360.landing``) turns every file into rows of strings, one column
+per delivered column, plus ``_line`` and reader-level errors. These pure functions then
+apply the contract (``c360.contract``): cast every value to its type, check required
+fields, enums, ranges, impossible dates, ordering and future timestamps, and give each
+rejected row a readable reason. Nothing here touches storage, so all of it is tested on
+small DataFrames and runs the same on Sail and on JVM Spark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from c360.contract import (
+    BOOL,
+    COMPLAINT_STATUS_RANK,
+    DATE,
+    DECIMAL,
+    FALSE_STRINGS,
+    INT,
+    STRING,
+    SURVEY_SCORE_RANGES,
+    TIMESTAMP,
+    TRUE_STRINGS,
+    Column as ContractColumn,
+    Source,
+)
+
+DECIMAL_TYPE = "decimal(18,2)"
+_DATE_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_DECIMAL_RE = r"^[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)$"
+_INT_RE = r"^[+-]?[0-9]{1,18}$"
+_OFFSET_RE = r"(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$"
+_TS_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?)?"
+
+# Metadata columns the reader adds to every row.
+READER_COLUMNS = ("_source_file", "_delivery_date", "_line", "_raw", "_row_error")
+
+
+@dataclass(frozen=True)
+class ValidationRules:
+    """What the contract leaves to the bank: its time zone and plausibility limits."""
+
+    bank_timezone: str = "Asia/Shanghai"
+    max_future_days: int = 1
+    min_date: date = date(1900, 1, 1)
+
+
+def _quote_csv(c: Column) -> Column:
+    """One CSV field, quoted as RFC 4180 requires (null becomes an empty field)."""
+    needs = c.rlike('[",\r\n]')
+    quoted = F.concat(F.lit('"'), F.regexp_replace(c, '"', '""'), F.lit('"'))
+    return F.coalesce(F.when(needs, quoted).otherwise(c), F.lit(""))
+
+
+def render_csv_line(df: DataFrame, columns: list[str]) -> Column:
+    """The row's delivered values re-rendered as one CSV record (for quarantine)."""
+    return F.concat_ws(",", *[_quote_csv(F.col(f"`{c}`")) for c in columns])
+
+
+def parse_timestamp(text: Column, bank_timezone: str) -> Column:
+    """ISO-8601 text to a UTC instant; text without an offset is in the bank's time zone."""
+    t = F.trim(text)
+    parsed = F.when(t.rlike(_TS_RE), t.try_cast("timestamp"))
+    return F.when(t.rlike(_OFFSET_RE), parsed).otherwise(F.to_utc_timestamp(parsed, bank_timezone))
+
+
+def parse_bool(text: Column) -> Column:
+    v = F.lower(F.trim(text))
+    return F.when(v.isin(*TRUE_STRINGS), F.lit(True)).when(v.isin(*FALSE_STRINGS), F.lit(False))
+
+
+def _canonical_enum(text: Column, values: tuple[str, ...]) -> Column:
+    """The enum's canonical spelling for a case-insensitive match, else null."""
+    v = F.lower(F.trim(text))
+    out = None
+    for value in values:
+        out = (F.when(v == value.lower(), F.lit(value)) if out is None
+               else out.when(v == value.lower(), F.lit(value)))
+    return out
+
+
+def _typed(col: ContractColumn, text: Column, rules: ValidationRules) -> Column:
+    t = F.trim(text)
+    if col.type == DATE:
+        return F.when(t.rlike(_DATE_RE), t.try_cast("date"))
+    if col.type == TIMESTAMP:
+        return parse_timestamp(text, rules.bank_timezone)
+    if col.type == DECIMAL:
+        return F.when(t.rlike(_DECIMAL_RE), t.try_cast(DECIMAL_TYPE))
+    if col.type == INT:
+        return F.when(t.rlike(_INT_RE), t.try_cast("bigint"))
+    if col.type == BOOL:
+        return parse_bool(text)
+    if col.enum:
+        return _canonical_enum(text, col.enum)
+    return F.when(F.length(t) > 0, t)
+
+
+def _problems(col: ContractColumn, text: Column, typed: Column, rules: ValidationRules,
+              delivery_date: Column) -> list[Column]:
+    """Conditions (as reason strings or null) for one column."""
+    name = col.name
+    present = text.isNotNull() & (F.length(F.trim(text)) > 0)
+    shown = F.substring(text, 1, 60)
+    out: list[Column] = []
+    if col.required:
+        out.append(F.when(~present | text.isNull(), F.lit(f"missing required field {name}")))
+    bad_value = present & typed.isNull()
+    if col.type == DATE:
+        looks_like_date = F.trim(text).rlike(_DATE_RE)
+        out.append(F.when(bad_value & looks_like_date, F.concat(F.lit(f"impossible date in {name}: '"), shown, F.lit("'"))))
+        out.append(F.when(bad_value & ~looks_like_date, F.concat(F.lit(f"malformed date in {name}: '"), shown, F.lit("'"))))
+        out.append(F.when(typed < F.lit(rules.min_date), F.concat(F.lit(f"impossible date in {name}: '"), shown, F.lit("'"))))
+    elif col.type == TIMESTAMP:
+        shaped = F.trim(text).rlike(_TS_RE)
+        out.append(F.when(bad_value & shaped, F.concat(F.lit(f"impossible timestamp in {name}: '"), shown, F.lit("'"))))
+        out.append(F.when(bad_value & ~shaped, F.concat(F.lit(f"malformed timestamp in {name}: '"), shown, F.lit("'"))))
+        out.append(F.when(typed < F.lit(rules.min_date).cast("timestamp"),
+                          F.concat(F.lit(f"impossible timestamp in {name}: '"), shown, F.lit("'"))))
+    elif col.enum:
+        out.append(F.when(bad_value, F.concat(F.lit(f"unknown value for {name}: '"), shown, F.lit("'"))))
+    elif col.type in (DECIMAL, INT, BOOL):
+        kind = {DECIMAL: "a decimal", INT: "an integer", BOOL: "a boolean"}[col.type]
+        out.append(F.when(bad_value, F.concat(F.lit(f"{name} is not {kind}: '"), shown, F.lit("'"))))
+    if col.min_value is not None:
+        if col.min_exclusive:
+            msg = f"{'negative or zero' if col.min_value == 0 else 'too small'} {name}: "
+            out.append(F.when(typed <= F.lit(col.min_value), F.concat(F.lit(msg), typed.cast("string"))))
+        else:
+            msg = f"{'negative' if col.min_value == 0 else 'too small'} {name}: "
+            out.append(F.when(typed < F.lit(col.min_value), F.concat(F.lit(msg), typed.cast("string"))))
+    if col.max_value is not None and col.name != "score":
+        out.append(F.when(typed > F.lit(col.max_value), F.concat(F.lit(f"{name} too large: "), typed.cast("string"))))
+    return out
+
+
+def validate(df: DataFrame, source: Source, rules: ValidationRules) -> DataFrame:
+    """Type and check a delivery of ``source``.
+
+    Input: one string column per contract column (missing optional columns may be absent
+    or null), any extra delivered columns, and the reader columns ``_source_file``,
+    ``_delivery_date`` (date), ``_line``, ``_raw`` and ``_row_error``.
+
+    Output: the contract columns cast to their types (enums in canonical spelling, text
+    trimmed, empty text null), extra columns unchanged, the reader columns, and
+    ``_reason``: null for a good row, otherwise every problem found, joined by "; ".
+    ``_raw`` is filled for every rejected row (the record as delivered, as CSV).
+    """
+    delivered = [c for c in df.columns if c not in READER_COLUMNS]
+    for c in source.column_names:
+        if c not in df.columns:
+            df = df.withColumn(c, F.lit(None).cast("string"))
+    delivery = F.col("_delivery_date")
+    typed = {c.name: _typed(c, F.col(c.name), rules) for c in source.columns}
+    problems: list[Column] = []
+    for c in source.columns:
+        problems += _problems(c, F.col(c.name), typed[c.name], rules, delivery)
+    for earlier, later in source.ordered:
+        problems.append(F.when(typed[later] < typed[earlier], F.lit(f"{later} before {earlier}")))
+    if source.event_time:
+        limit = F.date_add(delivery, rules.max_future_days + 1).cast("timestamp")
+        problems.append(F.when(typed[source.event_time].cast("timestamp") >= limit,
+                               F.lit(f"{source.event_time} in the future (after the delivery date)")))
+    if source.name == "feedback":
+        score, kind = typed["score"], typed["survey_type"]
+        out_of_range = None
+        for survey, (lo, hi) in SURVEY_SCORE_RANGES.items():
+            cond = (kind == survey) & ((score < lo) | (score > hi))
+            out_of_range = cond if out_of_range is None else out_of_range | cond
+        problems.append(F.when(out_of_range, F.concat(F.lit("score out of range for "), kind, F.lit(": "),
+                                                      score.cast("string"))))
+    if source.name == "customers":
+        problems.append(F.when(typed["birth_date"] > F.coalesce(typed["onboarding_date"], delivery),
+                               F.lit("birth_date after onboarding_date")))
+    # A row the reader could not split into fields has no values to check: its own error is the reason.
+    reason = F.coalesce(F.col("_row_error"),
+                        F.nullif(F.concat_ws("; ", F.array_compact(F.array(*problems))), F.lit("")))
+    raw = F.coalesce(F.col("_raw"), render_csv_line(df, delivered))
+    extras = [c for c in delivered if c not in source.column_names]
+    return df.select(
+        *[typed[c.name].alias(c.name) for c in source.columns],
+        *[F.col(f"`{c}`") for c in extras],
+        "_source_file",
+        "_delivery_date",
+        "_line",
+        F.when(reason.isNotNull(), raw).alias("_raw"),
+        reason.alias("_reason"),
+    )
+
+
+def _sortable(c: Column, type_: str) -> Column:
+    if type_ == TIMESTAMP:
+        s = F.lpad(F.unix_micros(c).cast("string"), 20, "0")
+    elif type_ == DATE:
+        s = F.date_format(c, "yyyyMMdd")
+    else:
+        s = F.lpad(c.cast("string"), 12, "0")
+    return F.coalesce(s, F.lit(""))
+
+
+def version_column(source: Source) -> Column:
+    """A string that sorts the versions of one key, latest last.
+
+    Order: the source's ``version_by`` columns (e.g. ``updated_at``), then the delivery
+    date, then the position in the delivery. Used both to deduplicate a batch and as the
+    MERGE condition, so that a late or re-sent older version never overwrites a newer one.
+    """
+    parts: list[Column] = []
+    for name in source.version_by:
+        if name == "_status_rank":
+            rank = None
+            for status, r in COMPLAINT_STATUS_RANK.items():
+                rank = (F.when(F.col("status") == status, F.lit(r)) if rank is None
+                        else rank.when(F.col("status") == status, F.lit(r)))
+            parts.append(_sortable(rank, INT))
+        elif name == "_delivery_date":
+            parts.append(_sortable(F.col(name), DATE))
+        else:
+            parts.append(_sortable(F.col(name), source.column(name).type))
+    parts.append(_sortable(F.col("_delivery_date"), DATE))
+    parts.append(_sortable(F.col("_line"), INT))
+    return F.concat_ws("|", *parts)
+
+
+def latest_per_key(df: DataFrame, source: Source) -> DataFrame:
+    """Keep one row per key: the latest version (see :func:`version_column`).
+
+    Adds ``_version``. Exact duplicates and re-sent rows within one batch collapse here.
+    """
+    from pyspark.sql.window import Window
+
+    w = Window.partitionBy(*source.key).orderBy(F.col("_version").desc())
+    return (df.withColumn("_version", version_column(source))
+              .withColumn("_rn", F.row_number().over(w))
+              .where("_rn = 1").drop("_rn"))
+
+
+__all__ = ["ValidationRules", "validate", "latest_per_key", "version_column", "render_csv_line",
+           "parse_timestamp", "parse_bool", "READER_COLUMNS", "STRING"]
+
+
+def spark_type(col: ContractColumn):
+    """The Spark type a contract column is stored as in bronze and silver."""
+    from pyspark.sql import types as T
+
+    return {
+        DATE: T.DateType(),
+        TIMESTAMP: T.TimestampType(),
+        DECIMAL: T.DecimalType(18, 2),
+        INT: T.LongType(),
+        BOOL: T.BooleanType(),
+    }.get(col.type, T.StringType())
+
+
+BRONZE_META = (
+    ("_source_file", "string"),
+    ("_delivery_date", "date"),
+    ("_line", "bigint"),
+    ("_file_sha256", "string"),
+    ("_batch_id", "string"),
+    ("_ingested_at", "timestamp"),
+    ("_version", "string"),
+)
+
+
+def bronze_schema(source: Source, extras: list[str] = ()):
+    """Declared schema of ``bronze/<source>``: contract columns, extra columns, metadata."""
+    from pyspark.sql import types as T
+
+    fields = [T.StructField(c.name, spark_type(c)) for c in source.columns]
+    fields += [T.StructField(e, T.StringType()) for e in extras]
+    fields += [T.StructField(n, T.StructType.fromDDL(f"x {t}").fields[0].dataType) for n, t in BRONZE_META]
+    return T.StructType(fields)

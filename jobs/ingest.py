@@ -1,0 +1,256 @@
+"""Ingest: landing zone -> ``bronze/<source>`` exactly once, bad rows -> quarantine.
+
+For every source: discover new files (by checksum, so a re-sent file under any name is
+skipped), read them in the engine as text, validate against the contract, stage the
+validated batch once, then
+
+- quarantine rejected rows (reason, file, line, raw text) and unreadable files,
+- upsert the latest version of each key into bronze (``MERGE``: a re-sent or late older
+  version never overwrites a newer one; new columns are added),
+- record every file in ``ops/ingested_files``.
+
+Each of these writes is idempotent, so a run killed at any point is safely re-run.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from c360 import lake, ops
+from c360.contract import SOURCES, Source
+from c360.landing import LandingFile, discover, make_reader
+from c360.settings import Settings
+from features.bronze import ValidationRules, bronze_schema, latest_per_key, validate
+
+log = logging.getLogger(__name__)
+
+QUARANTINE_SCHEMA = T.StructType([
+    T.StructField("source", T.StringType()),
+    T.StructField("reason", T.StringType()),
+    T.StructField("source_file", T.StringType()),
+    T.StructField("file_sha256", T.StringType()),
+    T.StructField("line", T.LongType()),
+    T.StructField("raw", T.StringType()),
+    T.StructField("delivery_date", T.DateType()),
+    T.StructField("batch_id", T.StringType()),
+    T.StructField("quarantined_at", T.TimestampType()),
+])
+QUARANTINE_KEY = ["file_sha256", "line"]
+
+# Sources whose every version is kept (SCD2 history is built from it in silver).
+VERSIONED = {"customers": ("customer_id", "updated_at")}
+
+
+@dataclass
+class SourceResult:
+    source: str
+    files_new: int = 0
+    files_skipped: int = 0  # already ingested (same checksum)
+    files_duplicate: int = 0  # same content as another file of this run
+    files_quarantined: int = 0
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    reasons: Counter = field(default_factory=Counter)
+
+
+def rules_from(settings: Settings) -> ValidationRules:
+    return ValidationRules(bank_timezone=settings.bank.timezone,
+                           max_future_days=settings.ingest.max_future_days,
+                           min_date=settings.ingest.min_date)
+
+
+def _plan(files: list[LandingFile], done: set[str], as_of: date | None):
+    """Split discovered files into: to read, unreadable, duplicates in this run, skipped."""
+    to_read, unreadable, duplicates, skipped = [], [], [], []
+    seen: dict[str, LandingFile] = {}
+    for f in files:
+        if as_of is not None and f.delivery_date is not None and f.delivery_date > as_of:
+            continue  # delivered after as_of: a later run takes it
+        if f.sha256 in done:
+            skipped.append(f)
+        elif f.sha256 in seen:
+            duplicates.append((f, seen[f.sha256]))
+        else:
+            seen[f.sha256] = f
+            (unreadable if f.problem else to_read).append(f)
+    return to_read, unreadable, duplicates, skipped
+
+
+def _file_rows_df(spark: SparkSession, files: list[LandingFile]) -> DataFrame:
+    schema = T.StructType([
+        T.StructField("path", T.StringType()), T.StructField("fmt", T.StringType()),
+        T.StructField("header", T.ArrayType(T.StringType())), T.StructField("delivery_date", T.DateType()),
+        T.StructField("sha256", T.StringType()),
+    ])
+    rows = [(f.path, f.fmt, list(f.header), f.delivery_date, f.sha256) for f in files]
+    return spark.createDataFrame(rows, schema)
+
+
+def read_landing_files(spark: SparkSession, source: Source, files: list[LandingFile],
+                       files_per_task: int = 1) -> DataFrame:
+    """Text rows of ``files`` (read in the engine, one task per ``files_per_task`` files)."""
+    extras = sorted({c for f in files for c in f.header} - set(source.column_names))
+    reader, ddl, _ = make_reader(source.column_names + extras)
+    files_df = _file_rows_df(spark, files)
+    n = max(1, -(-len(files) // files_per_task))
+    text = files_df.repartition(n).mapInArrow(reader, ddl)
+    return text.join(files_df.select(F.col("path").alias("_source_file"), F.col("sha256").alias("_file_sha256")),
+                     "_source_file")
+
+
+def ingest_source(spark: SparkSession, settings: Settings, source: Source, files: list[LandingFile],
+                  batch_id: str, result: SourceResult) -> dict[str, dict]:
+    """Read, validate, quarantine and upsert one source's new files; per-file counts out."""
+    lake_dir = settings.lake
+    rules = rules_from(settings)
+    text = read_landing_files(spark, source, files, settings.ingest.files_per_task)
+    readable = text.where("_file_error IS NULL").drop("_file_error")
+    validated = validate(readable.drop("_file_sha256"), source, rules) \
+        .join(text.select("_source_file", "_file_sha256").distinct(), "_source_file")
+    broken = text.where("_file_error IS NOT NULL").select(
+        "_source_file", "_file_sha256", "_delivery_date", F.col("_file_error").alias("_reason"))
+
+    # Stage the validated batch once: quarantine, bronze and counts all read it.
+    staging = lake.table_path(lake_dir, "bronze", f"_staging/{source.name}")
+    lake.overwrite(validated, staging)
+    staged = lake.read(spark, staging)
+    now = F.lit(ops.utcnow()).cast("timestamp")
+
+    # 1. quarantine: rejected rows, and files that could not be read
+    q_rows = staged.where("_reason IS NOT NULL").select(
+        F.lit(source.name).alias("source"), F.col("_reason").alias("reason"),
+        F.col("_source_file").alias("source_file"), F.col("_file_sha256").alias("file_sha256"),
+        F.col("_line").alias("line"), F.col("_raw").alias("raw"), F.col("_delivery_date").alias("delivery_date"),
+        F.lit(batch_id).alias("batch_id"), now.alias("quarantined_at"))
+    q_files = broken.select(
+        F.lit(source.name).alias("source"), F.col("_reason").alias("reason"),
+        F.col("_source_file").alias("source_file"), F.col("_file_sha256").alias("file_sha256"),
+        F.lit(0).cast("bigint").alias("line"), F.lit(None).cast("string").alias("raw"),
+        F.col("_delivery_date").alias("delivery_date"), F.lit(batch_id).alias("batch_id"), now.alias("quarantined_at"))
+    quarantine = lake.table_path(lake_dir, "quarantine", source.name)
+    lake.create_if_missing(spark, quarantine, QUARANTINE_SCHEMA)
+    lake.merge(spark, q_rows.unionByName(q_files).to(QUARANTINE_SCHEMA), quarantine, QUARANTINE_KEY,
+               update_when=None)
+
+    # 2. bronze: the latest version of each key
+    good = staged.where("_reason IS NULL").drop("_reason", "_raw")
+    extras = [c for c in good.columns if c not in source.column_names and not c.startswith("_")]
+    schema = bronze_schema(source, extras)
+    bronze_rows = latest_per_key(good, source).withColumn("_batch_id", F.lit(batch_id)) \
+        .withColumn("_ingested_at", now).to(schema)
+    bronze = lake.table_path(lake_dir, "bronze", source.name)
+    lake.create_if_missing(spark, bronze, bronze_schema(source))
+    lake.merge(spark, bronze_rows, bronze, list(source.key), update_when="s._version >= t._version")
+    if source.name in VERSIONED:
+        keys = list(VERSIONED[source.name])
+        versions = lake.table_path(lake_dir, "bronze", f"{source.name}_versions")
+        lake.create_if_missing(spark, versions, bronze_schema(source))
+        # every distinct version of a key, not just the latest
+        all_versions = latest_per_key_versions(good, source, keys).withColumn("_batch_id", F.lit(batch_id)) \
+            .withColumn("_ingested_at", now).to(schema)
+        lake.merge(spark, all_versions, versions, keys, update_when="s._version >= t._version")
+
+    # 3. per-file counts (one row per file: bounded)
+    counts = {r["_source_file"]: r.asDict() for r in staged.groupBy("_source_file").agg(
+        F.count(F.lit(1)).alias("rows_read"),
+        F.count_if(F.col("_reason").isNull()).alias("rows_loaded"),
+        F.count_if(F.col("_reason").isNotNull()).alias("rows_quarantined")).collect()}
+    for r in broken.select("_source_file", "_reason").collect():
+        counts[r["_source_file"]] = {"file_error": r["_reason"], "rows_read": 0, "rows_loaded": 0,
+                                     "rows_quarantined": 0}
+    for r in staged.where("_reason IS NOT NULL").groupBy(
+            F.regexp_extract("_reason", r"^([^:;']*)", 1).alias("kind")).count().collect():
+        result.reasons[r["kind"].strip()] += r["count"]
+    shutil.rmtree(staging, ignore_errors=True)
+    return counts
+
+
+def latest_per_key_versions(good: DataFrame, source: Source, keys: list[str]) -> DataFrame:
+    """One row per (key, version): re-sent copies of the same version collapse to the latest delivery."""
+    from features.bronze import version_column
+    from pyspark.sql.window import Window
+
+    w = Window.partitionBy(*keys).orderBy(F.col("_version").desc())
+    return good.withColumn("_version", version_column(source)).withColumn("_rn", F.row_number().over(w)) \
+        .where("_rn = 1").drop("_rn")
+
+
+def run(spark: SparkSession, settings: Settings, as_of: date | None = None, sources: list[str] | None = None,
+        batch_id: str | None = None, progress=None) -> dict[str, SourceResult]:
+    """Ingest every new landing file delivered on or before ``as_of`` (all, when None)."""
+    batch_id = batch_id or uuid.uuid4().hex[:12]
+    names = sources or list(SOURCES)
+    files = discover(Path(settings.landing), names)
+    done = ops.ingested_checksums(spark, settings.lake)
+    to_read, unreadable, duplicates, skipped = _plan(files, done, as_of)
+    results = {n: SourceResult(n) for n in names}
+    for f in skipped:
+        results[f.source].files_skipped += 1
+    now = ops.utcnow()
+    records: list[dict] = []
+    for f, original in duplicates:
+        results[f.source].files_duplicate += 1
+        records.append(dict(source=f.source, file_path=f.path, sha256=f.sha256, size_bytes=f.size_bytes,
+                            delivery_date=f.delivery_date, status="duplicate",
+                            reason=f"same content as {original.path}", batch_id=batch_id, ingested_at=now))
+    if unreadable:
+        _quarantine_unreadable(spark, settings, unreadable, batch_id)
+        for f in unreadable:
+            results[f.source].files_quarantined += 1
+            results[f.source].reasons[f.problem] += 1
+            records.append(dict(source=f.source, file_path=f.path, sha256=f.sha256, size_bytes=f.size_bytes,
+                                delivery_date=f.delivery_date, status="quarantined", reason=f.problem,
+                                rows_read=0, rows_loaded=0, rows_quarantined=0, batch_id=batch_id,
+                                ingested_at=now))
+    by_source: dict[str, list[LandingFile]] = {}
+    for f in to_read:
+        by_source.setdefault(f.source, []).append(f)
+    for i, name in enumerate(names):
+        if progress:
+            progress(f"ingest {name}", i, len(names))
+        src_files = by_source.get(name, [])
+        if not src_files:
+            continue
+        res = results[name]
+        counts = ingest_source(spark, settings, SOURCES[name], src_files, batch_id, res)
+        for f in src_files:
+            c = counts.get(f.path, {"rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0})
+            status = "quarantined" if c.get("file_error") else "loaded"
+            res.files_new += 1
+            res.files_quarantined += status == "quarantined"
+            if c.get("file_error"):
+                res.reasons[c["file_error"]] += 1
+            res.rows_read += c["rows_read"]
+            res.rows_loaded += c["rows_loaded"]
+            res.rows_quarantined += c["rows_quarantined"]
+            records.append(dict(source=name, file_path=f.path, sha256=f.sha256, size_bytes=f.size_bytes,
+                                delivery_date=f.delivery_date, status=status, reason=c.get("file_error"),
+                                rows_read=c["rows_read"], rows_loaded=c["rows_loaded"],
+                                rows_quarantined=c["rows_quarantined"], batch_id=batch_id, ingested_at=now))
+    ops.record_files(spark, settings.lake, records)
+    if progress:
+        progress("ingest", len(names), len(names))
+    return results
+
+
+def _quarantine_unreadable(spark: SparkSession, settings: Settings, files: list[LandingFile], batch_id: str) -> None:
+    now = ops.utcnow()
+    by_source: dict[str, list] = {}
+    for f in files:
+        by_source.setdefault(f.source, []).append(
+            (f.source, f.problem, f.path, f.sha256, 0, None, f.delivery_date, batch_id, now))
+    for name, rows in by_source.items():
+        path = lake.table_path(settings.lake, "quarantine", name)
+        lake.create_if_missing(spark, path, QUARANTINE_SCHEMA)
+        lake.merge(spark, spark.createDataFrame(rows, QUARANTINE_SCHEMA), path, QUARANTINE_KEY, update_when=None)
