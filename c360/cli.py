@@ -1,0 +1,230 @@
+"""``c360``: the command line. It calls the same job functions as the Airflow DAGs.
+
+    c360 generate --customers N --days D --as-of YYYY-MM-DD --seed S --landing DIR [--dirty-rate R]
+    c360 run --landing DIR --lake DIR --as-of YYYY-MM-DD [--steps ingest,silver,...]
+    c360 demo
+
+Long work shows progress bars; each command ends with a summary table; a failure exits
+non-zero with one clear line (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from datetime import date, datetime
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from c360.settings import ConfigError, Settings, load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Customer 360 profiling and next-best-product pipeline for retail banks.")
+console = Console(stderr=True)
+out = Console()
+
+DEMO_CUSTOMERS = 10_000
+DEMO_DAYS = 395  # 13 months
+DEMO_AS_OF = date(2026, 6, 30)
+DEMO_SEED = 42
+
+
+class CliError(Exception):
+    """An error whose message is shown to the user as it is."""
+
+
+def _parse_date(value: str, option: str) -> date:
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        raise CliError(f"{option} must be a date YYYY-MM-DD, got {value!r}") from None
+
+
+def _settings(landing: Optional[Path] = None, lake: Optional[Path] = None) -> Settings:
+    return load_settings().with_paths(landing=landing, lake=lake)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=False)
+
+
+class _Bars:
+    """Adapts ``progress(stage, done, total)`` callbacks to one rich bar per stage."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.tasks: dict[str, int] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        group = stage.split(" ")[0]
+        if group not in self.tasks:
+            self.tasks[group] = self.progress.add_task(group, total=total)
+        self.progress.update(self.tasks[group], completed=done, total=total, description=stage)
+
+
+def _run_guarded(fn, debug: bool) -> None:
+    """Run ``fn``; turn any failure into one red line and exit code 1."""
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fn()
+        except (CliError, ConfigError, ValueError) as exc:
+            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(2 if isinstance(exc, (CliError, ConfigError)) else 1) from None
+        except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+            if debug:
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            console.print(f"[red]error:[/red] {type(exc).__name__}: {first[:300]}", highlight=False)
+            raise typer.Exit(1) from None
+        finally:
+            shown = set()
+            for w in caught:
+                msg = str(w.message)
+                if msg not in shown and not issubclass(w.category, (FutureWarning, DeprecationWarning)):
+                    shown.add(msg)
+                    console.print(f"[yellow]warning:[/yellow] {msg}", highlight=False)
+
+
+def _generation_table(summary) -> Table:
+    t = Table(title="Generated landing zone")
+    t.add_column("source")
+    t.add_column("rows", justify="right")
+    t.add_column("files", justify="right")
+    for name, rows in summary.rows.items():
+        t.add_row(name, f"{rows:,}", f"{summary.files.get(name, 0):,}")
+    return t
+
+
+def do_generate(customers: int, days: int, as_of: date, seed: int, landing: Path, dirty_rate: float) -> None:
+    from c360.synth import generate as synth_generate
+
+    with _progress() as progress:
+        summary = synth_generate(customers=customers, days=days, as_of=as_of, seed=seed, landing=landing,
+                                 dirty_rate=dirty_rate, progress=_Bars(progress))
+    out.print(_generation_table(summary))
+    defects = {k: v for k, v in (summary.defects or {}).items() if v}
+    if defects:
+        out.print("injected defects: " + ", ".join(f"{k}={v}" for k, v in sorted(defects.items())))
+
+
+def _results_tables(results) -> list[Table]:
+    tables = []
+    steps = Table(title="Pipeline run")
+    steps.add_column("step")
+    steps.add_column("status")
+    steps.add_column("seconds", justify="right")
+    for r in results:
+        steps.add_row(r.step, r.status, f"{r.duration_s:.1f}")
+    tables.append(steps)
+    for r in results:
+        if r.step == "ingest":
+            t = Table(title="Ingestion")
+            for col in ("source", "files new", "skipped", "duplicate", "files quarantined",
+                        "rows read", "rows loaded", "rows quarantined"):
+                t.add_column(col, justify="left" if col == "source" else "right")
+            for name, m in r.metrics.items():
+                t.add_row(name, *(f"{m[k]:,}" for k in ("files_new", "files_skipped", "files_duplicate",
+                                                        "files_quarantined", "rows_read", "rows_loaded",
+                                                        "rows_quarantined")))
+            tables.append(t)
+            reasons: dict[str, int] = {}
+            for m in r.metrics.values():
+                for k, v in m["reasons"].items():
+                    reasons[k] = reasons.get(k, 0) + v
+            if reasons:
+                q = Table(title="Quarantine reasons")
+                q.add_column("reason")
+                q.add_column("count", justify="right")
+                for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]):
+                    q.add_row(k, f"{v:,}")
+                tables.append(q)
+        elif r.step == "silver":
+            t = Table(title="Silver tables")
+            t.add_column("table")
+            t.add_column("rows", justify="right")
+            for name, n in r.metrics.get("rows", {}).items():
+                t.add_row(f"silver/{name}", f"{n:,}")
+            tables.append(t)
+    return tables
+
+
+def do_run(settings: Settings, as_of: date, steps: Optional[str]) -> None:
+    from c360.engine import spark_session
+    from jobs.pipeline import parse_steps, run_step
+
+    names = parse_steps(steps)
+    if not Path(settings.landing).is_dir() and "ingest" in names:
+        raise CliError(f"landing zone {settings.landing} does not exist (run `c360 generate` first?)")
+    results = []
+    with spark_session(settings) as engine, _progress() as progress:
+        bars = _Bars(progress)
+        overall = progress.add_task("pipeline", total=len(names))
+        for i, step in enumerate(names):
+            progress.update(overall, description=f"pipeline: {step}", completed=i)
+            results.append(run_step(engine.spark, settings, step, as_of, progress=bars))
+        progress.update(overall, completed=len(names), description="pipeline")
+    for t in _results_tables(results):
+        out.print(t)
+    out.print(f"lake: {settings.lake}")
+
+
+@app.command()
+def generate(
+    customers: int = typer.Option(..., help="number of customers"),
+    days: int = typer.Option(..., help="days of history ending at --as-of"),
+    as_of: str = typer.Option(..., "--as-of", help="last day of history, YYYY-MM-DD"),
+    seed: int = typer.Option(42, help="random seed (same seed, same files)"),
+    landing: Optional[Path] = typer.Option(None, help="landing zone [env C360_LANDING, default ./landing]"),
+    dirty_rate: float = typer.Option(0.0, "--dirty-rate", help="share of rows with injected defects (0-0.5)"),
+    debug: bool = typer.Option(False, help="show tracebacks"),
+) -> None:
+    """Write a synthetic bank's deliveries into the landing zone."""
+    def go():
+        s = _settings(landing=landing)
+        do_generate(customers, days, _parse_date(as_of, "--as-of"), seed, Path(s.landing), dirty_rate)
+    _run_guarded(go, debug)
+
+
+@app.command()
+def run(
+    as_of: str = typer.Option(..., "--as-of", help="business date of the run, YYYY-MM-DD"),
+    landing: Optional[Path] = typer.Option(None, help="landing zone [env C360_LANDING, default ./landing]"),
+    lake: Optional[Path] = typer.Option(None, help="lake root [env C360_LAKE, default ./lake]"),
+    steps: Optional[str] = typer.Option(None, help="comma-separated steps (default: all, in order)"),
+    debug: bool = typer.Option(False, help="show tracebacks"),
+) -> None:
+    """Run pipeline steps for one business date."""
+    def go():
+        do_run(_settings(landing=landing, lake=lake), _parse_date(as_of, "--as-of"), steps)
+    _run_guarded(go, debug)
+
+
+@app.command()
+def demo(
+    debug: bool = typer.Option(False, help="show tracebacks"),
+    customers: int = typer.Option(DEMO_CUSTOMERS, help="number of customers"),
+) -> None:
+    """Generate a 10,000-customer bank (13 months to 2026-06-30) and run every step."""
+    def go():
+        s = _settings()
+        do_generate(customers, DEMO_DAYS, DEMO_AS_OF, DEMO_SEED, Path(s.landing), 0.01)
+        do_run(s, DEMO_AS_OF, None)
+    _run_guarded(go, debug)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,158 @@
+"""Silver transforms: bronze rows in, clean, conformed and private rows out.
+
+- :func:`conform`: one row per key, canonical spellings, no bronze bookkeeping columns;
+- :func:`tokenise`: PII columns replaced by keyed HMAC tokens (computed in the engine);
+- :func:`mask_free_text`: phone numbers, emails and national ids inside comments removed;
+- :func:`scd2`: the versions of a record as SCD type 2 history (valid_from/valid_to);
+- :func:`attribute_events`: anonymous digital events given to a customer through the
+  session's or the device's logins;
+- :func:`customers_silver`: the customer master as history, with PII tokenised and
+  ``birth_month`` (age and age band stay computable, the exact birth date does not).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.window import Window
+
+from c360.contract import Source
+from c360.privacy import hmac_pads
+
+# Free-text categorical columns normalised to lower snake case in silver.
+LOWER_CASE = {
+    "product_catalog": ["family"],
+    "customers": ["kyc_status", "occupation"],
+    "interactions": ["channel", "reason"],
+    "feedback": ["channel"],
+    "complaints": ["channel", "category"],
+    "campaign_responses": ["channel"],
+    "transactions": ["merchant_category"],
+}
+UPPER_CASE = ["currency", "product_code"]
+FREE_TEXT = {"feedback": ["comment"], "complaints": ["description"], "transactions": ["description"]}
+LINEAGE = ["_source_file", "_batch_id", "_ingested_at"]
+
+# No look-around (Sail's regex engine has none): digit boundaries are captured and put back.
+_PHONE = r"(^|[^0-9])(\+?86[- ]?)?1[3-9][0-9]{9}([^0-9]|$)"
+_EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
+_NATIONAL_ID = r"(^|[^0-9])[0-9]{17}[0-9Xx]([^0-9]|$)"
+
+
+def hmac_token(value: Column, key: bytes) -> Column:
+    """HMAC-SHA256 of the UTF-8 text of ``value`` as 64 hex characters (null stays null)."""
+    ipad, opad = hmac_pads(key)
+    inner = F.sha2(F.concat(F.unhex(F.lit(ipad)), F.encode(value.cast("string"), "UTF-8")), 256)
+    return F.when(value.isNotNull(), F.sha2(F.concat(F.unhex(F.lit(opad)), F.unhex(inner)), 256))
+
+
+def tokenise(df: DataFrame, columns: list[str], key: bytes) -> DataFrame:
+    """Replace each PII column ``c`` by ``c_token`` (keyed HMAC); the raw column is dropped."""
+    out = df
+    for c in columns:
+        if c in out.columns:
+            out = out.withColumn(f"{c}_token", hmac_token(F.col(c), key)).drop(c)
+    return out
+
+
+def mask_free_text(text: Column) -> Column:
+    """Remove phone numbers, e-mail addresses and national ids that customers type into comments."""
+    t = F.regexp_replace(text, _EMAIL, "[email]")
+    t = F.regexp_replace(t, _NATIONAL_ID, "$1[id]$2")
+    return F.regexp_replace(t, _PHONE, "$1[phone]$3")
+
+
+def _snake(c: Column) -> Column:
+    return F.regexp_replace(F.lower(F.trim(c)), r"[\s\-]+", "_")
+
+
+def conform(df: DataFrame, source: Source) -> DataFrame:
+    """One row per key with canonical spellings; bronze bookkeeping dropped, lineage kept.
+
+    Enums were canonicalised when validated; here free-text categories become lower
+    snake case, currencies and product codes upper case, and comments lose any contact
+    details typed into them. If a key still has several rows (it should not after the
+    bronze MERGE) the latest version wins.
+    """
+    if "_version" in df.columns:
+        w = Window.partitionBy(*source.key).orderBy(F.col("_version").desc())
+        df = df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
+    for c in LOWER_CASE.get(source.name, []):
+        if c in df.columns:
+            df = df.withColumn(c, _snake(F.col(c)))
+    for c in UPPER_CASE:
+        if c in df.columns:
+            df = df.withColumn(c, F.upper(F.trim(F.col(c))))
+    for c in FREE_TEXT.get(source.name, []):
+        if c in df.columns:
+            df = df.withColumn(c, mask_free_text(F.col(c)))
+    drop = [c for c in df.columns if c.startswith("_") and c not in LINEAGE]
+    return df.drop(*drop)
+
+
+def scd2(versions: DataFrame, key: list[str], order_by: str, tracked: list[str]) -> DataFrame:
+    """SCD type 2 history from the versions of a record.
+
+    ``versions`` holds one row per (key, ``order_by``). Consecutive versions whose
+    ``tracked`` columns are all equal collapse into one; each remaining version is valid
+    from its ``order_by`` value until the next one's (``valid_to`` exclusive, null for the
+    current row), and ``is_current`` marks the latest.
+    """
+    w = Window.partitionBy(*key).orderBy(order_by)
+    signature = F.sha2(F.to_json(F.struct(*[F.col(c) for c in tracked])), 256)
+    changed = versions.withColumn("_sig", signature) \
+        .withColumn("_prev_sig", F.lag("_sig").over(w)) \
+        .where(F.col("_prev_sig").isNull() | (F.col("_sig") != F.col("_prev_sig")))
+    return changed.withColumn("valid_from", F.col(order_by)) \
+        .withColumn("valid_to", F.lead(order_by).over(w)) \
+        .withColumn("is_current", F.col("valid_to").isNull()) \
+        .drop("_sig", "_prev_sig")
+
+
+def customers_silver(versions: DataFrame, source: Source, key: bytes) -> DataFrame:
+    """The customer master as SCD2 history, PII tokenised, ``birth_month`` kept for age.
+
+    Tracked attributes are every contract column except the key and ``updated_at``.
+    """
+    df = conform(versions.drop("_version"), source) if "_version" in versions.columns else conform(versions, source)
+    df = df.withColumn("birth_month", F.trunc("birth_date", "MM"))
+    tracked = [c for c in source.column_names if c not in ("customer_id", "updated_at")]
+    history = scd2(df, ["customer_id"], "updated_at", tracked)
+    return tokenise(history, source.pii_columns, key)
+
+
+def customer_pii(versions: DataFrame, source: Source, key: bytes) -> DataFrame:
+    """The restricted table: current raw PII per customer, with its tokens for re-identification."""
+    w = Window.partitionBy("customer_id").orderBy(F.col("updated_at").desc())
+    current = versions.withColumn("_rn", F.row_number().over(w)).where("_rn = 1")
+    cols = source.pii_columns
+    return current.select(
+        "customer_id", *cols, *[hmac_token(F.col(c), key).alias(f"{c}_token") for c in cols], "updated_at")
+
+
+def attribute_events(events: DataFrame) -> DataFrame:
+    """Give anonymous events a customer through logins.
+
+    ``customer_id`` is kept when delivered (``attributed_by`` = 'login'). Otherwise the
+    customer who logged in during the same session (when exactly one did) gets it
+    ('session'); otherwise the customer of the latest earlier login on the same device
+    ('device'). Later logins on a device are never used, so attribution does not look
+    into the future beyond the session itself. Events with no such login stay anonymous.
+    """
+    session_w = Window.partitionBy("session_id")
+    device_w = Window.partitionBy("device_id").orderBy("event_ts", "event_id") \
+        .rowsBetween(Window.unboundedPreceding, 0)
+    with_session = events.withColumn(
+        "_session_customers", F.size(F.collect_set("customer_id").over(session_w))) \
+        .withColumn("_session_customer", F.first("customer_id", ignorenulls=True).over(session_w))
+    with_device = with_session.withColumn(
+        "_device_customer", F.last("customer_id", ignorenulls=True).over(device_w))
+    session_ok = F.col("session_id").isNotNull() & (F.col("_session_customers") == 1)
+    return with_device.select(
+        *[c for c in events.columns if c != "customer_id"],
+        F.coalesce(F.col("customer_id"), F.when(session_ok, F.col("_session_customer")),
+                   F.col("_device_customer")).alias("customer_id"),
+        F.when(F.col("customer_id").isNotNull(), F.lit("login"))
+         .when(session_ok, F.lit("session"))
+         .when(F.col("_device_customer").isNotNull(), F.lit("device")).alias("attributed_by"),
+    )

@@ -1,0 +1,148 @@
+"""features.bronze: typing, validation reasons and version ordering on small DataFrames."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+import pytest
+
+from c360.contract import SOURCES
+from features.bronze import ValidationRules, latest_per_key, validate
+from helpers import customer, text_rows, txn
+
+RULES = ValidationRules(bank_timezone="Asia/Shanghai", max_future_days=1, min_date=date(1900, 1, 1))
+
+
+def _validate(spark, source, rows, **kw):
+    df = validate(text_rows(spark, source, rows, **kw), SOURCES[source], RULES)
+    return {r["_line"]: r for r in df.collect()}
+
+
+def test_good_transaction_is_typed_and_has_no_reason(spark):
+    r = _validate(spark, "transactions", [txn()])[2]
+    assert r["_reason"] is None and r["_raw"] is None
+    assert r["amount"] == Decimal("12.50")
+    assert r["direction"] == "debit"
+    # 10:00 in Shanghai (no offset given) is 02:00 UTC
+    assert r["txn_ts"] == datetime(2026, 6, 1, 2, 0)
+
+
+@pytest.mark.parametrize("ts, utc", [
+    ("2026-06-01T10:00:00+08:00", datetime(2026, 6, 1, 2, 0)),
+    ("2026-06-01T10:00:00Z", datetime(2026, 6, 1, 10, 0)),
+    ("2026-06-01 10:00:00", datetime(2026, 6, 1, 2, 0)),
+    ("2026-06-01T10:00:00-05:00", datetime(2026, 6, 1, 15, 0)),
+])
+def test_timestamps_become_utc_with_or_without_offset(spark, ts, utc):
+    assert _validate(spark, "transactions", [txn(txn_ts=ts)])[2]["txn_ts"] == utc
+
+
+@pytest.mark.parametrize("over, reason", [
+    (dict(txn_id=None), "missing required field txn_id"),
+    (dict(txn_id="  "), "missing required field txn_id"),
+    (dict(amount="12,3a"), "amount is not a decimal: '12,3a'"),
+    (dict(amount="-3"), "negative or zero amount: -3.00"),
+    (dict(amount="0"), "negative or zero amount: 0.00"),
+    (dict(direction="debitt"), "unknown value for direction: 'debitt'"),
+    (dict(channel="fax"), "unknown value for channel: 'fax'"),
+    (dict(txn_ts="2026-02-30T12:00:00"), "impossible timestamp in txn_ts: '2026-02-30T12:00:00'"),
+    (dict(txn_ts="yesterday"), "malformed timestamp in txn_ts: 'yesterday'"),
+    (dict(txn_ts="2026-06-05T12:00:00"), "txn_ts in the future (after the delivery date)"),
+])
+def test_each_bad_value_gets_its_reason(spark, over, reason):
+    r = _validate(spark, "transactions", [txn(**over)])[2]
+    assert r["_reason"] == reason
+    assert r["_raw"].startswith(over.get("txn_id") or "")  # the record as delivered, as CSV
+
+
+def test_several_problems_are_all_reported(spark):
+    r = _validate(spark, "transactions", [txn(amount="-1", channel="fax")])[2]
+    assert r["_reason"] == "negative or zero amount: -1.00; unknown value for channel: 'fax'"
+
+
+def test_enum_case_is_canonicalised_not_rejected(spark):
+    r = _validate(spark, "transactions", [txn(direction=" DEBIT ", channel="WeChat")])[2]
+    assert r["_reason"] is None
+    assert (r["direction"], r["channel"]) == ("debit", "wechat")
+
+
+def test_reader_error_is_the_only_reason(spark):
+    r = _validate(spark, "transactions", [dict(_row_error="wrong column count: expected 11, got 8")])[2]
+    assert r["_reason"] == "wrong column count: expected 11, got 8"
+
+
+def test_raw_text_is_quoted_csv(spark):
+    r = _validate(spark, "transactions", [txn(amount="x", description='coffee, "large"')])[2]
+    assert r["_raw"] == 'T1,A1,C1,2026-06-01T10:00:00,x,debit,CNY,pos,groceries,,"coffee, ""large"""'
+
+
+@pytest.mark.parametrize("text, value", [("Y", True), ("yes", True), ("TRUE", True), ("1", True),
+                                         ("n", False), ("No", False), ("false", False), ("0", False)])
+def test_booleans_in_every_spelling(spark, text, value):
+    r = _validate(spark, "customers", [customer(marketing_consent=text)])[2]
+    assert r["_reason"] is None and r["marketing_consent"] is value
+
+
+def test_customer_dates(spark):
+    rows = _validate(spark, "customers", [
+        customer(birth_date="1990-02-30"),
+        customer(birth_date="15/01/1990", _line=3),
+        customer(birth_date="1850-01-01", _line=4),
+        customer(marketing_consent="maybe", _line=5),
+    ])
+    assert rows[2]["_reason"] == "impossible date in birth_date: '1990-02-30'"
+    assert rows[3]["_reason"] == "malformed date in birth_date: '15/01/1990'"
+    assert rows[4]["_reason"] == "impossible date in birth_date: '1850-01-01'"
+    assert rows[5]["_reason"] == "marketing_consent is not a boolean: 'maybe'"
+
+
+def test_survey_score_range_depends_on_type(spark):
+    base = dict(response_id="R1", customer_id="C1", responded_at="2026-06-01T10:00:00")
+    rows = _validate(spark, "feedback", [
+        base | dict(survey_type="nps", score="9"),
+        base | dict(survey_type="csat", score="9", _line=3),
+        base | dict(survey_type="ces", score="0", _line=4),
+    ])
+    assert rows[2]["_reason"] is None and rows[2]["score"] == 9
+    assert rows[3]["_reason"] == "score out of range for csat: 9"
+    assert rows[4]["_reason"] == "score out of range for ces: 0"
+
+
+def test_ordered_columns(spark):
+    r = _validate(spark, "interactions", [dict(interaction_id="I1", customer_id="C1", channel="branch",
+                                               started_at="2026-06-01T10:00:00", ended_at="2026-06-01T09:00:00")])[2]
+    assert r["_reason"] == "ended_at before started_at"
+
+
+def test_extra_columns_are_kept(spark):
+    df = validate(text_rows(spark, "transactions", [txn() | {"loyalty_tier": "gold"}], extras=("loyalty_tier",)),
+                  SOURCES["transactions"], RULES)
+    assert "loyalty_tier" in df.columns and df.first()["loyalty_tier"] == "gold"
+
+
+def test_latest_per_key_prefers_version_then_delivery_then_line(spark):
+    src = SOURCES["customers"]
+    rows = text_rows(spark, "customers", [
+        customer(annual_income="1", updated_at="2026-06-01T09:00:00", _line=2),
+        customer(annual_income="2", updated_at="2026-06-01T11:00:00", _line=3),
+        # re-sent later, but an older version: must not win
+        customer(annual_income="3", updated_at="2026-06-01T08:00:00", _line=2, _delivery_date=date(2026, 6, 2)),
+        customer(customer_id="C2", annual_income="4", _line=4),
+        customer(customer_id="C2", annual_income="5", _line=5),  # same version, later line wins
+    ])
+    latest = {r["customer_id"]: r for r in latest_per_key(validate(rows, src, RULES), src).collect()}
+    assert latest["C1"]["annual_income"] == Decimal("2.00")
+    assert latest["C2"]["annual_income"] == Decimal("5.00")
+
+
+def test_complaints_latest_delivery_wins(spark):
+    src = SOURCES["complaints"]
+    base = dict(complaint_id="K1", customer_id="C1", opened_at="2026-05-20T10:00:00", category="fees")
+    rows = text_rows(spark, "complaints", [
+        base | dict(status="open", _delivery_date=date(2026, 5, 20)),
+        base | dict(status="resolved", closed_at="2026-05-25T10:00:00", _delivery_date=date(2026, 5, 25)),
+        base | dict(status="in_progress", _delivery_date=date(2026, 5, 22)),
+    ])
+    (r,) = latest_per_key(validate(rows, src, RULES), src).collect()
+    assert r["status"] == "resolved"

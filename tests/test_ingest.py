@@ -1,0 +1,200 @@
+"""jobs.ingest on real Delta tables: exactly once, upserts, late rows, quarantine, formats."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import date, datetime
+from decimal import Decimal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from c360 import lake
+from c360.contract import SOURCES
+from conftest import write_landing
+from jobs import ingest, silver
+
+TXN_HEADER = ",".join(SOURCES["transactions"].column_names)
+CUST_HEADER = ",".join(SOURCES["customers"].column_names)
+
+
+def txn_line(txn_id, amount="10.00", ts="2026-06-01T10:00:00", channel="pos", desc=""):
+    return f"{txn_id},A1,C1,{ts},{amount},debit,CNY,{channel},groceries,,{desc}"
+
+
+def cust_line(cid, income, updated, risk="R3", consent="true"):
+    return (f"{cid},王小明,110101199001011234,13800138000,xm@example.cn,1990-01-15,M,engineer,{income},上海,B01,"
+            f"2020-03-01,{risk},verified,{consent},zh,{updated}")
+
+
+def table(spark, s, layer, name):
+    return lake.read(spark, lake.table_path(s.lake, layer, name))
+
+
+def test_same_delivery_twice_changes_nothing(spark, lake_settings):
+    s = lake_settings
+    write_landing(s.landing, "transactions", "2026-06-01", "t.csv",
+                  "\n".join([TXN_HEADER, txn_line("T1"), txn_line("T2")]) + "\n")
+    first = ingest.run(spark, s)
+    assert first["transactions"].rows_loaded == 2
+    v1 = lake.version(lake.table_path(s.lake, "bronze", "transactions"))
+    second = ingest.run(spark, s)
+    assert second["transactions"].files_new == 0 and second["transactions"].files_skipped == 1
+    assert lake.version(lake.table_path(s.lake, "bronze", "transactions")) == v1
+    assert table(spark, s, "bronze", "transactions").count() == 2
+
+
+def test_same_content_under_another_name_is_a_duplicate(spark, lake_settings):
+    s = lake_settings
+    body = "\n".join([TXN_HEADER, txn_line("T1")]) + "\n"
+    write_landing(s.landing, "transactions", "2026-06-01", "t.csv", body)
+    write_landing(s.landing, "transactions", "2026-06-02", "t-resent.csv", body)
+    res = ingest.run(spark, s)["transactions"]
+    assert (res.files_new, res.files_duplicate, res.rows_loaded) == (1, 1, 1)
+    files = {r.file_path.rsplit("/", 1)[1]: r.status for r in table(spark, s, "ops", "ingested_files").collect()}
+    assert files == {"t.csv": "loaded", "t-resent.csv": "duplicate"}
+
+
+def test_resent_rows_upsert_and_the_latest_version_wins(spark, lake_settings):
+    s = lake_settings
+    write_landing(s.landing, "customers", "2026-06-01", "c.csv",
+                  "\n".join([CUST_HEADER, cust_line("C1", "100.00", "2026-06-01T09:00:00")]) + "\n")
+    ingest.run(spark, s)
+    write_landing(s.landing, "customers", "2026-06-02", "c.csv", "\n".join([
+        CUST_HEADER,
+        cust_line("C1", "200.00", "2026-06-02T09:00:00", risk="R4"),
+        cust_line("C2", "50.00", "2026-06-02T09:00:00")]) + "\n")
+    # a late re-send of an older version must not overwrite the newer one
+    write_landing(s.landing, "customers", "2026-06-03", "c.csv",
+                  "\n".join([CUST_HEADER, cust_line("C1", "90.00", "2026-05-30T09:00:00")]) + "\n")
+    ingest.run(spark, s)
+    rows = {r.customer_id: r for r in table(spark, s, "bronze", "customers").collect()}
+    assert len(rows) == 2
+    assert rows["C1"].annual_income == Decimal("200.00") and rows["C1"].risk_tolerance == "R4"
+    versions = table(spark, s, "bronze", "customers_versions").where("customer_id = 'C1'").count()
+    assert versions == 3  # every version kept for history
+
+
+def test_late_rows_land(spark, lake_settings):
+    s = lake_settings
+    write_landing(s.landing, "transactions", "2026-06-01", "t.csv",
+                  "\n".join([TXN_HEADER, txn_line("T1")]) + "\n")
+    ingest.run(spark, s)
+    # delivered on 06-05 about 05-28
+    write_landing(s.landing, "transactions", "2026-06-05", "t.csv",
+                  "\n".join([TXN_HEADER, txn_line("T0", ts="2026-05-28T10:00:00")]) + "\n")
+    ingest.run(spark, s)
+    late = table(spark, s, "bronze", "transactions").where("txn_id = 'T0'").first()
+    assert late.txn_ts == datetime(2026, 5, 28, 2, 0) and late._delivery_date == date(2026, 6, 5)
+
+
+def test_every_bad_row_is_quarantined_with_its_reason_and_no_good_row_is_lost(spark, lake_settings):
+    s = lake_settings
+    lines = [TXN_HEADER,
+             txn_line("G1"),
+             txn_line("B1", amount="-5"),
+             txn_line("B2", amount="1.5x"),
+             txn_line("B3", channel="fax"),
+             txn_line("", amount="3.00"),
+             txn_line("B5", ts="2026-13-45T10:00:00"),
+             "B6,A1,C1,2026-06-01T10:00:00,10.00,debit",
+             txn_line("G2", desc='"multi\nline, quoted"'),
+             txn_line("B7", ts="2031-01-01T00:00:00"),
+             txn_line("G3")]
+    write_landing(s.landing, "transactions", "2026-06-01", "t.csv", "\n".join(lines) + "\n")
+    res = ingest.run(spark, s)["transactions"]
+    assert (res.rows_read, res.rows_loaded, res.rows_quarantined) == (10, 3, 7)
+    assert sorted(r.txn_id for r in table(spark, s, "bronze", "transactions").collect()) == ["G1", "G2", "G3"]
+    q = {r.line: r for r in table(spark, s, "quarantine", "transactions").collect()}
+    assert q[3].reason == "negative or zero amount: -5.00"
+    assert q[4].reason == "amount is not a decimal: '1.5x'"
+    assert q[5].reason == "unknown value for channel: 'fax'"
+    assert q[6].reason == "missing required field txn_id"
+    assert q[7].reason == "impossible timestamp in txn_ts: '2026-13-45T10:00:00'"
+    assert q[8].reason == "wrong column count: expected 11, got 6"
+    assert q[8].raw == "B6,A1,C1,2026-06-01T10:00:00,10.00,debit"
+    # G2's quoted value spans two lines, so B7 starts on physical line 11
+    assert q[11].reason == "txn_ts in the future (after the delivery date)"
+    assert all(r.source_file.endswith("/transactions/2026-06-01/t.csv") for r in q.values())
+
+
+def test_corrupt_files_are_quarantined_whole_and_other_sources_load(spark, lake_settings):
+    s = lake_settings
+    good = gzip.compress(("\n".join([TXN_HEADER] + [txn_line(f"T{i}") for i in range(2000)]) + "\n").encode())
+    write_landing(s.landing, "transactions", "2026-06-01", "t.csv.gz", good[: len(good) // 2])  # truncated
+    write_landing(s.landing, "customers", "2026-06-01", "gbk.csv", (CUST_HEADER + "\n" + cust_line(
+        "C1", "1.00", "2026-06-01T09:00:00") + "\n").encode("gbk"))
+    write_landing(s.landing, "customers", "2026-06-01", "no-key.csv", "full_name,email\n张三,a@b.cn\n")
+    write_landing(s.landing, "feedback", "2026-06-01", "f.csv",
+                  ",".join(SOURCES["feedback"].column_names) + "\nR1,C1,nps,9,很好,app,app,2026-06-01T10:00:00,\n")
+    res = ingest.run(spark, s)
+    assert res["transactions"].files_quarantined == 1 and res["transactions"].rows_loaded == 0
+    assert res["customers"].files_quarantined == 2
+    assert res["feedback"].rows_loaded == 1
+    reasons = {r.source_file.rsplit("/", 1)[1]: r.reason for r in
+               table(spark, s, "quarantine", "customers").unionByName(
+                   table(spark, s, "quarantine", "transactions")).collect()}
+    assert reasons["gbk.csv"] == "file is not valid UTF-8 text (wrong encoding?)"
+    assert reasons["no-key.csv"].startswith("missing required column(s): customer_id")
+    assert reasons["t.csv.gz"].startswith("truncated or corrupt compressed file")
+
+
+def test_parquet_and_jsonl_deliveries(spark, lake_settings):
+    s = lake_settings
+    folder = s.landing / "holdings" / "2026-06-30"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({
+        "account_id": ["A1", "A2"], "customer_id": ["C1", "C1"], "product_code": ["CA01", "TD12"],
+        "opened_date": ["2020-03-01", "2026-06-10"], "closed_date": [None, None], "status": ["active", "ACTIVE"],
+        "balance": [1234.5, 50000.0], "credit_limit": [None, None], "currency": ["CNY", "CNY"],
+        "snapshot_date": ["2026-06-30", "2026-06-30"]}), folder / "h.parquet")
+    events = [{"event_id": "E1", "customer_id": None, "device_id": "D1", "session_id": "S1",
+               "event_ts": "2026-06-01T10:00:00", "channel": "app", "event_type": "page_view", "duration_ms": 1200},
+              {"event_id": "E2", "customer_id": "C1", "device_id": "D1", "session_id": "S1",
+               "event_ts": "2026-06-01T10:01:00", "channel": "app", "event_type": "login"}]
+    write_landing(s.landing, "events", "2026-06-01", "e.jsonl",
+                  "\n".join(json.dumps(e) for e in events) + "\n{not json\n")
+    res = ingest.run(spark, s)
+    assert res["holdings"].rows_loaded == 2 and res["events"].rows_loaded == 2
+    assert res["events"].rows_quarantined == 1
+    bal = {r.account_id: r.balance for r in table(spark, s, "bronze", "holdings").collect()}
+    assert bal == {"A1": Decimal("1234.50"), "A2": Decimal("50000.00")}
+    assert table(spark, s, "quarantine", "events").first().line == 3
+
+
+def test_deliveries_after_as_of_wait_for_a_later_run(spark, lake_settings):
+    s = lake_settings
+    write_landing(s.landing, "transactions", "2026-06-01", "t.csv", "\n".join([TXN_HEADER, txn_line("T1")]) + "\n")
+    write_landing(s.landing, "transactions", "2026-06-02", "t.csv",
+                  "\n".join([TXN_HEADER, txn_line("T2", ts="2026-06-02T10:00:00")]) + "\n")
+    assert ingest.run(spark, s, as_of=date(2026, 6, 1))["transactions"].rows_loaded == 1
+    assert ingest.run(spark, s, as_of=date(2026, 6, 2))["transactions"].rows_loaded == 1
+    assert table(spark, s, "bronze", "transactions").count() == 2
+
+
+def test_unknown_extra_column_is_kept_in_bronze(spark, lake_settings):
+    s = lake_settings
+    write_landing(s.landing, "transactions", "2026-06-01", "t.csv",
+                  TXN_HEADER + ",loyalty_tier\n" + txn_line("T1") + ",gold\n")
+    ingest.run(spark, s)
+    assert table(spark, s, "bronze", "transactions").first().loyalty_tier == "gold"
+
+
+def test_silver_after_ingest_keeps_scd2_history_and_no_raw_pii(spark, lake_settings):
+    s = lake_settings
+    write_landing(s.landing, "customers", "2026-06-01", "c.csv", "\n".join([
+        CUST_HEADER, cust_line("C1", "100.00", "2026-06-01T09:00:00", risk="R2")]) + "\n")
+    write_landing(s.landing, "customers", "2026-06-02", "c.csv", "\n".join([
+        CUST_HEADER, cust_line("C1", "100.00", "2026-06-02T09:00:00", risk="R4")]) + "\n")
+    ingest.run(spark, s)
+    with pytest.warns(UserWarning, match="development PII key"):
+        silver.run(spark, s)
+    hist = table(spark, s, "silver", "customers").orderBy("valid_from").collect()
+    assert [(h.risk_tolerance, h.is_current) for h in hist] == [("R2", False), ("R4", True)]
+    assert hist[0].valid_to == hist[1].valid_from
+    values = {str(v) for h in hist for v in h.asDict().values()}
+    assert not values & {"王小明", "110101199001011234", "13800138000", "xm@example.cn"}
+    pii = table(spark, s, "restricted", "customer_pii").first()
+    assert pii.full_name == "王小明" and pii.full_name_token == hist[0].full_name_token

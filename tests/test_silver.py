@@ -1,0 +1,97 @@
+"""features.silver: conformance, tokens, masking, SCD2 history and event attribution."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import date, datetime
+
+from pyspark.sql import types as T
+
+from c360.contract import SOURCES
+from features.bronze import ValidationRules, validate
+from features.silver import attribute_events, conform, customers_silver, hmac_token, mask_free_text, scd2, tokenise
+from helpers import customer, text_rows
+
+KEY = b"test-key-0123456789abcdef"
+RULES = ValidationRules()
+
+
+def test_hmac_token_matches_python_hmac(spark):
+    df = spark.createDataFrame([("王小明",), ("13800138000",), (None,)], "v string")
+    got = [r[0] for r in df.select(hmac_token(df.v, KEY)).collect()]
+    assert got[:2] == [hmac.new(KEY, v.encode(), hashlib.sha256).hexdigest() for v in ("王小明", "13800138000")]
+    assert got[2] is None
+
+
+def test_tokenise_drops_raw_columns_and_is_deterministic(spark):
+    df = spark.createDataFrame([("C1", "a@b.cn"), ("C2", "a@b.cn")], "customer_id string, email string")
+    out = tokenise(df, ["email"], KEY)
+    assert out.columns == ["customer_id", "email_token"]
+    a, b = [r.email_token for r in out.orderBy("customer_id").collect()]
+    assert a == b and len(a) == 64 and "a@b.cn" not in a
+
+
+def test_mask_free_text(spark):
+    df = spark.createDataFrame([("请回电13800138000，谢谢",), ("mail me at li.lei@bank.cn please",),
+                                ("身份证110101199001011234有问题",), ("order 12345 is fine",)], "t string")
+    got = [r[0] for r in df.select(mask_free_text(df.t)).collect()]
+    assert got == ["请回电[phone]，谢谢", "mail me at [email] please", "身份证[id]有问题", "order 12345 is fine"]
+
+
+def test_conform_normalises_categories_and_drops_bookkeeping(spark):
+    df = spark.createDataFrame(
+        [("K1", "C1", " Service Attitude ", "cny", "call me 13912345678", "v1", "f.csv")],
+        "complaint_id string, customer_id string, category string, currency string, description string, "
+        "_version string, _source_file string")
+    r = conform(df, SOURCES["complaints"]).first()
+    assert r["category"] == "service_attitude"
+    assert r["description"] == "call me [phone]"
+    assert "_version" not in r.asDict() and r["_source_file"] == "f.csv"
+
+
+def test_scd2_collapses_unchanged_versions(spark):
+    df = spark.createDataFrame([
+        ("C1", datetime(2026, 1, 1), "R2", "x"),
+        ("C1", datetime(2026, 2, 1), "R2", "x"),  # no change: collapses into the first
+        ("C1", datetime(2026, 3, 1), "R4", "x"),
+        ("C2", datetime(2026, 1, 5), "R1", "y"),
+    ], "customer_id string, updated_at timestamp, risk string, city string")
+    rows = scd2(df, ["customer_id"], "updated_at", ["risk", "city"]).orderBy("customer_id", "valid_from").collect()
+    assert [(r.customer_id, r.risk, r.valid_from, r.valid_to, r.is_current) for r in rows] == [
+        ("C1", "R2", datetime(2026, 1, 1), datetime(2026, 3, 1), False),
+        ("C1", "R4", datetime(2026, 3, 1), None, True),
+        ("C2", "R1", datetime(2026, 1, 5), None, True),
+    ]
+
+
+def test_customers_silver_has_history_tokens_and_birth_month_only(spark):
+    src = SOURCES["customers"]
+    versions = validate(text_rows(spark, "customers", [
+        customer(risk_tolerance="R2", updated_at="2026-01-01T09:00:00"),
+        customer(risk_tolerance="R4", updated_at="2026-03-01T09:00:00", _line=3),
+    ]), src, RULES).drop("_reason", "_raw", "_line", "_delivery_date")
+    out = customers_silver(versions, src, KEY)
+    for pii in src.pii_columns:
+        assert pii not in out.columns and f"{pii}_token" in out.columns
+    rows = out.orderBy("valid_from").collect()
+    assert [(r.risk_tolerance, r.is_current) for r in rows] == [("R2", False), ("R4", True)]
+    assert rows[0].birth_month == date(1990, 1, 1)
+
+
+def test_attribute_events_by_login_session_and_device(spark):
+    schema = T.StructType([T.StructField(n, t) for n, t in [
+        ("event_id", T.StringType()), ("customer_id", T.StringType()), ("device_id", T.StringType()),
+        ("session_id", T.StringType()), ("event_ts", T.TimestampType())]])
+    ts = lambda h: datetime(2026, 6, 1, h)  # noqa: E731
+    df = spark.createDataFrame([
+        ("e1", None, "d1", "s1", ts(8)),     # before login, same session -> session
+        ("e2", "C1", "d1", "s1", ts(9)),     # login
+        ("e3", None, "d1", "s2", ts(10)),    # later session on the device, no login -> device
+        ("e4", None, "d2", "s3", ts(10)),    # never logged in -> anonymous
+        ("e5", None, "d3", "s4", ts(7)),     # before any login on the device, other session -> anonymous
+        ("e6", "C9", "d3", "s5", ts(9)),
+    ], schema)
+    got = {r.event_id: (r.customer_id, r.attributed_by) for r in attribute_events(df).collect()}
+    assert got == {"e1": ("C1", "session"), "e2": ("C1", "login"), "e3": ("C1", "device"),
+                   "e4": (None, None), "e5": (None, None), "e6": ("C9", "login")}
