@@ -128,3 +128,17 @@ def version(path: str) -> int | None:
     from deltalake import DeltaTable
 
     return DeltaTable(path).version()
+
+
+def write_partition(df: DataFrame, path: str, partition_column: str, predicate: str,
+                    schema: StructType | None = None) -> None:
+    """Replace one partition (``predicate``, e.g. ``as_of_date = DATE'2026-06-30'``) of a
+    table partitioned by ``partition_column``, creating the table on first use. Other
+    partitions are untouched, so re-running one date is idempotent and history stays."""
+    if schema is not None:
+        df = df.to(schema)
+    writer = df.write.format("delta").partitionBy(partition_column)
+    if exists(path):
+        writer.mode("overwrite").option("replaceWhere", predicate).option("mergeSchema", "true").save(path)
+    else:
+        writer.mode("append").save(path)

@@ -45,7 +45,8 @@ RUN_LOG_SCHEMA = T.StructType([
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    """Now, timezone-aware in UTC (a naive datetime would be read in the local zone by PySpark)."""
+    return datetime.now(timezone.utc)
 
 
 def ingested_checksums(spark: SparkSession, lake_dir) -> set[str]:

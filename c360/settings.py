@@ -74,6 +74,52 @@ class Privacy(_Strict):
     key_file: Path | None = None
 
 
+class Band(_Strict):
+    lower: float = Field(alias="from", ge=0)
+    label: str
+
+
+def _bands_ascending(bands: list[Band]) -> list[Band]:
+    lowers = [b.lower for b in bands]
+    if not bands or lowers[0] != 0 or lowers != sorted(set(lowers)):
+        raise ValueError("bands must start at 0 and have strictly increasing 'from' values")
+    return bands
+
+
+class Salary(_Strict):
+    min_months: int = Field(2, ge=1, le=3)
+    min_amount: float = Field(2000, ge=0)
+
+
+class NightHours(_Strict):
+    start: int = Field(22, ge=0, le=23)
+    end: int = Field(6, ge=0, le=23)
+
+
+class Profile(_Strict):
+    age_bands: list[Band]
+    income_bands: list[Band]
+    city_tiers: dict[int, list[str]] = Field(default_factory=dict)
+    default_city_tier: int = Field(3, ge=1, le=5)
+    salary: Salary = Salary()
+    night_hours: NightHours = NightHours()
+
+    _check_age = field_validator("age_bands")(classmethod(lambda cls, v: _bands_ascending(v)))
+    _check_income = field_validator("income_bands")(classmethod(lambda cls, v: _bands_ascending(v)))
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain mapping for the feature code (bands as {'from', 'label'})."""
+        return self.model_dump(by_alias=True)
+
+
+class Tag(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{1,40}$")
+    label_zh: str
+    description: str = Field(min_length=5)
+    owner: str = Field(min_length=2)
+    rule: str = Field(min_length=3)
+
+
 class Settings(_Strict):
     env: Literal["development", "production", "staging", "test"] = "development"
     paths: Paths = Paths()
@@ -81,6 +127,8 @@ class Settings(_Strict):
     bank: Bank = Bank()
     ingest: Ingest = Ingest()
     privacy: Privacy = Privacy()
+    profile: Profile | None = None
+    tags: list[Tag] = Field(default_factory=list)
     # Blocks owned by later steps (profile, segments, models...) are validated by
     # their own modules; they are kept here as raw mappings.
     extra: dict[str, Any] = Field(default_factory=dict)
@@ -120,19 +168,26 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 _KNOWN = set(Settings.model_fields) - {"extra"}
 
 
+# Configuration files merged in this order (each optional but base.yaml), then local.yaml.
+CONF_FILES = ("base.yaml", "profile.yaml", "tags.yaml", "segments.yaml", "quality.yaml", "models.yaml")
+
+
 def load_settings(conf_dir: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
     """Load and validate settings from ``conf_dir`` (default: the repository's ``conf/``).
 
-    Order of precedence, lowest first: ``base.yaml``, ``local.yaml``, environment
-    (``C360_ENV``, ``C360_LANDING``, ``C360_LAKE``, ``SPARK_REMOTE``).
-    ``C360_CONF_DIR`` points at another configuration folder.
+    Order of precedence, lowest first: ``base.yaml`` and the other files of
+    :data:`CONF_FILES`, ``local.yaml``, environment (``C360_ENV``, ``C360_LANDING``,
+    ``C360_LAKE``, ``SPARK_REMOTE``). ``C360_CONF_DIR`` points at another folder.
     """
     environ = dict(os.environ if environ is None else environ)
     conf_dir = Path(conf_dir or environ.get("C360_CONF_DIR") or DEFAULT_CONF_DIR)
     base = conf_dir / "base.yaml"
     if not base.exists():
         raise ConfigError(f"{base}: configuration file not found")
-    raw = _read_yaml(base)
+    raw: dict[str, Any] = {}
+    for name in CONF_FILES:
+        if (conf_dir / name).exists():
+            raw = _deep_merge(raw, _read_yaml(conf_dir / name))
     local = conf_dir / "local.yaml"
     if local.exists():
         raw = _deep_merge(raw, _read_yaml(local))
@@ -148,8 +203,17 @@ def load_settings(conf_dir: Path | None = None, environ: dict[str, str] | None =
     known = {k: v for k, v in raw.items() if k in _KNOWN}
     extra = {k: v for k, v in raw.items() if k not in _KNOWN}
     try:
-        return Settings(**known, extra=extra)
+        settings = Settings(**known, extra=extra)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
+        if first["loc"][:1] == ("tags",) and len(first["loc"]) > 1 and isinstance(raw.get("tags"), list):
+            idx = first["loc"][1]
+            if isinstance(idx, int) and idx < len(raw["tags"]) and isinstance(raw["tags"][idx], dict):
+                where = f"tags[{raw['tags'][idx].get('name', idx)}].{'.'.join(str(p) for p in first['loc'][2:])}"
         raise ConfigError(f"{base.parent}: {where}: {first['msg']}") from None
+    if settings.tags:
+        from features.tags import check_rules
+
+        check_rules(settings.tags, source=str(conf_dir / "tags.yaml"))
+    return settings

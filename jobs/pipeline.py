@@ -36,10 +36,17 @@ def _silver(spark: SparkSession, settings: Settings, as_of: date, run_id: str, p
     return {"rows": silver.run(spark, settings, progress=progress)}
 
 
+def _profile(spark: SparkSession, settings: Settings, as_of: date, run_id: str, progress: Progress | None):
+    from jobs import profile
+
+    return profile.run(spark, settings, as_of, progress=progress)
+
+
 # Steps in pipeline order. Later issues append profile, segments, train, score, export.
 STEPS: dict[str, Callable[..., Any]] = {
     "ingest": _ingest,
     "silver": _silver,
+    "profile": _profile,
 }
 
 

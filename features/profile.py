@@ -1,0 +1,570 @@
+"""Customer 360 features, point in time.
+
+Every function takes an :class:`AsOf` and reads only rows whose business time lies before
+the end of ``as_of`` in the bank's time zone (``AsOf.cutoff``, an instant in UTC): nothing
+after it can leak into a feature, which is what makes the same code usable for training
+snapshots in the past.
+
+Each family prepares its input rows (``<family>_inputs``), then its declared features are
+aggregated per customer (:func:`aggregate_family`). :func:`customer_360` joins the families
+onto the customers known at ``as_of`` and evaluates the cross-family ``post`` features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.window import Window
+
+from features.registry import REGISTRY, Feature, by_family, declare
+
+FAMILY_PRODUCTS = ("current_account", "savings", "time_deposit", "wealth_management", "fund", "insurance",
+                   "credit_card", "personal_loan", "mortgage")
+DEPOSIT_FAMILIES = ("current_account", "savings", "time_deposit")
+WEALTH_FAMILIES = ("wealth_management", "fund", "insurance")
+LOAN_FAMILIES = ("personal_loan", "mortgage")
+SPEND_CATEGORIES = ("groceries", "dining", "travel", "e_commerce", "utilities", "education", "healthcare",
+                    "luxury", "fuel", "entertainment")
+TXN_CHANNELS = ("branch", "atm", "mobile", "online", "pos", "wechat")
+CONTACT_CHANNELS = ("branch", "call_center", "chatbot", "video")
+
+
+@dataclass(frozen=True)
+class AsOf:
+    """A business date and the instant its day ends in the bank's time zone."""
+
+    as_of: date
+    bank_timezone: str = "Asia/Shanghai"
+
+    @property
+    def cutoff_utc(self) -> datetime:
+        local_end = datetime.combine(self.as_of + timedelta(days=1), datetime.min.time(),
+                                     tzinfo=ZoneInfo(self.bank_timezone))
+        return local_end.astimezone(timezone.utc).replace(tzinfo=None)
+
+    @property
+    def cutoff(self) -> Column:
+        """End of ``as_of`` (exclusive) as a UTC timestamp literal."""
+        return F.lit(self.cutoff_utc.strftime("%Y-%m-%d %H:%M:%S")).cast("timestamp")
+
+    def since(self, days: int) -> Column:
+        """Start of a window of ``days`` days ending at the cutoff."""
+        start = self.cutoff_utc - timedelta(days=days)
+        return F.lit(start.strftime("%Y-%m-%d %H:%M:%S")).cast("timestamp")
+
+    def in_window(self, ts: Column, days: int) -> Column:
+        return (ts >= self.since(days)) & (ts < self.cutoff)
+
+    def date_lit(self, days_before: int = 0) -> Column:
+        return F.lit((self.as_of - timedelta(days=days_before)).isoformat()).cast("date")
+
+    def local(self, ts: Column) -> Column:
+        return F.from_utc_timestamp(ts, self.bank_timezone)
+
+
+def _count_if(cond: Column) -> Column:
+    return F.sum(F.when(cond, 1).otherwise(0))
+
+
+def _sum_if(cond: Column, value: Column) -> Column:
+    return F.sum(F.when(cond, value).otherwise(0.0))
+
+
+def _ratio(num: str, den: str) -> Column:
+    return F.when(F.col(den) > 0, F.col(num) / F.col(den))
+
+
+# ---------------------------------------------------------------------------------------
+# profile: who the customer is (from the SCD2 version valid at as_of)
+
+declare(
+    Feature("age", "profile", "Age in whole years at as_of (from birth month).", "bigint"),
+    Feature("age_band", "profile", "Age band (conf/profile.yaml age_bands).", "string"),
+    Feature("tenure_days", "profile", "Days since onboarding.", "bigint"),
+    Feature("tenure_years", "profile", "Years since onboarding (decimal).", "double"),
+    Feature("annual_income", "profile", "Declared annual income (CNY).", "double"),
+    Feature("income_band", "profile", "Income band (conf/profile.yaml income_bands).", "string"),
+    Feature("occupation", "profile", "Occupation as recorded in CRM.", "string"),
+    Feature("gender", "profile", "M, F or U.", "string"),
+    Feature("city", "profile", "City of residence.", "string"),
+    Feature("city_tier", "profile", "City tier 1-3 (conf/profile.yaml city_tiers).", "bigint"),
+    Feature("home_branch_id", "profile", "Home branch.", "string"),
+    Feature("marketing_consent", "profile", "Customer agreed to marketing contact.", "boolean"),
+    Feature("risk_tolerance", "profile", "Suitability questionnaire result R1-R5 (null: no valid assessment).",
+            "string"),
+    Feature("risk_level", "profile", "Risk tolerance as a number 1-5 (null: no valid assessment).", "bigint"),
+    Feature("has_risk_assessment", "profile", "A valid risk assessment exists.", "boolean"),
+    Feature("preferred_language", "profile", "zh or en.", "string"),
+    Feature("kyc_status", "profile", "KYC status.", "string"),
+)
+
+
+def customers_at(customers: DataFrame, at: AsOf) -> DataFrame:
+    """The SCD2 version of each customer valid at the end of ``as_of`` (onboarded by then)."""
+    valid = (F.col("valid_from") < at.cutoff) & (F.col("valid_to").isNull() | (F.col("valid_to") >= at.cutoff))
+    return customers.where(valid & (F.col("onboarding_date") <= at.date_lit()))
+
+
+def _band(value: Column, bands: list[dict]) -> Column:
+    out = None
+    for band in sorted(bands, key=lambda b: -b["from"]):
+        cond = value >= F.lit(band["from"])
+        out = F.when(cond, F.lit(band["label"])) if out is None else out.when(cond, F.lit(band["label"]))
+    return out
+
+
+def profile_features(customers: DataFrame, at: AsOf, conf: dict) -> DataFrame:
+    """Profile family: one row per customer known at ``as_of``."""
+    base = customers_at(customers, at)
+    age = F.floor(F.months_between(at.date_lit(), F.col("birth_month")) / 12).cast("bigint")
+    tenure = F.datediff(at.date_lit(), F.col("onboarding_date"))
+    tier = None
+    for t, cities in sorted(conf["city_tiers"].items()):
+        cond = F.col("city").isin(*cities)
+        tier = F.when(cond, F.lit(int(t))) if tier is None else tier.when(cond, F.lit(int(t)))
+    tier = (tier.otherwise(F.lit(conf["default_city_tier"])) if tier is not None
+            else F.lit(conf["default_city_tier"]))
+    risk_num = F.regexp_extract("risk_tolerance", r"^R([1-5])$", 1)
+    income = F.col("annual_income").cast("double")
+    return base.select(
+        "customer_id",
+        age.alias("age"),
+        _band(age, conf["age_bands"]).alias("age_band"),
+        tenure.cast("bigint").alias("tenure_days"),
+        (tenure / F.lit(365.25)).alias("tenure_years"),
+        income.alias("annual_income"),
+        _band(income, conf["income_bands"]).alias("income_band"),
+        "occupation", "gender", "city",
+        F.when(F.col("city").isNotNull(), tier).cast("bigint").alias("city_tier"),
+        "home_branch_id", "marketing_consent", "risk_tolerance",
+        F.when(risk_num != "", risk_num.cast("bigint")).alias("risk_level"),
+        F.col("risk_tolerance").isNotNull().alias("has_risk_assessment"),
+        "preferred_language", "kyc_status",
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# holdings: the latest snapshot of each account at as_of, and 90 days before
+
+def _held(at_date: Column) -> Column:
+    return (F.col("status") != "closed") & (F.col("opened_date") <= at_date) & \
+        (F.col("closed_date").isNull() | (F.col("closed_date") > at_date))
+
+
+def holdings_inputs(holdings: DataFrame, catalog: DataFrame, at: AsOf) -> dict[str, DataFrame]:
+    """One row per account: its latest snapshot at as_of, family, and balance 90 days before."""
+    w = Window.partitionBy("account_id").orderBy(F.col("snapshot_date").desc())
+    fam = catalog.select("product_code", "family")
+
+    def latest(on: Column) -> DataFrame:
+        return holdings.where(F.col("snapshot_date") <= on).withColumn("_rn", F.row_number().over(w)) \
+            .where("_rn = 1").drop("_rn")
+
+    now = latest(at.date_lit())
+    # The balance of the last snapshot 90 days back, unless the account had closed by then:
+    # a closing date known at as_of applies even when that older snapshot predates it.
+    before = latest(at.date_lit(90)).select(
+        "account_id", F.col("balance").cast("double").alias("_balance_then"),
+        _held(at.date_lit(90)).alias("_held_then"))
+    closed_now = F.col("closed_date").isNotNull() & (F.col("closed_date") <= at.date_lit(90))
+    rows = now.join(fam, "product_code", "left").join(before, "account_id", "left") \
+        .withColumn("balance_90d_ago", F.when(F.col("_held_then") & ~closed_now, F.col("_balance_then"))).select(
+        "customer_id", "account_id", "product_code", "family", "status", "opened_date", "closed_date",
+        F.col("balance").cast("double").alias("balance"), F.col("credit_limit").cast("double").alias("credit_limit"),
+        "balance_90d_ago", _held(at.date_lit()).alias("held"))
+    return {"accounts": rows}
+
+
+def _fam(*families: str) -> Column:
+    return F.col("family").isin(*families)
+
+
+declare(
+    Feature("n_products", "holdings", "Distinct products held.", "bigint", fill=0,
+            agg=lambda: F.count_distinct(F.when(F.col("held"), F.col("product_code")))),
+    Feature("n_accounts", "holdings", "Accounts and contracts held (active or dormant).", "bigint", fill=0,
+            agg=lambda: _count_if(F.col("held"))),
+    Feature("n_dormant_accounts", "holdings", "Accounts held in dormant status.", "bigint", fill=0,
+            agg=lambda: _count_if(F.col("held") & (F.col("status") == "dormant"))),
+    *[Feature(f"holds_{fam}", "holdings", f"Holds at least one {fam.replace('_', ' ')} product.", "boolean",
+              fill=False, agg=(lambda fam=fam: F.max(F.col("held") & (F.col("family") == fam))))
+      for fam in FAMILY_PRODUCTS],
+    Feature("deposit_balance", "holdings", "Current, savings and time deposit balances (CNY).", fill=0.0,
+            agg=lambda: _sum_if(F.col("held") & _fam(*DEPOSIT_FAMILIES), F.col("balance"))),
+    Feature("wealth_aum", "holdings", "Wealth management, fund and insurance balances (CNY).", fill=0.0,
+            agg=lambda: _sum_if(F.col("held") & _fam(*WEALTH_FAMILIES), F.col("balance"))),
+    Feature("loan_balance", "holdings", "Outstanding personal loan and mortgage balances (CNY).", fill=0.0,
+            agg=lambda: _sum_if(F.col("held") & _fam(*LOAN_FAMILIES), F.col("balance"))),
+    Feature("card_balance", "holdings", "Credit card balances (CNY).", fill=0.0,
+            agg=lambda: _sum_if(F.col("held") & _fam("credit_card"), F.col("balance"))),
+    Feature("credit_limit", "holdings", "Total credit card limit (CNY).", fill=0.0,
+            agg=lambda: _sum_if(F.col("held") & _fam("credit_card"), F.col("credit_limit"))),
+    Feature("aum_90d_ago", "holdings", "Deposits plus wealth 90 days before as_of (CNY).", fill=0.0, window=90,
+            agg=lambda: _sum_if(_fam(*DEPOSIT_FAMILIES, *WEALTH_FAMILIES), F.col("balance_90d_ago"))),
+    Feature("n_products_opened_365d", "holdings", "Accounts opened in the last 365 days.", "bigint", fill=0,
+            window=365, agg=lambda: _count_if(F.col("opened_date") > F.date_sub(F.col("_as_of"), 365))),
+    Feature("n_accounts_closed_365d", "holdings", "Accounts closed in the last 365 days.", "bigint", fill=0,
+            window=365, agg=lambda: _count_if(F.col("closed_date").isNotNull()
+                                              & (F.col("closed_date") > F.date_sub(F.col("_as_of"), 365))
+                                              & (F.col("closed_date") <= F.col("_as_of")))),
+    Feature("days_since_last_open", "holdings", "Days since the most recent account opening.", "bigint",
+            agg=lambda: F.datediff(F.max(F.col("_as_of")), F.max("opened_date"))),
+    Feature("total_aum", "holdings", "Assets under management: deposits plus wealth (CNY).",
+            post=lambda: F.col("deposit_balance") + F.col("wealth_aum")),
+    Feature("aum_change_90d", "holdings", "Change of AUM over 90 days (CNY).", window=90,
+            post=lambda: F.col("deposit_balance") + F.col("wealth_aum") - F.col("aum_90d_ago")),
+    Feature("aum_growth_90d", "holdings", "Relative AUM change over 90 days (null when AUM was 0).", window=90,
+            post=lambda: F.when(F.col("aum_90d_ago") > 0, (F.col("deposit_balance") + F.col("wealth_aum"))
+                                / F.col("aum_90d_ago") - 1)),
+    Feature("credit_utilisation", "holdings", "Card balance over card limit.",
+            post=lambda: _ratio("card_balance", "credit_limit")),
+)
+
+
+# ---------------------------------------------------------------------------------------
+# transactions
+
+def transactions_inputs(txns: DataFrame, at: AsOf, conf: dict) -> dict[str, DataFrame]:
+    """Transactions of the last 365 days with local time, plus monthly and salary summaries."""
+    night = conf.get("night_hours", {"start": 22, "end": 6})
+    rows = txns.where(at.in_window(F.col("txn_ts"), 365)).select(
+        "customer_id", "account_id", "txn_ts", "direction", "channel", "merchant_category", "counterparty",
+        F.col("amount").cast("double").alias("amount"), at.local(F.col("txn_ts")).alias("_local"))
+    rows = rows.withColumn("_hour", F.hour("_local")).withColumn("_dow", F.dayofweek("_local")) \
+        .withColumn("_in30", at.in_window(F.col("txn_ts"), 30)).withColumn("_in90", at.in_window(F.col("txn_ts"), 90)) \
+        .withColumn("_prev90", ~F.col("_in90") & at.in_window(F.col("txn_ts"), 180)) \
+        .withColumn("_night", (F.col("_hour") >= night["start"]) | (F.col("_hour") < night["end"])) \
+        .withColumn("_weekend", F.col("_dow").isin(1, 7)) \
+        .withColumn("_month", F.date_trunc("month", "_local"))
+    monthly = rows.where(F.col("direction") == "debit").groupBy("customer_id", "_month") \
+        .agg(F.sum("amount").alias("month_outflow"))
+    sal = conf.get("salary", {"min_months": 2, "min_amount": 2000})
+    salary = rows.where((F.col("direction") == "credit") & F.col("_in90") & (F.col("amount") >= sal["min_amount"])
+                        & F.col("counterparty").isNotNull()) \
+        .groupBy("customer_id", "counterparty") \
+        .agg(F.count_distinct("_month").alias("months"), F.avg("amount").alias("avg_amount"),
+             F.count(F.lit(1)).alias("n")) \
+        .where(F.col("months") >= sal["min_months"])
+    return {"txns": rows, "monthly": monthly, "salary": salary}
+
+
+def _txn_window(days: int) -> Column:
+    return F.col("_in30") if days == 30 else F.col("_in90") if days == 90 else F.lit(True)
+
+
+def _debit() -> Column:
+    return F.col("direction") == "debit"
+
+
+def _credit() -> Column:
+    return F.col("direction") == "credit"
+
+declare(
+    *[f for days in (30, 90, 365) for f in (
+        Feature(f"txn_count_{days}d", "transactions", f"Transactions in the last {days} days.", "bigint", days,
+                fill=0, agg=lambda d=days: _count_if(_txn_window(d))),
+        Feature(f"inflow_{days}d", "transactions", f"Credits in the last {days} days (CNY).", "double", days,
+                fill=0.0, agg=lambda d=days: _sum_if(_txn_window(d) & _credit(), F.col("amount"))),
+        Feature(f"outflow_{days}d", "transactions", f"Debits in the last {days} days (CNY).", "double", days,
+                fill=0.0, agg=lambda d=days: _sum_if(_txn_window(d) & _debit(), F.col("amount"))),
+    )],
+    Feature("avg_ticket_90d", "transactions", "Average debit amount in the last 90 days (CNY).", window=90,
+            agg=lambda: F.avg(F.when(F.col("_in90") & _debit(), F.col("amount")))),
+    Feature("max_ticket_365d", "transactions", "Largest debit in the last 365 days (CNY).", window=365,
+            agg=lambda: F.max(F.when(_debit(), F.col("amount")))),
+    Feature("days_since_last_txn", "transactions", "Days since the last transaction (recency).", "bigint",
+            window=365, agg=lambda: F.datediff(F.max(F.col("_as_of")), F.to_date(F.max("_local")))),
+    Feature("active_days_90d", "transactions", "Distinct days with a transaction in the last 90 days.", "bigint",
+            90, fill=0, agg=lambda: F.count_distinct(F.when(F.col("_in90"), F.to_date("_local")))),
+    Feature("outflow_prev_90d", "transactions", "Debits in the 90 days before the last 90 (CNY).", window=180,
+            fill=0.0, agg=lambda: _sum_if(F.col("_prev90") & _debit(), F.col("amount"))),
+    Feature("night_ratio_90d", "transactions", "Share of transactions at night (local time) in 90 days.",
+            window=90, agg=lambda: F.avg(F.when(F.col("_in90"), F.col("_night").cast("double")))),
+    Feature("weekend_ratio_90d", "transactions", "Share of transactions on weekends in 90 days.", window=90,
+            agg=lambda: F.avg(F.when(F.col("_in90"), F.col("_weekend").cast("double")))),
+    *[Feature(f"channel_share_{ch}_90d", "transactions", f"Share of transactions through {ch} in 90 days.",
+              window=90, fill=0.0,
+              agg=lambda ch=ch: F.avg(F.when(F.col("_in90"), (F.col("channel") == ch).cast("double"))))
+      for ch in TXN_CHANNELS],
+    *[Feature(f"spend_share_{cat}_365d", "transactions", f"Share of card/merchant spend on {cat.replace('_', ' ')}"
+              " in 365 days.", window=365, fill=0.0,
+              agg=lambda cat=cat: _sum_if(_debit() & (F.col("merchant_category") == cat), F.col("amount"))
+              / F.greatest(_sum_if(_debit() & F.col("merchant_category").isNotNull(), F.col("amount")), F.lit(1e-9)))
+      for cat in SPEND_CATEGORIES],
+    Feature("net_flow_90d", "transactions", "Credits minus debits in 90 days (CNY).", window=90,
+            post=lambda: F.col("inflow_90d") - F.col("outflow_90d")),
+    Feature("spend_trend_90d", "transactions", "Debits of the last 90 days over the 90 days before (1 = flat).",
+            window=180, post=lambda: _ratio("outflow_90d", "outflow_prev_90d")),
+)
+declare(
+    Feature("outflow_volatility_365d", "transactions", "Coefficient of variation of monthly debits over a year.",
+            window=365, agg=lambda: F.stddev_pop("month_outflow") / F.greatest(F.avg("month_outflow"), F.lit(1e-9))),
+    Feature("salary_months_90d", "transactions", "Months of the last 3 with a salary-like regular credit.",
+            "bigint", 90, fill=0, agg=lambda: F.max("months")),
+    Feature("salary_amount", "transactions", "Average salary-like credit in the last 90 days (CNY).", window=90,
+            agg=lambda: F.max("avg_amount")),
+    Feature("is_salary_customer", "transactions", "Receives a regular salary-like credit.", "boolean",
+            post=lambda: F.col("salary_months_90d") >= 2),
+)
+FEATURE_INPUT = {"outflow_volatility_365d": "monthly", "salary_months_90d": "salary", "salary_amount": "salary"}
+
+
+# ---------------------------------------------------------------------------------------
+# digital behaviour
+
+def digital_inputs(events: DataFrame, catalog: DataFrame, at: AsOf) -> dict[str, DataFrame]:
+    rows = events.where(F.col("customer_id").isNotNull() & at.in_window(F.col("event_ts"), 90)) \
+        .join(catalog.select("product_code", F.col("family").alias("_product_family")), "product_code", "left") \
+        .withColumn("_in30", at.in_window(F.col("event_ts"), 30)) \
+        .withColumn("_day", F.to_date(at.local(F.col("event_ts"))))
+    return {"events": rows}
+
+
+def _ev(kind: str) -> Column:
+    return F.col("event_type") == kind
+
+
+declare(
+    Feature("logins_30d", "digital", "Logins in the last 30 days.", "bigint", 30, fill=0,
+            agg=lambda: _count_if(F.col("_in30") & _ev("login"))),
+    Feature("logins_90d", "digital", "Logins in the last 90 days.", "bigint", 90, fill=0,
+            agg=lambda: _count_if(_ev("login"))),
+    Feature("sessions_90d", "digital", "Digital sessions in the last 90 days.", "bigint", 90, fill=0,
+            agg=lambda: F.count_distinct("session_id")),
+    Feature("active_days_digital_30d", "digital", "Distinct days with digital activity in 30 days.", "bigint", 30,
+            fill=0, agg=lambda: F.count_distinct(F.when(F.col("_in30"), F.col("_day")))),
+    Feature("active_days_digital_90d", "digital", "Distinct days with digital activity in 90 days.", "bigint", 90,
+            fill=0, agg=lambda: F.count_distinct("_day")),
+    Feature("app_share_90d", "digital", "Share of digital events in the mobile app.", window=90,
+            agg=lambda: F.avg((F.col("channel") == "app").cast("double"))),
+    *[Feature(f"product_views_{fam}_90d", "digital", f"Views of {fam.replace('_', ' ')} products in 90 days.",
+              "bigint", 90, fill=0,
+              agg=lambda fam=fam: _count_if(_ev("product_view") & (F.col("_product_family") == fam)))
+      for fam in FAMILY_PRODUCTS],
+    Feature("offer_impressions_90d", "digital", "Offers shown in digital channels in 90 days.", "bigint", 90,
+            fill=0, agg=lambda: _count_if(_ev("offer_impression"))),
+    Feature("offer_clicks_90d", "digital", "Offers clicked in digital channels in 90 days.", "bigint", 90,
+            fill=0, agg=lambda: _count_if(_ev("offer_click"))),
+    Feature("applications_started_90d", "digital", "Applications started in 90 days.", "bigint", 90, fill=0,
+            agg=lambda: _count_if(_ev("application_start"))),
+    Feature("applications_abandoned_90d", "digital", "Applications started but not submitted in 90 days.",
+            "bigint", 90, fill=0,
+            agg=lambda: F.greatest(_count_if(_ev("application_start")) - _count_if(_ev("application_submit")),
+                                   F.lit(0))),
+    Feature("digital_errors_90d", "digital", "Errors met in digital channels in 90 days.", "bigint", 90, fill=0,
+            agg=lambda: _count_if(_ev("error"))),
+    Feature("days_since_last_login", "digital", "Days since the last login (within 90 days; null: none).",
+            "bigint", 90, agg=lambda: F.datediff(F.max(F.col("_as_of")), F.max(F.when(_ev("login"), F.col("_day"))))),
+    Feature("offer_ctr_90d", "digital", "Offer clicks per impression in 90 days.", window=90,
+            post=lambda: _ratio("offer_clicks_90d", "offer_impressions_90d")),
+    Feature("digital_share_90d", "digital", "Digital sessions over all contacts (sessions plus service contacts).",
+            window=90, post=lambda: F.when(F.col("sessions_90d") + F.col("contacts_90d") > 0,
+                                           F.col("sessions_90d") / (F.col("sessions_90d") + F.col("contacts_90d")))),
+)
+
+
+# ---------------------------------------------------------------------------------------
+# service contacts
+
+def service_inputs(interactions: DataFrame, at: AsOf) -> dict[str, DataFrame]:
+    rows = interactions.where(at.in_window(F.col("started_at"), 365)) \
+        .withColumn("_in90", at.in_window(F.col("started_at"), 90))
+    return {"contacts": rows}
+
+
+declare(
+    Feature("contacts_90d", "service", "Service contacts in the last 90 days.", "bigint", 90, fill=0,
+            agg=lambda: _count_if(F.col("_in90"))),
+    Feature("contacts_365d", "service", "Service contacts in the last 365 days.", "bigint", 365, fill=0,
+            agg=lambda: F.count(F.lit(1))),
+    *[Feature(f"contacts_{ch}_90d", "service", f"Contacts through {ch.replace('_', ' ')} in 90 days.", "bigint", 90,
+              fill=0, agg=lambda ch=ch: _count_if(F.col("_in90") & (F.col("channel") == ch)))
+      for ch in CONTACT_CHANNELS],
+    Feature("avg_wait_s_90d", "service", "Average wait before being served, 90 days (seconds).", window=90,
+            agg=lambda: F.avg(F.when(F.col("_in90"), F.col("wait_seconds")))),
+    Feature("max_wait_s_365d", "service", "Worst wait before being served, 365 days (seconds).", window=365,
+            agg=lambda: F.max("wait_seconds").cast("double")),
+    Feature("avg_handle_s_90d", "service", "Average handling time, 90 days (seconds).", window=90,
+            agg=lambda: F.avg(F.when(F.col("_in90"), F.col("handle_seconds")))),
+    Feature("fcr_rate_365d", "service", "Share of contacts resolved at first contact, 365 days.", window=365,
+            agg=lambda: F.avg(F.col("resolved_first_contact").cast("double"))),
+)
+
+
+# ---------------------------------------------------------------------------------------
+# feedback
+
+def feedback_inputs(feedback: DataFrame, at: AsOf, negative_threshold: float = -0.15) -> dict[str, DataFrame]:
+    """Survey answers of the last 365 days; ``sentiment_score`` must be present (silver)."""
+    rows = feedback.where(at.in_window(F.col("responded_at"), 365)) \
+        .withColumn("_negative", F.col("sentiment_score") <= F.lit(negative_threshold))
+    return {"surveys": rows}
+
+
+def _survey(kind: str) -> Column:
+    return F.col("survey_type") == kind
+
+
+declare(
+    Feature("surveys_365d", "feedback", "Survey answers in 365 days.", "bigint", 365, fill=0,
+            agg=lambda: F.count(F.lit(1))),
+    Feature("nps_latest", "feedback", "Most recent NPS score (0-10) in 365 days.", "double", 365,
+            agg=lambda: F.max_by(F.when(_survey("nps"), F.col("score")),
+                                 F.when(_survey("nps"), F.col("responded_at"))).cast("double")),
+    Feature("nps_avg_365d", "feedback", "Average NPS score in 365 days.", window=365,
+            agg=lambda: F.avg(F.when(_survey("nps"), F.col("score")))),
+    Feature("csat_avg_365d", "feedback", "Average CSAT (1-5) in 365 days.", window=365,
+            agg=lambda: F.avg(F.when(_survey("csat"), F.col("score")))),
+    Feature("ces_avg_365d", "feedback", "Average customer effort score (1-7, high = hard) in 365 days.",
+            window=365, agg=lambda: F.avg(F.when(_survey("ces"), F.col("score")))),
+    Feature("sentiment_avg_365d", "feedback", "Average sentiment (-1..1) of comments in 365 days.", window=365,
+            agg=lambda: F.avg("sentiment_score")),
+    Feature("negative_comments_365d", "feedback", "Comments with negative sentiment in 365 days.", "bigint", 365,
+            fill=0, agg=lambda: _count_if(F.col("_negative"))),
+    Feature("nps_category", "feedback", "promoter (9-10), passive (7-8) or detractor (0-6) by the latest NPS.",
+            "string", post=lambda: F.when(F.col("nps_latest") >= 9, "promoter")
+            .when(F.col("nps_latest") >= 7, "passive").when(F.col("nps_latest").isNotNull(), "detractor")),
+)
+
+
+# ---------------------------------------------------------------------------------------
+# complaints
+
+def complaints_inputs(complaints: DataFrame, at: AsOf) -> dict[str, DataFrame]:
+    rows = complaints.where(F.col("opened_at") < at.cutoff) \
+        .withColumn("_in365", at.in_window(F.col("opened_at"), 365)) \
+        .withColumn("_closed_by_as_of", F.col("closed_at").isNotNull() & (F.col("closed_at") < at.cutoff)) \
+        .withColumn("_hours", (F.unix_timestamp("closed_at") - F.unix_timestamp("opened_at")) / 3600.0)
+    return {"complaints": rows}
+
+
+declare(
+    Feature("complaints_365d", "complaints", "Complaints opened in 365 days.", "bigint", 365, fill=0,
+            agg=lambda: _count_if(F.col("_in365"))),
+    Feature("complaints_open", "complaints", "Complaints not closed at as_of.", "bigint", fill=0,
+            agg=lambda: _count_if(~F.col("_closed_by_as_of"))),
+    Feature("complaints_high_365d", "complaints", "High-severity complaints in 365 days.", "bigint", 365, fill=0,
+            agg=lambda: _count_if(F.col("_in365") & (F.col("severity") == "high"))),
+    Feature("complaint_resolution_hours_365d", "complaints", "Average hours to close complaints closed in 365 days.",
+            window=365, agg=lambda: F.avg(F.when(F.col("_in365") & F.col("_closed_by_as_of"), F.col("_hours")))),
+    Feature("days_since_last_complaint", "complaints", "Days since the last complaint (null: never).", "bigint",
+            agg=lambda: F.datediff(F.max(F.col("_as_of")), F.to_date(F.max("opened_at")))),
+    Feature("compensation_365d", "complaints", "Compensation paid for complaints in 365 days (CNY).", window=365,
+            fill=0.0, agg=lambda: _sum_if(F.col("_in365"), F.col("compensation_amount").cast("double"))),
+)
+
+
+# ---------------------------------------------------------------------------------------
+# campaigns
+
+def campaign_inputs(responses: DataFrame, at: AsOf) -> dict[str, DataFrame]:
+    """Offer funnel rows sent in 365 days; an outcome counts only if it happened by as_of."""
+    rows = responses.where(at.in_window(F.col("sent_at"), 365)) \
+        .where((F.col("outcome") == "sent") | (F.coalesce(F.col("outcome_at"), F.col("sent_at")) < at.cutoff)) \
+        .withColumn("_in90", at.in_window(F.col("sent_at"), 90))
+    return {"offers": rows}
+
+
+def _offers_with(*outcomes: str) -> Column:
+    return F.count_distinct(F.when(F.col("outcome").isin(*outcomes), F.col("offer_id")))
+
+
+declare(
+    Feature("offers_365d", "campaigns", "Offers received in 365 days.", "bigint", 365, fill=0,
+            agg=lambda: F.count_distinct("offer_id")),
+    Feature("offers_90d", "campaigns", "Offers received in 90 days.", "bigint", 90, fill=0,
+            agg=lambda: F.count_distinct(F.when(F.col("_in90"), F.col("offer_id")))),
+    Feature("offers_responded_365d", "campaigns", "Offers opened, clicked or converted in 365 days.", "bigint", 365,
+            fill=0, agg=lambda: _offers_with("opened", "clicked", "converted")),
+    Feature("offers_converted_365d", "campaigns", "Offers converted in 365 days.", "bigint", 365, fill=0,
+            agg=lambda: _offers_with("converted")),
+    Feature("offers_declined_90d", "campaigns", "Offers declined in 90 days.", "bigint", 90, fill=0,
+            agg=lambda: F.count_distinct(F.when(F.col("_in90") & (F.col("outcome") == "declined"),
+                                                F.col("offer_id")))),
+    Feature("days_since_last_offer", "campaigns", "Days since the last offer (null: none in 365 days).", "bigint",
+            agg=lambda: F.datediff(F.max(F.col("_as_of")), F.to_date(F.max("sent_at")))),
+    Feature("offer_response_rate_365d", "campaigns", "Responded offers over offers received, 365 days.",
+            window=365, post=lambda: _ratio("offers_responded_365d", "offers_365d")),
+    Feature("offer_conversion_rate_365d", "campaigns", "Converted offers over offers received, 365 days.",
+            window=365, post=lambda: _ratio("offers_converted_365d", "offers_365d")),
+)
+
+
+# ---------------------------------------------------------------------------------------
+# assembly
+
+def aggregate_family(family: str, inputs: dict[str, DataFrame], at: AsOf) -> DataFrame:
+    """Aggregate a family's declared ``agg`` features per customer from its inputs.
+
+    Each input is grouped by ``customer_id`` with the features that read it (by default
+    the family's first input; :data:`FEATURE_INPUT` names another), and the results are
+    joined.
+    """
+    feats = [f for f in by_family(family) if f.agg is not None]
+    default = next(iter(inputs))
+    out = None
+    for name, df in inputs.items():
+        mine = [f for f in feats if FEATURE_INPUT.get(f.name, default) == name]
+        if not mine:
+            continue
+        part = df.withColumn("_as_of", at.date_lit()).groupBy("customer_id") \
+            .agg(*[f.agg().alias(f.name) for f in mine])
+        out = part if out is None else out.join(part, "customer_id", "full")
+    return out
+
+
+SPARK_TYPES = {"double": "double", "bigint": "bigint", "string": "string", "boolean": "boolean", "date": "date"}
+
+
+def customer_360(tables: dict[str, DataFrame], at: AsOf, conf: dict) -> DataFrame:
+    """The customer 360 profile at ``as_of``: one row per customer known then.
+
+    ``tables``: silver ``customers`` (SCD2), ``product_catalog``, ``holdings``,
+    ``transactions``, ``events``, ``interactions``, ``feedback`` (with
+    ``sentiment_score``), ``complaints``, ``campaign_responses``. A missing source (a bank
+    without that system) gives that family's defaults.
+    Output: ``customer_id``, ``as_of_date`` and every declared feature, typed as declared,
+    counts filled with 0 for customers without rows.
+    """
+    base = profile_features(tables["customers"], at, conf)
+    catalog = tables.get("product_catalog")
+    families: list[tuple[str, dict[str, DataFrame]]] = []
+    if "holdings" in tables and catalog is not None:
+        families.append(("holdings", holdings_inputs(tables["holdings"], catalog, at)))
+    if "transactions" in tables:
+        families.append(("transactions", transactions_inputs(tables["transactions"], at, conf)))
+    if "events" in tables and catalog is not None:
+        families.append(("digital", digital_inputs(tables["events"], catalog, at)))
+    if "interactions" in tables:
+        families.append(("service", service_inputs(tables["interactions"], at)))
+    if "feedback" in tables:
+        families.append(("feedback", feedback_inputs(tables["feedback"], at)))
+    if "complaints" in tables:
+        families.append(("complaints", complaints_inputs(tables["complaints"], at)))
+    if "campaign_responses" in tables:
+        families.append(("campaigns", campaign_inputs(tables["campaign_responses"], at)))
+    out = base
+    for family, inputs in families:
+        out = out.join(aggregate_family(family, inputs, at), "customer_id", "left")
+    # features of absent families: null (then filled below)
+    for f in REGISTRY.values():
+        if f.agg is not None and f.name not in out.columns:
+            out = out.withColumn(f.name, F.lit(None).cast(SPARK_TYPES[f.dtype]))
+    fills = {f.name: f.fill for f in REGISTRY.values() if f.fill is not None}
+    out = out.select("customer_id", *[
+        (F.coalesce(F.col(n), F.lit(fills[n])) if n in fills else F.col(n)).alias(n)
+        for n in out.columns if n != "customer_id"])
+    for f in REGISTRY.values():
+        if f.post is not None:
+            out = out.withColumn(f.name, f.post())
+    return out.select(
+        "customer_id", at.date_lit().alias("as_of_date"),
+        *[F.col(f.name).cast(SPARK_TYPES[f.dtype]).alias(f.name) for f in REGISTRY.values()])
+
+
+def feature_names() -> list[str]:
+    return list(REGISTRY)
