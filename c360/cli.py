@@ -222,6 +222,23 @@ def demo(
     _run_guarded(go, debug)
 
 
+CATALOGUE_PATH = Path(__file__).resolve().parent.parent / "features" / "CATALOGUE.md"
+
+
+@app.command()
+def catalogue(
+    output: Path = typer.Option(CATALOGUE_PATH, help="where to write the markdown catalogue"),
+    debug: bool = typer.Option(False, help="show tracebacks"),
+) -> None:
+    """Write the customer 360 feature catalogue generated from the feature declarations."""
+    def go():
+        from features.registry import REGISTRY, catalogue_markdown
+
+        Path(output).write_text(catalogue_markdown(), encoding="utf-8")
+        out.print(f"{len(REGISTRY)} features written to {output}")
+    _run_guarded(go, debug)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -178,3 +178,15 @@ def test_customer_without_any_activity_gets_zero_counts(spark):
     p = profile(spark, transactions=[], events=[])["C1"]
     assert (p.txn_count_365d, p.logins_30d, p.outflow_90d, p.holds_credit_card) == (0, 0, 0.0, False)
     assert p.days_since_last_txn is None
+
+
+def test_every_family_is_declared_and_the_catalogue_is_current():
+    from pathlib import Path
+
+    from features.registry import FAMILIES, REGISTRY, by_family, catalogue_markdown
+
+    assert len(REGISTRY) >= 60
+    assert all(by_family(f) for f in FAMILIES)
+    assert all(f.description.endswith((".", ")")) for f in REGISTRY.values())
+    shipped = (Path(__file__).resolve().parent.parent / "features" / "CATALOGUE.md").read_text(encoding="utf-8")
+    assert shipped == catalogue_markdown(), "features/CATALOGUE.md is stale: run `c360 catalogue`"

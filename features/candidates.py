@@ -1,0 +1,161 @@
+"""Next-best-product candidates, labels and product-level signals, point in time.
+
+A *candidate* is a pair (customer, product) at a snapshot date: an active catalogue
+product the customer does not hold then. Training labels it 1 when the customer opens
+that product within the following ``horizon_days``; scoring ranks the candidates.
+
+Features never read data after the snapshot (they come from :mod:`features.profile` and
+:func:`product_signals`, both cut at ``AsOf.cutoff``); only the label looks ahead, by
+design, and only at ``opened_date`` in holdings.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.window import Window
+
+from features.profile import AsOf
+
+PRODUCT_FEATURES = ["product_code", "family", "product_risk_level", "min_age", "max_age"]
+PAIR_FEATURES = ["views_product_90d", "views_product_30d", "offers_product_90d", "offer_clicks_product_90d",
+                 "declined_product_30d", "applications_product_90d", "holds_same_family", "risk_gap",
+                 "age_in_range"]
+
+
+def _risk_num(c: Column) -> Column:
+    n = F.regexp_extract(c, r"^R([1-5])$", 1)
+    return F.when(n != "", n.cast("bigint"))
+
+
+def products(catalog: DataFrame) -> DataFrame:
+    """Catalogue rows with the product risk level as a number (R3 -> 3)."""
+    return catalog.select("product_code", "product_name", "family", "active",
+                          _risk_num(F.col("risk_level")).alias("product_risk_level"),
+                          F.col("min_age").cast("bigint").alias("min_age"),
+                          F.col("max_age").cast("bigint").alias("max_age"))
+
+
+def held_products(holdings: DataFrame, at: AsOf) -> DataFrame:
+    """(customer_id, product_code) held at the end of ``as_of``: the latest snapshot of each
+    account up to then, not closed, opened by then."""
+    w = Window.partitionBy("account_id").orderBy(F.col("snapshot_date").desc())
+    d = at.date_lit()
+    latest = holdings.where(F.col("snapshot_date") <= d).withColumn("_rn", F.row_number().over(w)).where("_rn = 1")
+    held = (F.col("status") != "closed") & (F.col("opened_date") <= d) & \
+        (F.col("closed_date").isNull() | (F.col("closed_date") > d))
+    return latest.where(held).select("customer_id", "product_code").distinct()
+
+
+def adoptions(holdings: DataFrame, after: date, horizon_days: int) -> DataFrame:
+    """(customer_id, product_code) opened in ``(after, after + horizon_days]``: the label."""
+    end = after + timedelta(days=horizon_days)
+    return holdings.where((F.col("opened_date") > F.lit(after.isoformat()).cast("date"))
+                          & (F.col("opened_date") <= F.lit(end.isoformat()).cast("date"))) \
+        .select("customer_id", "product_code").distinct()
+
+
+def product_signals(events: DataFrame | None, responses: DataFrame | None, at: AsOf) -> DataFrame | None:
+    """Per (customer, product): app views, applications and offers before ``as_of``."""
+    parts = []
+    if events is not None:
+        ev = events.where(F.col("customer_id").isNotNull() & F.col("product_code").isNotNull()
+                          & at.in_window(F.col("event_ts"), 90))
+        parts.append(ev.groupBy("customer_id", "product_code").agg(
+            F.sum(F.when(F.col("event_type") == "product_view", 1).otherwise(0)).alias("views_product_90d"),
+            F.sum(F.when((F.col("event_type") == "product_view") & at.in_window(F.col("event_ts"), 30), 1)
+                  .otherwise(0)).alias("views_product_30d"),
+            F.sum(F.when(F.col("event_type") == "application_start", 1).otherwise(0))
+            .alias("applications_product_90d")))
+    if responses is not None:
+        r = responses.where(at.in_window(F.col("sent_at"), 90)).where(
+            (F.col("outcome") == "sent") | (F.coalesce(F.col("outcome_at"), F.col("sent_at")) < at.cutoff))
+        parts.append(r.groupBy("customer_id", "product_code").agg(
+            F.count_distinct("offer_id").alias("offers_product_90d"),
+            F.count_distinct(F.when(F.col("outcome").isin("clicked", "converted"), F.col("offer_id")))
+            .alias("offer_clicks_product_90d"),
+            F.count_distinct(F.when((F.col("outcome") == "declined")
+                                    & (F.col("outcome_at") >= at.since(30)), F.col("offer_id")))
+            .alias("declined_product_30d")))
+    if not parts:
+        return None
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.join(p, ["customer_id", "product_code"], "full")
+    return out
+
+
+def candidates(profile: DataFrame, catalog: DataFrame, held: DataFrame, signals: DataFrame | None) -> DataFrame:
+    """Every active product each customer of ``profile`` does not hold, with pair features.
+
+    ``profile``: customer 360 rows at one as_of (customer features). Output: the profile
+    columns, the product columns (:data:`PRODUCT_FEATURES`, ``product_name``) and the pair
+    features (:data:`PAIR_FEATURES`). Eligibility and suitability are *not* applied here
+    (scoring does that, and counts what it excludes); training sees every candidate.
+    """
+    prods = products(catalog).where(F.col("active"))
+    pairs = profile.crossJoin(prods.drop("active")).join(held.withColumn("_held", F.lit(True)),
+                                                          ["customer_id", "product_code"], "left") \
+        .where(F.col("_held").isNull()).drop("_held")
+    if signals is not None:
+        pairs = pairs.join(signals, ["customer_id", "product_code"], "left")
+    for c in ("views_product_90d", "views_product_30d", "offers_product_90d", "offer_clicks_product_90d",
+              "declined_product_30d", "applications_product_90d"):
+        pairs = pairs.withColumn(c, F.coalesce(F.col(c).cast("bigint"), F.lit(0)) if c in pairs.columns
+                                 else F.lit(0).cast("bigint"))
+    family_held = None
+    for fam_col in [c for c in profile.columns if c.startswith("holds_")]:
+        cond = (F.col("family") == fam_col[len("holds_"):]) & F.col(fam_col)
+        family_held = F.when(cond, F.lit(True)) if family_held is None else family_held.when(cond, F.lit(True))
+    pairs = pairs.withColumn("holds_same_family", F.coalesce(family_held, F.lit(False)) if family_held is not None
+                             else F.lit(False))
+    pairs = pairs.withColumn("risk_gap", F.col("risk_level") - F.col("product_risk_level"))
+    pairs = pairs.withColumn("age_in_range", (F.col("age") >= F.coalesce(F.col("min_age"), F.lit(0)))
+                             & (F.col("age") <= F.coalesce(F.col("max_age"), F.lit(200))))
+    return pairs
+
+
+def label(pairs: DataFrame, adopted: DataFrame) -> DataFrame:
+    """Add ``label`` (1 when the candidate product was opened within the horizon, else 0)."""
+    return pairs.join(adopted.withColumn("label", F.lit(1)), ["customer_id", "product_code"], "left") \
+        .withColumn("label", F.coalesce(F.col("label"), F.lit(0)).cast("int"))
+
+
+def attrition_label(holdings: DataFrame, profile_at: DataFrame, after: date, horizon_days: int,
+                    transactions: DataFrame | None = None, events: DataFrame | None = None,
+                    bank_timezone: str = "Asia/Shanghai") -> DataFrame:
+    """(customer_id, label) for customers of ``profile_at``: 1 when, within the horizon after
+    ``after``, the customer closes every product they held or goes dormant (no transaction
+    and no login during the horizon)."""
+    end = AsOf(after + timedelta(days=horizon_days), bank_timezone)
+    start = AsOf(after, bank_timezone)
+    still_held = held_products(holdings, end).select("customer_id").distinct().withColumn("_holds", F.lit(True))
+    active = None
+    if transactions is not None:
+        active = transactions.where((F.col("txn_ts") >= start.cutoff) & (F.col("txn_ts") < end.cutoff)) \
+            .select("customer_id").distinct()
+    if events is not None:
+        logins = events.where((F.col("event_type") == "login") & F.col("customer_id").isNotNull()
+                              & (F.col("event_ts") >= start.cutoff) & (F.col("event_ts") < end.cutoff)) \
+            .select("customer_id").distinct()
+        active = logins if active is None else active.unionByName(logins).distinct()
+    out = profile_at.select("customer_id").join(still_held, "customer_id", "left")
+    if active is not None:
+        out = out.join(active.withColumn("_active", F.lit(True)), "customer_id", "left")
+        churned = F.col("_holds").isNull() | F.col("_active").isNull()
+    else:
+        churned = F.col("_holds").isNull()
+    return out.select("customer_id", churned.cast("int").alias("label"))
+
+
+def month_end_snapshots(as_of: date, count: int, horizon_days: int) -> list[date]:
+    """The last ``count`` month ends whose label window ends by ``as_of``, oldest first."""
+    out: list[date] = []
+    d = as_of.replace(day=1) - timedelta(days=1)
+    while len(out) < count:
+        if d + timedelta(days=horizon_days) <= as_of:
+            out.append(d)
+        d = d.replace(day=1) - timedelta(days=1)
+    return sorted(out)

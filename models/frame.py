@@ -1,0 +1,81 @@
+"""The model input contract shared by training and scoring.
+
+A :class:`FeatureSpec` lists the numeric columns and the categorical columns with their
+categories (fixed at training time). It is saved with every model (``feature_spec.json``
+artifact), and scoring rebuilds exactly the same pandas frame from it, so category codes
+can never shift between training and scoring. Unknown categories at scoring become NaN,
+which LightGBM treats as missing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+# Identifiers, labels and text never used as model inputs.
+NOT_FEATURES = {"customer_id", "as_of_date", "snapshot_date", "label", "product_name", "tags", "account_id",
+                "city", "home_branch_id", "occupation", "active"}
+# Low-cardinality strings used as categorical inputs when present.
+CATEGORICAL = ("product_code", "family", "age_band", "income_band", "gender", "risk_tolerance", "nps_category",
+               "preferred_language", "kyc_status")
+
+
+@dataclass
+class FeatureSpec:
+    numeric: list[str]
+    categorical: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        return self.numeric + list(self.categorical)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "FeatureSpec":
+        d = json.loads(text)
+        return cls(numeric=list(d["numeric"]), categorical={k: list(v) for k, v in d["categorical"].items()})
+
+
+def fit_spec(sample: pd.DataFrame, schema_types: dict[str, str] | None = None) -> FeatureSpec:
+    """Decide the model columns from a training sample (pandas).
+
+    Numeric and boolean columns are numeric inputs; :data:`CATEGORICAL` strings are
+    categorical with the categories seen in the sample (sorted); every other string column
+    and :data:`NOT_FEATURES` are left out.
+    """
+    numeric, categorical = [], {}
+    for c in sample.columns:
+        if c in NOT_FEATURES:
+            continue
+        s = sample[c]
+        if c in CATEGORICAL:
+            categorical[c] = sorted(str(v) for v in s.dropna().unique())
+        elif pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
+            numeric.append(c)
+        elif s.dtype == object and s.dropna().map(lambda v: isinstance(v, (bool, int, float))).all() \
+                and s.notna().any():
+            numeric.append(c)  # nullable booleans/ints arrive as object
+    return FeatureSpec(numeric=numeric, categorical=categorical)
+
+
+def prepare(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """The model frame: numeric columns as float64 (missing -> NaN), categoricals with the
+    spec's fixed categories, in the spec's column order. Missing columns become NaN."""
+    out = {}
+    for c in spec.numeric:
+        if c in df.columns:
+            col = df[c]
+            if col.dtype == object:
+                col = col.map(lambda v: np.nan if v is None else float(v))
+            out[c] = pd.to_numeric(col, errors="coerce").astype("float64")
+        else:
+            out[c] = np.full(len(df), np.nan)
+    for c, cats in spec.categorical.items():
+        values = df[c].astype("object").where(df[c].notna(), None) if c in df.columns else [None] * len(df)
+        out[c] = pd.Categorical([None if v is None else str(v) for v in values], categories=cats)
+    return pd.DataFrame(out, index=df.index)[spec.columns]
