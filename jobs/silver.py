@@ -3,7 +3,7 @@
 Rebuilt from bronze on every run (an overwrite is atomic and idempotent). Customers come
 from every delivered version (``bronze/customers_versions``) as SCD2 history; raw PII
 goes only to ``restricted/customer_pii``; digital events get their customer through
-logins. Unknown extra columns stay in bronze, as the contract says.
+logins; survey comments get a sentiment score (``features.sentiment``). Unknown extra columns stay in bronze, as the contract says.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from c360 import lake
 from c360.contract import SOURCES
 from c360.privacy import pii_key
 from c360.settings import Settings
+from features.sentiment import sentiment_columns
 from features.silver import attribute_events, conform, customer_pii, customers_silver
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ def run(spark: SparkSession, settings: Settings, progress=None) -> dict[str, int
             df = conform(_contract_only(lake.read(spark, bronze_path), source), source)
             if name == "events":
                 df = attribute_events(df)
+            elif name == "feedback":
+                df = sentiment_columns(df, "comment")
         lake.overwrite(df, out)
         written[name] = lake.read(spark, out).count()
     if progress:
