@@ -35,7 +35,8 @@ DECIMAL_TYPE = "decimal(18,2)"
 _DATE_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _DECIMAL_RE = r"^[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)$"
 _INT_RE = r"^[+-]?[0-9]{1,18}$"
-_OFFSET_RE = r"(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$"
+# An offset only counts after a time of day (so the "-01" of "2026-06-01" is not one).
+_OFFSET_RE = r"[0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?[ ]?(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$"
 _TS_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?)?"
 
 # Metadata columns the reader adds to every row.
@@ -195,13 +196,15 @@ def validate(df: DataFrame, source: Source, rules: ValidationRules) -> DataFrame
 
 
 def _sortable(c: Column, type_: str) -> Column:
+    """Fixed-width text that sorts like the value; a null sorts before every value
+    (prefix "0" for null, "1" for a value), so a missing version never wins."""
     if type_ == TIMESTAMP:
         s = F.lpad(F.unix_micros(c).cast("string"), 20, "0")
     elif type_ == DATE:
         s = F.date_format(c, "yyyyMMdd")
     else:
         s = F.lpad(c.cast("string"), 12, "0")
-    return F.coalesce(s, F.lit(""))
+    return F.when(c.isNull(), F.lit("0")).otherwise(F.concat(F.lit("1"), s))
 
 
 def version_column(source: Source) -> Column:

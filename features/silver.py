@@ -34,7 +34,7 @@ FREE_TEXT = {"feedback": ["comment"], "complaints": ["description"], "transactio
 LINEAGE = ["_source_file", "_batch_id", "_ingested_at"]
 
 # No look-around (Sail's regex engine has none): digit boundaries are captured and put back.
-_PHONE = r"(^|[^0-9])(\+?86[- ]?)?1[3-9][0-9]{9}([^0-9]|$)"
+_PHONE = r"(^|[^0-9])(\+?86[- ]?)?1[3-9][0-9][- ]?[0-9]{4}[- ]?[0-9]{4}([^0-9]|$)"
 _EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 _NATIONAL_ID = r"(^|[^0-9])[0-9]{17}[0-9Xx]([^0-9]|$)"
 
@@ -58,8 +58,12 @@ def tokenise(df: DataFrame, columns: list[str], key: bytes) -> DataFrame:
 def mask_free_text(text: Column) -> Column:
     """Remove phone numbers, e-mail addresses and national ids that customers type into comments."""
     t = F.regexp_replace(text, _EMAIL, "[email]")
-    t = F.regexp_replace(t, _NATIONAL_ID, "$1[id]$2")
-    return F.regexp_replace(t, _PHONE, "$1[phone]$3")
+    # Each match consumes the character after it, so a number right after another one
+    # (one separator between) is only found by a second pass.
+    for _ in range(2):
+        t = F.regexp_replace(t, _NATIONAL_ID, "$1[id]$2")
+        t = F.regexp_replace(t, _PHONE, "$1[phone]$3")
+    return t
 
 
 def _snake(c: Column) -> Column:

@@ -33,6 +33,8 @@ def test_good_transaction_is_typed_and_has_no_reason(spark):
     ("2026-06-01T10:00:00Z", datetime(2026, 6, 1, 10, 0)),
     ("2026-06-01 10:00:00", datetime(2026, 6, 1, 2, 0)),
     ("2026-06-01T10:00:00-05:00", datetime(2026, 6, 1, 15, 0)),
+    ("2026-06-01", datetime(2026, 5, 31, 16, 0)),  # a date alone is midnight in the bank's zone
+    ("2026-06-01T10:00", datetime(2026, 6, 1, 2, 0)),
 ])
 def test_timestamps_become_utc_with_or_without_offset(spark, ts, utc):
     assert _validate(spark, "transactions", [txn(txn_ts=ts)])[2]["txn_ts"] == utc
@@ -146,3 +148,15 @@ def test_complaints_latest_delivery_wins(spark):
     ])
     (r,) = latest_per_key(validate(rows, src, RULES), src).collect()
     assert r["status"] == "resolved"
+
+
+def test_a_missing_version_value_never_wins(spark):
+    src = SOURCES["complaints"]
+    base = dict(complaint_id="K1", customer_id="C1", opened_at="2026-05-20T10:00:00", category="fees",
+                status="resolved")
+    rows = text_rows(spark, "complaints", [
+        base | dict(closed_at="2026-05-25T10:00:00", _line=2),
+        base | dict(closed_at=None, _line=3),  # same delivery and status, later line, but no closing time
+    ])
+    (r,) = latest_per_key(validate(rows, src, RULES), src).collect()
+    assert r["closed_at"] is not None

@@ -34,9 +34,12 @@ def test_tokenise_drops_raw_columns_and_is_deterministic(spark):
 
 def test_mask_free_text(spark):
     df = spark.createDataFrame([("请回电13800138000，谢谢",), ("mail me at li.lei@bank.cn please",),
-                                ("身份证110101199001011234有问题",), ("order 12345 is fine",)], "t string")
+                                ("身份证110101199001011234有问题",), ("order 12345 is fine",),
+                                ("13812345678,13912345678",), ("call 139-1234-5678 or 139 1234 5678",),
+                                ("11010119900101123X 110101199001011234",)], "t string")
     got = [r[0] for r in df.select(mask_free_text(df.t)).collect()]
-    assert got == ["请回电[phone]，谢谢", "mail me at [email] please", "身份证[id]有问题", "order 12345 is fine"]
+    assert got == ["请回电[phone]，谢谢", "mail me at [email] please", "身份证[id]有问题", "order 12345 is fine",
+                   "[phone],[phone]", "call [phone] or [phone]", "[id] [id]"]
 
 
 def test_conform_normalises_categories_and_drops_bookkeeping(spark):
