@@ -41,6 +41,8 @@ _TS_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{
 
 # Metadata columns the reader adds to every row.
 READER_COLUMNS = ("_source_file", "_delivery_date", "_line", "_raw", "_row_error")
+# File-level columns passed through validation unchanged when present.
+FILE_COLUMNS = ("_file_sha256", "_file_error")
 
 
 @dataclass(frozen=True)
@@ -149,11 +151,12 @@ def validate(df: DataFrame, source: Source, rules: ValidationRules) -> DataFrame
     ``_delivery_date`` (date), ``_line``, ``_raw`` and ``_row_error``.
 
     Output: the contract columns cast to their types (enums in canonical spelling, text
-    trimmed, empty text null), extra columns unchanged, the reader columns, and
+    trimmed, empty text null), extra columns unchanged, the reader columns (and
+    ``_file_sha256`` / ``_file_error`` when present), and
     ``_reason``: null for a good row, otherwise every problem found, joined by "; ".
     ``_raw`` is filled for every rejected row (the record as delivered, as CSV).
     """
-    delivered = [c for c in df.columns if c not in READER_COLUMNS]
+    delivered = [c for c in df.columns if c not in READER_COLUMNS and c not in FILE_COLUMNS]
     for c in source.column_names:
         if c not in df.columns:
             df = df.withColumn(c, F.lit(None).cast("string"))
@@ -190,6 +193,7 @@ def validate(df: DataFrame, source: Source, rules: ValidationRules) -> DataFrame
         "_source_file",
         "_delivery_date",
         "_line",
+        *[c for c in FILE_COLUMNS if c in df.columns],
         F.when(reason.isNotNull(), raw).alias("_raw"),
         reason.alias("_reason"),
     )

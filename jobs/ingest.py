@@ -98,13 +98,12 @@ def _file_rows_df(spark: SparkSession, files: list[LandingFile]) -> DataFrame:
 
 
 def read_landing_files(spark: SparkSession, source: Source, files: list[LandingFile],
-                       files_per_task: int = 1) -> DataFrame:
-    """Text rows of ``files`` (read in the engine, one task per ``files_per_task`` files)."""
+                       read_tasks: int = 8) -> DataFrame:
+    """Text rows of ``files``, read in the engine by at most ``read_tasks`` tasks."""
     extras = sorted({c for f in files for c in f.header} - set(source.column_names))
     reader, ddl, _ = make_reader(source.column_names + extras)
     files_df = _file_rows_df(spark, files)
-    n = max(1, -(-len(files) // files_per_task))
-    text = files_df.repartition(n).mapInArrow(reader, ddl)
+    text = files_df.repartition(max(1, min(len(files), read_tasks))).mapInArrow(reader, ddl)
     return text.join(files_df.select(F.col("path").alias("_source_file"), F.col("sha256").alias("_file_sha256")),
                      "_source_file")
 
@@ -114,17 +113,15 @@ def ingest_source(spark: SparkSession, settings: Settings, source: Source, files
     """Read, validate, quarantine and upsert one source's new files; per-file counts out."""
     lake_dir = settings.lake
     rules = rules_from(settings)
-    text = read_landing_files(spark, source, files, settings.ingest.files_per_task)
-    readable = text.where("_file_error IS NULL").drop("_file_error")
-    validated = validate(readable.drop("_file_sha256"), source, rules) \
-        .join(text.select("_source_file", "_file_sha256").distinct(), "_source_file")
-    broken = text.where("_file_error IS NOT NULL").select(
-        "_source_file", "_file_sha256", "_delivery_date", F.col("_file_error").alias("_reason"))
-
-    # Stage the validated batch once: quarantine, bronze and counts all read it.
+    # Stage the validated batch once: the landing files are read a single time, and
+    # quarantine, bronze and the counts all work from the staged table.
     staging = lake.table_path(lake_dir, "bronze", f"_staging/{source.name}")
-    lake.overwrite(validated, staging)
-    staged = lake.read(spark, staging)
+    text = read_landing_files(spark, source, files, settings.ingest.read_tasks)
+    lake.overwrite(validate(text, source, rules), staging)
+    everything = lake.read(spark, staging)
+    staged = everything.where("_file_error IS NULL").drop("_file_error")
+    broken = everything.where("_file_error IS NOT NULL").select(
+        "_source_file", "_file_sha256", "_delivery_date", F.col("_file_error").alias("_reason"))
     now = F.lit(ops.utcnow()).cast("timestamp")
 
     # 1. quarantine: rejected rows, and files that could not be read
