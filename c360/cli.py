@@ -33,6 +33,7 @@ DEMO_CUSTOMERS = 10_000
 DEMO_DAYS = 395  # 13 months
 DEMO_AS_OF = date(2026, 6, 30)
 DEMO_SEED = 42
+DEMO_DIRTY_RATE = 0.01  # a few defects, so the demo shows quarantine at work
 
 
 class CliError(Exception):
@@ -105,12 +106,13 @@ def _generation_table(summary) -> Table:
     return t
 
 
-def do_generate(customers: int, days: int, as_of: date, seed: int, landing: Path, dirty_rate: float) -> None:
+def do_generate(customers: int, days: int, as_of: date, seed: int, landing: Path, dirty_rate: float,
+                overwrite: bool = False) -> None:
     from c360.synth import generate as synth_generate
 
     with _progress() as progress:
         summary = synth_generate(customers=customers, days=days, as_of=as_of, seed=seed, landing=landing,
-                                 dirty_rate=dirty_rate, progress=_Bars(progress))
+                                 dirty_rate=dirty_rate, progress=_Bars(progress), overwrite=overwrite)
     out.print(_generation_table(summary))
     defects = {k: v for k, v in (summary.defects or {}).items() if v}
     if defects:
@@ -155,7 +157,128 @@ def _results_tables(results) -> list[Table]:
             for name, n in r.metrics.get("rows", {}).items():
                 t.add_row(f"silver/{name}", f"{n:,}")
             tables.append(t)
+        elif r.step.startswith("dq_") and "by_suite" in r.metrics:
+            tables.extend(_dq_tables(r.metrics))
+        elif r.step == "segments":
+            tables.append(_segments_table(r.metrics))
+        elif r.step == "train":
+            tables.append(_train_table(r.metrics))
+        elif r.step == "score":
+            tables.extend(_score_tables(r.metrics))
+        elif r.step == "export":
+            tables.append(_export_table(r.metrics))
     return tables
+
+
+def _train_table(m: dict) -> Table:
+    """One row per trained model: OOT metric vs baselines, version, gate outcome, aliases."""
+    def f(v) -> str:
+        return "-" if v is None else f"{v:.4f}"
+
+    t = Table(title="Model training (out-of-time evaluation)")
+    for col in ("model", "kind", "OOT snapshot", "metric", "new version", "champion before", "baseline",
+                "segment baseline", "version", "gate", "aliases"):
+        t.add_column(col, justify="left" if col in ("model", "kind", "gate", "aliases", "OOT snapshot") else "right")
+    n = m.get("next_best_product")
+    if n:
+        kinds = ", ".join(f"{k} {v:.4f}" for k, v in (n.get("map_at_7_by_kind") or {}).items())
+        t.add_row(n["model"], f"{n['kind']} ({kinds})", n["oot_snapshot"], "map_at_7", f(n["map_at_7"]),
+                  f(n.get("previous_champion_map_at_7")), f(n.get("baseline_popularity_map_at_7")),
+                  f"{f(n.get('baseline_segment_popularity_map_at_7'))} ({n.get('segment_baseline_grouping')})",
+                  n["version"], "champion" if n["promoted"] else "challenger",
+                  ", ".join(f"{a}=v{v}" for a, v in sorted((n.get("aliases") or {}).items())))
+    a = m.get("attrition")
+    if a:
+        t.add_row(a["model"], a["kind"], a["oot_snapshot"], "auc", f(a["auc"]), f(a.get("previous_champion_auc")),
+                  "0.5000", f"Brier {f(a.get('brier_score'))}, ECE {f(a.get('expected_calibration_error'))}",
+                  a["version"], "champion" if a["promoted"] else "challenger",
+                  ", ".join(f"{k}=v{v}" for k, v in sorted((a.get("aliases") or {}).items())))
+    return t
+
+
+def _dq_tables(m: dict) -> list[Table]:
+    """Data quality step: expectations per table, then warnings / tolerated / skipped checks."""
+    t = Table(title=f"Data quality: {m['layer']}", caption=f"Data Docs: {m['data_docs']}" if m.get("data_docs") else None)
+    t.add_column("table")
+    t.add_column("expectations", justify="right")
+    t.add_column("failed", justify="right")
+    for name, s in m["by_suite"].items():
+        t.add_row(name, f"{s['expectations']:,}", f"[yellow]{s['failed']}[/yellow]" if s["failed"] else "0")
+    out = [t]
+    notes = [("warning", "yellow", x) for x in m.get("warnings", [])] + \
+        [("tolerated", "cyan", x) for x in m.get("tolerated", [])] + [("skipped", "dim", x) for x in m.get("skipped", [])]
+    if notes:
+        n = Table(title=f"Data quality notes: {m['layer']}")
+        n.add_column("kind")
+        n.add_column("expectation")
+        for kind, colour, text in notes:
+            n.add_row(f"[{colour}]{kind}[/{colour}]", text)
+        out.append(n)
+    return out
+
+
+def _segments_table(m: dict) -> Table:
+    k = f"k={m.get('k')}, silhouette {m.get('silhouette', 0):.3f}"
+    t = Table(title=f"Segments and personas ({m.get('customers', 0):,} customers, {k})")
+    t.add_column("dimension")
+    t.add_column("segment")
+    t.add_column("customers", justify="right")
+    new = set(m.get("new_personas") or [])
+    for pid, n in (m.get("personas") or {}).items():
+        t.add_row("persona", f"{pid}{' (new)' if pid in new else ''}", f"{n:,}")
+    for dim in ("value_tier", "lifecycle_stage"):
+        for seg, n in sorted((m.get(dim) or {}).items(), key=lambda kv: -kv[1]):
+            t.add_row(dim, seg, f"{n:,}")
+    if m.get("report"):
+        t.caption = f"report: {m['report']}"
+    return t
+
+
+def _score_tables(m: dict) -> list[Table]:
+    t = Table(title=f"Scoring ({m.get('model')} v{m.get('model_version')}, top {m.get('top_n')})")
+    t.add_column("")
+    t.add_column("count", justify="right")
+    for label, key in (("customers", "customers"), ("candidates", "candidates"), ("eligible", "eligible"),
+                       ("recommendations", "recommendations"),
+                       ("customers with a recommendation", "customers_with_recommendation"),
+                       ("customers without", "customers_without_recommendation"),
+                       ("with the generic reason only", "recommendations_with_generic_reason")):
+        t.add_row(label, f"{m.get(key, 0):,}")
+    x = Table(title="Excluded (first failing rule)")
+    x.add_column("reason")
+    x.add_column("count", justify="right")
+    x.add_column("failing the rule", justify="right")
+    for reason, n in m.get("excluded_by_reason", {}).items():
+        x.add_row(reason, f"{n:,}", f"{m.get('failing_by_rule', {}).get(reason, 0):,}")
+    out = [t, x]
+    a = m.get("attrition") or {}
+    if a:
+        at = Table(title="Attrition risk")
+        at.add_column("")
+        at.add_column("value", justify="right")
+        if "skipped" in a:
+            at.add_row("skipped", str(a["skipped"]))
+        else:
+            at.add_row("model version", str(a.get("model_version")))
+            for band, n in a.get("by_band", {}).items():
+                at.add_row(f"{band} risk", f"{n:,}")
+        out.append(at)
+    return out
+
+
+def _export_table(m: dict) -> Table:
+    t = Table(title="CRM export")
+    t.add_column("")
+    t.add_column("value", justify="right")
+    t.add_row("folder", str(m.get("path")))
+    t.add_row("rows exported", f"{m.get('rows', 0):,}")
+    t.add_row("left out (no marketing consent)", f"{m.get('excluded_no_consent', 0):,}")
+    t.add_row("previous export", str(m.get("previous_export") or "none"))
+    for k, v in (m.get("changes") or {}).items():
+        t.add_row(f"changes: {k}", f"{v:,}")
+    o = m.get("outcomes") or {}
+    t.add_row("past offers matched / converted", f"{o.get('offers_sent', 0):,} / {o.get('converted', 0):,}")
+    return t
 
 
 def do_run(settings: Settings, as_of: date, steps: Optional[str]) -> None:
@@ -186,12 +309,13 @@ def generate(
     seed: int = typer.Option(42, help="random seed (same seed, same files)"),
     landing: Optional[Path] = typer.Option(None, help="landing zone [env C360_LANDING, default ./landing]"),
     dirty_rate: float = typer.Option(0.0, "--dirty-rate", help="share of rows with injected defects (0-0.5)"),
+    overwrite: bool = typer.Option(False, help="replace what is already in the landing zone"),
     debug: bool = typer.Option(False, help="show tracebacks"),
 ) -> None:
     """Write a synthetic bank's deliveries into the landing zone."""
     def go():
         s = _settings(landing=landing)
-        do_generate(customers, days, _parse_date(as_of, "--as-of"), seed, Path(s.landing), dirty_rate)
+        do_generate(customers, days, _parse_date(as_of, "--as-of"), seed, Path(s.landing), dirty_rate, overwrite)
     _run_guarded(go, debug)
 
 
@@ -217,7 +341,8 @@ def demo(
     """Generate a 10,000-customer bank (13 months to 2026-06-30) and run every step."""
     def go():
         s = _settings()
-        do_generate(customers, DEMO_DAYS, DEMO_AS_OF, DEMO_SEED, Path(s.landing), 0.01)
+        # Deterministic: generating again writes the same files, which ingestion then skips.
+        do_generate(customers, DEMO_DAYS, DEMO_AS_OF, DEMO_SEED, Path(s.landing), DEMO_DIRTY_RATE, overwrite=True)
         do_run(s, DEMO_AS_OF, None)
     _run_guarded(go, debug)
 
