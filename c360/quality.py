@@ -1,0 +1,489 @@
+"""Data quality gates as data: ``conf/quality.yaml`` + the raw data contract -> suites.
+
+A suite is named after the table it checks (``bronze/transactions``, ``silver/customers``,
+later ``gold/...``) and is a list of :class:`Check`: a Great Expectations expectation type,
+its arguments and a severity. Most checks are generated from ``c360.contract`` (required
+columns, keys, enums, ranges, survey score ranges, ordered columns, event-time sanity);
+``conf/quality.yaml`` sets their severities, declares referential integrity between
+tables, adds hand-written expectations of any GE type, and overrides the severity or
+threshold (``mostly``) of any generated one.
+
+Severity: ``critical`` stops the run (downstream steps do not run); ``warning`` is recorded
+in ``ops/dq_results`` and shown in the run summary, and the run goes on.
+
+This module is pure Python (no Spark, no Great Expectations import), so the configuration
+is validated at start-up in milliseconds; ``jobs.quality`` turns checks into GE
+expectations and runs them on the engine.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import re
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from c360.contract import DATE, SOURCES, SURVEY_SCORE_RANGES, TIMESTAMP, Source
+from c360.settings import DEFAULT_CONF_DIR, ConfigError
+
+QUALITY_FILE = "quality.yaml"
+SEVERITIES = ("critical", "warning")
+Severity = Literal["critical", "warning"]
+# Layers whose tables have suites; each is validated by its own pipeline step (dq_<layer>).
+DQ_LAYERS = ("bronze", "silver", "gold")
+
+# Expectation types implemented in jobs.quality (GE UnexpectedRowsExpectation subclasses).
+EXISTS_IN_TABLE = "expect_column_values_to_exist_in_table"
+ONE_CURRENT_ROW = "expect_exactly_one_current_row_per_key"
+CUSTOM_TYPES = (EXISTS_IN_TABLE, ONE_CURRENT_ROW)
+
+_SUITE_RE = re.compile(r"^(bronze|silver|gold)/[a-z][a-z0-9_]*$")
+_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BronzeChecks(_Strict):
+    """Severity of each kind of check generated from the contract for ``bronze/<source>``."""
+
+    columns_exist: Severity = "critical"  # every required contract column is present
+    required_not_null: Severity = "critical"  # required (*) columns are never null
+    key_unique: Severity = "critical"  # the source key is unique
+    enum_in_set: Severity = "critical"  # enum columns hold only contract values
+    value_range: Severity = "critical"  # numeric ranges (amount > 0, ages 0-130, ...)
+    survey_score_range: Severity = "critical"  # NPS 0-10, CSAT 1-5, CES 1-7
+    ordered_columns: Severity = "critical"  # opened <= closed, started <= ended, ...
+
+
+class SilverChecks(_Strict):
+    """Severity of each kind of check generated for ``silver/<source>``."""
+
+    required_not_null: Severity = "critical"
+    key_unique: Severity = "critical"  # customers: (customer_id, valid_from)
+    one_current_row: Severity = "critical"  # customers: exactly one is_current row per customer
+    timestamp_range: Severity = "critical"  # dates/timestamps: not before min_date, event time not after as_of
+
+
+class Generated(_Strict):
+    bronze: BronzeChecks = BronzeChecks()
+    silver: SilverChecks = SilverChecks()
+
+
+class Timestamps(_Strict):
+    min_date: date = date(1900, 1, 1)
+    # A row's event time may lie at most this many days after the run's as_of date (end of day).
+    max_days_after_as_of: int = Field(1, ge=0, le=3650)
+
+
+class ReferenceDefaults(_Strict):
+    severity: Severity = "critical"
+    # Share of a table's rows whose reference must resolve (1.0: every row). Rows below the
+    # threshold still show in ops/dq_results and in the run summary as "tolerated".
+    mostly: float = Field(1.0, gt=0, le=1)
+
+
+class Reference(_Strict):
+    """Referential integrity: every non-null ``table.column`` exists in ``ref.ref_column``."""
+
+    table: str
+    column: str
+    ref: str
+    ref_column: str | None = None
+    severity: Severity | None = None
+    mostly: float | None = Field(None, gt=0, le=1)
+
+    @field_validator("table", "ref")
+    @classmethod
+    def _table_name(cls, v: str) -> str:
+        return _check_suite_name(v)
+
+    @field_validator("column", "ref_column")
+    @classmethod
+    def _column_name(cls, v: str | None) -> str | None:
+        if v is not None and not _IDENT_RE.match(v):
+            raise ValueError(f"not a column name: {v!r}")
+        return v
+
+
+class HandWritten(_Strict):
+    """Any GE expectation, by its snake_case type name and arguments."""
+
+    type: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    severity: Severity = "critical"
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, v: str) -> str:
+        return _check_expectation_type(v)
+
+
+class Override(_Strict):
+    """Change the severity and/or threshold of the checks matching suite + type (+ column)."""
+
+    suite: str
+    type: str
+    column: str | None = None
+    severity: Severity | None = None
+    mostly: float | None = Field(None, gt=0, le=1)
+
+    @field_validator("suite")
+    @classmethod
+    def _suite(cls, v: str) -> str:
+        return _check_suite_name(v)
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, v: str) -> str:
+        return _check_expectation_type(v)
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> "Override":
+        if self.severity is None and self.mostly is None:
+            raise ValueError("an override needs severity and/or mostly")
+        return self
+
+
+class Docs(_Strict):
+    enabled: bool = True
+    # Validation results listed on the Data Docs index page (newest first).
+    index_limit: int = Field(500, ge=1, le=100_000)
+
+
+class QualityConfig(_Strict):
+    generated: Generated = Generated()
+    timestamps: Timestamps = Timestamps()
+    reference_defaults: ReferenceDefaults = ReferenceDefaults()
+    references: list[Reference] = Field(default_factory=list)
+    expectations: dict[str, list[HandWritten]] = Field(default_factory=dict)
+    overrides: list[Override] = Field(default_factory=list)
+    # GE result format: BASIC keeps counts and up to 20 example values per expectation.
+    result_format: Literal["BOOLEAN_ONLY", "BASIC", "SUMMARY"] = "BASIC"
+    docs: Docs = Docs()
+
+    @field_validator("expectations")
+    @classmethod
+    def _suite_names(cls, v: dict[str, list[HandWritten]]) -> dict[str, list[HandWritten]]:
+        for name in v:
+            _check_suite_name(name)
+        return v
+
+
+class QualityGateFailed(RuntimeError):
+    """A critical expectation failed. The message names each table, expectation and count:
+    ``quality gate failed: silver/transactions expect_column_values_to_be_unique(txn_id): 2 unexpected``.
+    ``failures`` and ``warnings`` hold the failed outcomes (objects with a ``message``)."""
+
+    def __init__(self, failures: list, warnings: list | None = None):
+        self.failures = list(failures)
+        self.warnings = list(warnings or [])
+        super().__init__("quality gate failed: " + "; ".join(f.message for f in self.failures))
+
+
+# ---------------------------------------------------------------------------------------
+# Checks
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation of one suite, with its severity."""
+
+    suite: str  # "silver/transactions"
+    type: str  # GE expectation type, snake_case
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    severity: str = "critical"
+    origin: str = "contract"  # contract | reference | conf
+
+    @property
+    def column(self) -> str | None:
+        k = self.kwargs
+        if "column" in k:
+            return k["column"]
+        if "column_list" in k:
+            return ",".join(k["column_list"])
+        if "column_A" in k:
+            return f"{k['column_A']},{k['column_B']}"
+        return None
+
+    @property
+    def qualifier(self) -> str | None:
+        """What tells two checks of the same type on the same column apart."""
+        if self.type == EXISTS_IN_TABLE:
+            return f"in {self.kwargs['ref_table']}.{self.kwargs['ref_column']}"
+        if self.kwargs.get("row_condition"):
+            return f"where {self.kwargs['row_condition']}"
+        return None
+
+    @property
+    def name(self) -> str:
+        """The check's identity within its suite (``ops/dq_results.expectation``)."""
+        return f"{self.type} {self.qualifier}" if self.qualifier else self.type
+
+    @property
+    def label(self) -> str:
+        """``silver/transactions expect_column_values_to_not_be_null(customer_id)``."""
+        inside = " ".join(x for x in (self.column, self.qualifier) if x)
+        return f"{self.suite} {self.type}({inside})" if inside else f"{self.suite} {self.type}"
+
+    @property
+    def key(self) -> tuple[str, str, str | None]:
+        return (self.suite, self.name, self.column)
+
+
+def _between(column: str, lo: Any, hi: Any, strict_min: bool = False, strict_max: bool = False,
+             **extra: Any) -> dict[str, Any]:
+    kw: dict[str, Any] = {"column": column}
+    if lo is not None:
+        kw["min_value"] = lo
+        if strict_min:
+            kw["strict_min"] = True
+    if hi is not None:
+        kw["max_value"] = hi
+        if strict_max:
+            kw["strict_max"] = True
+    return kw | extra
+
+
+def _num(v: float) -> int | float:
+    return int(v) if float(v).is_integer() else v
+
+
+def bronze_checks(source: Source, sev: BronzeChecks) -> list[Check]:
+    """The raw data contract of ``source`` as checks on ``bronze/<source>``."""
+    suite = f"bronze/{source.name}"
+    out: list[Check] = []
+    for c in source.required:
+        out.append(Check(suite, "expect_column_to_exist", {"column": c}, sev.columns_exist))
+    for c in source.required:
+        out.append(Check(suite, "expect_column_values_to_not_be_null", {"column": c}, sev.required_not_null))
+    out.append(_key_check(suite, list(source.key), sev.key_unique))
+    for col in source.columns:
+        if col.enum:
+            out.append(Check(suite, "expect_column_values_to_be_in_set",
+                             {"column": col.name, "value_set": list(col.enum)}, sev.enum_in_set))
+        if col.min_value is not None or col.max_value is not None:
+            lo = None if col.min_value is None else _num(col.min_value)
+            hi = None if col.max_value is None else _num(col.max_value)
+            out.append(Check(suite, "expect_column_values_to_be_between",
+                             _between(col.name, lo, hi, strict_min=col.min_exclusive), sev.value_range))
+    if source.name == "feedback":
+        for survey, (lo, hi) in SURVEY_SCORE_RANGES.items():
+            out.append(Check(suite, "expect_column_values_to_be_between",
+                             _between("score", lo, hi, row_condition=f"survey_type = '{survey}'",
+                                      condition_parser="spark"), sev.survey_score_range))
+    for earlier, later in source.ordered:
+        out.append(Check(suite, "expect_column_pair_values_a_to_be_greater_than_b",
+                         {"column_A": later, "column_B": earlier, "or_equal": True,
+                          "ignore_row_if": "either_value_is_missing"}, sev.ordered_columns))
+    return out
+
+
+def _key_check(suite: str, key: list[str], severity: str) -> Check:
+    if len(key) == 1:
+        return Check(suite, "expect_column_values_to_be_unique", {"column": key[0]}, severity)
+    return Check(suite, "expect_compound_columns_to_be_unique", {"column_list": key}, severity)
+
+
+def upper_time_bound(as_of: date, ts: Timestamps) -> datetime:
+    """Event times must be before this instant (the end of as_of + max_days_after_as_of)."""
+    return datetime.combine(as_of + timedelta(days=ts.max_days_after_as_of + 1), time(), tzinfo=timezone.utc)
+
+
+def silver_checks(source: Source, sev: SilverChecks, ts: Timestamps, as_of: date) -> list[Check]:
+    """Generated checks on ``silver/<source>`` (references come from the configuration)."""
+    suite = f"silver/{source.name}"
+    out: list[Check] = []
+    pii = set(source.pii_columns)
+    for c in source.required:
+        out.append(Check(suite, "expect_column_values_to_not_be_null", {"column": c}, sev.required_not_null))
+    if source.name == "customers":
+        out.append(_key_check(suite, ["customer_id", "valid_from"], sev.key_unique))
+        out.append(Check(suite, ONE_CURRENT_ROW, {"column": "customer_id", "current_flag": "is_current"},
+                         sev.one_current_row))
+    else:
+        out.append(_key_check(suite, list(source.key), sev.key_unique))
+    lo = datetime.combine(ts.min_date, time(), tzinfo=timezone.utc)
+    for col in source.columns:
+        if col.type not in (DATE, TIMESTAMP) or col.name in pii:
+            continue
+        low = lo if col.type == TIMESTAMP else ts.min_date
+        if col.name == source.event_time:
+            high = upper_time_bound(as_of, ts)
+            if col.type == DATE:
+                high = (high - timedelta(days=1)).date()  # a date is the whole day: <= as_of + n
+                out.append(Check(suite, "expect_column_values_to_be_between", _between(col.name, low, high),
+                                 sev.timestamp_range))
+            else:
+                out.append(Check(suite, "expect_column_values_to_be_between",
+                                 _between(col.name, low, high, strict_max=True), sev.timestamp_range))
+        else:
+            out.append(Check(suite, "expect_column_values_to_be_between", _between(col.name, low, None),
+                             sev.timestamp_range))
+    return out
+
+
+def reference_checks(config: QualityConfig, layer: str) -> list[Check]:
+    out = []
+    for r in config.references:
+        if r.table.split("/")[0] != layer:
+            continue
+        kwargs = {"column": r.column, "ref_table": r.ref, "ref_column": r.ref_column or r.column}
+        mostly = r.mostly if r.mostly is not None else config.reference_defaults.mostly
+        if mostly < 1.0:
+            kwargs["mostly"] = mostly
+        out.append(Check(r.table, EXISTS_IN_TABLE, kwargs, r.severity or config.reference_defaults.severity,
+                         origin="reference"))
+    return out
+
+
+def _apply_overrides(checks: list[Check], overrides: list[Override]) -> tuple[list[Check], set[int]]:
+    used: set[int] = set()
+    out = []
+    for c in checks:
+        for i, o in enumerate(overrides):
+            if o.suite == c.suite and o.type == c.type and (o.column is None or o.column == c.column):
+                used.add(i)
+                if o.severity:
+                    c = replace(c, severity=o.severity)
+                if o.mostly is not None:
+                    c = replace(c, kwargs={**c.kwargs, "mostly": o.mostly})
+        out.append(c)
+    return out, used
+
+
+def all_checks(config: QualityConfig, as_of: date) -> list[Check]:
+    """Every check of every layer, overrides applied; raises ConfigError when inconsistent."""
+    checks: list[Check] = []
+    for source in SOURCES.values():
+        checks += bronze_checks(source, config.generated.bronze)
+    for source in SOURCES.values():
+        checks += silver_checks(source, config.generated.silver, config.timestamps, as_of)
+    for layer in DQ_LAYERS:
+        checks += reference_checks(config, layer)
+    for suite, items in config.expectations.items():
+        checks += [Check(suite, h.type, dict(h.kwargs), h.severity, origin="conf") for h in items]
+    checks, used = _apply_overrides(checks, config.overrides)
+    unused = [i for i in range(len(config.overrides)) if i not in used]
+    if unused:
+        o = config.overrides[unused[0]]
+        raise ConfigError(f"{QUALITY_FILE}: overrides[{unused[0]}]: matches no expectation "
+                          f"({o.suite} {o.type}{f'({o.column})' if o.column else ''})")
+    seen: dict[tuple, Check] = {}
+    for c in checks:
+        if c.key in seen:
+            raise ConfigError(f"{QUALITY_FILE}: {c.label} is declared twice; change a generated "
+                              "expectation with `overrides` instead of repeating it")
+        seen[c.key] = c
+    return checks
+
+
+def suites(config: QualityConfig, layer: str, as_of: date) -> dict[str, list[Check]]:
+    """The suites of one layer, by table (``silver/transactions``), in a stable order."""
+    if layer not in DQ_LAYERS:
+        raise ValueError(f"unknown quality layer {layer!r}; layers are {', '.join(DQ_LAYERS)}")
+    out: dict[str, list[Check]] = {}
+    for c in all_checks(config, as_of):
+        if c.suite.split("/")[0] == layer:
+            out.setdefault(c.suite, []).append(c)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Loading
+
+
+def _check_suite_name(v: str) -> str:
+    if not _SUITE_RE.match(v):
+        raise ValueError(f"not a table name <layer>/<table> with layer {', '.join(DQ_LAYERS)}: {v!r}")
+    layer, table = v.split("/")
+    if layer in ("bronze", "silver") and table not in SOURCES:
+        raise ValueError(f"unknown table {v!r}; {layer} tables are {', '.join(SOURCES)}")
+    return v
+
+
+@functools.lru_cache(maxsize=1)
+def known_expectation_types() -> frozenset[str]:
+    """GE's core expectation types (one module per type), read without importing GE."""
+    spec = importlib.util.find_spec("great_expectations")
+    names: set[str] = set(CUSTOM_TYPES) | {"unexpected_rows_expectation"}
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        names |= {p.stem for p in (Path(loc) / "expectations" / "core").glob("expect_*.py")}
+    return frozenset(names)
+
+
+def _check_expectation_type(v: str) -> str:
+    known = known_expectation_types()
+    if len(known) > len(CUSTOM_TYPES) + 1 and v not in known:
+        close = [k for k in sorted(known) if k.startswith(v[:20])][:3]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ValueError(f"unknown expectation type {v!r}{hint}")
+    return v
+
+
+def _default_block() -> dict[str, Any]:
+    """The repository's ``conf/quality.yaml`` block (used when the settings have none)."""
+    path = DEFAULT_CONF_DIR / QUALITY_FILE
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the quality configuration: {exc}") from None
+    return dict(raw.get("quality") or {})
+
+
+def parse_config(raw: Any, where: str = QUALITY_FILE) -> QualityConfig:
+    """Validate the ``quality:`` block (one clear line on error)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: quality: must be a mapping")
+    try:
+        config = QualityConfig(**raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        msg = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{where}: quality.{loc}: {msg}") from None
+    all_checks(config, date.today())  # overrides match something, no check declared twice
+    return config
+
+
+_cache: dict[str, QualityConfig] = {}
+
+
+def config_from(settings: Any) -> QualityConfig:
+    """The validated quality configuration of ``settings`` (its ``quality`` block, loaded from
+    ``conf/quality.yaml`` with the other conf files), validated once per distinct block."""
+    extra = getattr(settings, "extra", None) or {}
+    raw = extra["quality"] if "quality" in extra else _default_block()
+    key = json.dumps(raw, sort_keys=True, default=str)
+    if key not in _cache:
+        if len(_cache) > 16:
+            _cache.clear()
+        _cache[key] = parse_config(raw)
+    return _cache[key]
+
+
+def load_config(path: Path | None = None) -> QualityConfig:
+    """Read a quality.yaml file on its own (``quality:`` block)."""
+    path = Path(path) if path else DEFAULT_CONF_DIR / QUALITY_FILE
+    if not path.exists():
+        raise ConfigError(f"{path}: quality configuration not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return parse_config(raw.get("quality") or {}, str(path))
+
+
+__all__ = ["Check", "QualityConfig", "QualityGateFailed", "load_config", "parse_config", "config_from",
+           "suites", "all_checks", "SEVERITIES", "DQ_LAYERS", "EXISTS_IN_TABLE", "ONE_CURRENT_ROW",
+           "upper_time_bound"]

@@ -1,0 +1,342 @@
+"""Data quality gates: real Great Expectations suites on Spark Connect DataFrames (embedded Sail).
+
+A small clean bank (every source, hand-written landing files) is ingested and built into
+silver once per module; each test then works on its own copy of that lake and breaks it
+in one way (duplicate key, orphan, null key...), through the landing zone where the
+pipeline would let the defect through, or by writing the table directly where ingest
+would have stopped it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import warnings
+from datetime import date
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from c360 import lake
+from c360.contract import SOURCES
+from c360.quality import parse_config, suites
+from c360.settings import ConfigError
+from conftest import write_landing
+from jobs.pipeline import StepFailed, run_step
+
+AS_OF = date(2026, 6, 30)
+
+# One small, clean bank: every source, every contract rule respected, every reference resolvable.
+BANK: dict[str, list[dict]] = {
+    "customers": [
+        dict(customer_id=f"C{i}", full_name=f"客户{i}", national_id=f"11010119900101{i:04d}", phone=f"1380013{i:04d}",
+             email=f"c{i}@example.cn", birth_date="1985-05-01", gender="F" if i % 2 else "M", occupation="engineer",
+             annual_income="180000.00", city="上海", home_branch_id="B01", onboarding_date="2019-03-01",
+             risk_tolerance="R3", kyc_status="verified", marketing_consent="Y", preferred_language="zh",
+             updated_at="2026-06-29T09:00:00")
+        for i in (1, 2, 3)
+    ],
+    "product_catalog": [
+        dict(product_code="CA01", product_name="活期账户", family="current_account", risk_level="R1", min_age="16",
+             max_age="100", active="true"),
+        dict(product_code="TD12", product_name="一年定期", family="time_deposit", risk_level="R1", min_age="18",
+             max_age="100", active="true"),
+    ],
+    "holdings": [
+        dict(account_id=f"A{i}", customer_id=f"C{i}", product_code="CA01" if i < 3 else "TD12",
+             opened_date="2020-01-10", status="active", balance="1000.00", currency="CNY", snapshot_date=day)
+        for i in (1, 2, 3) for day in ("2026-06-29", "2026-06-30")
+    ],
+    "transactions": [
+        dict(txn_id=f"T{n}", account_id=f"A{1 + n % 3}", customer_id=f"C{1 + n % 3}",
+             txn_ts=f"2026-06-29T1{n}:00:00", amount=f"{10 + n}.50", direction="debit" if n % 2 else "credit",
+             currency="CNY", channel="mobile", merchant_category="groceries")
+        for n in range(6)
+    ],
+    "events": [
+        dict(event_id="E1", customer_id="C1", device_id="D1", session_id="S1", event_ts="2026-06-29T10:00:00",
+             channel="app", event_type="login"),
+        dict(event_id="E2", customer_id="", device_id="D1", session_id="S1", event_ts="2026-06-29T10:01:00",
+             channel="app", event_type="product_view", product_code="TD12", duration_ms="5200"),
+    ],
+    "interactions": [
+        dict(interaction_id="I1", customer_id="C2", channel="call_center", started_at="2026-06-29T11:00:00",
+             ended_at="2026-06-29T11:06:00", wait_seconds="40", handle_seconds="320", reason="card",
+             resolved_first_contact="yes", agent_id="AG7"),
+    ],
+    "feedback": [
+        dict(response_id="R1", customer_id="C1", survey_type="nps", score="9", comment="很好", touchpoint="app",
+             channel="app", responded_at="2026-06-29T12:00:00"),
+        dict(response_id="R2", customer_id="C2", survey_type="csat", score="4", touchpoint="branch_service",
+             channel="branch", responded_at="2026-06-29T12:30:00", interaction_id="I1"),
+    ],
+    "complaints": [
+        dict(complaint_id="K1", customer_id="C3", opened_at="2026-06-29T08:00:00", closed_at="2026-06-29T17:00:00",
+             channel="branch", category="fees", severity="low", status="resolved", description="手续费"),
+    ],
+    "campaign_responses": [
+        dict(offer_id="O1", customer_id="C1", product_code="TD12", channel="app", sent_at="2026-06-29T09:00:00",
+             outcome="sent"),
+        dict(offer_id="O1", customer_id="C1", product_code="TD12", channel="app", sent_at="2026-06-29T09:00:00",
+             outcome="opened", outcome_at="2026-06-29T09:30:00"),
+    ],
+}
+
+
+def csv_text(source: str, rows: list[dict]) -> str:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    cols = SOURCES[source].column_names
+    w.writerow(cols)
+    for r in rows:
+        w.writerow([r.get(c, "") for c in cols])
+    return out.getvalue()
+
+
+def write_small_bank(landing: Path, day: str = "2026-06-30") -> None:
+    """Write the clean small bank into ``landing`` as one delivery per source on ``day``."""
+    for source, rows in BANK.items():
+        write_landing(landing, source, day, f"{source}.csv", csv_text(source, rows))
+
+
+def table(spark, s, layer, name):
+    return lake.read(spark, lake.table_path(s.lake, layer, name))
+
+
+def quiet_run(spark, s, step, run_id):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the development PII key warning of silver
+        return run_step(spark, s, step, AS_OF, run_id=run_id)
+
+
+@pytest.fixture(scope="module")
+def clean_lake(spark, settings, tmp_path_factory):
+    """The small bank through ingest, dq_bronze, silver, dq_silver (run id ``clean``)."""
+    root = tmp_path_factory.mktemp("dq_clean")
+    s = settings.with_paths(landing=root / "landing", lake=root / "lake")
+    write_small_bank(s.landing)
+    results = {step: quiet_run(spark, s, step, "clean") for step in ("ingest", "dq_bronze", "silver", "dq_silver")}
+    return s, results
+
+
+@pytest.fixture
+def lake_copy(clean_lake, tmp_path):
+    """Settings pointing at a private copy of the clean bank's landing zone and lake."""
+    s, _ = clean_lake
+    shutil.copytree(s.landing, tmp_path / "landing")
+    shutil.copytree(s.lake, tmp_path / "lake")
+    return s.with_paths(landing=tmp_path / "landing", lake=tmp_path / "lake")
+
+
+def gate_error(excinfo) -> str:
+    err = excinfo.value
+    if isinstance(err, StepFailed):
+        err = err.cause
+    assert type(err).__name__ == "QualityGateFailed"
+    return str(err)
+
+
+def validate(spark, s, layer, run_id, tables, config=None):
+    """One layer's quality gate on some of its tables (what the dq_<layer> step does for all)."""
+    from jobs import quality
+
+    return quality.run(spark, s, layer, AS_OF, run_id, config=config, tables=tables)
+
+
+def test_clean_bank_passes_every_suite(spark, clean_lake):
+    s, results = clean_lake
+    bronze, silver = results["dq_bronze"].metrics, results["dq_silver"].metrics
+    assert bronze["suites"] == silver["suites"] == len(SOURCES)
+    assert (bronze["failed_critical"], bronze["failed_warning"]) == (0, 0), bronze["warnings"]
+    assert (silver["failed_critical"], silver["failed_warning"]) == (0, 0), silver["warnings"]
+    assert bronze["skipped"] == silver["skipped"] == []
+    planned = sum(len(v) for layer in ("bronze", "silver") for v in suites(
+        parse_config({}), layer, AS_OF).values())
+    assert bronze["expectations"] + silver["expectations"] >= planned
+    res = table(spark, s, "ops", "dq_results").where("run_id = 'clean'")
+    assert res.count() == bronze["expectations"] + silver["expectations"]
+    assert res.where("NOT success").count() == 0
+    assert {r.suite for r in res.select("suite").distinct().collect()} == \
+        {f"{layer}/{n}" for layer in ("bronze", "silver") for n in SOURCES}
+    log = {r.step: r.status for r in table(spark, s, "ops", "run_log").where("run_id = 'clean'").collect()}
+    assert log == {"ingest": "succeeded", "dq_bronze": "succeeded", "silver": "succeeded", "dq_silver": "succeeded"}
+
+
+def test_data_docs_are_written_under_reports(clean_lake):
+    s, results = clean_lake
+    index = Path(s.lake) / "reports" / "dq" / "index.html"
+    assert index.is_file() and results["dq_silver"].metrics["data_docs"] == str(index)
+    html = index.read_text(encoding="utf-8")
+    assert "silver.transactions" in html and "bronze.customers" in html
+    assert list((Path(s.lake) / "reports" / "dq" / "validations").rglob("*.html"))
+    assert (Path(s.lake) / "ops" / "gx" / "great_expectations.yml").is_file()
+
+
+def test_rerun_of_the_same_run_replaces_its_results(spark, lake_copy):
+    s = lake_copy
+    before = table(spark, s, "ops", "dq_results").count()
+    validate(spark, s, "silver", "clean", ["silver/transactions"])
+    assert table(spark, s, "ops", "dq_results").count() == before
+    # the copied GE context now points its Data Docs at the copy's own reports folder
+    assert (Path(s.lake) / "reports" / "dq" / "index.html").is_file()
+
+
+def test_duplicate_key_in_silver_stops_the_run(spark, lake_copy):
+    s = lake_copy
+    path = lake.table_path(s.lake, "silver", "transactions")
+    lake.append(lake.read(spark, path).where("txn_id = 'T1'"), path)
+    with pytest.raises(StepFailed) as excinfo:
+        quiet_run(spark, s, "dq_silver", "dup")
+    msg = gate_error(excinfo)
+    assert msg == ("quality gate failed: silver/transactions expect_column_values_to_be_unique(txn_id): "
+                   "2 unexpected")
+    failed = table(spark, s, "ops", "run_log").where("run_id = 'dup'").first()
+    assert failed.status == "failed" and msg in failed.error
+    row = table(spark, s, "ops", "dq_results").where("run_id = 'dup' AND NOT success").collect()
+    assert [(r.suite, r.expectation, r.column, r.severity, r.unexpected_count) for r in row] == \
+        [("silver/transactions", "expect_column_values_to_be_unique", "txn_id", "critical", 2)]
+    assert json.loads(row[0].details)["partial_unexpected_list"] == ["T1", "T1"]
+
+
+def test_orphan_transaction_is_caught(spark, lake_copy):
+    s = lake_copy
+    orphan = BANK["transactions"][0] | dict(txn_id="T99", customer_id="C404")
+    write_landing(s.landing, "transactions", "2026-06-30", "late.csv", csv_text("transactions", [orphan]))
+    quiet_run(spark, s, "ingest", "orphan")  # a valid row as far as the contract goes: it lands
+    quiet_run(spark, s, "silver", "orphan")
+    with pytest.raises(Exception) as excinfo:
+        validate(spark, s, "silver", "orphan", ["silver/transactions"])
+    assert gate_error(excinfo) == (
+        "quality gate failed: silver/transactions "
+        "expect_column_values_to_exist_in_table(customer_id in silver/customers.customer_id): 1 unexpected")
+    row = table(spark, s, "ops", "dq_results").where("run_id = 'orphan' AND NOT success").first()
+    assert json.loads(row.details)["unexpected_rows"] == [{"customer_id": "C404"}]
+    # with a threshold, a few orphans are tolerated: the run goes on and they are reported
+    lenient = parse_config({"references": [
+        {"table": "silver/transactions", "column": "customer_id", "ref": "silver/customers", "mostly": 0.8}]})
+    m = validate(spark, s, "silver", "orphan_tolerated", ["silver/transactions"], lenient)
+    assert m["failed_critical"] == m["failed_warning"] == 0
+    assert m["tolerated"] == ["silver/transactions expect_column_values_to_exist_in_table(customer_id in "
+                              "silver/customers.customer_id): 1 unexpected (within mostly=0.8)"]
+
+
+def test_null_customer_id_reaching_silver_is_caught(spark, lake_copy):
+    s = lake_copy
+    path = lake.table_path(s.lake, "silver", "transactions")
+    df = lake.read(spark, path)
+    bad = df.where("txn_id = 'T2'").withColumn("txn_id", F.lit("T77")) \
+        .withColumn("customer_id", F.lit(None).cast("string"))
+    lake.overwrite(df.unionByName(bad), path + "_tmp")
+    lake.overwrite(lake.read(spark, path + "_tmp"), path)
+    with pytest.raises(Exception) as excinfo:
+        validate(spark, s, "silver", "nullkey", ["silver/transactions"])
+    assert gate_error(excinfo) == ("quality gate failed: silver/transactions "
+                                   "expect_column_values_to_not_be_null(customer_id): 1 unexpected")
+
+
+def test_contract_violation_in_bronze_is_caught(spark, lake_copy):
+    s = lake_copy
+    path = lake.table_path(s.lake, "bronze", "transactions")
+    df = lake.read(spark, path)
+    bad = df.where("txn_id = 'T3'").withColumn("txn_id", F.lit("T66")) \
+        .withColumn("amount", F.lit(-5).cast("decimal(18,2)")) \
+        .withColumn("channel", F.lit("fax"))
+    lake.append(bad, path)
+    with pytest.raises(Exception) as excinfo:
+        validate(spark, s, "bronze", "bronze_bad", ["bronze/transactions"])
+    assert gate_error(excinfo) == (
+        "quality gate failed: bronze/transactions expect_column_values_to_be_between(amount): 1 unexpected; "
+        "bronze/transactions expect_column_values_to_be_in_set(channel): 1 unexpected")
+
+
+def test_warning_is_recorded_and_the_run_goes_on(spark, lake_copy):
+    s = lake_copy
+    path = lake.table_path(s.lake, "silver", "campaign_responses")
+    df = lake.read(spark, path)
+    stranger = df.where("outcome = 'sent'").withColumn("offer_id", F.lit("O9")).withColumn("customer_id", F.lit("C404"))
+    lake.append(stranger, path)
+    m = validate(spark, s, "silver", "warn", ["silver/campaign_responses"])
+    assert (m["failed_critical"], m["failed_warning"]) == (0, 1)
+    assert m["warnings"] == ["silver/campaign_responses expect_column_values_to_exist_in_table"
+                             "(customer_id in silver/customers.customer_id): 1 unexpected"]
+    rows = table(spark, s, "ops", "dq_results").where("run_id = 'warn' AND NOT success").collect()
+    assert [(r.suite, r.column, r.severity, r.success, r.observed_value) for r in rows] == \
+        [("silver/campaign_responses", "customer_id", "warning", False, "1")]
+
+
+def test_overrides_and_thresholds_change_severity(spark, lake_copy):
+    s = lake_copy
+    path = lake.table_path(s.lake, "silver", "interactions")
+    df = lake.read(spark, path)
+    lake.append(df.withColumn("interaction_id", F.lit("I2")).withColumn("customer_id", F.lit("C404")), path)
+    config = parse_config({"references": [
+        {"table": "silver/interactions", "column": "customer_id", "ref": "silver/customers", "severity": "warning"}],
+        "overrides": [{"suite": "silver/transactions", "type": "expect_column_values_to_not_be_null",
+                       "column": "customer_id", "mostly": 0.5}]})
+    m = validate(spark, s, "silver", "override", ["silver/interactions", "silver/transactions"], config)
+    assert m["failed_critical"] == 0 and m["failed_warning"] == 1 and "silver/interactions" in m["warnings"][0]
+
+
+@pytest.mark.parametrize("raw, error", [
+    ({"generated": {"silver": {"key_unique": "fatal"}}},
+     "generated.silver.key_unique: Input should be 'critical' or 'warning'"),
+    ({"expectations": {"silver/transactions": [{"type": "expect_column_values_to_be_betwen"}]}},
+     "expectations.silver/transactions.0.type: unknown expectation type 'expect_column_values_to_be_betwen'"),
+    ({"expectations": {"silver/transfers": []}}, "unknown table 'silver/transfers'"),
+    ({"references": [{"table": "silver/transactions", "column": "customer_id", "ref": "customers"}]},
+     "references.0.ref: not a table name"),
+    ({"overrides": [{"suite": "silver/transactions", "type": "expect_column_values_to_be_unique",
+                     "column": "amount", "severity": "warning"}]},
+     "overrides[0]: matches no expectation (silver/transactions expect_column_values_to_be_unique(amount))"),
+    ({"overrides": [{"suite": "silver/transactions", "type": "expect_column_values_to_be_unique", "mostly": 1.5}]},
+     "overrides.0.mostly: Input should be less than or equal to 1"),
+    ({"expectations": {"silver/transactions": [
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "txn_id"}}]}},
+     "silver/transactions expect_column_values_to_be_unique(txn_id) is declared twice"),
+    ({"timestamps": {"max_days_after_as_of": -1}}, "timestamps.max_days_after_as_of"),
+    ({"reference_defaults": {"mostly": 0}}, "reference_defaults.mostly: Input should be greater than 0"),
+    ({"result_fromat": "BASIC"}, "result_fromat: Extra inputs are not permitted"),
+])
+def test_configuration_errors_are_clear(raw, error):
+    with pytest.raises(ConfigError) as excinfo:
+        parse_config(raw)
+    assert error in str(excinfo.value)
+
+
+def test_wrong_expectation_arguments_stop_the_step_before_validating(spark, lake_copy):
+    from jobs import quality
+
+    config = parse_config({"expectations": {"silver/transactions": [
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "amount", "min_valu": 0}}]}})
+    with pytest.raises(ConfigError, match=r"quality.yaml: silver/transactions expect_column_values_to_be_between"
+                                          r"\(amount\): invalid expectation arguments"):
+        quality.run(spark, lake_copy, "silver", AS_OF, "badargs", config=config)
+    assert not table(spark, lake_copy, "ops", "dq_results").where("run_id = 'badargs'").count()
+
+
+def test_run_summary_shows_quality_results():
+    from rich.console import Console
+
+    from c360.cli import _dq_tables
+
+    m = {"layer": "silver", "by_suite": {"silver/events": {"expectations": 9, "failed": 1}},
+         "warnings": ["silver/events expect_column_values_to_not_be_null(customer_id): 7 unexpected"],
+         "tolerated": [], "skipped": ["silver/complaints: table absent"], "data_docs": "/lake/reports/dq/index.html"}
+    console = Console(record=True, width=200)
+    for t in _dq_tables(m):
+        console.print(t)
+    text = console.export_text()
+    assert "silver/events" in text and "7 unexpected" in text and "table absent" in text and "index.html" in text
+
+
+def test_shipped_configuration_is_valid():
+    from c360.quality import load_config
+
+    config = load_config()
+    assert {(r.table, r.column) for r in config.references} >= {
+        ("silver/transactions", "customer_id"), ("silver/transactions", "account_id"),
+        ("silver/holdings", "customer_id"), ("silver/feedback", "customer_id"),
+        ("silver/complaints", "customer_id"), ("silver/interactions", "customer_id")}
