@@ -1,0 +1,45 @@
+"""Train: next-best-product and attrition-risk models for one as_of, logged to MLflow.
+
+Both trainers read silver (labels, pair features) and ``gold/customer_360`` partitions of
+past month ends (written when missing), evaluate out of time on the latest fully labelled
+month end, register the new version as ``challenger`` and promote it to ``champion`` only
+through the gate of :mod:`models.registry`. Scoring reads the champions.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+from pyspark.sql import SparkSession
+
+from c360.settings import Settings
+from jobs.profile import silver_tables
+from models import attrition, nbp, registry, training
+
+log = logging.getLogger(__name__)
+
+TASKS = ("next_best_product", "attrition")
+
+
+def run(spark: SparkSession, settings: Settings, as_of: date, progress=None,
+        tasks: tuple[str, ...] = TASKS) -> dict:
+    """Train the models of ``tasks``; returns their metrics, versions and aliases."""
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown training task(s) {unknown}; tasks are {', '.join(TASKS)}")
+    training.models_settings(settings)  # a clear error when conf/models.yaml is missing
+    tables = silver_tables(spark, settings)
+    missing = [t for t in ("holdings", "product_catalog") if t not in tables]
+    if missing:
+        raise RuntimeError(f"silver/{', silver/'.join(missing)} missing under {settings.lake}: "
+                           "run the ingest and silver steps")
+    out: dict = {"tracking_uri": registry.tracking_uri(settings)}
+    if "next_best_product" in tasks:
+        out["next_best_product"] = nbp.train(spark, settings, tables, as_of, progress)
+    if "attrition" in tasks:
+        out["attrition"] = attrition.train(spark, settings, tables, as_of, progress)
+    return out
+
+
+__all__ = ["run", "TASKS"]

@@ -1,0 +1,328 @@
+"""Next-best-product model: training data, LightGBM ranker vs pooled binary, OOT evaluation.
+
+Training data (no leakage): for each month-end snapshot ``s`` of
+:func:`features.candidates.month_end_snapshots`, the candidates are the active catalogue
+products a customer does not hold at ``s`` with the customer 360 features as of ``s``
+(:func:`models.training.snapshot_profile`) and the pair features cut at ``s``
+(:func:`features.candidates.product_signals`); the label is an opening of that product
+in ``(s, s + horizon]`` (:func:`features.candidates.adoptions`). The latest snapshot is the
+out-of-time (OOT) evaluation set, the earlier ones the training set.
+
+Two LightGBM models are fitted on a bounded sample of the training snapshots:
+``ranker`` (``LGBMRanker``, lambdarank, one query per customer within a snapshot; only
+queries with an adoption, the others carry no gradient) and ``binary`` (pooled
+``LGBMClassifier`` over every candidate, ``product_code`` categorical, down-sampled
+negatives weighted back). Both are scored on the *full* OOT snapshot in the engine; the
+one with the higher OOT ``map_at_7`` is logged and registered, and the registry gate
+decides whether it becomes ``champion``.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from c360 import lake
+from c360.settings import Settings
+from features.candidates import adoptions, candidates, held_products, label, month_end_snapshots, product_signals
+from features.profile import AsOf
+from models import registry, training
+from models.frame import FeatureSpec, prepare
+from models.metrics import K, auc_by_group, coverage, popularity_scores, ranked, ranking_metrics
+
+log = logging.getLogger(__name__)
+
+GROUP = ["snapshot_date", "customer_id"]
+SCORE_KEEP = ["customer_id", "product_code", "label"]
+EXPERIMENT_TAGS = {"project": "c360", "task": "next_best_product"}
+
+
+# ---------------------------------------------------------------------------- data
+
+def snapshot_candidates(profile: DataFrame, tables: dict, snapshot: date, horizon_days: int,
+                        bank_timezone: str) -> DataFrame:
+    """Labelled candidates of one snapshot: features cut at ``snapshot``, label in
+    ``(snapshot, snapshot + horizon_days]``."""
+    at = AsOf(snapshot, bank_timezone)
+    holdings = tables["holdings"]
+    held = held_products(holdings, at)
+    signals = product_signals(tables.get("events"), tables.get("campaign_responses"), at)
+    cands = candidates(profile.drop(*[c for c in ("tags",) if c in profile.columns]), tables["product_catalog"],
+                       held, signals)
+    out = label(cands, adoptions(holdings, snapshot, horizon_days))
+    return out.drop(*[c for c in ("as_of_date", "product_name") if c in out.columns]) \
+        .withColumn("snapshot_date", F.lit(snapshot.isoformat()).cast("date"))
+
+
+def build_training_table(spark: SparkSession, settings: Settings, tables: dict, snapshots: list[date],
+                         horizon_days: int, sc: training.Scratch, progress=None) -> tuple[DataFrame, list[str]]:
+    """Every labelled candidate of every snapshot, materialised as a scratch table.
+    Returns (table, snapshot dates whose gold/customer_360 partition was computed now)."""
+    built = []
+    for i, s in enumerate(snapshots):
+        training.step(progress, f"train nbp snapshot {s}", i, len(snapshots))
+        profile, new = training.snapshot_profile(spark, settings, s)
+        if new:
+            built.append(s.isoformat())
+        sc.write(snapshot_candidates(profile, tables, s, horizon_days, settings.bank.timezone), "nbp_candidates",
+                 append=i > 0)
+    return sc.read("nbp_candidates"), built
+
+
+def segment_grouping(spark: SparkSession, settings: Settings, cands: DataFrame, train_dates: list[date],
+                     oot: date) -> tuple[DataFrame, list[str], str]:
+    """The grouping of the segment-popularity baseline and ``cands`` with its columns.
+
+    ``persona_id`` of ``gold/customer_segments`` when that table has the OOT snapshot's
+    partition and at least one training snapshot's; otherwise ``value_tier`` when the
+    features have it; otherwise ``age_band`` x ``income_band``.
+    """
+    path = lake.table_path(settings.lake, "gold", "customer_segments")
+    if lake.exists(path):
+        seg = lake.read(spark, path)
+        if {"customer_id", "as_of_date", "persona_id"} <= set(seg.columns):
+            have = {r["as_of_date"] for r in seg.where(F.col("as_of_date").isin(
+                *[d.isoformat() for d in [*train_dates, oot]])).select("as_of_date").distinct().collect()}
+            if oot in have and any(d in have for d in train_dates):
+                personas = seg.select("customer_id", F.col("as_of_date").alias("snapshot_date"),
+                                      F.col("persona_id").cast("string").alias("_persona"))
+                return cands.join(personas, ["customer_id", "snapshot_date"], "left"), ["_persona"], "persona_id"
+    if "value_tier" in cands.columns:
+        return cands, ["value_tier"], "value_tier"
+    tier = _value_tier_rule(settings)
+    if tier is not None:
+        # the segments step's own rule on each snapshot's features: point in time
+        return cands.withColumn("_value_tier", tier), ["_value_tier"], "value_tier (segments rule at each snapshot)"
+    return cands, ["age_band", "income_band"], "age_band x income_band"
+
+
+def _value_tier_rule(settings: Settings):
+    """The value-tier expression of ``conf/segments.yaml``, or None without that config."""
+    seg = getattr(settings, "segments", None)
+    if seg is None:
+        return None
+    try:
+        from features.segments import value_tier
+
+        return value_tier(seg.as_dict()["value_tier"])
+    except Exception as exc:  # noqa: BLE001 - the baseline then uses the profile bands
+        log.warning("value_tier rule unavailable for the segment baseline: %s", exc)
+        return None
+
+
+def baselines(spark: SparkSession, settings: Settings, cands: DataFrame, train_dates: list[date],
+              oot: date) -> tuple[dict[str, float], str]:
+    """OOT ``map_at_7`` of the popularity baselines (rates from the training snapshots)."""
+    cands_g, by, grouping = segment_grouping(spark, settings, cands, train_dates, oot)
+    train = cands_g.where(F.col("snapshot_date") < F.lit(oot.isoformat()).cast("date"))
+    target = cands_g.where(F.col("snapshot_date") == F.lit(oot.isoformat()).cast("date")) \
+        .select("customer_id", "product_code", "label", *by)
+    pop = ranking_metrics(popularity_scores(train.select("product_code", "label"), target))
+    seg = ranking_metrics(popularity_scores(train.select(*by, "product_code", "label"), target, by))
+    out = {f"baseline_popularity_{k}": v for k, v in pop.items() if k not in ("customers", "customers_with_positive")}
+    out |= {f"baseline_segment_popularity_{k}": v for k, v in seg.items()
+            if k not in ("customers", "customers_with_positive")}
+    return out, grouping
+
+
+def per_product_table(scored: DataFrame, score: str) -> pd.DataFrame:
+    """Per product on the OOT snapshot: candidates, adoptions, AUC, times in a top 7 / top 1."""
+    r = ranked(scored.withColumnRenamed(score, "score"))
+    rows = r.groupBy("product_code").agg(
+        F.count(F.lit(1)).alias("candidates"), F.sum("label").alias("adoptions"),
+        F.sum(F.when(F.col("rank") <= K, 1).otherwise(0)).alias("in_top_7"),
+        F.sum(F.when(F.col("rank") == 1, 1).otherwise(0)).alias("top_1"),
+        F.sum(F.when((F.col("rank") <= K) & (F.col("label") == 1), 1).otherwise(0)).alias("adoptions_in_top_7"),
+    ).toPandas()
+    aucs = auc_by_group(scored, "product_code", score)
+    rows["auc"] = rows["product_code"].map(aucs).astype("float64")
+    rows["adoption_rate"] = rows["adoptions"] / rows["candidates"]
+    return rows.sort_values("product_code").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------- training
+
+def _fit(kind: str, pdf: pd.DataFrame, spec: FeatureSpec, conf, seed: int, threads: int = 1):
+    params = conf.ranker if kind == "ranker" else conf.binary
+    if kind == "ranker":
+        data = pdf[pdf[training.GROUP_POSITIVE].astype(bool)]
+        data, sizes = training.group_sizes(data, GROUP)
+        return training.fit_lightgbm("ranker", prepare(data, spec), data["label"], params, seed, group=sizes,
+                                        threads=threads)
+    return training.fit_lightgbm("binary", prepare(pdf, spec), pdf["label"], params, seed,
+                                 weight=pdf[training.WEIGHT], threads=threads)
+
+
+def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, progress=None) -> dict:
+    """Train, evaluate, log, register and gate the next-best-product model for ``as_of``."""
+    import mlflow
+
+    m = training.models_settings(settings)
+    conf = m.next_best_product
+    t0 = time.time()
+    snapshots = month_end_snapshots(as_of, conf.snapshots, conf.horizon_days)
+    train_dates, oot = training.split_snapshots(snapshots)
+    timings: dict[str, float] = {}
+    with training.scratch(spark, settings) as sc:
+        cands, built = build_training_table(spark, settings, tables, snapshots, conf.horizon_days, sc, progress)
+        timings["data_s"] = time.time() - t0
+        stats = training.snapshot_stats(cands)
+        oot_lit = F.lit(oot.isoformat()).cast("date")
+
+        # ---- bounded training sample -> driver
+        t = time.time()
+        training.step(progress, "train nbp sample", 0, 4)
+        train_df = training.with_group_positive(cands.where(F.col("snapshot_date") < oot_lit), GROUP)
+        pdf, info = training.bounded_sample(train_df, conf.sampling, m.seed, GROUP, sc)
+        if info.positives == 0:
+            raise ValueError(f"no adoption in the training snapshots {[d.isoformat() for d in train_dates]}: "
+                             "nothing to learn (is the history long enough?)")
+        spec = training.fit_feature_spec(pdf)
+        timings["sample_s"] = time.time() - t
+
+        # ---- fit both kinds
+        t = time.time()
+        fitted = {}
+        for kind in conf.kinds:
+            training.step(progress, f"train nbp fit {kind}", 1, 4)
+            fitted[kind] = _fit(kind, pdf, spec, conf, m.seed, m.threads).booster_
+        timings["fit_s"] = time.time() - t
+        example = prepare(pdf.head(200), spec)
+        del pdf
+
+        # ---- score the full OOT snapshot in the engine (+ the current champion, same data)
+        t = time.time()
+        training.step(progress, "train nbp evaluate", 2, 4)
+        champion = registry.champion_or_none(settings, conf.registered_model)
+        to_score = {f"score_{k}": (b.model_to_string(), spec) for k, b in fitted.items()}
+        if champion is not None:
+            to_score["score_champion"] = (champion.booster.model_to_string(), champion.spec)
+        oot_df = cands.where(F.col("snapshot_date") == oot_lit)
+        scored = sc.write(training.score_in_engine(oot_df, to_score, SCORE_KEEP), "nbp_oot_scored")
+        by_kind = {}
+        for kind in fitted:
+            mk = ranking_metrics(scored, score=f"score_{kind}")
+            mk["coverage"] = coverage(scored, score=f"score_{kind}")
+            by_kind[kind] = mk
+        winner = max(conf.kinds, key=lambda k: (by_kind[k]["map_at_7"], -conf.kinds.index(k)))
+        champion_map = ranking_metrics(scored, score="score_champion")["map_at_7"] if champion is not None else None
+        base, grouping = baselines(spark, settings, cands, train_dates, oot)
+        products = per_product_table(scored, f"score_{winner}")
+        timings["evaluate_s"] = time.time() - t
+
+        # ---- MLflow: one run, the winner logged and registered, then the gate
+        t = time.time()
+        training.step(progress, "train nbp log", 3, 4)
+        booster = fitted[winner]
+        win = by_kind[winner]
+        metrics = {k: win[k] for k in ("map_at_7", "ndcg_at_7", "precision_at_3", "recall_at_7", "coverage")}
+        metrics |= {f"{kind}_{k}": v for kind, mk in by_kind.items() for k, v in mk.items()}
+        metrics |= base
+        metrics |= {f"auc_{training.metric_name(r.product_code)}": r.auc for r in products.itertuples()
+                    if pd.notna(r.auc)}
+        metrics["oot_customers"] = win["customers"]
+        metrics["oot_customers_with_adoption"] = win["customers_with_positive"]
+        if champion_map is not None:
+            metrics["champion_map_at_7_same_oot"] = champion_map
+        description = {
+            "task": "next_best_product", "as_of": as_of.isoformat(),
+            "train_snapshots": [d.isoformat() for d in train_dates], "oot_snapshot": oot.isoformat(),
+            "horizon_days": conf.horizon_days, "label": f"product opened in (snapshot, snapshot + {conf.horizon_days}d]",
+            "candidates": "active catalogue products not held at the snapshot",
+            "per_snapshot": stats, "profiles_computed_now": built,
+            "sample": info.__dict__, "features": {"numeric": len(spec.numeric), "categorical": len(spec.categorical)},
+            "sampling_rule": "pmod(xxhash64(customer_id), 1000) < customer_rate_per_mille; (snapshot, customer) "
+                             "groups without adoption kept at negative_rate, weighted 1/negative_rate in the binary "
+                             "model; the ranker trains on the groups with an adoption only",
+        }
+        params = {
+            "model_kind": winner, "kinds_compared": ",".join(conf.kinds), "selection_metric": "map_at_7",
+            "train_snapshots": ",".join(d.isoformat() for d in train_dates), "oot_snapshot": oot.isoformat(),
+            "horizon_days": conf.horizon_days, "train_rows": info.rows, "train_positives": info.positives,
+            "train_customers": info.customers, "sample_rate_per_mille": info.customer_rate_per_mille,
+            "sample_rate_configured_per_mille": info.configured_rate_per_mille,
+            "negative_rate": info.negative_rate, "negatives_weighted": info.negatives_weighted,
+            "max_train_rows": info.max_train_rows, "sample_capped": info.capped,
+            "train_population_rows": info.population_rows, "train_population_positives": info.population_positives,
+            "segment_baseline_grouping": grouping, "seed": m.seed, "n_features": len(spec.columns),
+            "promotion_margin": conf.promotion_margin,
+            **{f"{winner}_{k}": v for k, v in (conf.ranker if winner == "ranker" else conf.binary).as_kwargs().items()},
+        }
+        with registry.mlflow_session(settings) as client:
+            exp_id = registry.ensure_experiment(client, settings, conf.experiment)
+            with mlflow.start_run(experiment_id=exp_id, run_name=f"nbp-{as_of.isoformat()}-{winner}",
+                                  tags=EXPERIMENT_TAGS) as run:
+                mlflow.log_params(params)
+                mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
+                with tempfile.TemporaryDirectory() as tmp:
+                    d = Path(tmp)
+                    training.log_json(description, d / "training_set.json")
+                    (d / registry.SPEC_ARTIFACT).write_text(spec.to_json(), encoding="utf-8")
+                    products.to_csv(d / "per_product.csv", index=False)
+                    training.importance_table(booster).to_csv(d / "feature_importance.csv", index=False)
+                    training.importance_chart(booster, d / "feature_importance.png",
+                                              f"next best product ({winner}): feature importance")
+                    (d / "evaluation_report.html").write_text(
+                        _report(as_of, winner, by_kind, base, grouping, champion, champion_map, products,
+                                description), encoding="utf-8")
+                    for f in sorted(d.iterdir()):
+                        mlflow.log_artifact(str(f))
+                version = training.log_lightgbm_model(booster, example, conf.registered_model)
+                client.set_model_version_tag(conf.registered_model, version, registry.KIND_TAG, winner)
+                run_id = run.info.run_id
+        gate = registry.apply_gate(settings, conf.registered_model, version, "map_at_7", win["map_at_7"],
+                                   base["baseline_popularity_map_at_7"], conf.promotion_margin,
+                                   champion_metric=champion_map)
+        timings["log_s"] = time.time() - t
+    training.step(progress, "train nbp", 4, 4)
+    timings["total_s"] = time.time() - t0
+    return {
+        "model": conf.registered_model, "kind": winner, "version": version, "run_id": run_id,
+        "promoted": gate.promoted, "aliases": gate.aliases, "previous_champion": gate.previous_champion,
+        "map_at_7": win["map_at_7"], "ndcg_at_7": win["ndcg_at_7"], "precision_at_3": win["precision_at_3"],
+        "recall_at_7": win["recall_at_7"], "coverage": win["coverage"],
+        "map_at_7_by_kind": {k: v["map_at_7"] for k, v in by_kind.items()},
+        "champion_map_at_7": gate.new_metric if gate.promoted else gate.champion_metric,
+        "previous_champion_map_at_7": champion_map,
+        "baseline_popularity_map_at_7": base["baseline_popularity_map_at_7"],
+        "baseline_segment_popularity_map_at_7": base["baseline_segment_popularity_map_at_7"],
+        "segment_baseline_grouping": grouping,
+        "train_snapshots": [d.isoformat() for d in train_dates], "oot_snapshot": oot.isoformat(),
+        "train_rows": info.rows, "train_positives": info.positives,
+        "sample_rate_per_mille": info.customer_rate_per_mille, "profiles_computed": built,
+        "timings": {k: round(v, 1) for k, v in timings.items()},
+    }
+
+
+def _report(as_of, winner, by_kind, base, grouping, champion, champion_map, products, description) -> str:
+    h = training.html_table
+    keys = ("map_at_7", "ndcg_at_7", "precision_at_3", "recall_at_7", "coverage", "customers",
+            "customers_with_positive")
+    rows = [{"model": f"LightGBM {k}" + (" (kept)" if k == winner else ""), **{c: v.get(c) for c in keys}}
+            for k, v in by_kind.items()]
+    for name, label_ in (("popularity", "baseline: popularity"),
+                         ("segment_popularity", f"baseline: popularity within {grouping}")):
+        rows.append({"model": label_, **{c: base.get(f"baseline_{name}_{c}") for c in keys[:4]}})
+    if champion is not None:
+        rows.append({"model": f"current champion v{champion.version} ({champion.kind})", "map_at_7": champion_map})
+    sample = description["sample"]
+    sections = [
+        ("Out-of-time evaluation", f"<p>As of {as_of}; OOT snapshot {description['oot_snapshot']} "
+                                   f"(all its candidates, scored in the engine); kept: <b>{winner}</b>.</p>"
+                                   + h(rows)),
+        ("Training set", h([{"train snapshots": ", ".join(description["train_snapshots"]),
+                             "rows": sample["rows"], "positives": sample["positives"],
+                             "customers": sample["customers"],
+                             "customer rate (per mille)": sample["customer_rate_per_mille"],
+                             "negative rate": sample["negative_rate"], "weighted": sample["negatives_weighted"]}])
+         + h(description["per_snapshot"])),
+        ("Per product (OOT)", h(products)),
+    ]
+    return training.html_report("Next best product: training report", sections, ["feature_importance.png"])

@@ -1,0 +1,257 @@
+"""MLflow tracking and model registry: where runs go, the promotion gate, the champion.
+
+- Tracking URI: ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<lake>/mlflow.db`` (absolute);
+  experiments created here keep their artifacts under ``<lake>/mlruns``.
+- Every trained version of a registered model first gets the alias ``challenger``. The
+  gate (:func:`promote`, a pure function) decides whether it also becomes ``champion``;
+  a promoted version loses ``challenger`` (that alias always names a version that was
+  evaluated and *not* promoted).
+- Scoring reads only ``champion`` through :func:`load_champion`: the LightGBM booster, the
+  :class:`~models.frame.FeatureSpec` saved with it (``feature_spec.json``), its kind.
+
+MLflow keeps the tracking URI in a process global *and* in ``os.environ``; every function
+here sets it only for its own duration (:func:`mlflow_session`) and restores both after, so
+two lakes in one process (tests) never mix.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from models.frame import FeatureSpec
+
+if TYPE_CHECKING:  # heavy imports stay lazy: `import models.registry` must be cheap
+    import lightgbm
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+    from c360.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+SPEC_ARTIFACT = "feature_spec.json"
+KIND_TAG = "kind"           # model version tag: "ranker" | "binary"
+METRIC_TAG = "gate_metric"  # model version tag: the metric the gate compared
+
+
+class NoChampionError(LookupError):
+    """The registered model has no ``champion`` version (or does not exist)."""
+
+
+@dataclass
+class ChampionModel:
+    booster: "lightgbm.Booster"
+    spec: FeatureSpec
+    version: str
+    kind: str  # "ranker" | "binary"
+    run_id: str
+    name: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- the gate
+
+def promote(new_metric: float | None, champion_metric: float | None, baseline: float | None,
+            margin: float = 0.0) -> bool:
+    """Should a new version become champion?
+
+    With a champion: when ``new_metric >= champion_metric`` (both measured on the same
+    out-of-time data by the caller). Without one (first version, or a champion whose
+    metric cannot be found): when ``new_metric > baseline + margin``. A missing or NaN new
+    metric never promotes.
+    """
+    def ok(x: float | None) -> bool:
+        return x is not None and not math.isnan(float(x))
+
+    if not ok(new_metric):
+        return False
+    if ok(champion_metric):
+        return float(new_metric) >= float(champion_metric)
+    if not ok(baseline):
+        return False
+    return float(new_metric) > float(baseline) + margin
+
+
+# ---------------------------------------------------------------------------- tracking
+
+def tracking_uri(settings: "Settings") -> str:
+    """``$MLFLOW_TRACKING_URI`` or ``sqlite:///<absolute lake>/mlflow.db``."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{Path(settings.lake).resolve() / 'mlflow.db'}"
+
+
+def artifact_root(settings: "Settings") -> str:
+    """``file://`` URI of ``<lake>/mlruns`` (artifact location of experiments created here)."""
+    return (Path(settings.lake).resolve() / "mlruns").as_uri()
+
+
+@contextmanager
+def mlflow_session(settings: "Settings") -> Iterator["MlflowClient"]:
+    """Point MLflow (fluent API and a client) at this lake's tracking URI for the block."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = tracking_uri(settings)
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield MlflowClient(tracking_uri=uri, registry_uri=uri)
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def ensure_experiment(client: "MlflowClient", settings: "Settings", name: str) -> str:
+    """The experiment's id, creating it with its artifacts under ``<lake>/mlruns``."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    return client.create_experiment(name, artifact_location=f"{artifact_root(settings)}/{name}")
+
+
+# ---------------------------------------------------------------------------- registry
+
+def _version_by_alias(client: "MlflowClient", name: str, alias: str) -> "ModelVersion | None":
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def aliases(client: "MlflowClient", name: str) -> dict[str, str]:
+    """{alias: version} of a registered model ({} when it does not exist)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return {a: str(v) for a, v in client.get_registered_model(name).aliases.items()}
+    except MlflowException:
+        return {}
+
+
+def version_metric(client: "MlflowClient", version: "ModelVersion", key: str) -> float | None:
+    """The metric ``key`` logged by the run that produced ``version``."""
+    if not version.run_id:
+        return None
+    value = client.get_run(version.run_id).data.metrics.get(key)
+    return None if value is None else float(value)
+
+
+@dataclass
+class GateResult:
+    name: str
+    version: str
+    promoted: bool
+    metric: str
+    new_metric: float | None
+    champion_metric: float | None
+    baseline: float | None
+    previous_champion: str | None
+    aliases: dict[str, str]
+
+
+def apply_gate(settings: "Settings", name: str, version: str, metric: str, new_metric: float | None,
+               baseline: float | None, margin: float = 0.0, champion_metric: float | None = None) -> GateResult:
+    """Alias a new ``version`` ``challenger``, then make it ``champion`` when :func:`promote` says so.
+
+    ``champion_metric``: the current champion measured on the same data as the new
+    version; when None, the metric ``metric`` logged by the champion's own run is used.
+    """
+    version = str(version)
+    with mlflow_session(settings) as client:
+        current = _version_by_alias(client, name, CHAMPION)
+        previous = str(current.version) if current is not None else None
+        if current is not None and previous == version:
+            current = previous = None  # re-gating the champion itself: compare to the baseline
+        if current is not None and champion_metric is None:
+            champion_metric = version_metric(client, current, metric)
+            if champion_metric is None:
+                log.warning("%s champion version %s has no metric %s: the gate compares to the baseline",
+                            name, previous, metric)
+        client.set_registered_model_alias(name, CHALLENGER, version)
+        ok = promote(new_metric, champion_metric if current is not None else None, baseline, margin)
+        client.set_model_version_tag(name, version, METRIC_TAG, metric)
+        client.set_model_version_tag(name, version, "gate", "promoted" if ok else "not promoted")
+        if ok:
+            client.set_registered_model_alias(name, CHAMPION, version)
+            client.delete_registered_model_alias(name, CHALLENGER)
+        return GateResult(name, version, ok, metric, new_metric, champion_metric, baseline, previous,
+                          aliases(client, name))
+
+
+def load_champion(settings: "Settings", name: str) -> ChampionModel:
+    """The ``champion`` version of registered model ``name``: booster, feature spec, kind.
+
+    Raises :class:`NoChampionError` (naming the model) when there is none.
+    """
+    import mlflow
+
+    with mlflow_session(settings) as client:
+        mv = _version_by_alias(client, name, CHAMPION)
+        if mv is None:
+            raise NoChampionError(
+                f"registered model {name!r} has no '{CHAMPION}' version in {tracking_uri(settings)}: "
+                "run the train step first (or check that a trained version passed the promotion gate)")
+        booster = mlflow.lightgbm.load_model(f"models:/{name}/{mv.version}")
+        if not hasattr(booster, "model_to_string"):  # a scikit-learn wrapper was logged
+            booster = booster.booster_
+        with tempfile.TemporaryDirectory() as tmp:
+            path = client.download_artifacts(mv.run_id, SPEC_ARTIFACT, tmp)
+            spec = FeatureSpec.from_json(Path(path).read_text(encoding="utf-8"))
+        run = client.get_run(mv.run_id)
+        kind = (mv.tags or {}).get(KIND_TAG) or run.data.params.get("model_kind") or "binary"
+        return ChampionModel(booster=booster, spec=spec, version=str(mv.version), kind=kind, run_id=mv.run_id,
+                             name=name, metrics=dict(run.data.metrics))
+
+
+def champion_or_none(settings: "Settings", name: str) -> ChampionModel | None:
+    """The champion, or None when there is none or it cannot be loaded (then logged: the
+    gate falls back to the metric the champion's own run logged)."""
+    try:
+        return load_champion(settings, name)
+    except NoChampionError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - a broken champion must not block training
+        log.warning("champion of %s cannot be loaded (%s: %s); it is not re-evaluated", name,
+                    type(exc).__name__, exc)
+        return None
+
+
+def describe(settings: "Settings", name: str) -> dict[str, Any]:
+    """Aliases and latest version of a registered model, for reports."""
+    with mlflow_session(settings) as client:
+        al = aliases(client, name)
+        try:
+            versions = client.search_model_versions(f"name = '{name}'")
+        except Exception:  # noqa: BLE001 - registry not created yet
+            versions = []
+        latest = max((int(v.version) for v in versions), default=None)
+    return {"aliases": al, "latest_version": None if latest is None else str(latest)}
+
+
+__all__ = ["ChampionModel", "NoChampionError", "GateResult", "promote", "tracking_uri", "artifact_root",
+           "mlflow_session", "ensure_experiment", "apply_gate", "load_champion", "champion_or_none", "aliases",
+           "describe"]

@@ -1,0 +1,408 @@
+"""Machinery shared by the model trainers (:mod:`models.nbp`, :mod:`models.attrition`).
+
+- Snapshot features: the ``gold/customer_360`` partition of a month end, computed with the
+  profile job's own code and written there when it is missing (:func:`snapshot_profile`).
+- Scratch tables: labelled snapshots and OOT scores are materialised once as Delta tables
+  under ``<lake>/ops/_train_scratch/<id>`` (deleted afterwards), so the many evaluation
+  queries do not recompute the candidate joins.
+- Bounded driver data: :func:`bounded_sample` is the only way training rows reach pandas.
+- In-engine scoring: :func:`score_in_engine` applies LightGBM boosters with
+  ``mapInPandas`` (model strings captured in the closure, :func:`models.frame.prepare`
+  inside), so evaluation never collects the candidates.
+- LightGBM fitting, charts, HTML report, MLflow model logging.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.window import Window
+
+from c360 import lake
+from c360.settings import ConfigError, LgbmParams, Models, Sampling, Settings
+from models.frame import FeatureSpec, fit_spec, prepare
+
+log = logging.getLogger(__name__)
+
+# Helper columns of training frames: never model inputs.
+GROUP_POSITIVE = "_group_positive"
+WEIGHT = "_weight"
+HELPER_COLUMNS = {GROUP_POSITIVE, WEIGHT, "snapshot_date", "as_of_date", "tags", "label"}
+
+Progress = Any  # callable(stage, done, total) or None
+
+
+def models_settings(settings: Settings) -> Models:
+    if settings.models is None:
+        raise ConfigError("conf/models.yaml: the models block is missing (training needs it)")
+    return settings.models
+
+
+def step(progress: Progress, stage: str, done: int, total: int) -> None:
+    if progress:
+        progress(stage, done, total)
+
+
+# ---------------------------------------------------------------------------- snapshots
+
+def _has_partition(spark: SparkSession, path: str, as_of: date) -> bool:
+    from jobs.profile import partition
+
+    return lake.exists(path) and lake.read(spark, path).where(partition(as_of)).limit(1).count() > 0
+
+
+def snapshot_profile(spark: SparkSession, settings: Settings, as_of: date) -> tuple[DataFrame, bool]:
+    """Customer 360 features as of ``as_of``: the ``gold/customer_360`` partition of that date,
+    computed with :func:`jobs.profile.build` and written as that partition when missing.
+
+    Returns (features without ``tags``, whether it was computed now).
+    """
+    from jobs.profile import build, partition
+
+    path = lake.table_path(settings.lake, "gold", "customer_360")
+    built = False
+    if not _has_partition(spark, path, as_of):
+        log.info("gold/customer_360 has no partition %s: computing it", as_of)
+        lake.write_partition(build(spark, settings, as_of), path, "as_of_date", partition(as_of))
+        built = True
+    df = lake.read(spark, path).where(partition(as_of))
+    return df.drop(*[c for c in ("tags",) if c in df.columns]), built
+
+
+@dataclass
+class Scratch:
+    """Delta tables living for one training run under ``<lake>/ops/_train_scratch/<id>``."""
+
+    spark: SparkSession
+    root: Path
+
+    def path(self, name: str) -> str:
+        return str(self.root / name)
+
+    def write(self, df: DataFrame, name: str, append: bool = False) -> DataFrame:
+        writer = df.write.format("delta").mode("append" if append else "overwrite")
+        if not append:
+            writer = writer.option("overwriteSchema", "true")
+        writer.save(self.path(name))
+        return self.read(name)
+
+    def read(self, name: str) -> DataFrame:
+        return lake.read(self.spark, self.path(name))
+
+
+@contextmanager
+def scratch(spark: SparkSession, settings: Settings, keep: bool = False) -> Iterator[Scratch]:
+    root = Path(lake.table_path(settings.lake, "ops", "_train_scratch")) / uuid.uuid4().hex[:12]
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        yield Scratch(spark, root)
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def split_snapshots(snapshots: list[date]) -> tuple[list[date], date]:
+    """(training snapshots, OOT snapshot): the latest fully labelled one is held out."""
+    if len(snapshots) < 2:
+        raise ValueError(f"training needs at least 2 snapshots (train + out-of-time), got {snapshots}")
+    return snapshots[:-1], snapshots[-1]
+
+
+def snapshot_stats(df: DataFrame) -> list[dict]:
+    """Rows, positives and customers per snapshot (small, from the engine)."""
+    rows = df.groupBy("snapshot_date").agg(F.count(F.lit(1)).alias("rows"), F.sum("label").alias("positives"),
+                                           F.count_distinct("customer_id").alias("customers")) \
+        .orderBy("snapshot_date").collect()
+    return [{"snapshot": r["snapshot_date"].isoformat(), "rows": int(r["rows"]),
+             "positives": int(r["positives"] or 0), "customers": int(r["customers"])} for r in rows]
+
+
+# ---------------------------------------------------------------------------- sampling
+
+def customer_bucket(col: str = "customer_id") -> Column:
+    """0..999, a deterministic hash bucket of the customer (same in every snapshot)."""
+    return F.pmod(F.xxhash64(F.col(col)), F.lit(1000))
+
+
+def with_group_positive(df: DataFrame, group: list[str]) -> DataFrame:
+    """``_group_positive``: the row's group (e.g. customer within snapshot) has a positive."""
+    return df.withColumn(GROUP_POSITIVE, F.max(F.col("label")).over(Window.partitionBy(*group)) > 0)
+
+
+@dataclass
+class SampleInfo:
+    customer_rate_per_mille: int
+    configured_rate_per_mille: int
+    negative_rate: float
+    negatives_weighted: bool
+    max_train_rows: int
+    rows: int
+    positives: int
+    customers: int
+    groups_with_positive: int
+    capped: bool
+    population_rows: int
+    population_positives: int
+
+
+CHUNK_BYTES = 32 << 20  # per toPandas() call: well under Spark Connect's 128 MiB message limit
+
+
+def to_pandas_chunked(df: DataFrame, rows: int, order: list[str], chunk_bytes: int = CHUNK_BYTES) -> pd.DataFrame:
+    """``df.toPandas()`` in slices by customer hash, each about ``chunk_bytes`` (~12 bytes a
+    cell), sorted by ``order`` so the frame does not depend on the engine's row order."""
+    chunks = max(1, math.ceil(rows * len(df.columns) * 12 / chunk_bytes))
+    if chunks == 1:
+        parts = [df.toPandas()]
+    else:
+        key = F.pmod(F.xxhash64(F.col("customer_id"), F.lit("chunk")), F.lit(chunks))
+        parts = [df.where(key == i).toPandas() for i in range(chunks)]
+    pdf = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
+    return pdf.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def bounded_sample(df: DataFrame, sampling: Sampling, seed: int, group: list[str],
+                   sc: "Scratch | None" = None) -> tuple[pd.DataFrame, SampleInfo]:
+    """The training rows as pandas, after a deterministic bounded sample in the engine.
+
+    1. customers with ``pmod(xxhash64(customer_id), 1000) < customer_rate_per_mille``;
+    2. groups (``group`` columns, e.g. snapshot + customer) without a positive are kept at
+       ``negative_rate`` (hash of the group and ``seed``) and weighted ``1 / negative_rate``
+       (column ``_weight``); groups with a positive are all kept, weight 1;
+    3. when the result exceeds ``max_train_rows`` the customer rate is lowered until it fits.
+
+    ``df`` must have ``label`` and ``_group_positive`` (:func:`with_group_positive`). With
+    ``sc`` the sample is materialised there before it is fetched (in slices, see
+    :func:`to_pandas_chunked`).
+    """
+    pop = df.agg(F.count(F.lit(1)).alias("n"), F.sum("label").alias("p")).first()
+    neg_cut = int(round(sampling.negative_rate * 1_000_000))
+    keep_neg = F.pmod(F.xxhash64(*[F.col(c).cast("string") for c in group], F.lit(str(seed))),
+                      F.lit(1_000_000)) < neg_cut
+
+    def sample(rate: int) -> DataFrame:
+        s = df.where(customer_bucket() < rate)
+        if sampling.negative_rate < 1:
+            s = s.where(F.col(GROUP_POSITIVE) | keep_neg)
+        return s.withColumn(WEIGHT, F.when(F.col(GROUP_POSITIVE), F.lit(1.0))
+                            .otherwise(F.lit(1.0 / sampling.negative_rate)))
+
+    rate = sampling.customer_rate_per_mille
+    s = sample(rate)
+    n = s.count()
+    capped = False
+    while n > sampling.max_train_rows and rate > 1:
+        capped = True
+        rate = max(1, min(rate - 1, int(math.floor(rate * sampling.max_train_rows / n * 0.98))))
+        s = sample(rate)
+        n = s.count()
+    if n > sampling.max_train_rows:  # a single bucket is still too big: cut deterministically
+        capped = True
+        s = s.orderBy(F.xxhash64("customer_id", *group), *group).limit(sampling.max_train_rows)
+        n = sampling.max_train_rows
+    if sc is not None:
+        s = sc.write(s, "train_sample")
+    order = list(dict.fromkeys(["customer_id", *group] + (["product_code"] if "product_code" in df.columns else [])))
+    pdf = to_pandas_chunked(s, n, order)
+    info = SampleInfo(
+        customer_rate_per_mille=rate, configured_rate_per_mille=sampling.customer_rate_per_mille,
+        negative_rate=sampling.negative_rate, negatives_weighted=sampling.negative_rate < 1,
+        max_train_rows=sampling.max_train_rows, rows=len(pdf), positives=int(pdf["label"].sum()),
+        customers=int(pdf["customer_id"].nunique()),
+        groups_with_positive=int(pdf.loc[pdf[GROUP_POSITIVE].astype(bool), group].drop_duplicates().shape[0]),
+        capped=capped, population_rows=int(pop["n"]), population_positives=int(pop["p"] or 0))
+    return pdf, info
+
+
+def feature_frame(pdf: pd.DataFrame) -> pd.DataFrame:
+    """The candidate model inputs of a training frame (helpers and identifiers dropped)."""
+    return pdf.drop(columns=[c for c in pdf.columns if c in HELPER_COLUMNS or c.startswith("_")])
+
+
+def fit_feature_spec(pdf: pd.DataFrame) -> FeatureSpec:
+    spec = fit_spec(feature_frame(pdf))
+    if not spec.columns:
+        raise ValueError("no usable feature columns in the training sample")
+    return spec
+
+
+# ---------------------------------------------------------------------------- LightGBM
+
+def fit_lightgbm(kind: str, X: pd.DataFrame, y: pd.Series, params: LgbmParams, seed: int,
+                 weight: pd.Series | None = None, group: list[int] | None = None, threads: int = 1):
+    """A fitted ``LGBMRanker`` (lambdarank; ``group`` sizes in row order) or ``LGBMClassifier``."""
+    import lightgbm as lgb
+
+    kw = dict(params.as_kwargs(), random_state=seed, n_jobs=threads, verbose=-1)
+    if kind == "ranker":
+        model = lgb.LGBMRanker(objective="lambdarank", **kw)
+        model.fit(X, y, group=group, sample_weight=weight)
+    elif kind == "binary":
+        model = lgb.LGBMClassifier(objective="binary", **kw)
+        model.fit(X, y, sample_weight=weight)
+    else:
+        raise ValueError(f"unknown model kind {kind!r}")
+    return model
+
+
+def group_sizes(pdf: pd.DataFrame, group: list[str]) -> tuple[pd.DataFrame, list[int]]:
+    """``pdf`` sorted by ``group`` and the group sizes in that order (for lambdarank)."""
+    pdf = pdf.sort_values(group + ["product_code"] if "product_code" in pdf.columns else group, kind="stable")
+    sizes = pdf.groupby(group, sort=False).size().tolist()
+    return pdf.reset_index(drop=True), sizes
+
+
+# ---------------------------------------------------------------------------- in-engine scoring
+
+def _scorer(models: dict[str, tuple[str, str]], keep: list[str]):
+    """The mapInPandas function: one booster per output column, loaded once per partition."""
+
+    def score(batches):
+        import lightgbm as lgb
+
+        from models.frame import FeatureSpec as _Spec
+        from models.frame import prepare as _prepare
+
+        loaded = {col: (lgb.Booster(model_str=text), _Spec.from_json(spec)) for col, (text, spec) in models.items()}
+        for pdf in batches:
+            out = pdf[keep].copy()
+            for col, (booster, spec) in loaded.items():
+                out[col] = booster.predict(_prepare(pdf, spec), num_threads=1) if len(pdf) else np.zeros(0)
+            yield out
+
+    return score
+
+
+def score_in_engine(df: DataFrame, models: dict[str, tuple[str, FeatureSpec]], keep: list[str]) -> DataFrame:
+    """``keep`` columns plus one double column per model (``{out_column: (model_string, spec)}``),
+    computed in the engine with ``mapInPandas``; only the columns the specs read are shipped."""
+    specs = {col: spec for col, (_, spec) in models.items()}
+    needed = list(dict.fromkeys(keep + [c for s in specs.values() for c in s.columns if c in df.columns]))
+    schema = T.StructType([df.schema[c] for c in keep] + [T.StructField(c, T.DoubleType()) for c in models])
+    payload = {col: (text, spec.to_json()) for col, (text, spec) in models.items()}
+    return df.select(*needed).mapInPandas(_scorer(payload, keep), schema)
+
+
+# ---------------------------------------------------------------------------- artefacts
+
+def importance_table(booster, top: int | None = None) -> pd.DataFrame:
+    imp = pd.DataFrame({"feature": booster.feature_name(),
+                        "gain": booster.feature_importance(importance_type="gain"),
+                        "splits": booster.feature_importance(importance_type="split")})
+    imp = imp.sort_values("gain", ascending=False).reset_index(drop=True)
+    total = imp["gain"].sum()
+    imp["gain_share"] = imp["gain"] / total if total else 0.0
+    return imp.head(top) if top else imp
+
+
+def importance_chart(booster, path: Path, title: str, top: int = 25) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    imp = importance_table(booster, top).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(8, max(3, 0.3 * len(imp) + 1)))
+    ax.barh(imp["feature"], imp["gain_share"], color="#3b6ea5")
+    ax.set_xlabel("share of total gain")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.4f}"
+    return html.escape("" if v is None else str(v))
+
+
+def html_table(rows: list[dict] | pd.DataFrame) -> str:
+    df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
+    if df.empty:
+        return "<p>(none)</p>"
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in r) + "</tr>"
+                   for r in df.itertuples(index=False, name=None))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def html_report(title: str, sections: list[tuple[str, str]], images: list[str] = ()) -> str:
+    """A self-contained HTML page: ``sections`` as (heading, HTML), images by file name."""
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:.5em 0}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eef}"
+             "td:first-child{text-align:left}")
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>"]
+    for heading, body in sections:
+        parts.append(f"<h2>{html.escape(heading)}</h2>{body}")
+    for img in images:
+        parts.append(f"<p><img src='{html.escape(img)}' alt='{html.escape(img)}'></p>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def metric_name(text: str) -> str:
+    """MLflow-safe metric key."""
+    return "".join(ch if ch.isalnum() or ch in "_-./" else "_" for ch in str(text))
+
+
+def log_json(obj: Any, path: Path) -> Path:
+    path.write_text(json.dumps(obj, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+    return path
+
+
+def model_requirements() -> list[str]:
+    """Pinned requirements of a logged model (what scoring it needs), instead of letting
+    MLflow infer them from the environment (slow, and it exports the whole uv project)."""
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg)}" for pkg in ("lightgbm", "numpy", "pandas", "scikit-learn", "scipy")]
+
+
+def log_lightgbm_model(booster, X_example: pd.DataFrame, registered_name: str) -> str:
+    """Log the booster (signature + input example) and register it; returns the new version.
+
+    The signature describes the prepared frame of :func:`models.frame.prepare` (categoricals
+    as strings); scoring applies ``prepare`` with the ``feature_spec.json`` of the run.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    example = X_example.head(5).copy()
+    for c in example.columns:
+        if isinstance(example[c].dtype, pd.CategoricalDtype):
+            example[c] = example[c].astype("object")
+    signature = infer_signature(example, booster.predict(X_example.head(5)))
+    # MLflow re-reads the example from JSON (categoricals as plain strings) to validate
+    # serving, which a categorical LightGBM model refuses; that warning is expected.
+    mlog = logging.getLogger("mlflow.models.model")
+    level = mlog.level
+    mlog.setLevel(logging.ERROR)
+    try:
+        info = mlflow.lightgbm.log_model(booster, name="model", signature=signature, input_example=example,
+                                         registered_model_name=registered_name,
+                                         pip_requirements=model_requirements())
+    finally:
+        mlog.setLevel(level)
+    return str(info.registered_model_version)
+
+
+__all__ = ["snapshot_profile", "scratch", "split_snapshots", "bounded_sample", "to_pandas_chunked", "score_in_engine",
+           "fit_lightgbm", "fit_feature_spec", "log_lightgbm_model", "importance_chart", "html_report"]

@@ -1,0 +1,151 @@
+"""models.registry: the promotion gate, alone and on a real MLflow sqlite registry."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.frame import fit_spec, prepare
+from models.registry import (
+    CHALLENGER,
+    CHAMPION,
+    NoChampionError,
+    apply_gate,
+    load_champion,
+    mlflow_session,
+    promote,
+    tracking_uri,
+)
+
+
+def test_promote_gate_is_a_pure_function():
+    # first version: must beat the baseline (by more than the margin)
+    assert promote(0.12, None, 0.10) is True
+    assert promote(0.10, None, 0.10) is False
+    assert promote(0.08, None, 0.10) is False
+    assert promote(0.56, None, 0.5, margin=0.05) is True   # attrition: AUC > 0.5 + margin
+    assert promote(0.54, None, 0.5, margin=0.05) is False
+    # with a champion: at least as good as the champion, whatever the baseline
+    assert promote(0.15, 0.14, 0.20) is True
+    assert promote(0.14, 0.14, 0.20) is True
+    assert promote(0.139, 0.14, 0.01) is False
+    # missing values never promote, a champion without a metric falls back to the baseline
+    assert promote(None, 0.1, 0.0) is False
+    assert promote(math.nan, None, 0.0) is False
+    assert promote(0.2, math.nan, 0.1) is True
+    assert promote(0.2, None, None) is False
+
+
+def test_tracking_uri_defaults_to_sqlite_in_the_lake_and_env_wins(lake_settings, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    lake = lake_settings.lake.resolve()
+    assert tracking_uri(lake_settings) == f"sqlite:///{lake}/mlflow.db"
+    assert tracking_uri(lake_settings).startswith("sqlite:////")  # absolute path
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    assert tracking_uri(lake_settings) == "http://mlflow.internal:5000"
+
+
+def test_mlflow_session_does_not_leak_the_uri_into_the_environment(lake_settings, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with mlflow_session(lake_settings):
+        assert os.environ["MLFLOW_TRACKING_URI"] == tracking_uri(lake_settings)
+    assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
+
+
+@pytest.fixture(scope="module")
+def registry_settings(settings, tmp_path_factory):
+    """One lake (and MLflow sqlite database) shared by the registry tests of this module."""
+    root = tmp_path_factory.mktemp("registry")
+    return settings.with_paths(landing=root / "landing", lake=root / "lake")
+
+
+@pytest.fixture
+def no_env_uri(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def _tiny_model(seed: int):
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"customer_id": [f"C{i}" for i in range(120)], "x": rng.normal(size=120),
+                       "product_code": rng.choice(["FD010", "TD003"], 120)})
+    y = (df["x"] + rng.normal(0, 0.5, 120) > 0).astype(int)
+    spec = fit_spec(df)
+    X = prepare(df, spec)
+    booster = lgb.LGBMClassifier(n_estimators=5, num_leaves=4, min_child_samples=5, verbose=-1,
+                                 n_jobs=1).fit(X, y).booster_
+    return booster, spec, X
+
+
+def _log_version(settings, name: str, metric: float, seed: int, kind: str = "binary") -> str:
+    """A training run as models.nbp logs it: metric, feature_spec.json, registered model."""
+    import mlflow
+
+    from models import registry, training
+
+    booster, spec, X = _tiny_model(seed)
+    with mlflow_session(settings) as client:
+        exp = registry.ensure_experiment(client, settings, "c360-test")
+        with mlflow.start_run(experiment_id=exp):
+            mlflow.log_param("model_kind", kind)
+            mlflow.log_metric("map_at_7", metric)
+            mlflow.log_text(spec.to_json(), registry.SPEC_ARTIFACT)
+            version = training.log_lightgbm_model(booster, X, name)
+            client.set_model_version_tag(name, version, registry.KIND_TAG, kind)
+    return version
+
+
+def test_gate_on_a_real_sqlite_registry(registry_settings, no_env_uri):
+    lake_settings = registry_settings
+    name, baseline = "nbp_gate_test", 0.12
+
+    # v1 does not beat the popularity baseline: challenger only, no champion
+    v1 = _log_version(lake_settings, name, 0.10, seed=1)
+    g1 = apply_gate(lake_settings, name, v1, "map_at_7", 0.10, baseline)
+    assert (v1, g1.promoted, g1.aliases) == ("1", False, {CHALLENGER: "1"})
+    with pytest.raises(NoChampionError, match="nbp_gate_test"):
+        load_champion(lake_settings, name)
+
+    # v2 beats the baseline: champion (and no longer challenger)
+    v2 = _log_version(lake_settings, name, 0.15, seed=2, kind="ranker")
+    g2 = apply_gate(lake_settings, name, v2, "map_at_7", 0.15, baseline)
+    assert (g2.promoted, g2.previous_champion, g2.aliases) == (True, None, {CHAMPION: "2"})
+
+    # v3 is worse than the champion (its logged map_at_7 is read from its run): stays challenger
+    v3 = _log_version(lake_settings, name, 0.13, seed=3)
+    g3 = apply_gate(lake_settings, name, v3, "map_at_7", 0.13, baseline)
+    assert (g3.promoted, g3.champion_metric, g3.previous_champion) == (False, pytest.approx(0.15), "2")
+    assert g3.aliases == {CHAMPION: "2", CHALLENGER: "3"}
+    champ = load_champion(lake_settings, name)
+    assert (champ.version, champ.kind, champ.name) == ("2", "ranker", name)
+
+    # v4 measured against the champion re-evaluated on the same data (0.16): better -> champion
+    v4 = _log_version(lake_settings, name, 0.17, seed=4)
+    g4 = apply_gate(lake_settings, name, v4, "map_at_7", 0.17, baseline, champion_metric=0.16)
+    assert (g4.promoted, g4.champion_metric, g4.aliases) == (True, 0.16, {CHAMPION: "4"})
+
+    champ = load_champion(lake_settings, name)
+    booster, spec, X = _tiny_model(4)
+    assert (champ.version, champ.kind) == ("4", "binary")
+    assert champ.spec == spec
+    assert champ.metrics["map_at_7"] == pytest.approx(0.17)
+    np.testing.assert_allclose(champ.booster.predict(prepare(X, champ.spec)), booster.predict(X))
+    # runs and models keep their artifacts under <lake>/mlruns
+    with mlflow_session(lake_settings) as client:
+        exp = client.get_experiment_by_name("c360-test")
+    assert exp.artifact_location == (lake_settings.lake.resolve() / "mlruns" / "c360-test").as_uri()
+    assert any((lake_settings.lake / "mlruns" / "c360-test").rglob("feature_spec.json"))
+
+
+def test_first_attrition_version_needs_auc_above_half_plus_margin(registry_settings, no_env_uri):
+    lake_settings = registry_settings
+    v1 = _log_version(lake_settings, "attrition_gate_test", 0.0, seed=5)
+    assert apply_gate(lake_settings, "attrition_gate_test", v1, "auc", 0.53, 0.5, margin=0.05).promoted is False
+    v2 = _log_version(lake_settings, "attrition_gate_test", 0.0, seed=6)
+    g = apply_gate(lake_settings, "attrition_gate_test", v2, "auc", 0.58, 0.5, margin=0.05)
+    assert g.promoted is True and g.aliases == {CHAMPION: "2"}
