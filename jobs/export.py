@@ -1,0 +1,417 @@
+"""Export: ``gold/recommendations`` of as_of -> the CRM drop ``<lake>/exports/crm/<as_of>/``.
+
+Files (UTF-8, no timestamps inside, the same bytes when the same as_of is exported again):
+
+- ``recommendations.csv`` and ``recommendations.parquet``: one row per recommendation of a
+  customer with marketing consent at as_of, sorted by customer and rank, columns
+  :data:`EXPORT_COLUMNS` (no PII: no names, ids, phones, emails, birth dates or tokens);
+- ``changes.csv``: what changed since the previous export (the latest earlier as_of under
+  ``exports/crm``): ``new``, ``changed`` (rank or score) and ``withdrawn`` recommendations;
+- ``manifest.json``: row counts, sha256 of each file, schema version, model version, as_of.
+
+The engine joins, filters and sorts; the sorted result is streamed to the driver in Arrow
+batches and written by one writer per file (memory: one batch and one Parquet row group),
+so each format is a single file with a deterministic order and layout. (Sail 0.7 splits a
+write into one file per core even after ``coalesce(1)``, so the engine's own writer cannot
+produce one file.) The drop is assembled in a staging folder and renamed into place.
+
+The step also refreshes ``gold/recommendation_outcomes``: for every earlier recommendation
+date, offers of the same product to the same customer sent within ``validity_days`` after
+it, and how many converted, per product and persona.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from c360 import lake
+from c360.contract import SOURCES
+from c360.settings import ConfigError, Export, Settings
+from features.profile import AsOf
+
+EXPORT_COLUMNS = ["customer_id", "product_code", "product_name", "rank", "score", "reason_text_zh", "reason_text_en",
+                  "persona", "value_tier", "valid_until"]
+EXPORT_SCHEMA = pa.schema([
+    ("customer_id", pa.string()), ("product_code", pa.string()), ("product_name", pa.string()),
+    ("rank", pa.int32()), ("score", pa.float64()), ("reason_text_zh", pa.string()), ("reason_text_en", pa.string()),
+    ("persona", pa.string()), ("value_tier", pa.string()), ("valid_until", pa.date32())])
+CHANGES_SCHEMA = pa.schema([
+    ("change", pa.string()), ("customer_id", pa.string()), ("product_code", pa.string()), ("rank", pa.int32()),
+    ("score", pa.float64()), ("previous_rank", pa.int32()), ("previous_score", pa.float64())])
+OUTCOMES_SCHEMA = T.StructType([
+    T.StructField("as_of_date", T.DateType()),
+    T.StructField("product_code", T.StringType()),
+    T.StructField("persona_id", T.StringType()),
+    T.StructField("recommended", T.LongType()),
+    T.StructField("offers_sent", T.LongType()),
+    T.StructField("converted", T.LongType()),
+    T.StructField("conversion_rate", T.DoubleType()),
+])
+FILES = ("recommendations.csv", "recommendations.parquet", "changes.csv")
+SCORE_DECIMALS = 6
+ROW_GROUP_ROWS = 100_000
+PII_COLUMNS = frozenset(c.name for s in SOURCES.values() for c in s.columns if c.pii) | {"birth_month"}
+
+
+def is_pii_column(name: str) -> bool:
+    return name in PII_COLUMNS or name.endswith("_token")
+
+
+def _check_no_pii(columns) -> None:
+    bad = [c for c in columns if is_pii_column(c)]
+    if bad:
+        raise RuntimeError(f"refusing to export PII columns: {', '.join(bad)}")
+
+
+def export_root(settings: Settings) -> Path:
+    return Path(settings.lake) / "exports" / "crm"
+
+
+def partition(as_of: date) -> str:
+    return f"as_of_date = DATE'{as_of.isoformat()}'"
+
+
+def _table(spark: SparkSession, settings: Settings, layer: str, name: str) -> DataFrame | None:
+    path = lake.table_path(settings.lake, layer, name)
+    return lake.read(spark, path) if lake.exists(path) else None
+
+
+# ---------------------------------------------------------------------------------------
+# what is exported
+
+def _segments(segments: DataFrame | None) -> DataFrame | None:
+    """customer_id, as_of_date, persona, value_tier from gold/customer_segments (whichever exist)."""
+    if segments is None:
+        return None
+    cols = set(segments.columns)
+    return segments.select(
+        "customer_id", "as_of_date",
+        (F.col("persona_id").cast("string") if "persona_id" in cols else F.lit(None).cast("string")).alias("persona"),
+        (F.col("value_tier").cast("string") if "value_tier" in cols else F.lit(None).cast("string"))
+        .alias("value_tier"))
+
+
+def export_rows(recs: DataFrame, profile: DataFrame, catalog: DataFrame | None, segments: DataFrame | None,
+                as_of: date, conf: Export) -> DataFrame:
+    """The export rows of as_of (unsorted): recommendations of customers with marketing
+    consent at as_of, with product name, persona, value tier and ``valid_until``."""
+    consenting = profile.where(F.col("marketing_consent") == F.lit(True)).select("customer_id").distinct()
+    out = recs.join(consenting, "customer_id", "left_semi")
+    if catalog is not None:
+        out = out.join(catalog.select("product_code", "product_name").dropDuplicates(["product_code"]),
+                       "product_code", "left")
+    else:
+        out = out.withColumn("product_name", F.lit(None).cast("string"))
+    segs = _segments(segments)
+    if segs is not None:
+        out = out.join(segs.where(partition(as_of)).drop("as_of_date").dropDuplicates(["customer_id"]),
+                       "customer_id", "left")
+    else:
+        out = out.withColumn("persona", F.lit(None).cast("string")).withColumn("value_tier", F.lit(None).cast("string"))
+    valid_until = as_of + timedelta(days=conf.validity_days)
+    return out.select(
+        "customer_id", "product_code", "product_name", F.col("rank").cast("int").alias("rank"),
+        F.round(F.col("score"), SCORE_DECIMALS).alias("score"), "reason_text_zh", "reason_text_en",
+        "persona", "value_tier", F.lit(valid_until.isoformat()).cast("date").alias("valid_until"))
+
+
+def changes(current: DataFrame, previous: DataFrame | None) -> DataFrame:
+    """``new`` / ``changed`` (rank or score) / ``withdrawn`` rows between two exports (unsorted)."""
+    cur = current.select("customer_id", "product_code", "rank", "score")
+    if previous is None:
+        return cur.select(F.lit("new").alias("change"), "customer_id", "product_code", "rank", "score",
+                          F.lit(None).cast("int").alias("previous_rank"),
+                          F.lit(None).cast("double").alias("previous_score"))
+    prev = previous.select("customer_id", "product_code", F.col("rank").cast("int").alias("previous_rank"),
+                           F.col("score").cast("double").alias("previous_score"))
+    both = cur.withColumn("_cur", F.lit(True)).join(prev.withColumn("_prev", F.lit(True)),
+                                                    ["customer_id", "product_code"], "full")
+    change = F.when(both["_prev"].isNull(), "new").when(both["_cur"].isNull(), "withdrawn") \
+        .when((F.col("rank") != F.col("previous_rank")) | (F.col("score") != F.col("previous_score")), "changed")
+    return both.select(change.alias("change"), "customer_id", "product_code", "rank", "score", "previous_rank",
+                       "previous_score").where(F.col("change").isNotNull())
+
+
+def previous_export(root: Path, as_of: date) -> tuple[date, Path] | None:
+    """The latest complete export (with a manifest) of a date before ``as_of``."""
+    best = None
+    if root.is_dir():
+        for d in root.iterdir():
+            try:
+                day = date.fromisoformat(d.name)
+            except ValueError:
+                continue
+            if day < as_of and (d / "manifest.json").is_file() and (d / "recommendations.parquet").is_file():
+                best = max(best, (day, d)) if best else (day, d)
+    return best
+
+
+# ---------------------------------------------------------------------------------------
+# writing: a sorted result streamed from the engine, one file per format
+
+def arrow_batches(df: DataFrame) -> Iterator[pa.Table]:
+    """The rows of ``df`` as Arrow tables, in the order the engine returns them, without
+    collecting them all (Spark Connect streams the result batch by batch)."""
+    session = df.sparkSession
+    client, plan = getattr(session, "client", None), getattr(df, "_plan", None)
+    if client is not None and plan is not None and hasattr(client, "to_table_as_iterator"):
+        for item in client.to_table_as_iterator(plan.to_proto(client), plan.observations):
+            if isinstance(item, pa.Table) and item.num_rows:
+                yield item
+        return
+    names, buf = df.columns, []  # public API fallback (slower: rows through Python)
+    for row in df.toLocalIterator():
+        buf.append(tuple(row))
+        if len(buf) >= 50_000:
+            yield pa.Table.from_pylist([dict(zip(names, r)) for r in buf])
+            buf = []
+    if buf:
+        yield pa.Table.from_pylist([dict(zip(names, r)) for r in buf])
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    cols = [table.column(f.name).cast(f.type) if table.column(f.name).type != f.type else table.column(f.name)
+            for f in schema]
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+class _CsvSink:
+    def __init__(self, path: Path, schema: pa.Schema):
+        self.f = open(path, "w", encoding="utf-8", newline="")
+        self.w = csv.writer(self.f, lineterminator="\n")
+        self.w.writerow(schema.names)
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        self.w.writerows(zip(*[c.to_pylist() for c in table.columns]))  # None -> empty, float -> repr
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        self.f.close()
+
+
+class _ParquetSink:
+    """Fixed-size row groups whatever the batch sizes, so the bytes depend only on the rows."""
+
+    def __init__(self, path: Path, schema: pa.Schema):
+        self.w = pq.ParquetWriter(path, schema, compression="zstd", compression_level=3)
+        self.pending: list[pa.Table] = []
+        self.n = 0
+
+    def write(self, table: pa.Table) -> None:
+        self.pending.append(table)
+        self.n += table.num_rows
+        while self.n >= ROW_GROUP_ROWS:
+            self._flush(ROW_GROUP_ROWS)
+
+    def _flush(self, rows: int) -> None:
+        t = pa.concat_tables(self.pending).combine_chunks()
+        self.w.write_table(t.slice(0, rows), row_group_size=rows)
+        rest = t.slice(rows)
+        self.pending, self.n = ([rest] if rest.num_rows else []), rest.num_rows
+
+    def close(self) -> None:
+        if self.n:
+            self._flush(self.n)
+        self.w.close()
+
+
+def write_sorted(df: DataFrame, schema: pa.Schema, sinks: list) -> int:
+    rows = 0
+    try:
+        for table in arrow_batches(df):
+            t = _conform(table, schema)
+            for s in sinks:
+                s.write(t)
+            rows += t.num_rows
+    finally:
+        for s in sinks:
+            s.close()
+    return rows
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _replace_dir(staging: Path, final: Path) -> None:
+    old = final.with_name(f".old-{final.name}")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    staging.rename(final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+# ---------------------------------------------------------------------------------------
+# outcomes of past recommendations
+
+def outcomes(recs: DataFrame, profiles: DataFrame | None, segments: DataFrame | None, responses: DataFrame | None,
+             as_of: date, conf: Export, bank_timezone: str) -> DataFrame:
+    """``gold/recommendation_outcomes`` rows for every recommendation date before as_of.
+
+    A recommendation of date D (of a customer with consent at D) is matched to the offers
+    of the same product to the same customer sent from the end of D (bank time) up to
+    ``validity_days`` later, as known at the end of as_of; an offer converted when it has
+    a ``converted`` outcome by then. Grouped by (D, product, persona at D);
+    ``conversion_rate`` = converted / offers_sent (null without offers). An offer inside
+    the windows of several recommendation dates counts for each of them.
+    """
+    at = AsOf(as_of, bank_timezone)
+    before = F.col("as_of_date") < F.lit(as_of.isoformat()).cast("date")
+    r = recs.where(before).select("as_of_date", "customer_id", "product_code")
+    if profiles is not None:
+        r = r.join(profiles.where(before & (F.col("marketing_consent") == F.lit(True)))
+                   .select("as_of_date", "customer_id").distinct(), ["as_of_date", "customer_id"], "left_semi")
+    segs = _segments(segments)
+    if segs is not None:
+        r = r.join(segs.where(before).select("as_of_date", "customer_id", F.col("persona").alias("persona_id"))
+                   .dropDuplicates(["as_of_date", "customer_id"]), ["as_of_date", "customer_id"], "left")
+    else:
+        r = r.withColumn("persona_id", F.lit(None).cast("string"))
+    if responses is not None:
+        done = F.coalesce(F.col("outcome_at"), F.col("sent_at")) < at.cutoff
+        offers = responses.where(F.col("sent_at") < at.cutoff).groupBy("offer_id", "customer_id", "product_code").agg(
+            F.min("sent_at").alias("o_sent_at"),
+            F.max((F.col("outcome") == "converted") & done).alias("o_converted")) \
+            .withColumnRenamed("customer_id", "o_customer_id").withColumnRenamed("product_code", "o_product_code")
+        start = F.to_utc_timestamp(F.date_add(F.col("as_of_date"), 1).cast("timestamp"), bank_timezone)
+        end = F.to_utc_timestamp(F.date_add(F.col("as_of_date"), 1 + conf.validity_days).cast("timestamp"),
+                                 bank_timezone)
+        cond = (F.col("customer_id") == F.col("o_customer_id")) & (F.col("product_code") == F.col("o_product_code")) \
+            & (F.col("o_sent_at") >= start) & (F.col("o_sent_at") < end)
+        r = r.join(offers, cond, "left")
+    else:
+        r = r.withColumn("offer_id", F.lit(None).cast("string")).withColumn("o_converted", F.lit(None).cast("boolean"))
+    agg = r.groupBy("as_of_date", "product_code", "persona_id").agg(
+        F.count_distinct("customer_id").alias("recommended"),
+        F.count_distinct("offer_id").alias("offers_sent"),
+        F.count_distinct(F.when(F.col("o_converted"), F.col("offer_id"))).alias("converted"))
+    return agg.select("as_of_date", "product_code", "persona_id", "recommended", "offers_sent", "converted",
+                      F.when(F.col("offers_sent") > 0, F.col("converted") / F.col("offers_sent"))
+                      .alias("conversion_rate"))
+
+
+# ---------------------------------------------------------------------------------------
+# the step
+
+def run(spark: SparkSession, settings: Settings, as_of: date, run_id: str = "manual", progress=None) -> dict:
+    conf = settings.export
+    if conf is None:
+        raise ConfigError("conf/scoring.yaml: the export block is missing")
+    step = (lambda stage, done: progress(stage, done, 4)) if progress else (lambda stage, done: None)
+    recs_all = _table(spark, settings, "gold", "recommendations")
+    from jobs.score import champion_or_none, model_names
+
+    if champion_or_none(settings, model_names(settings)[0])[0] is None:
+        # Nothing was scored (no champion yet): write nothing, so the CRM withdraws nothing.
+        return {"skipped": "no champion model: nothing was scored, nothing is exported"}
+    if recs_all is None:
+        raise RuntimeError(f"gold/recommendations does not exist under {settings.lake}: run the score step")
+    c360 = _table(spark, settings, "gold", "customer_360")
+    if c360 is None:
+        raise RuntimeError(f"gold/customer_360 does not exist under {settings.lake}: run the profile step")
+    segments = _table(spark, settings, "gold", "customer_segments")
+    catalog = _table(spark, settings, "silver", "product_catalog")
+    recs = recs_all.where(partition(as_of))
+    head = recs.agg(F.count(F.lit(1)).alias("n"), F.max("model_version").alias("model_version"),
+                    F.count_distinct("model_version").alias("versions")).first()
+    if not head["n"] and not _scored(spark, settings, as_of):
+        # An empty drop would withdraw every recommendation in the CRM: only when scoring
+        # really ran for as_of and recommended nothing.
+        raise RuntimeError(f"gold/recommendations has no rows for {as_of}: run the score step for that date")
+
+    step("export files", 0)
+    rows = export_rows(recs, c360.where(partition(as_of)), catalog, segments, as_of, conf)
+    _check_no_pii(rows.columns)
+    root = export_root(settings)
+    root.mkdir(parents=True, exist_ok=True)
+    staging = root / f".staging-{as_of.isoformat()}-{run_id}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    n = write_sorted(rows.orderBy("customer_id", "rank", "product_code"), EXPORT_SCHEMA,
+                     [_CsvSink(staging / "recommendations.csv", EXPORT_SCHEMA),
+                      _ParquetSink(staging / "recommendations.parquet", EXPORT_SCHEMA)])
+
+    step("export changes", 1)
+    prev = previous_export(root, as_of)
+    current = spark.read.parquet(str(staging / "recommendations.parquet"))
+    previous = spark.read.parquet(str(prev[1] / "recommendations.parquet")) if prev else None
+    counter = _ChangeCounter()
+    changed_rows = write_sorted(changes(current, previous).orderBy("customer_id", "product_code", "change"),
+                                CHANGES_SCHEMA, [_CsvSink(staging / "changes.csv", CHANGES_SCHEMA), counter])
+    manifest = {
+        "as_of": as_of.isoformat(), "schema_version": conf.schema_version,
+        "model_version": head["model_version"], "row_count": n,
+        "valid_until": (as_of + timedelta(days=conf.validity_days)).isoformat(),
+        "previous_export": prev[0].isoformat() if prev else None,
+        "changes": {k: counter.counts.get(k, 0) for k in ("new", "changed", "withdrawn")},
+        "columns": {"recommendations": EXPORT_COLUMNS, "changes": CHANGES_SCHEMA.names},
+        "files": {name: {"sha256": sha256(staging / name), "bytes": (staging / name).stat().st_size,
+                         "rows": n if name.startswith("recommendations") else changed_rows} for name in FILES},
+    }
+    (staging / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True) + "\n",
+                                           encoding="utf-8")
+    final = root / as_of.isoformat()
+    _replace_dir(staging, final)
+
+    step("export outcomes", 2)
+    out_path = lake.table_path(settings.lake, "gold", "recommendation_outcomes")
+    lake.write_partition(outcomes(recs_all, c360, segments, _table(spark, settings, "silver", "campaign_responses"),
+                                  as_of, conf, settings.bank.timezone),
+                         out_path, "as_of_date", f"as_of_date < DATE'{as_of.isoformat()}'", schema=OUTCOMES_SCHEMA)
+    outcome_rows = lake.read(spark, out_path).where(f"as_of_date < DATE'{as_of.isoformat()}'").agg(
+        F.count(F.lit(1)).alias("n"), F.sum("offers_sent").alias("sent"), F.sum("converted").alias("conv")).first()
+    step("export", 4)
+    return {
+        "path": str(final), "rows": n, "recommendations": int(head["n"]),
+        "excluded_no_consent": int(head["n"]) - n, "model_version": head["model_version"],
+        "model_versions": int(head["versions"]), "previous_export": manifest["previous_export"],
+        "changes": manifest["changes"], "files": {k: v["sha256"] for k, v in manifest["files"].items()},
+        "outcomes": {"rows": int(outcome_rows["n"] or 0), "offers_sent": int(outcome_rows["sent"] or 0),
+                     "converted": int(outcome_rows["conv"] or 0)},
+    }
+
+
+def _scored(spark: SparkSession, settings: Settings, as_of: date) -> bool:
+    """The score step succeeded for ``as_of`` (ops/run_log)."""
+    log = _table(spark, settings, "ops", "run_log")
+    if log is None:
+        return False
+    day = F.lit(as_of.isoformat()).cast("date")
+    return log.where((F.col("step") == "score") & (F.col("status") == "succeeded") & (F.col("as_of") == day)) \
+        .limit(1).count() > 0
+
+
+class _ChangeCounter:
+    def __init__(self):
+        self.counts: dict[str, int] = {}
+
+    def write(self, table: pa.Table) -> None:
+        for k, v in zip(*[table.column("change").value_counts().field(i).to_pylist() for i in (0, 1)]):
+            self.counts[k] = self.counts.get(k, 0) + v
+
+    def close(self) -> None:
+        pass
+
+
+__all__ = ["run", "export_rows", "changes", "outcomes", "previous_export", "EXPORT_COLUMNS", "is_pii_column"]

@@ -1,0 +1,333 @@
+"""Score: ``gold/customer_360`` at as_of -> ``gold/recommendations`` (and ``gold/attrition_risk``).
+
+Everything runs in the engine; only small counts come back to the driver:
+
+1. candidates (:func:`features.candidates.candidates`: customer x active product not held)
+   with the pair signals, the customer's offers in the contact window and recent declines;
+2. eligibility and suitability (:mod:`models.scoring`) as column expressions: each
+   candidate gets its first failing rule, counted by reason for the run summary;
+3. eligible candidates scored by the ``champion`` booster in ``mapInPandas`` (the model
+   travels as a string in the closure; :func:`models.frame.prepare` builds the frame);
+4. rank per customer with a window (score desc, product code), keep the top N (conf);
+5. the top-N rows only: ``pred_contrib`` in ``mapInPandas`` -> reason codes and zh/en text.
+
+Both tables are partitioned by ``as_of_date``; a run replaces only its own partition.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.window import Window
+
+import logging
+
+from c360 import lake
+from c360.settings import ConfigError, Scoring, Settings
+from features.candidates import candidates, held_products, product_signals, products
+from features.profile import AsOf
+from models import scoring as rules
+
+KEYS = ["customer_id", "product_code"]
+
+RECOMMENDATIONS_SCHEMA = T.StructType([
+    T.StructField("customer_id", T.StringType()),
+    T.StructField("as_of_date", T.DateType()),
+    T.StructField("rank", T.IntegerType()),
+    T.StructField("product_code", T.StringType()),
+    T.StructField("score", T.DoubleType()),
+    T.StructField("reason_codes", T.ArrayType(T.StringType())),
+    T.StructField("reason_text_zh", T.StringType()),
+    T.StructField("reason_text_en", T.StringType()),
+    T.StructField("model_version", T.StringType()),
+])
+ATTRITION_SCHEMA = T.StructType([
+    T.StructField("customer_id", T.StringType()),
+    T.StructField("as_of_date", T.DateType()),
+    T.StructField("risk_score", T.DoubleType()),
+    T.StructField("risk_band", T.StringType()),
+    T.StructField("model_version", T.StringType()),
+])
+
+
+log = logging.getLogger(__name__)
+
+
+def partition(as_of: date) -> str:
+    return f"as_of_date = DATE'{as_of.isoformat()}'"
+
+
+# ---------------------------------------------------------------------------------------
+# champion models (models.registry, written by the training step)
+
+def model_names(settings: Settings) -> tuple[str, str]:
+    """(next-best-product, attrition) registered model names: conf/scoring.yaml's
+    ``model`` when set, else conf/models.yaml's ``registered_model``, else the defaults."""
+    conf, models = settings.scoring, getattr(settings, "models", None)
+    nbp = (conf.model if conf else None) or \
+        (models.next_best_product.registered_model if models else None) or "next_best_product"
+    attrition = (conf.attrition.model if conf else None) or \
+        (models.attrition.registered_model if models else None) or "attrition_risk"
+    return nbp, attrition
+
+
+def champion_or_none(settings: Settings, name: str):
+    """(champion, None), or (None, why) when registered model ``name`` has no champion."""
+    from models.registry import NoChampionError, load_champion
+
+    try:
+        return load_champion(settings, name), None
+    except NoChampionError as exc:
+        return None, str(exc).splitlines()[0][:300]
+
+
+# ---------------------------------------------------------------------------------------
+# inputs
+
+def _table(spark: SparkSession, settings: Settings, layer: str, name: str) -> DataFrame | None:
+    path = lake.table_path(settings.lake, layer, name)
+    return lake.read(spark, path) if lake.exists(path) else None
+
+
+def profile_at(spark: SparkSession, settings: Settings, as_of: date) -> DataFrame:
+    c360 = _table(spark, settings, "gold", "customer_360")
+    if c360 is None:
+        raise RuntimeError(f"gold/customer_360 does not exist under {settings.lake}: run the profile step")
+    return c360.where(partition(as_of))
+
+
+def contact_pressure(responses: DataFrame, at: AsOf, days: int) -> DataFrame:
+    """(customer_id, offers sent in the last ``days`` days before the end of as_of)."""
+    return responses.where(at.in_window(F.col("sent_at"), days)).groupBy("customer_id") \
+        .agg(F.count_distinct("offer_id").alias(rules.OFFERS_COL))
+
+
+def recent_declines(responses: DataFrame, at: AsOf, days: int) -> DataFrame:
+    """(customer_id, product_code) declined within ``days`` days before the end of as_of."""
+    when = F.coalesce(F.col("outcome_at"), F.col("sent_at"))
+    return responses.where((F.col("outcome") == "declined") & at.in_window(when, days)) \
+        .select(*KEYS).distinct().withColumn(rules.DECLINED_COL, F.lit(True))
+
+
+def annotated_candidates(profile: DataFrame, catalog: DataFrame, holdings: DataFrame | None,
+                         events: DataFrame | None, responses: DataFrame | None, at: AsOf,
+                         conf: Scoring) -> tuple[DataFrame, DataFrame]:
+    """(candidates with ``exclusion_reason`` and one ``_fails_<rule>`` flag per rule, held pairs)."""
+    spark = profile.sparkSession
+    held = held_products(holdings, at) if holdings is not None else \
+        spark.createDataFrame([], "customer_id string, product_code string")
+    pairs = candidates(profile, catalog, held, product_signals(events, responses, at))
+    if responses is not None:
+        e = conf.eligibility
+        pairs = pairs.join(contact_pressure(responses, at, e.contact_window_days), "customer_id", "left") \
+            .join(recent_declines(responses, at, e.decline_cooldown_days), KEYS, "left")
+    else:
+        pairs = pairs.withColumn(rules.OFFERS_COL, F.lit(0).cast("bigint")) \
+            .withColumn(rules.DECLINED_COL, F.lit(False))
+    fails = rules.rule_failures(conf.eligibility.max_offers_per_window,
+                                rules.risk_number(conf.suitability.unassessed_max_risk))
+    pairs = pairs.select("*", *[c.alias(f"_fails_{r}") for r, c in fails.items()])
+    return pairs.withColumn("exclusion_reason", rules.exclusion_reason(
+        {r: F.col(f"_fails_{r}") for r in fails})), held
+
+
+def exclusion_counts(annotated: DataFrame, profile: DataFrame, catalog: DataFrame, held: DataFrame) -> dict:
+    """Candidates, eligible ones and exclusions: ``excluded_by_reason`` counts each excluded
+    pair once, under its first failing rule (:data:`models.scoring.EXCLUSION_ORDER`);
+    ``failing_by_rule`` counts each rule every pair fails (a pair can be in several)."""
+    rows = annotated.groupBy("exclusion_reason").agg(
+        F.count(F.lit(1)).alias("n"),
+        *[F.sum(F.col(f"_fails_{r}").cast("bigint")).alias(r) for r in rules.CANDIDATE_RULES]).collect()
+    first = {r["exclusion_reason"]: int(r["n"]) for r in rows}
+    each = {rule: sum(int(r[rule] or 0) for r in rows) for rule in rules.CANDIDATE_RULES}
+    prods = products(catalog)
+    customers = profile.select("customer_id").distinct()
+    pre = customers.crossJoin(prods.select("product_code", "active")) \
+        .join(held.withColumn("_held", F.lit(True)), KEYS, "left") \
+        .agg(F.sum(F.when(~F.col("active"), 1).otherwise(0)).alias("inactive_product"),
+             F.sum(F.when(F.col("active") & F.col("_held").isNotNull(), 1).otherwise(0)).alias("already_held"),
+             F.count_distinct("customer_id").alias("customers")).first()
+    by_reason = {"inactive_product": int(pre["inactive_product"] or 0), "already_held": int(pre["already_held"] or 0)}
+    by_reason.update({r: first.get(r, 0) for r in rules.CANDIDATE_RULES})
+    each = {"inactive_product": by_reason["inactive_product"], "already_held": by_reason["already_held"], **each}
+    return {"customers": int(pre["customers"] or 0), "candidates": sum(first.values()),
+            "eligible": first.get(None, 0), "excluded_by_reason": by_reason, "failing_by_rule": each,
+            "exclusion_counting": "first failing rule in order " + ", ".join(rules.EXCLUSION_ORDER)}
+
+
+# ---------------------------------------------------------------------------------------
+# model application in the engine
+
+def _feature_columns(df: DataFrame, spec) -> list[str]:
+    return [c for c in spec.columns if c in df.columns and c not in KEYS]
+
+
+def predict(df: DataFrame, champion, keys: list[str], out: str = "score") -> DataFrame:
+    """``keys`` + ``out`` (the champion's prediction) for every row of ``df``, in ``mapInPandas``."""
+    model_str = champion.booster.model_to_string()
+    spec_json = champion.spec.to_json()
+    feats = _feature_columns(df, champion.spec)
+    schema = ", ".join([f"`{k}` {df.schema[k].dataType.simpleString()}" for k in keys] + [f"`{out}` double"])
+
+    def score(batches):
+        import lightgbm as lgb
+        import numpy as np
+        import pandas as pd
+
+        from models.frame import FeatureSpec, prepare
+
+        booster = lgb.Booster(model_str=model_str)
+        spec = FeatureSpec.from_json(spec_json)
+        for pdf in batches:
+            if len(pdf) == 0:
+                continue
+            values = np.asarray(booster.predict(prepare(pdf, spec)), dtype="float64")
+            yield pd.DataFrame({**{k: pdf[k] for k in keys}, out: values})
+
+    return df.select(*dict.fromkeys(keys + feats)).mapInPandas(score, schema)
+
+
+def rank_top(scored: DataFrame, top_n: int) -> DataFrame:
+    """``rank`` per customer (score desc, ties by product code), the first ``top_n``."""
+    w = Window.partitionBy("customer_id").orderBy(F.col("score").desc(), F.col("product_code"))
+    return scored.withColumn("rank", F.row_number().over(w).cast("int")).where(F.col("rank") <= top_n)
+
+
+def explain_top(top: DataFrame, champion, reasons: dict) -> DataFrame:
+    """Reason codes and zh/en text for the top-N rows (``pred_contrib`` in ``mapInPandas``).
+
+    ``top``: customer_id, product_code, rank, score and the model's feature columns.
+    """
+    model_str = champion.booster.model_to_string()
+    spec_json = champion.spec.to_json()
+    feats = _feature_columns(top, champion.spec)
+    schema = ("customer_id string, product_code string, rank int, score double, reason_codes array<string>, "
+              "reason_text_zh string, reason_text_en string")
+    templates, generic = reasons["templates"], reasons["generic"]
+    k, floor = reasons["per_recommendation"], reasons["min_contribution"]
+
+    def why(batches):
+        import lightgbm as lgb
+        import numpy as np
+        import pandas as pd
+
+        from models.frame import FeatureSpec, prepare
+        from models.scoring import explain
+
+        booster = lgb.Booster(model_str=model_str)
+        spec = FeatureSpec.from_json(spec_json)
+        names = list(spec.columns)
+        for pdf in batches:
+            if len(pdf) == 0:
+                continue
+            frame = prepare(pdf, spec)
+            contrib = np.asarray(booster.predict(frame, pred_contrib=True), dtype="float64")[:, :len(names)]
+            raw = frame.astype(object).where(frame.notna(), None).to_numpy()
+            out = [explain(names, contrib[i], raw[i], templates, generic, k, floor) for i in range(len(pdf))]
+            yield pd.DataFrame({"customer_id": pdf["customer_id"].to_numpy(),
+                                "product_code": pdf["product_code"].to_numpy(),
+                                "rank": pdf["rank"].astype("int32").to_numpy(),
+                                "score": pdf["score"].astype("float64").to_numpy(),
+                                "reason_codes": [o[0] for o in out], "reason_text_zh": [o[1] for o in out],
+                                "reason_text_en": [o[2] for o in out]})
+
+    return top.select(*dict.fromkeys(["customer_id", "product_code", "rank", "score"] + feats)).mapInPandas(why, schema)
+
+
+def reasons_conf(conf: Scoring) -> dict:
+    r = conf.reasons
+    return {"templates": {k: v.model_dump() for k, v in r.templates.items()}, "generic": r.generic.model_dump(),
+            "per_recommendation": r.per_recommendation, "min_contribution": r.min_contribution}
+
+
+def recommendations(annotated: DataFrame, champion, conf: Scoring, as_of: date) -> DataFrame:
+    """The ``gold/recommendations`` rows of as_of (not written)."""
+    eligible = annotated.where(F.col("exclusion_reason").isNull())
+    top = rank_top(predict(eligible, champion, KEYS), conf.top_n)
+    feats = _feature_columns(eligible, champion.spec)
+    with_features = top.join(eligible.select(*dict.fromkeys(KEYS + feats)), KEYS, "inner")
+    explained = explain_top(with_features, champion, reasons_conf(conf))
+    return explained.select(
+        "customer_id", F.lit(as_of.isoformat()).cast("date").alias("as_of_date"), "rank", "product_code", "score",
+        "reason_codes", "reason_text_zh", "reason_text_en", F.lit(str(champion.version)).alias("model_version"))
+
+
+def attrition(profile: DataFrame, champion, conf: Scoring, as_of: date) -> DataFrame:
+    """The ``gold/attrition_risk`` rows of as_of (not written)."""
+    bands = conf.attrition.bands
+    scored = predict(profile, champion, ["customer_id"], "risk_score")
+    return scored.select("customer_id", F.lit(as_of.isoformat()).cast("date").alias("as_of_date"), "risk_score",
+                         rules.risk_band(F.col("risk_score"), bands.medium, bands.high).alias("risk_band"),
+                         F.lit(str(champion.version)).alias("model_version"))
+
+
+# ---------------------------------------------------------------------------------------
+# the step
+
+def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> dict:
+    conf = settings.scoring
+    if conf is None:
+        raise ConfigError("conf/scoring.yaml: the scoring block is missing")
+    step = (lambda stage, done: progress(stage, done, 4)) if progress else (lambda stage, done: None)
+    at = AsOf(as_of, settings.bank.timezone)
+    profile = profile_at(spark, settings, as_of)
+    catalog = _table(spark, settings, "silver", "product_catalog")
+    if catalog is None:
+        raise RuntimeError(f"silver/product_catalog does not exist under {settings.lake}: run the silver step")
+    nbp_name, attrition_name = model_names(settings)
+    champion, why = champion_or_none(settings, nbp_name)
+    if champion is None:
+        # A new installation scores nothing until the first model is promoted; the daily
+        # run still builds profiles and segments. Recorded in the run log, not an error.
+        log.warning("score skipped: %s", why)
+        return {"skipped": f"{why} (train a model: `c360 run --steps train` or the c360_train DAG)"}
+
+    step("score candidates", 0)
+    annotated, held = annotated_candidates(
+        profile, catalog, _table(spark, settings, "silver", "holdings"), _table(spark, settings, "silver", "events"),
+        _table(spark, settings, "silver", "campaign_responses"), at, conf)
+    counts = exclusion_counts(annotated, profile, catalog, held)
+
+    step("score rank and explain", 1)
+    recs_path = lake.table_path(settings.lake, "gold", "recommendations")
+    lake.write_partition(recommendations(annotated, champion, conf, as_of), recs_path, "as_of_date",
+                         partition(as_of), schema=RECOMMENDATIONS_SCHEMA)
+    written = lake.read(spark, recs_path).where(partition(as_of))
+    summary = written.agg(F.count(F.lit(1)).alias("n"), F.count_distinct("customer_id").alias("customers"),
+                          F.sum(F.when(F.size("reason_codes") == 0, 1).otherwise(0)).alias("generic")).first()
+    by_product = {r["product_code"]: int(r["count"]) for r in written.groupBy("product_code").count().collect()}
+
+    step("score attrition", 2)
+    attrition_metrics = _score_attrition(spark, settings, profile, conf, attrition_name, as_of)
+    step("score", 4)
+    return {
+        "model": nbp_name, "model_version": str(champion.version), "model_kind": champion.kind,
+        "top_n": conf.top_n, **counts,
+        "recommendations": int(summary["n"] or 0),
+        "customers_with_recommendation": int(summary["customers"] or 0),
+        "customers_without_recommendation": counts["customers"] - int(summary["customers"] or 0),
+        "recommendations_with_generic_reason": int(summary["generic"] or 0),
+        "recommendations_by_product": dict(sorted(by_product.items())),
+        "attrition": attrition_metrics,
+    }
+
+
+def _score_attrition(spark: SparkSession, settings: Settings, profile: DataFrame, conf: Scoring, name: str,
+                     as_of: date) -> dict:
+    champion, why = champion_or_none(settings, name)
+    if champion is None:
+        return {"model": name, "skipped": why}
+    path = lake.table_path(settings.lake, "gold", "attrition_risk")
+    lake.write_partition(attrition(profile, champion, conf, as_of), path, "as_of_date", partition(as_of),
+                         schema=ATTRITION_SCHEMA)
+    bands = {r["risk_band"]: int(r["count"]) for r in
+             lake.read(spark, path).where(partition(as_of)).groupBy("risk_band").count().collect()}
+    return {"model": name, "model_version": str(champion.version), "customers": sum(bands.values()),
+            "by_band": {b: bands.get(b, 0) for b in ("low", "medium", "high")}}
+
+
+__all__ = ["run", "annotated_candidates", "exclusion_counts", "recommendations", "attrition", "model_names",
+           "champion_or_none", "RECOMMENDATIONS_SCHEMA", "ATTRITION_SCHEMA"]

@@ -1,0 +1,165 @@
+"""Rules a bank must keep when it recommends a product, and the reasons it gives.
+
+Pure: Spark column expressions and plain Python, no I/O. :mod:`jobs.score` applies them.
+
+**Eligibility and suitability.** Each candidate (customer, active product not held) is
+checked against the rules of :data:`CANDIDATE_RULES`, in that fixed order; the first rule
+that fails is the candidate's ``exclusion_reason`` (null: eligible). Two more reasons come
+before them and are counted without building the pairs: ``inactive_product`` and
+``already_held`` (:func:`features.candidates.candidates` never makes those pairs).
+
+- ``age_limit``: the customer's age is outside the product's ``[min_age, max_age]``, or
+  unknown while the product has an age limit.
+- ``declined_recently``: the customer declined an offer of this product within
+  ``decline_cooldown_days`` before the end of as_of.
+- ``contact_limit``: the customer was sent ``max_offers_per_window`` offers or more in the
+  last ``contact_window_days`` (every candidate of the customer fails).
+- ``no_risk_assessment``: the customer has no valid risk assessment and the product's risk
+  level is above ``unassessed_max_risk``.
+- ``risk_above_tolerance``: the product's risk level is above the customer's tolerance.
+
+A product without a risk rating (credit products) is not limited by suitability.
+
+**Reasons.** The features with the largest positive contribution to a recommendation's
+score (LightGBM ``pred_contrib``) that have a sentence template become its reasons
+(:func:`explain`); a recommendation without one gets the generic sentence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+# Reasons counted before candidates exist, then the candidate rules; the order is the
+# order of precedence when a candidate fails several rules.
+PRE_CANDIDATE_RULES = ("inactive_product", "already_held")
+CANDIDATE_RULES = ("age_limit", "declined_recently", "contact_limit", "no_risk_assessment", "risk_above_tolerance")
+EXCLUSION_ORDER = PRE_CANDIDATE_RULES + CANDIDATE_RULES
+
+# Columns the rules read, besides the candidate's own (age, min_age, max_age, risk_level,
+# product_risk_level): added by jobs.score from campaign_responses.
+DECLINED_COL = "_declined_recently"
+OFFERS_COL = "_offers_in_window"
+
+
+def risk_number(level: str) -> int:
+    """``"R2"`` -> 2."""
+    if not (isinstance(level, str) and len(level) == 2 and level[0] == "R" and level[1] in "12345"):
+        raise ValueError(f"risk level must be R1..R5, got {level!r}")
+    return int(level[1])
+
+
+def rule_failures(max_offers: int, unassessed_max_risk: int) -> dict[str, Column]:
+    """Per candidate rule, a boolean column (never null) that is true when the rule fails."""
+    age, lo, hi = F.col("age"), F.col("min_age"), F.col("max_age")
+    has_limit = lo.isNotNull() | hi.isNotNull()
+    in_range = (age >= F.coalesce(lo, F.lit(0))) & (age <= F.coalesce(hi, F.lit(10_000)))
+    tolerance, product_risk = F.col("risk_level"), F.col("product_risk_level")
+    return {
+        "age_limit": has_limit & ~F.coalesce(in_range, F.lit(False)),
+        "declined_recently": F.coalesce(F.col(DECLINED_COL), F.lit(False)),
+        "contact_limit": F.coalesce(F.col(OFFERS_COL), F.lit(0)) >= F.lit(max_offers),
+        "no_risk_assessment": tolerance.isNull() & product_risk.isNotNull()
+        & (product_risk > F.lit(unassessed_max_risk)),
+        "risk_above_tolerance": F.coalesce(tolerance.isNotNull() & (product_risk > tolerance), F.lit(False)),
+    }
+
+
+def exclusion_reason(failures: Mapping[str, Column]) -> Column:
+    """The first failing rule in :data:`CANDIDATE_RULES` order, or null when none fails."""
+    out = None
+    for rule in CANDIDATE_RULES:
+        out = F.when(failures[rule], F.lit(rule)) if out is None else out.when(failures[rule], F.lit(rule))
+    return out
+
+
+def risk_band(score: Column, medium: float, high: float) -> Column:
+    """``low`` / ``medium`` (from ``medium``) / ``high`` (from ``high``); null score: null."""
+    return F.when(score >= F.lit(high), "high").when(score >= F.lit(medium), "medium") \
+        .when(score.isNotNull(), "low")
+
+
+# ---------------------------------------------------------------------------------------
+# reasons
+
+def template_key(feature: str, templates: Mapping[str, object]) -> str | None:
+    """The template of ``feature``: its exact key, else the longest ``prefix*`` key it starts with."""
+    if feature in templates:
+        return feature
+    best = None
+    for key in templates:
+        if key.endswith("*") and feature.startswith(key[:-1]) and (best is None or len(key) > len(best)):
+            best = key
+    return best
+
+
+def _holds(value: object, requires: str) -> bool:
+    if requires == "any":
+        return True
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    if requires == "present":
+        return True
+    if isinstance(value, str):  # a category: present is all we can say
+        return True
+    try:
+        return float(value) > 0  # positive; True counts as 1
+    except (TypeError, ValueError):
+        return False
+
+
+def explain(names: Sequence[str], contributions: Sequence[float], values: Sequence[object],
+            templates: Mapping[str, Mapping[str, str]], generic: Mapping[str, str], per_recommendation: int = 2,
+            min_contribution: float = 0.0) -> tuple[list[str], str, str]:
+    """Reason codes and the zh / en text of one recommendation.
+
+    ``names``, ``contributions`` and ``values``: the model's features, their contribution
+    to this score (the bias term excluded) and their values. A feature can be a reason
+    when its contribution is above ``min_contribution``, it has a template and the
+    template's ``requires`` holds for its value. The first ``per_recommendation`` of them
+    are taken: templates marked ``secondary`` (e.g. the product's general popularity) after
+    the others, then by decreasing contribution, ties by name. ``reason_codes`` are those
+    features; their sentences (each once) make the text. Without any: ``([], generic)``.
+    """
+    usable = []
+    for i, name in enumerate(names):
+        c = float(contributions[i])
+        key = template_key(name, templates) if c > min_contribution else None
+        if key is not None and _holds(values[i], templates[key].get("requires", "any")):
+            usable.append((bool(templates[key].get("secondary", False)), -c, name, templates[key]))
+    codes: list[str] = []
+    zh: list[str] = []
+    en: list[str] = []
+    for _, _, name, t in sorted(usable, key=lambda u: u[:3])[:per_recommendation]:
+        codes.append(name)
+        if t["zh"] not in zh:
+            zh.append(t["zh"])
+        if t["en"] not in en:
+            en.append(t["en"])
+    if not codes:
+        return [], generic["zh"], generic["en"]
+    return codes, "".join(zh), " ".join(en)
+
+
+def check_templates(templates: Mapping[str, object], features: set[str], source: str = "conf/scoring.yaml") -> None:
+    """Raise :class:`c360.settings.ConfigError` for a template key that matches no feature."""
+    from c360.settings import ConfigError
+
+    for key in templates:
+        hit = any(f.startswith(key[:-1]) for f in features) if key.endswith("*") else key in features
+        if not hit:
+            close = sorted(f for f in features if f.startswith(key.rstrip("*")[:4]))[:3]
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"{source}: scoring.reasons.templates: {key!r} matches no feature{hint}")
+
+
+def known_features() -> set[str]:
+    """Every feature a model can use: the customer 360 and the candidate's own."""
+    import features.profile  # noqa: F401 (registers the features)
+    from features.candidates import PAIR_FEATURES, PRODUCT_FEATURES
+    from features.registry import REGISTRY
+
+    return set(REGISTRY) | set(PAIR_FEATURES) | set(PRODUCT_FEATURES)

@@ -1,0 +1,190 @@
+"""CRM export: files, consent, manifest checksums, byte-identical re-runs, changes between
+two as_of dates, outcomes of past offers, no PII."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from datetime import date, datetime, timedelta
+
+import pyarrow.parquet as pq
+import pytest
+from pyspark.sql import functions as F
+
+from c360 import lake
+from jobs import export
+from jobs.score import RECOMMENDATIONS_SCHEMA
+
+D1, D2 = date(2026, 5, 31), date(2026, 6, 30)
+
+
+def local(d: date, hour: int = 12) -> datetime:
+    """``hour`` o'clock in Shanghai on ``d`` as the UTC instant the lake stores."""
+    return datetime(d.year, d.month, d.day, hour) - timedelta(hours=8)
+
+
+# customer_id -> marketing consent at D1, D2
+CONSENT = {"C1": (True, True), "C2": (True, True), "C3": (False, False), "C4": (True, True)}
+RECS = {
+    D1: [("C1", 1, "SV", 0.9), ("C1", 2, "BF", 0.5), ("C2", 1, "CA", 0.7), ("C3", 1, "SV", 0.8),
+         ("C4", 1, "CC", 0.6)],
+    D2: [("C1", 1, "SV", 0.9),                          # unchanged
+         ("C1", 2, "EF", 0.4),                          # new (BF withdrawn)
+         ("C2", 1, "CA", 0.75),                         # score changed
+         ("C3", 1, "SV", 0.8),                          # no consent: never exported
+         ("C4", 1, "SV", 0.65), ("C4", 2, "CC", 0.6)],  # SV new, CC rank changed
+}
+CATALOG = [("CA", "借记卡活期账户", "current_account", "R1", 16, 120, True),
+           ("SV", "智能活期宝", "savings", "R1", 18, 120, True),
+           ("BF", "稳利债券基金", "fund", "R3", 18, 80, True),
+           ("EF", "均衡混合型基金", "fund", "R4", 18, 75, True),
+           ("CC", "标准信用卡, 白金", "credit_card", None, 18, 65, True)]
+OFFERS = [  # offer_id, customer, product, sent_at, outcome, outcome_at
+    ("O1", "C1", "SV", local(date(2026, 6, 5)), "sent", None),
+    ("O1", "C1", "SV", local(date(2026, 6, 5)), "converted", local(date(2026, 6, 10))),
+    ("O2", "C1", "BF", local(date(2026, 6, 7)), "sent", None),
+    ("O2", "C1", "BF", local(date(2026, 6, 7)), "declined", local(date(2026, 6, 8))),
+    ("O3", "C1", "SV", local(date(2026, 5, 20)), "sent", None),             # before the recommendation
+    ("O4", "C3", "SV", local(date(2026, 6, 5)), "converted", local(date(2026, 6, 6))),  # no consent at D1
+    ("O5", "C4", "CC", local(date(2026, 7, 2)), "sent", None),              # after the validity window
+]
+
+
+def write_world(spark, s) -> None:
+    c360 = lake.table_path(s.lake, "gold", "customer_360")
+    recs = lake.table_path(s.lake, "gold", "recommendations")
+    for i, d in enumerate((D1, D2)):
+        rows = [(c, d, v[i], 40, "R3") for c, v in CONSENT.items()]
+        lake.write_partition(spark.createDataFrame(rows, "customer_id string, as_of_date date, "
+                                                         "marketing_consent boolean, age bigint, risk_tolerance string"),
+                             c360, "as_of_date", export.partition(d))
+        rows = [(c, d, r, p, sc, f"理由{p}", f"reason, {p}", "3") for c, r, p, sc in RECS[d]]
+        df = spark.createDataFrame(rows, "customer_id string, as_of_date date, rank int, product_code string, "
+                                         "score double, reason_text_zh string, reason_text_en string, "
+                                         "model_version string") \
+            .withColumn("reason_codes", F.array(F.lit("views_product_90d")))
+        lake.write_partition(df, recs, "as_of_date", export.partition(d), schema=RECOMMENDATIONS_SCHEMA)
+    lake.write_partition(spark.createDataFrame([("C1", D2, 2, "gold"), ("C4", D2, 1, "mass")],
+                                               "customer_id string, as_of_date date, persona_id int, value_tier string"),
+                         lake.table_path(s.lake, "gold", "customer_segments"), "as_of_date", export.partition(D2))
+    lake.overwrite(spark.createDataFrame(CATALOG, "product_code string, product_name string, family string, "
+                                                  "risk_level string, min_age int, max_age int, active boolean"),
+                   lake.table_path(s.lake, "silver", "product_catalog"))
+    lake.overwrite(spark.createDataFrame(OFFERS, "offer_id string, customer_id string, product_code string, "
+                                                 "sent_at timestamp, outcome string, outcome_at timestamp")
+                   .selectExpr("offer_id", "customer_id", "product_code", "'sms' AS channel", "sent_at", "outcome",
+                               "outcome_at"),
+                   lake.table_path(s.lake, "silver", "campaign_responses"))
+
+
+def files(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def read_csv(path) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def exported(settings, spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    s = settings.with_paths(landing=root / "landing", lake=root / "lake")
+    write_world(spark, s)
+    m1 = export.run(spark, s, D1, run_id="r1")
+    m2 = export.run(spark, s, D2, run_id="r2")
+    first = files(export.export_root(s) / D2.isoformat())
+    m2_again = export.run(spark, s, D2, run_id="r3")
+    return {"settings": s, "m1": m1, "m2": m2, "m2_again": m2_again, "first": first}
+
+
+def test_export_files_and_consent_filter(exported):
+    s = exported["settings"]
+    folder = export.export_root(s) / D2.isoformat()
+    assert sorted(p.name for p in folder.iterdir()) == ["changes.csv", "manifest.json", "recommendations.csv",
+                                                        "recommendations.parquet"]
+    assert not [p for p in export.export_root(s).iterdir() if p.name.startswith(".")]  # no staging left
+    text = (folder / "recommendations.csv").read_text(encoding="utf-8")
+    assert text.splitlines()[0] == ",".join(export.EXPORT_COLUMNS)
+    rows = read_csv(folder / "recommendations.csv")
+    assert [(r["customer_id"], r["rank"], r["product_code"]) for r in rows] == [
+        ("C1", "1", "SV"), ("C1", "2", "EF"), ("C2", "1", "CA"), ("C4", "1", "SV"), ("C4", "2", "CC")]
+    assert "C3" not in text  # no marketing consent: never exported
+    assert rows[0] == {"customer_id": "C1", "product_code": "SV", "product_name": "智能活期宝", "rank": "1",
+                       "score": "0.9", "reason_text_zh": "理由SV", "reason_text_en": "reason, SV", "persona": "2",
+                       "value_tier": "gold", "valid_until": "2026-07-30"}
+    assert rows[2]["persona"] == "" and rows[2]["value_tier"] == ""  # no segment row: null
+    assert rows[4]["product_name"] == "标准信用卡, 白金"  # quoted, round-trips
+    table = pq.read_table(folder / "recommendations.parquet")
+    assert table.column_names == export.EXPORT_COLUMNS and table.num_rows == 5
+    assert table.column("customer_id").to_pylist() == ["C1", "C1", "C2", "C4", "C4"]
+    assert table.column("valid_until").to_pylist()[0] == date(2026, 7, 30)
+    assert exported["m2"]["excluded_no_consent"] == 1 and exported["m2"]["rows"] == 5
+
+
+def test_manifest_checksums_match_files(exported):
+    folder = export.export_root(exported["settings"]) / D2.isoformat()
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert set(manifest["files"]) == {"recommendations.csv", "recommendations.parquet", "changes.csv"}
+    for name, meta in manifest["files"].items():
+        data = (folder / name).read_bytes()
+        assert meta["sha256"] == hashlib.sha256(data).hexdigest() and meta["bytes"] == len(data)
+    assert (manifest["as_of"], manifest["row_count"], manifest["model_version"], manifest["schema_version"]) == \
+        (D2.isoformat(), 5, "3", 1)
+    assert manifest["previous_export"] == D1.isoformat()
+    assert manifest["files"]["recommendations.csv"]["rows"] == 5
+
+
+def test_rerun_is_byte_identical(exported):
+    again = files(export.export_root(exported["settings"]) / D2.isoformat())
+    assert again.keys() == exported["first"].keys()
+    for name, data in again.items():
+        assert data == exported["first"][name], name
+    assert exported["m2_again"]["files"] == exported["m2"]["files"]
+
+
+def test_changes_between_two_exports(exported):
+    s = exported["settings"]
+    first = read_csv(export.export_root(s) / D1.isoformat() / "changes.csv")
+    assert {r["change"] for r in first} == {"new"} and len(first) == 4  # no earlier export; C3 left out
+    rows = read_csv(export.export_root(s) / D2.isoformat() / "changes.csv")
+    got = [(r["change"], r["customer_id"], r["product_code"], r["rank"], r["score"], r["previous_rank"],
+            r["previous_score"]) for r in rows]
+    assert got == [
+        ("withdrawn", "C1", "BF", "", "", "2", "0.5"),
+        ("new", "C1", "EF", "2", "0.4", "", ""),
+        ("changed", "C2", "CA", "1", "0.75", "1", "0.7"),
+        ("changed", "C4", "CC", "2", "0.6", "1", "0.6"),
+        ("new", "C4", "SV", "1", "0.65", "", ""),
+    ]
+    assert exported["m2"]["changes"] == {"new": 2, "changed": 2, "withdrawn": 1}
+
+
+def test_outcomes_of_past_recommendations(spark, exported):
+    out = lake.read(spark, lake.table_path(exported["settings"].lake, "gold", "recommendation_outcomes"))
+    got = {r.product_code: (r.as_of_date, r.persona_id, r.recommended, r.offers_sent, r.converted, r.conversion_rate)
+           for r in out.collect()}
+    assert got == {
+        "SV": (D1, None, 1, 1, 1, 1.0),    # C1 converted O1; C3 (no consent) not counted; O3 was before
+        "BF": (D1, None, 1, 1, 0, 0.0),    # declined
+        "CA": (D1, None, 1, 0, 0, None),
+        "CC": (D1, None, 1, 0, 0, None),   # O5 after the validity window (and after as_of)
+    }
+
+
+def test_no_pii_columns_in_exports_or_gold_tables(spark, exported):
+    s = exported["settings"]
+    folder = export.export_root(s) / D2.isoformat()
+    cols = read_csv(folder / "recommendations.csv")[0].keys()
+    cols = list(cols) + pq.read_table(folder / "recommendations.parquet").column_names
+    cols += (folder / "changes.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
+    cols += lake.read(spark, lake.table_path(s.lake, "gold", "recommendation_outcomes")).columns
+    assert cols and not [c for c in cols if export.is_pii_column(c)]
+    for pii in ("full_name", "national_id", "phone", "email", "birth_date", "birth_month", "phone_token"):
+        assert export.is_pii_column(pii)
+
+
+def test_export_refuses_a_date_that_was_not_scored(spark, exported):
+    with pytest.raises(RuntimeError, match="run the score step"):
+        export.run(spark, exported["settings"], date(2026, 7, 31))

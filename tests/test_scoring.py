@@ -1,0 +1,371 @@
+"""Scoring: eligibility and suitability edge cases, exclusion counts, reasons, ranking in the
+engine with a real LightGBM champion from a real MLflow registry (sqlite, in tmp)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyspark.sql import functions as F
+
+from c360 import lake
+from c360.settings import ConfigError, load_settings
+from features.profile import AsOf
+from jobs import score
+from models.frame import FeatureSpec, prepare
+from models.scoring import EXCLUSION_ORDER, explain, template_key
+
+AS_OF = date(2026, 6, 30)
+AT = AsOf(AS_OF, "Asia/Shanghai")
+REPO_CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+def local_noon(d: date) -> datetime:
+    """Noon in Shanghai on ``d``, as the UTC instant the lake stores."""
+    return datetime(d.year, d.month, d.day, 12) - timedelta(hours=8)
+
+
+def days_before(n: int) -> datetime:
+    return local_noon(AS_OF - timedelta(days=n))
+
+
+# product_code, product_name, family, risk_level, min_age, max_age, active
+CATALOG = [
+    ("CA", "借记卡活期账户", "current_account", "R1", 16, 120, True),
+    ("SV", "智能活期宝", "savings", "R2", 18, 120, True),
+    ("BF", "稳利债券基金", "fund", "R3", 18, 80, True),
+    ("EF", "均衡混合型基金", "fund", "R4", 18, 75, True),
+    ("CC", "标准信用卡", "credit_card", None, 18, 65, True),   # credit: no risk rating
+    ("OLD", "保本理财（已停售）", "wealth_management", "R1", 18, 120, False),
+]
+# customer_id, age, risk_tolerance, deposit_balance, is_salary_customer, marketing_consent
+CUSTOMERS = [
+    ("C1", 40, "R3", 90000.0, True, True),     # R4 excluded, R3 kept; holds CA
+    ("C2", 40, None, 20000.0, False, True),    # no assessment: R1-R2 and unrated only
+    ("C3", 17, "R5", 1000.0, False, True),     # 17: only CA (min_age 16)
+    ("C4", 40, "R5", 60000.0, True, False),    # declined SV 29 days ago, BF 31 days ago
+    ("C5", 40, "R5", 50000.0, False, True),    # 4 offers in 30 days: contact limit reached
+    ("C6", 17, None, 0.0, False, True),        # fails age and assessment: counted under age
+]
+SPEC = FeatureSpec(numeric=["views_product_90d", "deposit_balance", "is_salary_customer", "age", "risk_gap",
+                            "holds_same_family"],
+                   categorical={"product_code": ["BF", "CA", "CC", "EF", "SV"]})
+
+
+def catalog_df(spark):
+    return spark.createDataFrame(CATALOG, "product_code string, product_name string, family string, "
+                                          "risk_level string, min_age int, max_age int, active boolean")
+
+
+def profile_df(spark):
+    rows = [(c, AS_OF, age, tol, int(tol[1]) if tol else None, tol is not None, consent, dep, sal, c == "C1", False)
+            for c, age, tol, dep, sal, consent in CUSTOMERS]
+    return spark.createDataFrame(rows, "customer_id string, as_of_date date, age bigint, risk_tolerance string, "
+                                       "risk_level bigint, has_risk_assessment boolean, marketing_consent boolean, "
+                                       "deposit_balance double, is_salary_customer boolean, "
+                                       "holds_current_account boolean, holds_fund boolean")
+
+
+def holdings_df(spark):
+    from decimal import Decimal
+    return spark.createDataFrame(
+        [("A1", "C1", "CA", date(2020, 1, 1), None, "active", Decimal("9000"), None, "CNY", date(2026, 6, 30))],
+        "account_id string, customer_id string, product_code string, opened_date date, closed_date date, "
+        "status string, balance decimal(18,2), credit_limit decimal(18,2), currency string, snapshot_date date")
+
+
+def responses_df(spark):
+    rows = [
+        ("O41", "C4", "SV", "sms", days_before(40), "sent", None),
+        ("O41", "C4", "SV", "sms", days_before(40), "declined", days_before(29)),   # inside the 30 days
+        ("O42", "C4", "BF", "sms", days_before(45), "sent", None),
+        ("O42", "C4", "BF", "sms", days_before(45), "declined", days_before(31)),   # outside
+        *[(f"O5{i}", "C5", p, "app", days_before(3 + i), "sent", None) for i, p in enumerate(["CA", "SV", "BF", "CC"])],
+        ("O55", "C5", "EF", "app", days_before(35), "sent", None),                  # outside the contact window
+        *[(f"O2{i}", "C2", "SV", "app", days_before(5 + i), "sent", None) for i in range(3)],  # below the limit
+    ]
+    return spark.createDataFrame(rows, "offer_id string, customer_id string, product_code string, channel string, "
+                                       "sent_at timestamp, outcome string, outcome_at timestamp")
+
+
+def events_df(spark):
+    views = [("C4", "BF")] * 5 + [("C2", "SV")] * 3 + [("C1", "BF")] * 2
+    rows = [(f"E{i}", c, "D1", "S1", days_before(2 + i % 20), "app", "product_view", p, "detail", 1000)
+            for i, (c, p) in enumerate(views)]
+    return spark.createDataFrame(rows, "event_id string, customer_id string, device_id string, session_id string, "
+                                       "event_ts timestamp, channel string, event_type string, product_code string, "
+                                       "page string, duration_ms bigint")
+
+
+# ---------------------------------------------------------------------------------------
+# a real champion: tiny LightGBM models in a real MLflow registry (sqlite in tmp)
+
+def train_tiny(kind: str, seed: int = 7):
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(seed)
+    n = 600
+    if kind == "nbp":
+        df = pd.DataFrame({"views_product_90d": rng.integers(0, 6, n), "deposit_balance": rng.uniform(0, 1e5, n),
+                           "is_salary_customer": rng.integers(0, 2, n).astype(bool),
+                           "age": rng.integers(16, 80, n), "risk_gap": rng.integers(-2, 4, n),
+                           "holds_same_family": rng.integers(0, 2, n).astype(bool),
+                           "product_code": rng.choice(SPEC.categorical["product_code"], n)})
+        y = ((df.views_product_90d >= 2) | ((df.deposit_balance > 5e4) & df.is_salary_customer)
+             | (rng.random(n) < 0.05)).astype(int)
+        spec = SPEC
+    else:
+        df = pd.DataFrame({"deposit_balance": rng.uniform(0, 1e5, n), "age": rng.integers(18, 80, n)})
+        y = ((df.deposit_balance < 2e4) | (rng.random(n) < 0.1)).astype(int)
+        spec = FeatureSpec(numeric=["deposit_balance", "age"])
+    params = {"objective": "binary", "num_leaves": 4, "min_data_in_leaf": 10, "learning_rate": 0.3,
+              "verbose": -1, "seed": 1, "deterministic": True, "num_threads": 1}
+    return lgb.train(params, lgb.Dataset(prepare(df, spec), y), num_boost_round=12), spec
+
+
+def register_champion(settings, name: str, booster, spec: FeatureSpec, kind: str = "binary") -> str:
+    """Log ``booster`` and ``feature_spec.json`` to the lake's MLflow (as the train step
+    does), register it as ``name`` and point the ``champion`` alias at it; the version."""
+    import mlflow
+    import mlflow.lightgbm
+
+    from models.registry import CHAMPION, KIND_TAG, SPEC_ARTIFACT, ensure_experiment, mlflow_session
+
+    with mlflow_session(settings) as client:
+        with mlflow.start_run(experiment_id=ensure_experiment(client, settings, "test-scoring")):
+            mlflow.log_text(spec.to_json(), SPEC_ARTIFACT)
+            info = mlflow.lightgbm.log_model(booster, name="model", registered_model_name=name,
+                                             pip_requirements=["lightgbm"])
+        version = str(info.registered_model_version)
+        client.set_model_version_tag(name, version, KIND_TAG, kind)
+        client.set_registered_model_alias(name, CHAMPION, version)
+    return version
+
+
+@pytest.fixture(scope="module")
+def world(settings, spark, tmp_path_factory):
+    """A small lake at AS_OF (gold/customer_360 and silver inputs) and a registered champion."""
+    root = tmp_path_factory.mktemp("scoring")
+    s = settings.with_paths(landing=root / "landing", lake=root / "lake")
+    s = s.model_copy(update={"scoring": s.scoring.model_copy(update={"top_n": 2})})
+    lake.write_partition(profile_df(spark), lake.table_path(s.lake, "gold", "customer_360"), "as_of_date",
+                         score.partition(AS_OF))
+    for name, df in (("product_catalog", catalog_df(spark)), ("holdings", holdings_df(spark)),
+                     ("campaign_responses", responses_df(spark)), ("events", events_df(spark))):
+        lake.overwrite(df, lake.table_path(s.lake, "silver", name))
+    booster, spec = train_tiny("nbp")
+    version = register_champion(s, "next_best_product", booster, spec)
+    return {"settings": s, "booster": booster, "spec": spec, "version": version}
+
+
+@pytest.fixture(scope="module")
+def scored(world, spark):
+    metrics = score.run(spark, world["settings"], AS_OF)
+    recs = lake.read(spark, lake.table_path(world["settings"].lake, "gold", "recommendations"))
+    return metrics, recs.where(score.partition(AS_OF))
+
+
+# ---------------------------------------------------------------------------------------
+# rules
+
+def annotate(spark, settings):
+    return score.annotated_candidates(profile_df(spark), catalog_df(spark), holdings_df(spark), events_df(spark),
+                                      responses_df(spark), AT, settings.scoring)
+
+
+def test_eligibility_and_suitability_edge_cases(spark, settings):
+    annotated, _ = annotate(spark, settings)
+    got = {(r.customer_id, r.product_code): r.exclusion_reason
+           for r in annotated.select("customer_id", "product_code", "exclusion_reason").collect()}
+    # R4 above R3 excluded, R3 vs R3 kept; a product held (CA) or inactive (OLD) is never a candidate
+    assert got[("C1", "EF")] == "risk_above_tolerance"
+    assert got[("C1", "BF")] is None and got[("C1", "SV")] is None and got[("C1", "CC")] is None
+    assert ("C1", "CA") not in got and not any(p == "OLD" for _, p in got)
+    # no assessment: R1-R2 and unrated products only
+    assert {p: got[("C2", p)] for p in ("CA", "SV", "BF", "EF", "CC")} == {
+        "CA": None, "SV": None, "BF": "no_risk_assessment", "EF": "no_risk_assessment", "CC": None}
+    # age 17: min_age 18 excluded, min_age 16 kept
+    assert {p: got[("C3", p)] for p in ("CA", "SV", "BF", "EF", "CC")} == {
+        "CA": None, "SV": "age_limit", "BF": "age_limit", "EF": "age_limit", "CC": "age_limit"}
+    # declined 29 days ago excluded, 31 days ago kept
+    assert got[("C4", "SV")] == "declined_recently" and got[("C4", "BF")] is None
+    # contact limit (4 offers in 30 days, limit 4): nothing; 3 offers is below the limit
+    assert {got[("C5", p)] for p in ("CA", "SV", "BF", "EF", "CC")} == {"contact_limit"}
+    assert got[("C2", "SV")] is None
+    # several failures: the first in the fixed order
+    assert got[("C6", "EF")] == "age_limit" and got[("C6", "CA")] is None
+
+
+def test_excluded_counts_by_reason(spark, settings):
+    annotated, held = annotate(spark, settings)
+    m = score.exclusion_counts(annotated, profile_df(spark), catalog_df(spark), held)
+    assert list(m["excluded_by_reason"]) == list(EXCLUSION_ORDER)
+    assert m["excluded_by_reason"] == {"inactive_product": 6, "already_held": 1, "age_limit": 8,
+                                       "declined_recently": 1, "contact_limit": 5, "no_risk_assessment": 2,
+                                       "risk_above_tolerance": 1}
+    # C6's BF and EF fail the age and the assessment rules: counted once above, under each here
+    assert m["failing_by_rule"]["no_risk_assessment"] == 4 and m["failing_by_rule"]["age_limit"] == 8
+    assert (m["customers"], m["candidates"], m["eligible"]) == (6, 29, 12)
+
+
+def test_rank_ties_broken_by_product_code_and_top_n(spark):
+    df = spark.createDataFrame([("C1", "B", 0.5), ("C1", "A", 0.5), ("C1", "C", 0.9), ("C1", "D", 0.1),
+                                ("C2", "A", 0.2)], "customer_id string, product_code string, score double")
+    got = sorted((r.customer_id, r.rank, r.product_code) for r in score.rank_top(df, 2).collect())
+    assert got == [("C1", 1, "C"), ("C1", 2, "A"), ("C2", 1, "A")]
+
+
+# ---------------------------------------------------------------------------------------
+# reasons
+
+def templates(settings):
+    return score.reasons_conf(settings.scoring)
+
+
+def test_reason_texts_for_a_known_contribution_vector(settings):
+    r = templates(settings)
+    names = ["views_product_90d", "deposit_balance", "is_salary_customer", "age", "complaints_365d", "product_code"]
+    contrib = [0.8, 0.3, 0.5, -0.2, 0.9, 0.1]
+    values = [5.0, 80000.0, 0.0, 40.0, 2.0, "FD"]
+    codes, zh, en = explain(names, contrib, values, r["templates"], r["generic"], 2, 0.0)
+    # complaints_365d has no template (never read out); is_salary_customer is false: not a reason
+    assert codes == ["views_product_90d", "deposit_balance"]
+    assert zh == "您最近在手机银行多次浏览了该产品。您在我行的存款余额较为充裕，可以考虑进一步规划资金。"
+    assert en == ("You recently viewed this product several times in our app. "
+                  "Your deposits with us leave room to plan your money further.")
+    codes, zh, en = explain(names, contrib, [5.0, 80000.0, 1.0, 40.0, 2.0, "FD"], r["templates"], r["generic"], 3)
+    assert codes == ["views_product_90d", "is_salary_customer", "deposit_balance"]
+    assert en.split(". ")[1] == "Your salary is paid into your account with us, so your income is steady"
+    # the product's general popularity (secondary) comes after the customer's own reasons
+    big = [0.8, 0.3, 0.5, -0.2, 0.9, 2.0]
+    assert explain(names, big, values, r["templates"], r["generic"], 2)[0] == ["views_product_90d", "deposit_balance"]
+    codes, zh, en = explain(names, big, values, r["templates"], r["generic"], 3)
+    assert codes[2] == "product_code" and en.endswith("This product is popular with our customers.")
+    # only positive contributions: none -> the generic sentence, no codes
+    codes, zh, en = explain(names, [-0.1, 0.0, -0.5, -0.2, -0.9, -0.1], values, r["templates"], r["generic"], 2)
+    assert (codes, zh, en) == ([], r["generic"]["zh"], r["generic"]["en"])
+    # two features with one sentence: both codes, the sentence once
+    codes, zh, en = explain(["views_product_90d", "views_product_30d"], [0.5, 0.4], [3.0, 2.0], r["templates"],
+                            r["generic"], 2)
+    assert codes == ["views_product_90d", "views_product_30d"] and zh == "您最近在手机银行多次浏览了该产品。"
+
+
+def test_template_lookup_exact_then_longest_prefix(settings):
+    t = templates(settings)["templates"]
+    assert template_key("views_product_30d", t) == "views_product_*"
+    assert template_key("holds_same_family", t) == "holds_same_family"
+    assert template_key("holds_fund", t) == "holds_*"
+    assert template_key("gender", t) is None
+
+
+def test_scoring_conf_is_validated(tmp_path):
+    for name in ("base.yaml", "profile.yaml", "tags.yaml", "scoring.yaml"):
+        shutil.copy(REPO_CONF / name, tmp_path / name)
+    (tmp_path / "local.yaml").write_text("scoring: {top_n: 0}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"scoring\.top_n"):
+        load_settings(tmp_path, environ={})
+    (tmp_path / "local.yaml").write_text("scoring: {suitability: {unassessed_max_risk: R9}}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="unassessed_max_risk"):
+        load_settings(tmp_path, environ={})
+    (tmp_path / "local.yaml").write_text("scoring: {attrition: {bands: {medium: 0.7, high: 0.5}}}\n",
+                                         encoding="utf-8")
+    with pytest.raises(ConfigError, match="must be below"):
+        load_settings(tmp_path, environ={})
+    (tmp_path / "local.yaml").write_text(
+        "scoring: {reasons: {templates: {viewz_product_90d: {zh: 浏览过, en: viewed it}}}}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="viewz_product_90d.*matches no feature"):
+        load_settings(tmp_path, environ={})
+
+
+# ---------------------------------------------------------------------------------------
+# the step, in the engine, with the champion
+
+def expected_top(spark, world, top_n: int):
+    """What the step must produce, computed here in pandas from the eligible candidates."""
+    annotated, _ = annotate(spark, world["settings"])
+    el = annotated.where(F.col("exclusion_reason").isNull()).toPandas()
+    el["score"] = world["booster"].predict(prepare(el, world["spec"]))
+    el = el.sort_values(["customer_id", "score", "product_code"], ascending=[True, False, True])
+    el["rank"] = el.groupby("customer_id").cumcount() + 1
+    return el[el["rank"] <= top_n].reset_index(drop=True)
+
+
+def test_score_step_ranks_top_n_in_the_engine_with_reasons(spark, world, scored):
+    metrics, recs = scored
+    got = recs.orderBy("customer_id", "rank").toPandas()
+    exp = expected_top(spark, world, 2)
+    assert list(zip(got.customer_id, got["rank"], got.product_code)) == \
+        list(zip(exp.customer_id, exp["rank"], exp.product_code))
+    assert np.allclose(got.score.to_numpy(), exp.score.to_numpy(), rtol=0, atol=1e-12)
+    assert set(got.customer_id) == {"C1", "C2", "C3", "C4", "C6"}  # C5: contact limit
+    assert (got.model_version == world["version"]).all() and (got.as_of_date == AS_OF).all()
+    # reasons: pred_contrib of exactly these rows, turned into text by the conf templates
+    r = templates(world["settings"])
+    frame = prepare(exp, world["spec"])
+    contrib = world["booster"].predict(frame, pred_contrib=True)[:, :len(world["spec"].columns)]
+    raw = frame.astype(object).where(frame.notna(), None).to_numpy()
+    for i, row in got.iterrows():
+        codes, zh, en = explain(world["spec"].columns, contrib[i], raw[i], r["templates"], r["generic"],
+                                r["per_recommendation"], r["min_contribution"])
+        assert (list(row.reason_codes), row.reason_text_zh, row.reason_text_en) == (codes, zh, en)
+    c4 = got[(got.customer_id == "C4") & (got.product_code == "BF")].iloc[0]  # viewed 5 times
+    assert c4["rank"] == 1 and "views_product_90d" in list(c4.reason_codes)
+    assert "您最近在手机银行多次浏览了该产品。" in c4.reason_text_zh
+    assert metrics["excluded_by_reason"]["contact_limit"] == 5 and metrics["eligible"] == 12
+    assert (metrics["recommendations"], metrics["customers_with_recommendation"],
+            metrics["customers_without_recommendation"]) == (len(exp), 5, 1)
+    assert metrics["model_version"] == world["version"] and metrics["model_kind"] == "binary"
+    assert metrics["attrition"]["model"] == "attrition_risk" and "no 'champion'" in metrics["attrition"]["skipped"]
+
+
+def test_score_step_replaces_only_its_partition(spark, world, scored):
+    s = world["settings"]
+    path = lake.table_path(s.lake, "gold", "recommendations")
+    other = date(2026, 5, 31)
+    lake.write_partition(lake.read(spark, path).where(score.partition(AS_OF)).limit(1)
+                         .withColumn("as_of_date", F.lit(other.isoformat()).cast("date")), path, "as_of_date",
+                         score.partition(other), schema=score.RECOMMENDATIONS_SCHEMA)
+    score.run(spark, s, AS_OF)
+    counts = {r.as_of_date: r["count"] for r in lake.read(spark, path).groupBy("as_of_date").count().collect()}
+    assert counts == {other: 1, AS_OF: scored[0]["recommendations"]}
+
+
+def test_attrition_scored_only_with_a_champion(spark, world):
+    s = world["settings"]
+    profile = score.profile_at(spark, s, AS_OF)
+    assert "no 'champion'" in score._score_attrition(spark, s, profile, s.scoring, "nope", AS_OF)["skipped"]
+    booster, spec = train_tiny("attrition")
+    version = register_champion(s, "attrition_test", booster, spec)
+    conf = s.scoring
+    m = score._score_attrition(spark, s, profile, conf, "attrition_test", AS_OF)
+    got = lake.read(spark, lake.table_path(s.lake, "gold", "attrition_risk")).toPandas().sort_values("customer_id")
+    exp = booster.predict(prepare(pd.DataFrame(
+        {"deposit_balance": [c[3] for c in CUSTOMERS], "age": [c[1] for c in CUSTOMERS]}), spec))
+    assert np.allclose(got.risk_score.to_numpy(), exp, atol=1e-12)
+    bands = conf.attrition.bands
+    assert list(got.risk_band) == ["high" if p >= bands.high else "medium" if p >= bands.medium else "low"
+                                   for p in exp]
+    assert (got.model_version == version).all() and m["customers"] == 6
+    assert sum(m["by_band"].values()) == 6
+
+
+def test_no_pii_in_gold_tables_written(spark, world, scored):
+    from jobs.export import is_pii_column
+
+    for name in ("recommendations", "attrition_risk"):
+        path = lake.table_path(world["settings"].lake, "gold", name)
+        if lake.exists(path):
+            cols = lake.read(spark, path).columns
+            assert not [c for c in cols if is_pii_column(c)], (name, cols)
+    assert sorted(lake.read(spark, lake.table_path(world["settings"].lake, "gold", "recommendations")).columns) == \
+        sorted(f.name for f in score.RECOMMENDATIONS_SCHEMA.fields)
+
+
+def test_model_names_follow_models_yaml_unless_overridden(settings):
+    assert score.model_names(settings) == ("next_best_product", "attrition_risk")
+    s = settings.model_copy(update={"scoring": settings.scoring.model_copy(update={"model": "nbp_b"})})
+    assert score.model_names(s) == ("nbp_b", "attrition_risk")
