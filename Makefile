@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 export RUST_LOG ?= warn
 export PYTHONWARNINGS ?= ignore::FutureWarning
 
-.PHONY: help setup demo test test-fast lint clean
+.PHONY: help setup demo test test-fast lint clean airflow
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,6 +33,24 @@ test: setup  ## run the test suite
 
 test-fast: setup  ## the tests without the end-to-end ones
 	$(UV) run --frozen pytest -q -m "not slow"
+
+# Airflow, local: metadata (SQLite), logs and config in ./airflow_home (git-ignored), DAGs from ./dags.
+# c360 tasks share one pool slot, so a few executor workers are plenty (Airflow's default is 32).
+AIRFLOW_ENV := AIRFLOW_HOME=$(CURDIR)/airflow_home AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__PARALLELISM=4
+
+airflow: setup  ## run Airflow (standalone) with the c360 DAGs; UI on http://localhost:8080
+	@mkdir -p airflow_home
+	$(AIRFLOW_ENV) $(UV) run --frozen airflow db migrate
+	$(AIRFLOW_ENV) $(UV) run --frozen airflow pools set c360_spark 1 "c360 Spark-heavy tasks (one at a time per machine)"
+	@echo
+	@echo "  Airflow UI: http://localhost:8080  user: admin, password: printed below by standalone"
+	@echo "  (and kept in airflow_home/simple_auth_manager_passwords.json.generated)"
+	@echo "  c360_daily is paused: unpause it to run (catchup from C360_START_DATE, default 2026-06-30), or trigger a date."
+	@echo "  Data: ./landing and ./lake (Airflow Variables c360_landing, c360_lake, c360_spark_remote override them)."
+	@echo "  Same environment in another shell: $(AIRFLOW_ENV) uv run airflow ..."
+	@echo
+	$(AIRFLOW_ENV) $(UV) run --frozen airflow standalone
 
 clean:  ## remove generated data (landing, lake, reports); keeps the environment
 	rm -rf landing lake mlruns
