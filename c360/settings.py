@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONF_DIR = REPO_ROOT / "conf"
@@ -66,7 +66,7 @@ class Bank(_Strict):
 class Ingest(_Strict):
     max_future_days: int = Field(1, ge=0, le=3650)
     min_date: date = date(1900, 1, 1)
-    files_per_task: int = Field(1, ge=1, le=1000)
+    read_tasks: int = Field(8, ge=1, le=10_000)
 
 
 class Privacy(_Strict):
@@ -112,12 +112,256 @@ class Profile(_Strict):
         return self.model_dump(by_alias=True)
 
 
+class HighEndTier(_Strict):
+    min_aum: float = Field(500_000, ge=0)
+    min_income: float = Field(1_000_000, ge=0)
+
+
+class LongTailTier(_Strict):
+    max_aum: float = Field(10_000, ge=0)
+    max_txn_90d: int = Field(3, ge=0)
+    max_logins_90d: int = Field(2, ge=0)
+
+
+class ValueTiers(_Strict):
+    high_end: HighEndTier = HighEndTier()
+    long_tail: LongTailTier = LongTailTier()
+
+
+class StageRule(_Strict):
+    stage: str = Field(pattern=r"^[a-z][a-z0-9_]{1,30}$")
+    when: str = Field(min_length=3)
+
+
+class Lifecycle(_Strict):
+    rules: list[StageRule] = Field(min_length=1)
+    default: str = Field("mature", pattern=r"^[a-z][a-z0-9_]{1,30}$")
+    churned_stage: str = "churned"
+
+
+class ClusterFeature(_Strict):
+    name: str
+    log1p: bool = False
+    fill: float = 0.0
+
+
+class Clusters(_Strict):
+    features: list[ClusterFeature] = Field(min_length=2)
+    k_min: int = Field(4, ge=2, le=50)
+    k_max: int = Field(8, ge=2, le=50)
+    criterion: Literal["silhouette"] = "silhouette"
+    sample_rows: int = Field(50_000, ge=50, le=2_000_000)
+    silhouette_rows: int = Field(5_000, ge=50, le=100_000)
+    n_init: int = Field(10, ge=1, le=100)
+    max_iter: int = Field(300, ge=10, le=10_000)
+    seed: int = 42
+
+
+class Phrase(_Strict):
+    label_zh: str = Field(min_length=1)
+    label_en: str = Field(min_length=1)
+    high_zh: str = Field(min_length=1)
+    high_en: str = Field(min_length=1)
+    low_zh: str = Field(min_length=1)
+    low_en: str = Field(min_length=1)
+
+
+class Personas(_Strict):
+    id_prefix: str = Field("P", pattern=r"^[A-Z]{1,3}$")
+    match_max_distance: float = Field(0.75, gt=0)
+    top_features: int = Field(3, ge=1, le=10)
+    min_abs_z: float = Field(0.3, ge=0)
+    default_name_zh: str = "大众均衡型"
+    default_name_en: str = "Mainstream, balanced"
+    phrases: dict[str, Phrase] = Field(default_factory=dict)
+
+
+class Segments(_Strict):
+    value_tier: ValueTiers = ValueTiers()
+    lifecycle: Lifecycle
+    clusters: Clusters
+    personas: Personas = Personas()
+    report: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Segments":
+        from features.segments import check_conf  # lazy: the feature registry imports pyspark
+
+        check_conf(self)
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
 class Tag(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{1,40}$")
     label_zh: str
     description: str = Field(min_length=5)
     owner: str = Field(min_length=2)
     rule: str = Field(min_length=3)
+
+
+class ReasonText(_Strict):
+    """One reason sentence in both languages. ``requires``: when the feature's value must
+    be non-null (``present``) or above zero / true (``positive``) for the sentence to be
+    true of this customer; ``any`` reads it whenever the contribution is positive."""
+
+    zh: str = Field(min_length=2)
+    en: str = Field(min_length=2)
+    requires: Literal["any", "present", "positive"] = "any"
+    # Read after the customer's own reasons (e.g. the product's general popularity).
+    secondary: bool = False
+
+
+class Reasons(_Strict):
+    per_recommendation: int = Field(2, ge=1, le=5)
+    min_contribution: float = Field(0.0, ge=0)
+    generic: ReasonText
+    templates: dict[str, ReasonText] = Field(default_factory=dict)
+
+    @field_validator("templates")
+    @classmethod
+    def _template_keys(cls, v: dict[str, ReasonText]) -> dict[str, ReasonText]:
+        import re
+
+        for key in v:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*\*?", key):
+                raise ValueError(f"template key {key!r} must be a feature name, or a feature-name prefix "
+                                 "ending with '*' (e.g. 'logins_*')")
+        return v
+
+
+class Eligibility(_Strict):
+    decline_cooldown_days: int = Field(30, ge=1, le=365)
+    contact_window_days: int = Field(30, ge=1, le=365)
+    max_offers_per_window: int = Field(4, ge=1, le=100)
+
+
+class Suitability(_Strict):
+    unassessed_max_risk: str = Field("R2", pattern=r"^R[1-5]$")
+
+
+class AttritionBands(_Strict):
+    medium: float = Field(0.3, gt=0, lt=1)
+    high: float = Field(0.6, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "AttritionBands":
+        if not self.medium < self.high:
+            raise ValueError(f"bands.medium ({self.medium}) must be below bands.high ({self.high})")
+        return self
+
+
+class Attrition(_Strict):
+    # Registered model name; None: models.attrition.registered_model (conf/models.yaml).
+    model: str | None = Field(None, min_length=1)
+    bands: AttritionBands = AttritionBands()
+
+
+class Scoring(_Strict):
+    """``conf/scoring.yaml`` ``scoring``: how the champion models are applied at as_of."""
+
+    # Registered model name; None: models.next_best_product.registered_model (conf/models.yaml).
+    model: str | None = Field(None, min_length=1)
+    top_n: int = Field(3, ge=1, le=20)
+    eligibility: Eligibility = Eligibility()
+    suitability: Suitability = Suitability()
+    reasons: Reasons
+    attrition: Attrition = Attrition()
+
+
+class Export(_Strict):
+    """``conf/scoring.yaml`` ``export``: the CRM export."""
+
+    validity_days: int = Field(30, ge=1, le=365)
+    schema_version: int = Field(1, ge=1)
+
+
+class LgbmParams(_Strict):
+    """LightGBM hyper-parameters (scikit-learn names); ``extra`` passes other LightGBM
+    parameters through unchanged (e.g. ``lambdarank_truncation_level``)."""
+
+    n_estimators: int = Field(250, ge=1, le=20_000)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    num_leaves: int = Field(31, ge=2, le=4096)
+    min_child_samples: int = Field(50, ge=1)
+    subsample: float = Field(0.8, gt=0, le=1)
+    colsample_bytree: float = Field(0.8, gt=0, le=1)
+    reg_lambda: float = Field(1.0, ge=0)
+    extra: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("extra")
+    @classmethod
+    def _not_reserved(cls, v: dict) -> dict:
+        reserved = {"objective", "random_state", "seed", "n_jobs", "num_threads", "verbose", "verbosity"}
+        bad = sorted(reserved & set(v))
+        if bad:
+            raise ValueError(f"{', '.join(bad)} cannot be set here (the training code sets them)")
+        return v
+
+    def as_kwargs(self) -> dict[str, Any]:
+        d = self.model_dump(exclude={"extra"})
+        if self.subsample < 1:
+            d["subsample_freq"] = 1  # bagging only happens with a frequency
+        return {**d, **self.extra}
+
+
+class Sampling(_Strict):
+    """What training brings to the driver: a deterministic sample by customer
+    (``pmod(xxhash64(customer_id), 1000) < customer_rate_per_mille``), negatives kept at
+    ``negative_rate`` (weighted 1/rate), never more than ``max_train_rows`` rows."""
+
+    customer_rate_per_mille: int = Field(1000, ge=1, le=1000)
+    negative_rate: float = Field(1.0, gt=0, le=1)
+    max_train_rows: int = Field(250_000, ge=1_000, le=20_000_000)
+
+
+class NbpTraining(_Strict):
+    snapshots: int = Field(6, ge=2, le=36)
+    horizon_days: int = Field(30, ge=1, le=366)
+    experiment: str = Field("c360-next-best-product", min_length=1)
+    registered_model: str = Field("next_best_product", pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
+    kinds: list[Literal["ranker", "binary"]] = Field(default_factory=lambda: ["ranker", "binary"], min_length=1)
+    sampling: Sampling = Sampling(negative_rate=0.25)
+    ranker: LgbmParams = LgbmParams()
+    binary: LgbmParams = LgbmParams()
+    promotion_margin: float = Field(0.0, ge=0, le=1)
+
+    @field_validator("kinds")
+    @classmethod
+    def _unique_kinds(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"kinds must not repeat, got {v}")
+        return v
+
+
+class AttritionTraining(_Strict):
+    snapshots: int = Field(6, ge=2, le=36)
+    horizon_days: int = Field(90, ge=1, le=366)
+    experiment: str = Field("c360-attrition", min_length=1)
+    registered_model: str = Field("attrition_risk", pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
+    sampling: Sampling = Sampling()
+    params: LgbmParams = LgbmParams(n_estimators=300, learning_rate=0.03, num_leaves=15)
+    promotion_margin: float = Field(0.05, ge=0, lt=0.5)
+    calibration_bins: int = Field(10, ge=2, le=100)
+
+
+class Models(_Strict):
+    """``conf/models.yaml`` ``models``: training of the next-best-product and attrition models."""
+
+    seed: int = Field(42, ge=0, le=2**31 - 1)
+    # LightGBM threads. OpenMP threads spin when they cannot all run, so more threads than
+    # idle cores is much slower, not faster: keep 1 on a shared machine.
+    threads: int = Field(1, ge=1, le=256)
+    next_best_product: NbpTraining = NbpTraining()
+    attrition: AttritionTraining = AttritionTraining()
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> "Models":
+        if self.next_best_product.registered_model == self.attrition.registered_model:
+            raise ValueError("next_best_product.registered_model and attrition.registered_model must differ")
+        return self
 
 
 class Settings(_Strict):
@@ -128,7 +372,11 @@ class Settings(_Strict):
     ingest: Ingest = Ingest()
     privacy: Privacy = Privacy()
     profile: Profile | None = None
+    segments: Segments | None = None
     tags: list[Tag] = Field(default_factory=list)
+    scoring: Scoring | None = None
+    export: Export | None = None
+    models: Models | None = None
     # Blocks owned by later steps (profile, segments, models...) are validated by
     # their own modules; they are kept here as raw mappings.
     extra: dict[str, Any] = Field(default_factory=dict)
@@ -169,7 +417,8 @@ _KNOWN = set(Settings.model_fields) - {"extra"}
 
 
 # Configuration files merged in this order (each optional but base.yaml), then local.yaml.
-CONF_FILES = ("base.yaml", "profile.yaml", "tags.yaml", "segments.yaml", "quality.yaml", "models.yaml")
+CONF_FILES = ("base.yaml", "profile.yaml", "tags.yaml", "segments.yaml", "quality.yaml", "models.yaml",
+              "scoring.yaml")
 
 
 def load_settings(conf_dir: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -211,9 +460,17 @@ def load_settings(conf_dir: Path | None = None, environ: dict[str, str] | None =
             idx = first["loc"][1]
             if isinstance(idx, int) and idx < len(raw["tags"]) and isinstance(raw["tags"][idx], dict):
                 where = f"tags[{raw['tags'][idx].get('name', idx)}].{'.'.join(str(p) for p in first['loc'][2:])}"
+        if first["loc"][:1] == ("models",):
+            raise ConfigError(f"{conf_dir / 'models.yaml'}: {where}: {first['msg']}") from None
+        if first["loc"][:1] in (("scoring",), ("export",)):
+            raise ConfigError(f"{conf_dir / 'scoring.yaml'}: {where}: {first['msg']}") from None
         raise ConfigError(f"{base.parent}: {where}: {first['msg']}") from None
     if settings.tags:
         from features.tags import check_rules
 
         check_rules(settings.tags, source=str(conf_dir / "tags.yaml"))
+    if settings.scoring is not None:
+        from models.scoring import check_templates, known_features
+
+        check_templates(settings.scoring.reasons.templates, known_features(), source=str(conf_dir / "scoring.yaml"))
     return settings

@@ -27,7 +27,8 @@ def _ingest(spark: SparkSession, settings: Settings, as_of: date, run_id: str, p
     from jobs import ingest
 
     results = ingest.run(spark, settings, as_of=as_of, batch_id=run_id, progress=progress)
-    return {name: {k: (dict(v) if k == "reasons" else v) for k, v in asdict(r).items()} for name, r in results.items()}
+    # asdict() would rebuild the reasons Counter from (key, count) pairs: keep it a plain dict
+    return {name: {**asdict(r), "reasons": dict(r.reasons)} for name, r in results.items()}
 
 
 def _silver(spark: SparkSession, settings: Settings, as_of: date, run_id: str, progress: Progress | None):
@@ -36,17 +37,59 @@ def _silver(spark: SparkSession, settings: Settings, as_of: date, run_id: str, p
     return {"rows": silver.run(spark, settings, progress=progress)}
 
 
+def _dq_bronze(spark: SparkSession, settings: Settings, as_of: date, run_id: str, progress: Progress | None):
+    from jobs import quality
+
+    return quality.run(spark, settings, "bronze", as_of, run_id, progress)
+
+
+def _dq_silver(spark: SparkSession, settings: Settings, as_of: date, run_id: str, progress: Progress | None):
+    from jobs import quality
+
+    return quality.run(spark, settings, "silver", as_of, run_id, progress)
+
+
 def _profile(spark: SparkSession, settings: Settings, as_of: date, run_id: str, progress: Progress | None):
     from jobs import profile
 
     return profile.run(spark, settings, as_of, progress=progress)
 
 
+def _segments(spark: SparkSession, settings: Settings, as_of: date, run_id: str, progress: Progress | None):
+    from jobs import segments
+
+    return segments.run(spark, settings, as_of, progress=progress)
+
+
+def _train(spark: SparkSession, settings: Settings, as_of: date, run_id: str, progress: Progress | None):
+    from jobs import train
+
+    return train.run(spark, settings, as_of, progress=progress)
+
+
+def _score(spark: SparkSession, settings: Settings, as_of: date, run_id: str, progress: Progress | None):
+    from jobs import score
+
+    return score.run(spark, settings, as_of, progress=progress)
+
+
+def _export(spark: SparkSession, settings: Settings, as_of: date, run_id: str, progress: Progress | None):
+    from jobs import export
+
+    return export.run(spark, settings, as_of, run_id=run_id, progress=progress)
+
+
 # Steps in pipeline order. Later issues append profile, segments, train, score, export.
 STEPS: dict[str, Callable[..., Any]] = {
     "ingest": _ingest,
+    "dq_bronze": _dq_bronze,
     "silver": _silver,
+    "dq_silver": _dq_silver,
     "profile": _profile,
+    "segments": _segments,
+    "train": _train,
+    "score": _score,
+    "export": _export,
 }
 
 
@@ -77,10 +120,18 @@ def parse_steps(text: str | None) -> list[str]:
     return [s for s in STEPS if s in wanted]
 
 
+def _check_step_config(settings: Settings) -> None:
+    """Validate configuration blocks owned by steps (``quality``) before a step starts."""
+    from c360.quality import config_from
+
+    config_from(settings)
+
+
 def run_step(spark: SparkSession, settings: Settings, step: str, as_of: date, run_id: str | None = None,
              progress: Progress | None = None) -> StepResult:
     """Run one step and record it in ``ops/run_log``; raises :class:`StepFailed` on failure."""
     run_id = run_id or uuid.uuid4().hex[:12]
+    _check_step_config(settings)
     started = ops.utcnow()
     try:
         metrics = STEPS[step](spark, settings, as_of, run_id, progress) or {}
