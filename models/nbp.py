@@ -81,7 +81,8 @@ def segment_grouping(spark: SparkSession, settings: Settings, cands: DataFrame, 
     """The grouping of the segment-popularity baseline and ``cands`` with its columns.
 
     ``persona_id`` of ``gold/customer_segments`` when that table has the OOT snapshot's
-    partition and at least one training snapshot's; otherwise ``value_tier`` when the
+    partition and at least one training snapshot's; otherwise the persona the latest
+    persona model assigns from each snapshot's features; otherwise ``value_tier`` when the
     features have it; otherwise ``age_band`` x ``income_band``.
     """
     path = lake.table_path(settings.lake, "gold", "customer_segments")
@@ -94,6 +95,17 @@ def segment_grouping(spark: SparkSession, settings: Settings, cands: DataFrame, 
                 personas = seg.select("customer_id", F.col("as_of_date").alias("snapshot_date"),
                                       F.col("persona_id").cast("string").alias("_persona"))
                 return cands.join(personas, ["customer_id", "snapshot_date"], "left"), ["_persona"], "persona_id"
+    personas = _latest_persona_model(spark, settings)
+    if personas is not None:
+        model, cluster_to_persona, model_date = personas
+        from features.segments import assign_clusters
+
+        mapping = None
+        for cluster, persona in sorted(cluster_to_persona.items()):
+            cond = F.col("_cluster") == F.lit(cluster)
+            mapping = F.when(cond, F.lit(persona)) if mapping is None else mapping.when(cond, F.lit(persona))
+        grouped = assign_clusters(cands, model, column="_cluster").withColumn("_persona", mapping).drop("_cluster")
+        return grouped, ["_persona"], f"persona_id (persona model of {model_date} applied at each snapshot)"
     if "value_tier" in cands.columns:
         return cands, ["value_tier"], "value_tier"
     tier = _value_tier_rule(settings)
@@ -101,6 +113,33 @@ def segment_grouping(spark: SparkSession, settings: Settings, cands: DataFrame, 
         # the segments step's own rule on each snapshot's features: point in time
         return cands.withColumn("_value_tier", tier), ["_value_tier"], "value_tier (segments rule at each snapshot)"
     return cands, ["age_band", "income_band"], "age_band x income_band"
+
+
+def _latest_persona_model(spark: SparkSession, settings: Settings):
+    """(ClusterModel, {cluster_id: persona_id}, as_of) of the latest segments run, or None.
+
+    Personas are defined by the clustering model; applying it to a snapshot's features
+    gives each customer the persona they would have had then (features stay point in time).
+    """
+    import json as _json
+
+    from features.segments import ClusterModel
+
+    model_path = lake.table_path(settings.lake, "ops", "persona_model")
+    personas_path = lake.table_path(settings.lake, "gold", "personas")
+    if not (lake.exists(model_path) and lake.exists(personas_path)):
+        return None
+    row = lake.read(spark, model_path).orderBy(F.col("as_of_date").desc()).select("as_of_date", "model").first()
+    if row is None:
+        return None
+    d = _json.loads(row["model"])
+    d["scores"] = {int(k): v for k, v in (d.get("scores") or {}).items()}
+    model = ClusterModel(**d)
+    mapping = {r["cluster_id"]: r["persona_id"] for r in lake.read(spark, personas_path)
+               .where(F.col("as_of_date") == F.lit(row["as_of_date"])).select("cluster_id", "persona_id").collect()}
+    if len(mapping) != model.k:
+        return None
+    return model, mapping, row["as_of_date"]
 
 
 def _value_tier_rule(settings: Settings):

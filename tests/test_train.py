@@ -381,3 +381,24 @@ def test_champion_beats_popularity_on_a_medium_bank_and_a_worse_challenger_stays
     assert again["previous_champion_map_at_7"] == pytest.approx(n["map_at_7"])  # same data, same model
     assert again["aliases"] == {"champion": "1", "challenger": "2"}
     assert load_champion(st, "next_best_product").version == "1"
+
+
+def test_segment_baseline_applies_the_latest_persona_model_at_each_snapshot(spark, settings, tmp_path):
+    from features.segments import ClusterModel
+
+    st = settings.with_paths(lake=tmp_path / "lake")
+    d1, d2, run = date(2026, 4, 30), date(2026, 5, 31), date(2026, 6, 30)
+    model = ClusterModel(features=["total_aum"], log1p=[False], fills=[0.0], means=[0.0], stds=[1.0],
+                         centroids=[[0.0], [100.0]], k=2)
+    lake.write_partition(spark.createDataFrame([(run, model.to_json())], "as_of_date date, model string"),
+                         lake.table_path(st.lake, "ops", "persona_model"), "as_of_date", partition(run))
+    lake.write_partition(spark.createDataFrame([(run, 0, "P07"), (run, 1, "P02")],
+                                               "as_of_date date, cluster_id int, persona_id string"),
+                         lake.table_path(st.lake, "gold", "personas"), "as_of_date", partition(run))
+    cands = spark.createDataFrame([("C1", "FD", d1, 5.0, 0), ("C1", "FD", d2, 90.0, 1)],
+                                  "customer_id string, product_code string, snapshot_date date, total_aum double, "
+                                  "label int")
+    df, by, grouping = nbp.segment_grouping(spark, st, cands, [d1], d2)
+    assert grouping == f"persona_id (persona model of {run} applied at each snapshot)"
+    # the same customer belongs to different personas at the two snapshots, by their features then
+    assert {r.snapshot_date: r[by[0]] for r in df.collect()} == {d1: "P07", d2: "P02"}
