@@ -76,6 +76,10 @@ def _run_guarded(fn, debug: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        # Libraries' deprecation notices are for their developers, not for our users.
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
         try:
             fn()
         except (CliError, ConfigError, ValueError) as exc:
