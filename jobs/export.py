@@ -319,11 +319,10 @@ def run(spark: SparkSession, settings: Settings, as_of: date, run_id: str = "man
         raise ConfigError("conf/scoring.yaml: the export block is missing")
     step = (lambda stage, done: progress(stage, done, 4)) if progress else (lambda stage, done: None)
     recs_all = _table(spark, settings, "gold", "recommendations")
-    from jobs.score import champion_or_none, model_names
-
-    if champion_or_none(settings, model_names(settings)[0])[0] is None:
-        # Nothing was scored (no champion yet): write nothing, so the CRM withdraws nothing.
-        return {"skipped": "no champion model: nothing was scored, nothing is exported"}
+    skipped = _score_skipped(spark, settings, as_of)
+    if skipped:
+        # Scoring skipped this date (no champion yet): write nothing, so the CRM withdraws nothing.
+        return {"skipped": f"nothing was scored for {as_of}: {skipped}"}
     if recs_all is None:
         raise RuntimeError(f"gold/recommendations does not exist under {settings.lake}: run the score step")
     c360 = _table(spark, settings, "gold", "customer_360")
@@ -400,6 +399,19 @@ def _scored(spark: SparkSession, settings: Settings, as_of: date) -> bool:
     day = F.lit(as_of.isoformat()).cast("date")
     return log.where((F.col("step") == "score") & (F.col("status") == "succeeded") & (F.col("as_of") == day)) \
         .limit(1).count() > 0
+
+
+def _score_skipped(spark: SparkSession, settings: Settings, as_of: date) -> str | None:
+    """Why the latest successful score run for ``as_of`` skipped, or None if it did not."""
+    log = _table(spark, settings, "ops", "run_log")
+    if log is None:
+        return None
+    day = F.lit(as_of.isoformat()).cast("date")
+    row = log.where((F.col("step") == "score") & (F.col("status") == "succeeded") & (F.col("as_of") == day)) \
+        .orderBy(F.col("finished_at").desc()).select("metrics").first()
+    if row is None or not row["metrics"]:
+        return None
+    return json.loads(row["metrics"]).get("skipped")
 
 
 class _ChangeCounter:
