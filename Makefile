@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 export RUST_LOG ?= warn
 export PYTHONWARNINGS ?= ignore::FutureWarning
 
-.PHONY: help setup demo test test-fast lint clean airflow
+.PHONY: help setup demo test test-fast lint clean airflow airflow-init airflow
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,10 +39,12 @@ test-fast: setup  ## the tests without the end-to-end ones
 AIRFLOW_ENV := AIRFLOW_HOME=$(CURDIR)/airflow_home AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__PARALLELISM=4
 
-airflow: setup  ## run Airflow (standalone) with the c360 DAGs; UI on http://localhost:8080
+airflow-init: setup  ## create ./airflow_home (metadata database, the c360_spark pool)
 	@mkdir -p airflow_home
 	$(AIRFLOW_ENV) $(UV) run --frozen airflow db migrate
 	$(AIRFLOW_ENV) $(UV) run --frozen airflow pools set c360_spark 1 "c360 Spark-heavy tasks (one at a time per machine)"
+
+airflow: airflow-init  ## run Airflow (standalone) with the c360 DAGs; UI on http://localhost:8080
 	@echo
 	@echo "  Airflow UI: http://localhost:8080  user: admin, password: printed below by standalone"
 	@echo "  (and kept in airflow_home/simple_auth_manager_passwords.json.generated)"
