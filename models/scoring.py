@@ -14,11 +14,13 @@ before them and are counted without building the pairs: ``inactive_product`` and
   ``decline_cooldown_days`` before the end of as_of.
 - ``contact_limit``: the customer was sent ``max_offers_per_window`` offers or more in the
   last ``contact_window_days`` (every candidate of the customer fails).
-- ``no_risk_assessment``: the customer has no valid risk assessment and the product's risk
-  level is above ``unassessed_max_risk``.
+- ``no_risk_assessment``: the customer has no valid risk assessment and the product is not
+  rated at or below ``unassessed_max_risk`` (an unrated product is excluded too: such a
+  customer gets only products rated R1-R2).
 - ``risk_above_tolerance``: the product's risk level is above the customer's tolerance.
 
-A product without a risk rating (credit products) is not limited by suitability.
+A product without a risk rating (credit products) is not limited by the tolerance of an
+assessed customer.
 
 **Reasons.** The features with the largest positive contribution to a recommendation's
 score (LightGBM ``pred_contrib``) that have a sentence template become its reasons
@@ -62,8 +64,8 @@ def rule_failures(max_offers: int, unassessed_max_risk: int) -> dict[str, Column
         "age_limit": has_limit & ~F.coalesce(in_range, F.lit(False)),
         "declined_recently": F.coalesce(F.col(DECLINED_COL), F.lit(False)),
         "contact_limit": F.coalesce(F.col(OFFERS_COL), F.lit(0)) >= F.lit(max_offers),
-        "no_risk_assessment": tolerance.isNull() & product_risk.isNotNull()
-        & (product_risk > F.lit(unassessed_max_risk)),
+        "no_risk_assessment": tolerance.isNull()
+        & (product_risk.isNull() | (product_risk > F.lit(unassessed_max_risk))),
         "risk_above_tolerance": F.coalesce(tolerance.isNotNull() & (product_risk > tolerance), F.lit(False)),
     }
 

@@ -45,7 +45,7 @@ CATALOG = [
 # customer_id, age, risk_tolerance, deposit_balance, is_salary_customer, marketing_consent
 CUSTOMERS = [
     ("C1", 40, "R3", 90000.0, True, True),     # R4 excluded, R3 kept; holds CA
-    ("C2", 40, None, 20000.0, False, True),    # no assessment: R1-R2 and unrated only
+    ("C2", 40, None, 20000.0, False, True),    # no assessment: products rated R1-R2 only
     ("C3", 17, "R5", 1000.0, False, True),     # 17: only CA (min_age 16)
     ("C4", 40, "R5", 60000.0, True, False),    # declined SV 29 days ago, BF 31 days ago
     ("C5", 40, "R5", 50000.0, False, True),    # 4 offers in 30 days: contact limit reached
@@ -185,9 +185,9 @@ def test_eligibility_and_suitability_edge_cases(spark, settings):
     assert got[("C1", "EF")] == "risk_above_tolerance"
     assert got[("C1", "BF")] is None and got[("C1", "SV")] is None and got[("C1", "CC")] is None
     assert ("C1", "CA") not in got and not any(p == "OLD" for _, p in got)
-    # no assessment: R1-R2 and unrated products only
+    # no assessment: only products rated R1-R2 (the unrated card is excluded too)
     assert {p: got[("C2", p)] for p in ("CA", "SV", "BF", "EF", "CC")} == {
-        "CA": None, "SV": None, "BF": "no_risk_assessment", "EF": "no_risk_assessment", "CC": None}
+        "CA": None, "SV": None, "BF": "no_risk_assessment", "EF": "no_risk_assessment", "CC": "no_risk_assessment"}
     # age 17: min_age 18 excluded, min_age 16 kept
     assert {p: got[("C3", p)] for p in ("CA", "SV", "BF", "EF", "CC")} == {
         "CA": None, "SV": "age_limit", "BF": "age_limit", "EF": "age_limit", "CC": "age_limit"}
@@ -205,11 +205,11 @@ def test_excluded_counts_by_reason(spark, settings):
     m = score.exclusion_counts(annotated, profile_df(spark), catalog_df(spark), held)
     assert list(m["excluded_by_reason"]) == list(EXCLUSION_ORDER)
     assert m["excluded_by_reason"] == {"inactive_product": 6, "already_held": 1, "age_limit": 8,
-                                       "declined_recently": 1, "contact_limit": 5, "no_risk_assessment": 2,
+                                       "declined_recently": 1, "contact_limit": 5, "no_risk_assessment": 3,
                                        "risk_above_tolerance": 1}
-    # C6's BF and EF fail the age and the assessment rules: counted once above, under each here
-    assert m["failing_by_rule"]["no_risk_assessment"] == 4 and m["failing_by_rule"]["age_limit"] == 8
-    assert (m["customers"], m["candidates"], m["eligible"]) == (6, 29, 12)
+    # C6's BF, EF and CC fail the age and the assessment rules: counted once above, under each here
+    assert m["failing_by_rule"]["no_risk_assessment"] == 6 and m["failing_by_rule"]["age_limit"] == 8
+    assert (m["customers"], m["candidates"], m["eligible"]) == (6, 29, 11)
 
 
 def test_rank_ties_broken_by_product_code_and_top_n(spark):
@@ -315,7 +315,7 @@ def test_score_step_ranks_top_n_in_the_engine_with_reasons(spark, world, scored)
     c4 = got[(got.customer_id == "C4") & (got.product_code == "BF")].iloc[0]  # viewed 5 times
     assert c4["rank"] == 1 and "views_product_90d" in list(c4.reason_codes)
     assert "您最近在手机银行多次浏览了该产品。" in c4.reason_text_zh
-    assert metrics["excluded_by_reason"]["contact_limit"] == 5 and metrics["eligible"] == 12
+    assert metrics["excluded_by_reason"]["contact_limit"] == 5 and metrics["eligible"] == 11
     assert (metrics["recommendations"], metrics["customers_with_recommendation"],
             metrics["customers_without_recommendation"]) == (len(exp), 5, 1)
     assert metrics["model_version"] == world["version"] and metrics["model_kind"] == "binary"
