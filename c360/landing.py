@@ -21,7 +21,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -57,11 +57,6 @@ class LandingFile:
     sha256: str
     header: tuple[str, ...] = ()
     problem: str | None = None  # set when the file cannot be ingested at all
-
-    def as_row(self) -> dict:
-        d = asdict(self)
-        d["header"] = list(self.header)
-        return d
 
 
 def sha256_of(path: Path, chunk: int = 4 << 20) -> str:

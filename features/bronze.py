@@ -105,8 +105,7 @@ def _typed(col: ContractColumn, text: Column, rules: ValidationRules) -> Column:
     return F.when(F.length(t) > 0, t)
 
 
-def _problems(col: ContractColumn, text: Column, typed: Column, rules: ValidationRules,
-              delivery_date: Column) -> list[Column]:
+def _problems(col: ContractColumn, text: Column, typed: Column, rules: ValidationRules) -> list[Column]:
     """Conditions (as reason strings or null) for one column."""
     name = col.name
     present = text.isNotNull() & (F.length(F.trim(text)) > 0)
@@ -164,7 +163,7 @@ def validate(df: DataFrame, source: Source, rules: ValidationRules) -> DataFrame
     typed = {c.name: _typed(c, F.col(c.name), rules) for c in source.columns}
     problems: list[Column] = []
     for c in source.columns:
-        problems += _problems(c, F.col(c.name), typed[c.name], rules, delivery)
+        problems += _problems(c, F.col(c.name), typed[c.name], rules)
     for earlier, later in source.ordered:
         problems.append(F.when(typed[later] < typed[earlier], F.lit(f"{later} before {earlier}")))
     if source.event_time:
@@ -235,14 +234,17 @@ def version_column(source: Source) -> Column:
     return F.concat_ws("|", *parts)
 
 
-def latest_per_key(df: DataFrame, source: Source) -> DataFrame:
-    """Keep one row per key: the latest version (see :func:`version_column`).
+def latest_per_key(df: DataFrame, source: Source, keys: list[str] | None = None) -> DataFrame:
+    """Keep one row per key (``keys``, default the source key): the latest version (see
+    :func:`version_column`).
 
     Adds ``_version``. Exact duplicates and re-sent rows within one batch collapse here.
+    With ``keys`` = key + version column (e.g. customer_id, updated_at) every distinct
+    version is kept, re-sent copies of one version collapsing to the latest delivery.
     """
     from pyspark.sql.window import Window
 
-    w = Window.partitionBy(*source.key).orderBy(F.col("_version").desc())
+    w = Window.partitionBy(*(keys or source.key)).orderBy(F.col("_version").desc())
     return (df.withColumn("_version", version_column(source))
               .withColumn("_rn", F.row_number().over(w))
               .where("_rn = 1").drop("_rn"))

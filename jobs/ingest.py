@@ -154,7 +154,7 @@ def ingest_source(spark: SparkSession, settings: Settings, source: Source, files
         versions = lake.table_path(lake_dir, "bronze", f"{source.name}_versions")
         lake.create_if_missing(spark, versions, bronze_schema(source))
         # every distinct version of a key, not just the latest
-        all_versions = latest_per_key_versions(good, source, keys).withColumn("_batch_id", F.lit(batch_id)) \
+        all_versions = latest_per_key(good, source, keys).withColumn("_batch_id", F.lit(batch_id)) \
             .withColumn("_ingested_at", now).to(schema)
         lake.merge(spark, all_versions, versions, keys, update_when="s._version >= t._version")
 
@@ -171,16 +171,6 @@ def ingest_source(spark: SparkSession, settings: Settings, source: Source, files
         result.reasons[r["kind"].strip()] += r["count"]
     shutil.rmtree(staging, ignore_errors=True)
     return counts
-
-
-def latest_per_key_versions(good: DataFrame, source: Source, keys: list[str]) -> DataFrame:
-    """One row per (key, version): re-sent copies of the same version collapse to the latest delivery."""
-    from features.bronze import version_column
-    from pyspark.sql.window import Window
-
-    w = Window.partitionBy(*keys).orderBy(F.col("_version").desc())
-    return good.withColumn("_version", version_column(source)).withColumn("_rn", F.row_number().over(w)) \
-        .where("_rn = 1").drop("_rn")
 
 
 def run(spark: SparkSession, settings: Settings, as_of: date | None = None, sources: list[str] | None = None,
