@@ -121,6 +121,38 @@ def merge(
         spark.catalog.dropTempView(view)
 
 
+def tables(lake: Path | str) -> list[str]:
+    """Every Delta table under the lake, as ``layer/name`` (``bronze/_staging/x`` included)."""
+    root = Path(lake)
+    if not root.is_dir():
+        return []
+    found = []
+    for log in root.glob("**/_delta_log"):
+        rel = log.parent.relative_to(root).as_posix()
+        if rel.split("/")[0] in LAYERS:
+            found.append(rel)
+    return sorted(found)
+
+
+def log_version(path: str) -> int | None:
+    """Latest committed version from the ``_delta_log`` listing (no table read), or None."""
+    log = Path(path) / "_delta_log"
+    versions = [int(p.stem) for p in log.glob("*.json") if p.stem.isdigit()] if log.is_dir() else []
+    return max(versions) if versions else None
+
+
+def row_count(path: str) -> int | None:
+    """Rows in the current version, from the Delta log's file statistics (no data scan)."""
+    if not exists(path):
+        return None
+    from deltalake import DeltaTable
+
+    actions = DeltaTable(path).get_add_actions(flatten=True)
+    if "num_records" not in actions.schema.names:
+        return None
+    return int(sum(v for v in actions.column("num_records").to_pylist() if v is not None))
+
+
 def version(path: str) -> int | None:
     """Current version of the table, or None when it does not exist."""
     if not exists(path):

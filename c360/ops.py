@@ -4,12 +4,19 @@
   what happened to it (loaded, quarantined, duplicate). A checksum found here is never
   ingested again, whatever the file's name.
 - ``ops/run_log``: one row per step of every run (status, timing, metrics, error).
+- ``ops/audit_log``: one row per job run (pipeline steps, erasures): who ran it, which
+  table versions it read and wrote, row counts of what it wrote, status, duration, error.
+  It holds table names, versions and counts only, never customer data.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
+import socket
 from datetime import date, datetime, timezone
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
@@ -40,6 +47,23 @@ RUN_LOG_SCHEMA = T.StructType([
     T.StructField("finished_at", T.TimestampType()),
     T.StructField("duration_s", T.DoubleType()),
     T.StructField("metrics", T.StringType()),  # JSON
+    T.StructField("error", T.StringType()),
+])
+
+AUDIT_LOG_SCHEMA = T.StructType([
+    T.StructField("run_id", T.StringType()),
+    T.StructField("job", T.StringType()),
+    T.StructField("as_of", T.DateType()),
+    T.StructField("user", T.StringType()),
+    T.StructField("host", T.StringType()),
+    T.StructField("status", T.StringType()),  # succeeded | failed
+    T.StructField("started_at", T.TimestampType()),
+    T.StructField("finished_at", T.TimestampType()),
+    T.StructField("duration_s", T.DoubleType()),
+    T.StructField("input_versions", T.MapType(T.StringType(), T.LongType())),   # layer/name -> version read
+    T.StructField("output_versions", T.MapType(T.StringType(), T.LongType())),  # layer/name -> version written
+    T.StructField("row_counts", T.MapType(T.StringType(), T.LongType())),       # layer/name -> rows after the job
+    T.StructField("details", T.StringType()),  # JSON, job-specific, never customer data
     T.StructField("error", T.StringType()),
 ])
 
@@ -76,3 +100,37 @@ def record_step(spark: SparkSession, lake_dir, run_id: str, step: str, as_of: da
     row = (run_id, step, as_of, status, started_at, finished, (finished - started_at).total_seconds(),
            json.dumps(metrics, default=str, ensure_ascii=False), error)
     lake.merge(spark, spark.createDataFrame([row], RUN_LOG_SCHEMA), path, ["run_id", "step"], update_when="")
+
+
+def current_user() -> str:
+    """Who runs the job: ``C360_USER`` (set by schedulers), else the operating-system user."""
+    explicit = os.environ.get("C360_USER")
+    if explicit:
+        return explicit
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 (no passwd entry in some containers)
+        return f"uid:{os.getuid()}"
+
+
+def snapshot_versions(lake_dir) -> dict[str, int]:
+    """``layer/name -> version`` of every Delta table in the lake (a listing, no table read)."""
+    out = {}
+    for name in lake.tables(lake_dir):
+        v = lake.log_version(str(Path(lake_dir) / name))
+        if v is not None:
+            out[name] = v
+    return out
+
+
+def record_audit(spark: SparkSession, lake_dir, *, run_id: str, job: str, as_of: date | None, status: str,
+                 started_at: datetime, inputs: dict[str, int], outputs: dict[str, int],
+                 row_counts: dict[str, int], details: dict | None = None, error: str | None = None) -> None:
+    """Append one ``ops/audit_log`` row (idempotent per run id and job)."""
+    path = lake.table_path(lake_dir, "ops", "audit_log")
+    lake.create_if_missing(spark, path, AUDIT_LOG_SCHEMA)
+    finished = utcnow()
+    row = (run_id, job, as_of, current_user(), socket.gethostname(), status, started_at, finished,
+           (finished - started_at).total_seconds(), inputs, outputs, row_counts,
+           json.dumps(details or {}, default=str, ensure_ascii=False), error)
+    lake.merge(spark, spark.createDataFrame([row], AUDIT_LOG_SCHEMA), path, ["run_id", "job"], update_when="")

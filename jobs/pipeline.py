@@ -11,11 +11,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from pyspark.sql import SparkSession
 
-from c360 import ops
+from c360 import lake, ops
 from c360.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,35 @@ STEPS: dict[str, Callable[..., Any]] = {
 }
 
 
+# What each step reads, for the audit log (``layer/`` prefixes or ``layer/name`` tables): the
+# versions of these tables at the step's start are recorded as its inputs. Its outputs are
+# the tables whose version the step moved.
+STEP_INPUTS: dict[str, tuple[str, ...]] = {
+    "ingest": ("ops/ingested_files",),
+    "dq_bronze": ("bronze/",),
+    "silver": ("bronze/",),
+    "dq_silver": ("silver/",),
+    "profile": ("silver/",),
+    "segments": ("gold/customer_360", "ops/persona_model"),
+    "train": ("gold/customer_360", "gold/customer_segments", "silver/holdings"),
+    "score": ("gold/customer_360", "gold/customer_segments", "silver/holdings", "silver/product_catalog",
+              "silver/campaign_responses"),
+    "export": ("gold/recommendations", "gold/customer_segments", "gold/customer_360"),
+}
+# Bookkeeping tables every step writes; not outputs of the step itself.
+_BOOKKEEPING = ("ops/run_log", "ops/audit_log")
+
+
+def _inputs(step: str, versions: dict[str, int]) -> dict[str, int]:
+    wanted = STEP_INPUTS.get(step, ())
+    return {t: v for t, v in versions.items()
+            if any(t == w or (w.endswith("/") and t.startswith(w)) for w in wanted) and "/_staging" not in t}
+
+
+def _outputs(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {t: v for t, v in after.items() if before.get(t) != v and t not in _BOOKKEEPING and "/_" not in t}
+
+
 class StepFailed(RuntimeError):
     def __init__(self, step: str, cause: BaseException):
         super().__init__(f"step {step} failed: {cause}")
@@ -133,15 +163,29 @@ def run_step(spark: SparkSession, settings: Settings, step: str, as_of: date, ru
     run_id = run_id or uuid.uuid4().hex[:12]
     _check_step_config(settings)
     started = ops.utcnow()
+    before = ops.snapshot_versions(settings.lake)
     try:
         metrics = STEPS[step](spark, settings, as_of, run_id, progress) or {}
     except Exception as exc:
-        ops.record_step(spark, settings.lake, run_id, step, as_of, "failed", started, {}, f"{type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"
+        ops.record_step(spark, settings.lake, run_id, step, as_of, "failed", started, {}, error)
+        _audit(spark, settings, run_id, step, as_of, "failed", started, before, error)
         raise StepFailed(step, exc) from exc
     if is_dataclass(metrics):
         metrics = asdict(metrics)
     ops.record_step(spark, settings.lake, run_id, step, as_of, "succeeded", started, metrics, None)
+    _audit(spark, settings, run_id, step, as_of, "succeeded", started, before, None)
     return StepResult(step, "succeeded", (ops.utcnow() - started).total_seconds(), metrics)
+
+
+def _audit(spark: SparkSession, settings: Settings, run_id: str, step: str, as_of: date, status: str,
+           started, before: dict[str, int], error: str | None) -> None:
+    """One ``ops/audit_log`` row: versions read and written, rows in what was written."""
+    outputs = _outputs(before, ops.snapshot_versions(settings.lake))
+    counts = {t: n for t in outputs if (n := lake.row_count(str(Path(settings.lake) / t))) is not None}
+    ops.record_audit(spark, settings.lake, run_id=run_id, job=step, as_of=as_of, status=status,
+                     started_at=started, inputs=_inputs(step, before), outputs=outputs, row_counts=counts,
+                     error=error)
 
 
 def run_steps(spark: SparkSession, settings: Settings, as_of: date, steps: list[str], run_id: str | None = None,
