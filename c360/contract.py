@@ -9,6 +9,7 @@ should restate the contract.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 # Logical types of the contract. Everything arrives as text (CSV, JSON) or as Parquet
@@ -294,6 +295,21 @@ SURVEY_SCORE_RANGES = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
 COMPLAINT_STATUS_RANK = {"open": 0, "in_progress": 1, "resolved": 2, "rejected": 2}
 
 FILE_FORMATS = (".csv", ".csv.gz", ".parquet", ".jsonl")
+
+
+_NOT_WORD = re.compile(r"[^\w]+")
+
+
+def column_name(delivered: str) -> str:
+    """A delivered column name as the pipeline names it: a safe lower-case identifier.
+
+    ``" Channel Detail "`` -> ``channel_detail``: the UTF-8 BOM is dropped, runs of anything
+    but letters, digits and ``_`` become one ``_``, and underscores at either end go (names
+    that start with ``_`` are reserved for the pipeline's own columns such as ``_line``). Contract
+    names already have this form, so a header spelled ``Customer ID`` matches ``customer_id``.
+    Every layer uses these names, so a new column is safe in SQL, Delta and Parquet.
+    """
+    return _NOT_WORD.sub("_", delivered.replace("\ufeff", "").strip().lower()).strip("_")
 
 
 def source(name: str) -> Source:

@@ -15,20 +15,23 @@ loaded.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import hashlib
+import io
 import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from c360.contract import SOURCES, Source
+from c360.contract import SOURCES, Source, column_name
 
 _DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 FORMATS = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".jsonl": "jsonl"}
@@ -43,8 +46,12 @@ def file_format(path: Path) -> str | None:
     return None
 
 
+MAX_NAME_LENGTH = 255
+
+
 def normalise_name(name: str) -> str:
-    return name.replace("\ufeff", "").strip().lower()
+    """A delivered column name as the pipeline names it (:func:`c360.contract.column_name`)."""
+    return column_name(name)
 
 
 @dataclass(frozen=True)
@@ -69,15 +76,28 @@ def sha256_of(path: Path, chunk: int = 4 << 20) -> str:
 
 def _csv_header(path: Path) -> list[str]:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rb") as f:
-        first = f.readline(1 << 20)
+    try:
+        with opener(path, "rb") as f:
+            first = f.read(1 << 20)
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        if opener is open:
+            raise
+        raise ValueError(f"truncated or corrupt compressed file ({str(exc)[:120]})") from None
     if not first.strip():
         raise ValueError("empty file: no header row")
     try:
-        text = first.decode("utf-8")
+        # incremental: a multi-byte character cut at the end of the chunk is not an error
+        text = codecs.getincrementaldecoder("utf-8")().decode(first, final=False)
     except UnicodeDecodeError:
         raise ValueError("file is not valid UTF-8 text (wrong encoding?)") from None
-    return next(csv.reader([text]))
+    try:
+        # a file object with newline="" reads \n, \r\n and lone \r line ends, as the row reader does
+        names = next(csv.reader(io.StringIO(text, newline="")))
+    except (csv.Error, StopIteration) as exc:
+        raise ValueError(f"unreadable CSV header ({str(exc)[:120]})") from None
+    if not names:
+        raise ValueError("no header row: the first line is empty")
+    return names
 
 
 def _parquet_header(path: Path) -> list[str]:
@@ -95,11 +115,15 @@ def _jsonl_header(path: Path, lines: int = 1000) -> list[str]:
         for i, raw in enumerate(f):
             if i >= lines:
                 break
+            if i == 0:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
             if not raw.strip():
                 continue
             try:
                 obj = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
+            except UnicodeDecodeError:
+                raise ValueError("file is not valid UTF-8 text (wrong encoding?)") from None
+            except json.JSONDecodeError:
                 continue  # a bad line is quarantined as a row later
             if isinstance(obj, dict):
                 keys.update(dict.fromkeys(obj))
@@ -114,9 +138,11 @@ def read_header(path: Path, fmt: str) -> list[str]:
     names = [normalise_name(n) for n in names]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ValueError(f"duplicate column names: {', '.join(dupes)}")
+        raise ValueError(f"duplicate column names: {', '.join(d[:60] for d in dupes)}")
     if any(not n for n in names):
         raise ValueError("empty column name in header")
+    if any(len(n) > MAX_NAME_LENGTH for n in names):
+        raise ValueError(f"column name longer than {MAX_NAME_LENGTH} characters")
     return names
 
 
@@ -137,6 +163,8 @@ def inspect(path: Path, source: Source, delivery_date: date | None) -> LandingFi
         header = read_header(path, fmt)
     except (ValueError, OSError, EOFError) as exc:
         return LandingFile(**base, problem=str(exc))
+    except Exception as exc:  # a hostile file must never stop discovery of the others
+        return LandingFile(**base, problem=f"unreadable file ({type(exc).__name__}: {str(exc)[:160]})")
     missing = [c for c in source.required if c not in header]
     if missing:
         return LandingFile(**base, header=tuple(header),
@@ -172,7 +200,7 @@ class FileError(Exception):
 
 def _explain(exc: Exception) -> str:
     msg = str(exc)
-    if "invalid UTF8" in msg or isinstance(exc, UnicodeDecodeError):
+    if "invalid utf8" in msg.lower() or isinstance(exc, UnicodeDecodeError):
         return "file is not valid UTF-8 text (wrong encoding?)"
     if isinstance(exc, (EOFError, gzip.BadGzipFile)) or "gzip" in msg.lower() or "zlib" in msg.lower() \
             or "truncated" in msg.lower():
@@ -202,6 +230,32 @@ def _line_numbers(valid_newlines: np.ndarray, invalid: list[tuple[int, str]]) ->
     return lines[~is_invalid], invalid_lines
 
 
+_PHYSICAL_LINE = re.compile(rb"\r\n|\r|\n")
+_LINE_AFTER_HEADER = re.compile(rb"[\r\n][^\r\n]")  # a line end followed by anything but line ends
+
+
+def _blank_lines(data: bytes, wanted: set[int]) -> set[int]:
+    """Which of the ``wanted`` physical lines (1-based) of ``data`` are empty (one pass, no copy of the file)."""
+    blank, line, start, last = set(), 1, 0, max(wanted)
+    for m in _PHYSICAL_LINE.finditer(data):
+        if line in wanted and not data[start:m.start()].strip():
+            blank.add(line)
+        line, start = line + 1, m.end()
+        if line > last:
+            return blank
+    if line in wanted and not data[start:].strip():
+        blank.add(line)
+    return blank
+
+
+def _field_count(text: str) -> int:
+    """Fields in one CSV record as delivered (RFC 4180 quoting; never raises)."""
+    try:
+        return len(next(csv.reader(io.StringIO(text, newline="")), []))
+    except csv.Error:
+        return text.count(",") + 1
+
+
 def _read_csv(path: str, header: list[str]) -> tuple[pa.Table, list[int], list[dict]]:
     import pyarrow.compute as pc
     import pyarrow.csv as pcsv
@@ -214,43 +268,69 @@ def _read_csv(path: str, header: list[str]) -> tuple[pa.Table, list[int], list[d
         return "skip"
 
     try:
-        stream = pa.input_stream(path, compression="detect")
+        data = pa.input_stream(path, compression="detect").read()
+        if not _LINE_AFTER_HEADER.search(data):
+            # a header and nothing else: an empty delivery (the contract's "absent source")
+            return pa.table({c: pa.array([], pa.string()) for c in header}), [], []
         table = pcsv.read_csv(
-            stream,
+            pa.BufferReader(data),
             read_options=pcsv.ReadOptions(use_threads=False, column_names=header, skip_rows=1,
                                           block_size=8 << 20),
-            parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
-            convert_options=pcsv.ConvertOptions(column_types={c: pa.string() for c in header},
+            # blank lines are kept as records so that records keep their physical line numbers;
+            # they are dropped below
+            parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid,
+                                            ignore_empty_lines=False),
+            # only an empty field is null (the contract); pyarrow's default null spellings
+            # would turn a delivered "NA", "null", "N/A" or "nan" into null
+            convert_options=pcsv.ConvertOptions(column_types={c: pa.string() for c in header}, null_values=[""],
                                                 strings_can_be_null=True, quoted_strings_can_be_null=True),
         )
     except Exception as exc:
         raise FileError(_explain(exc)) from None
     newlines = np.zeros(table.num_rows, dtype=np.int64)
+    all_null = np.ones(table.num_rows, dtype=bool)
     for col in table.columns:
         counts = pc.count_substring(col, "\n").fill_null(0)
         newlines += counts.to_numpy(zero_copy_only=False).astype(np.int64)
+        all_null &= pc.is_null(col).to_numpy(zero_copy_only=False)
     lines, invalid_lines = _line_numbers(newlines, invalid)
+    if all_null.any():
+        # A blank physical line parses as a record with every field null; a record of empty
+        # fields (",,,") does too but is not blank, and is kept (and rejected by validation).
+        candidates = np.flatnonzero(all_null)
+        empty = _blank_lines(data, {int(lines[i]) for i in candidates})
+        blank = np.zeros(table.num_rows, dtype=bool)
+        blank[candidates] = [int(lines[i]) in empty for i in candidates]
+        if blank.any():
+            table = table.filter(pa.array(~blank))
+            lines = lines[~blank]
     bad = [
-        {"_line": line, "_raw": text,
-         "_row_error": f"wrong column count: expected {expected}, got {len(next(csv.reader([text]), []))}"}
+        {"_line": line, "_raw": text, "_row_error": f"wrong column count: expected {expected}, got {_field_count(text)}"}
         for line, (_, text) in zip(invalid_lines, invalid)
     ]
     return table, lines.tolist(), bad
 
 
 def _to_text(arr: pa.ChunkedArray) -> pa.ChunkedArray:
+    import pyarrow.compute as pc
+
     t = arr.type
+    if pa.types.is_dictionary(t):
+        arr = arr.cast(t.value_type)
+        t = arr.type
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return arr.cast(pa.string())
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return arr.cast(pa.binary()).cast(pa.string())  # raises on bytes that are not UTF-8
     if pa.types.is_nested(t):
         return pa.chunked_array([pa.array([None if v is None else json.dumps(v, ensure_ascii=False, default=str)
                                            for v in arr.to_pylist()], pa.string())])
     if pa.types.is_timestamp(t):
-        # ISO-8601 with a "T"; a zoned timestamp keeps its offset (UTC)
-        import pyarrow.compute as pc
-
-        fmt = "%Y-%m-%dT%H:%M:%S" + ("Z" if t.tz else "")
-        return pc.strftime(arr, format=fmt)
+        # ISO-8601 with a "T"; a zoned timestamp is written as its UTC instant with "Z"
+        # (strftime formats a zoned value in its own zone, so convert to UTC first)
+        if t.tz:
+            return pc.strftime(arr.cast(pa.timestamp(t.unit, tz="UTC")), format="%Y-%m-%dT%H:%M:%SZ")
+        return pc.strftime(arr, format="%Y-%m-%dT%H:%M:%S")
     return arr.cast(pa.string())
 
 
@@ -259,10 +339,22 @@ def _read_parquet(path: str) -> tuple[pa.Table, list[int], list[dict]]:
 
     try:
         table = pq.read_table(path)
+        table = pa.table({normalise_name(n): _to_text(table.column(n)) for n in table.column_names})
+    except FileError:
+        raise
     except Exception as exc:
         raise FileError(_explain(exc)) from None
-    table = pa.table({normalise_name(n): _to_text(table.column(n)) for n in table.column_names})
     return table, list(range(1, table.num_rows + 1)), []
+
+
+def _json_text(v) -> str | None:
+    """One JSON value as text: strings as they are, numbers with their delivered digits,
+    booleans as true/false, nested values as JSON."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, Decimal):
+        return str(v)
+    return json.dumps(v, ensure_ascii=False, default=lambda o: float(o) if isinstance(o, Decimal) else str(o))
 
 
 def _read_jsonl(path: str) -> tuple[pa.Table, list[int], list[dict]]:
@@ -272,23 +364,26 @@ def _read_jsonl(path: str) -> tuple[pa.Table, list[int], list[dict]]:
     try:
         with open(path, "rb") as f:
             data = f.read()
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a leading BOM is not part of the first line
     except UnicodeDecodeError:
         raise FileError("file is not valid UTF-8 text (wrong encoding?)") from None
     except OSError as exc:
         raise FileError(_explain(exc)) from None
-    for i, line in enumerate(text.splitlines(), start=1):
+    # Only "\n" ends a JSON Lines record: str.splitlines() would also split on U+2028,
+    # U+0085, form feeds... which may stand raw inside a JSON string.
+    for i, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            # numbers keep their delivered digits: a float would round 1234567890123456.78
+            obj = json.loads(line, parse_float=Decimal)
             if not isinstance(obj, dict):
                 raise ValueError("not a JSON object")
         except ValueError as exc:
             bad.append({"_line": i, "_raw": line[:10_000], "_row_error": f"malformed JSON line ({str(exc)[:80]})"})
             continue
-        rows.append({normalise_name(k): (None if v is None else v if isinstance(v, str)
-                                         else json.dumps(v, ensure_ascii=False)) for k, v in obj.items()})
+        rows.append({normalise_name(k): _json_text(v) for k, v in obj.items()})
         lines.append(i)
     names: dict[str, None] = {}
     for r in rows[:1000]:
@@ -324,7 +419,9 @@ def make_reader(output_columns: list[str]):
                 table, lines, bad = _read_jsonl(path)
             else:
                 raise FileError(f"unsupported format {fmt!r}")
-        except FileError as exc:
+        except Exception as exc:  # never let one hostile file fail the engine task (and the run)
+            if not isinstance(exc, FileError):
+                exc = FileError(_explain(exc))
             row = {n: [None] for n in out_names} | {"_source_file": [path], "_delivery_date": [day], "_line": [0],
                                                    "_raw": [None], "_row_error": [None], "_file_error": [str(exc)]}
             yield pa.RecordBatch.from_pydict(row, schema=schema)

@@ -35,9 +35,13 @@ DECIMAL_TYPE = "decimal(18,2)"
 _DATE_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _DECIMAL_RE = r"^[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)$"
 _INT_RE = r"^[+-]?[0-9]{1,18}$"
-# An offset only counts after a time of day (so the "-01" of "2026-06-01" is not one).
-_OFFSET_RE = r"[0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?[ ]?(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$"
-_TS_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?)?"
+_DIGITS_RE = r"^[+-]?[0-9]+$"
+# ISO-8601 as the contract allows it, matched whole (after trim and upper case): a local
+# date-time (in the bank's zone), or a date-time with an offset (Z, +08, +0800, +08:00).
+# Anything else is malformed; in particular zone names or offsets with seconds, which the
+# engine's cast would otherwise half-understand and convert twice.
+_LOCAL_TS_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?)?$"
+_ZONED_TS_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?[ ]?(Z|[+-][0-9]{2}(:?[0-9]{2})?)$"
 
 # Metadata columns the reader adds to every row.
 READER_COLUMNS = ("_source_file", "_delivery_date", "_line", "_raw", "_row_error")
@@ -67,10 +71,14 @@ def render_csv_line(df: DataFrame, columns: list[str]) -> Column:
 
 
 def parse_timestamp(text: Column, bank_timezone: str) -> Column:
-    """ISO-8601 text to a UTC instant; text without an offset is in the bank's time zone."""
-    t = F.trim(text)
-    parsed = F.when(t.rlike(_TS_RE), t.try_cast("timestamp"))
-    return F.when(t.rlike(_OFFSET_RE), parsed).otherwise(F.to_utc_timestamp(parsed, bank_timezone))
+    """ISO-8601 text to a UTC instant; text without an offset is in the bank's time zone.
+
+    Null when the text is not ISO-8601 as the contract allows it or names an impossible
+    instant (month 13, offset beyond +-18:00...).
+    """
+    t = F.upper(F.trim(text))
+    return (F.when(t.rlike(_ZONED_TS_RE), t.try_cast("timestamp"))
+             .when(t.rlike(_LOCAL_TS_RE), F.to_utc_timestamp(t.try_cast("timestamp"), bank_timezone)))
 
 
 def parse_bool(text: Column) -> Column:
@@ -120,7 +128,8 @@ def _problems(col: ContractColumn, text: Column, typed: Column, rules: Validatio
         out.append(F.when(bad_value & ~looks_like_date, F.concat(F.lit(f"malformed date in {name}: '"), shown, F.lit("'"))))
         out.append(F.when(typed < F.lit(rules.min_date), F.concat(F.lit(f"impossible date in {name}: '"), shown, F.lit("'"))))
     elif col.type == TIMESTAMP:
-        shaped = F.trim(text).rlike(_TS_RE)
+        t = F.upper(F.trim(text))
+        shaped = t.rlike(_LOCAL_TS_RE) | t.rlike(_ZONED_TS_RE)
         out.append(F.when(bad_value & shaped, F.concat(F.lit(f"impossible timestamp in {name}: '"), shown, F.lit("'"))))
         out.append(F.when(bad_value & ~shaped, F.concat(F.lit(f"malformed timestamp in {name}: '"), shown, F.lit("'"))))
         out.append(F.when(typed < F.lit(rules.min_date).cast("timestamp"),
@@ -129,7 +138,12 @@ def _problems(col: ContractColumn, text: Column, typed: Column, rules: Validatio
         out.append(F.when(bad_value, F.concat(F.lit(f"unknown value for {name}: '"), shown, F.lit("'"))))
     elif col.type in (DECIMAL, INT, BOOL):
         kind = {DECIMAL: "a decimal", INT: "an integer", BOOL: "a boolean"}[col.type]
-        out.append(F.when(bad_value, F.concat(F.lit(f"{name} is not {kind}: '"), shown, F.lit("'"))))
+        # a well-formed number too large for its column (DECIMAL(18, 2), 64-bit integer)
+        number = {DECIMAL: _DECIMAL_RE, INT: _DIGITS_RE}.get(col.type)
+        overflow = bad_value & F.trim(text).rlike(number) if number else F.lit(False)
+        limit = {DECIMAL: DECIMAL_TYPE, INT: "an integer of at most 18 digits"}.get(col.type)
+        out.append(F.when(overflow, F.concat(F.lit(f"{name} out of range for {limit}: '"), shown, F.lit("'"))))
+        out.append(F.when(bad_value & ~overflow, F.concat(F.lit(f"{name} is not {kind}: '"), shown, F.lit("'"))))
     if col.min_value is not None:
         if col.min_exclusive:
             msg = f"{'negative or zero' if col.min_value == 0 else 'too small'} {name}: "

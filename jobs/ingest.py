@@ -62,6 +62,15 @@ class SourceResult:
     rows_loaded: int = 0
     rows_quarantined: int = 0
     reasons: Counter = field(default_factory=Counter)
+    error: str | None = None  # an unexpected failure: this source's new files were not recorded
+
+
+class IngestError(RuntimeError):
+    """Some sources failed unexpectedly; the others were ingested (``results``)."""
+
+    def __init__(self, message: str, results: dict[str, SourceResult]):
+        super().__init__(message)
+        self.results = results
 
 
 def rules_from(settings: Settings) -> ValidationRules:
@@ -210,7 +219,13 @@ def run(spark: SparkSession, settings: Settings, as_of: date | None = None, sour
         if not src_files:
             continue
         res = results[name]
-        counts = ingest_source(spark, settings, SOURCES[name], src_files, batch_id, res)
+        try:
+            counts = ingest_source(spark, settings, SOURCES[name], src_files, batch_id, res)
+        except Exception as exc:  # one source's failure must not stop the others
+            # Its files are not recorded, so the next run retries them (every write is idempotent).
+            log.exception("ingest of %s failed", name)
+            res.error = f"{type(exc).__name__}: {str(exc)[:300]}"
+            continue
         for f in src_files:
             c = counts.get(f.path, {"rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0})
             status = "quarantined" if c.get("file_error") else "loaded"
@@ -228,6 +243,10 @@ def run(spark: SparkSession, settings: Settings, as_of: date | None = None, sour
     ops.record_files(spark, settings.lake, records)
     if progress:
         progress("ingest", len(names), len(names))
+    failed = {n: r.error for n, r in results.items() if r.error}
+    if failed:
+        raise IngestError("ingest failed for " + "; ".join(f"{n} ({e})" for n, e in failed.items())
+                          + "; the other sources were ingested", results)
     return results
 
 

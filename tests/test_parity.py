@@ -260,7 +260,7 @@ def expect_validate_product_catalog(rows, schema):
         "P3": "max_age too large: 131",
         "P4": "negative min_age: -1",
         "P5": "active is not a boolean: '2'",
-        "P6": "min_age is not an integer: '12345678901234567890'",
+        "P6": "min_age out of range for an integer of at most 18 digits: '12345678901234567890'",
         "P7": "missing required field product_name; missing required field active",
     }
     assert {k: r[k]["_reason"] for k in reasons} == reasons
