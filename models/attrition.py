@@ -12,7 +12,6 @@ error are computed on all of it in the engine.
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -87,8 +86,6 @@ def reliability_chart(table: pd.DataFrame, path: Path, title: str) -> None:
 
 def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, progress=None) -> dict:
     """Train, evaluate, log, register and gate the attrition-risk model for ``as_of``."""
-    import mlflow
-
     m = training.models_settings(settings)
     conf = m.attrition
     t0 = time.time()
@@ -166,41 +163,29 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
             "calibration_bins": conf.calibration_bins, "promotion_margin": conf.promotion_margin,
             "baseline_auc": 0.5, **{f"binary_{k}": v for k, v in conf.params.as_kwargs().items()},
         }
-        with registry.mlflow_session(settings) as client:
-            exp_id = registry.ensure_experiment(client, settings, conf.experiment)
-            with mlflow.start_run(experiment_id=exp_id, run_name=f"attrition-{as_of.isoformat()}",
-                                  tags=EXPERIMENT_TAGS) as run:
-                mlflow.log_params(params)
-                mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
-                with tempfile.TemporaryDirectory() as tmp:
-                    d = Path(tmp)
-                    training.log_json(description, d / "training_set.json")
-                    (d / registry.SPEC_ARTIFACT).write_text(spec.to_json(), encoding="utf-8")
-                    table.to_csv(d / "calibration.csv", index=False)
-                    training.importance_table(booster).to_csv(d / "feature_importance.csv", index=False)
-                    training.importance_chart(booster, d / "feature_importance.png", "attrition risk: feature importance")
-                    reliability_chart(table, d / "reliability.png",
-                                      f"attrition risk, OOT {oot}: AUC {oot_auc or float('nan'):.3f}, ECE {ece:.3f}")
-                    h = training.html_table
-                    rows_ = [{"model": "LightGBM binary", "auc": oot_auc, "brier_score": brier,
-                              "expected_calibration_error": ece},
-                             {"model": "baseline: constant base rate", "auc": 0.5,
-                              "brier_score": metrics["brier_score_base_rate"], "expected_calibration_error": None}]
-                    if champion_auc is not None:
-                        rows_.append({"model": f"current champion v{champion.version}", "auc": champion_auc})
-                    (d / "evaluation_report.html").write_text(training.html_report(
-                        "Attrition risk: training report",
-                        [("Out-of-time evaluation", f"<p>As of {as_of}; OOT snapshot {oot}, "
-                                                    f"{metrics['oot_customers']} customers, attrition rate "
-                                                    f"{metrics['oot_attrition_rate']:.3%}.</p>" + h(rows_)),
-                         ("Calibration", h(table)),
-                         ("Training set", h(stats))],
-                        ["reliability.png", "feature_importance.png"]), encoding="utf-8")
-                    for f in sorted(d.iterdir()):
-                        mlflow.log_artifact(str(f))
-                version = training.log_lightgbm_model(booster, example, conf.registered_model)
-                client.set_model_version_tag(conf.registered_model, version, registry.KIND_TAG, "binary")
-                run_id = run.info.run_id
+        def artifacts(d: Path) -> None:
+            table.to_csv(d / "calibration.csv", index=False)
+            reliability_chart(table, d / "reliability.png",
+                              f"attrition risk, OOT {oot}: AUC {oot_auc or float('nan'):.3f}, ECE {ece:.3f}")
+            h = training.html_table
+            rows_ = [{"model": "LightGBM binary", "auc": oot_auc, "brier_score": brier,
+                      "expected_calibration_error": ece},
+                     {"model": "baseline: constant base rate", "auc": 0.5,
+                      "brier_score": metrics["brier_score_base_rate"], "expected_calibration_error": None}]
+            if champion_auc is not None:
+                rows_.append({"model": f"current champion v{champion.version}", "auc": champion_auc})
+            (d / "evaluation_report.html").write_text(training.html_report(
+                "Attrition risk: training report",
+                [("Out-of-time evaluation", f"<p>As of {as_of}; OOT snapshot {oot}, "
+                                            f"{metrics['oot_customers']} customers, attrition rate "
+                                            f"{metrics['oot_attrition_rate']:.3%}.</p>" + h(rows_)),
+                 ("Calibration", h(table)),
+                 ("Training set", h(stats))],
+                ["reliability.png", "feature_importance.png"]), encoding="utf-8")
+
+        version, run_id = training.log_training_run(
+            settings, conf.experiment, f"attrition-{as_of.isoformat()}", EXPERIMENT_TAGS, params, metrics,
+            description, spec, booster, example, conf.registered_model, "binary", "attrition risk", artifacts)
         gate = registry.apply_gate(settings, conf.registered_model, version, "auc", oot_auc, 0.5,
                                    conf.promotion_margin, champion_metric=champion_auc)
         timings["log_s"] = time.time() - t

@@ -20,7 +20,6 @@ decides whether it becomes ``champion``.
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -201,8 +200,6 @@ def _fit(kind: str, pdf: pd.DataFrame, spec: FeatureSpec, conf, seed: int, threa
 
 def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, progress=None) -> dict:
     """Train, evaluate, log, register and gate the next-best-product model for ``as_of``."""
-    import mlflow
-
     m = training.models_settings(settings)
     conf = m.next_best_product
     t0 = time.time()
@@ -294,28 +291,16 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
             "promotion_margin": conf.promotion_margin,
             **{f"{winner}_{k}": v for k, v in (conf.ranker if winner == "ranker" else conf.binary).as_kwargs().items()},
         }
-        with registry.mlflow_session(settings) as client:
-            exp_id = registry.ensure_experiment(client, settings, conf.experiment)
-            with mlflow.start_run(experiment_id=exp_id, run_name=f"nbp-{as_of.isoformat()}-{winner}",
-                                  tags=EXPERIMENT_TAGS) as run:
-                mlflow.log_params(params)
-                mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
-                with tempfile.TemporaryDirectory() as tmp:
-                    d = Path(tmp)
-                    training.log_json(description, d / "training_set.json")
-                    (d / registry.SPEC_ARTIFACT).write_text(spec.to_json(), encoding="utf-8")
-                    products.to_csv(d / "per_product.csv", index=False)
-                    training.importance_table(booster).to_csv(d / "feature_importance.csv", index=False)
-                    training.importance_chart(booster, d / "feature_importance.png",
-                                              f"next best product ({winner}): feature importance")
-                    (d / "evaluation_report.html").write_text(
-                        _report(as_of, winner, by_kind, base, grouping, champion, champion_map, products,
-                                description), encoding="utf-8")
-                    for f in sorted(d.iterdir()):
-                        mlflow.log_artifact(str(f))
-                version = training.log_lightgbm_model(booster, example, conf.registered_model)
-                client.set_model_version_tag(conf.registered_model, version, registry.KIND_TAG, winner)
-                run_id = run.info.run_id
+        def artifacts(d: Path) -> None:
+            products.to_csv(d / "per_product.csv", index=False)
+            (d / "evaluation_report.html").write_text(
+                _report(as_of, winner, by_kind, base, grouping, champion, champion_map, products, description),
+                encoding="utf-8")
+
+        version, run_id = training.log_training_run(
+            settings, conf.experiment, f"nbp-{as_of.isoformat()}-{winner}", EXPERIMENT_TAGS, params, metrics,
+            description, spec, booster, example, conf.registered_model, winner, f"next best product ({winner})",
+            artifacts)
         gate = registry.apply_gate(settings, conf.registered_model, version, "map_at_7", win["map_at_7"],
                                    base["baseline_popularity_map_at_7"], conf.promotion_margin,
                                    champion_metric=champion_map)

@@ -404,5 +404,37 @@ def log_lightgbm_model(booster, X_example: pd.DataFrame, registered_name: str) -
     return str(info.registered_model_version)
 
 
+def log_training_run(settings, experiment: str, run_name: str, tags: dict, params: dict, metrics: dict,
+                     description: dict, spec, booster, example: pd.DataFrame, registered_model: str, kind: str,
+                     title: str, write_artifacts) -> tuple[str, str]:
+    """One MLflow run of a training job: parameters, metrics, the common artifacts
+    (``training_set.json``, the feature spec, feature importance table and chart), the
+    job's own artifacts (``write_artifacts(folder)``), and the model, registered with its
+    kind tag. Returns (model version, MLflow run id)."""
+    import tempfile
+
+    import mlflow
+
+    from models import registry
+
+    with registry.mlflow_session(settings) as client:
+        exp_id = registry.ensure_experiment(client, settings, experiment)
+        with mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=tags) as run:
+            mlflow.log_params(params)
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
+            with tempfile.TemporaryDirectory() as tmp:
+                d = Path(tmp)
+                log_json(description, d / "training_set.json")
+                (d / registry.SPEC_ARTIFACT).write_text(spec.to_json(), encoding="utf-8")
+                importance_table(booster).to_csv(d / "feature_importance.csv", index=False)
+                importance_chart(booster, d / "feature_importance.png", f"{title}: feature importance")
+                write_artifacts(d)
+                for f in sorted(d.iterdir()):
+                    mlflow.log_artifact(str(f))
+            version = log_lightgbm_model(booster, example, registered_model)
+            client.set_model_version_tag(registered_model, version, registry.KIND_TAG, kind)
+            return version, run.info.run_id
+
+
 __all__ = ["snapshot_profile", "scratch", "split_snapshots", "bounded_sample", "to_pandas_chunked", "score_in_engine",
-           "fit_lightgbm", "fit_feature_spec", "log_lightgbm_model", "importance_chart", "html_report"]
+           "fit_lightgbm", "fit_feature_spec", "log_lightgbm_model", "log_training_run", "importance_chart", "html_report"]
