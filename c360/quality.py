@@ -1,23 +1,32 @@
 """Data quality gates as data: ``conf/quality.yaml`` + the raw data contract -> suites.
 
 A suite is named after the table it checks (``bronze/transactions``, ``silver/customers``,
-later ``gold/...``) and is a list of :class:`Check`: a Great Expectations expectation type,
-its arguments and a severity. Most checks are generated from ``c360.contract`` (required
-columns, keys, enums, ranges, survey score ranges, ordered columns, event-time sanity);
-``conf/quality.yaml`` sets their severities, declares referential integrity between
-tables, adds hand-written expectations of any GE type, and overrides the severity or
-threshold (``mostly``) of any generated one.
+``gold/customer_360``) and is a list of :class:`Check`: a Great Expectations expectation
+type, its arguments and a severity. Most bronze and silver checks are generated from
+``c360.contract`` (required columns, keys, enums, ranges, survey score ranges, ordered
+columns, event-time sanity); ``conf/quality.yaml`` sets their severities, declares
+referential integrity between tables, adds hand-written expectations of any GE type, and
+overrides the severity or threshold (``mostly``) of any generated one.
+
+Gold suites (its ``gold:`` block) check the as_of partition of ``gold/customer_360`` (one
+row per customer, feature ranges and null rates, row count near the previous as_of's),
+``gold/customer_segments`` (segment shares near the previous as_of's) and
+``gold/recommendations`` (nothing above the customer's risk tolerance). The comparisons
+with the previous as_of are completed at validation time by ``jobs.quality``.
 
 Severity: ``critical`` stops the run (downstream steps do not run); ``warning`` is recorded
 in ``ops/dq_results`` and shown in the run summary, and the run goes on.
 
-This module is pure Python (no Spark, no Great Expectations import), so the configuration
-is validated at start-up in milliseconds; ``jobs.quality`` turns checks into GE
+This module is pure Python (no Spark session, no Great Expectations import; the feature
+declarations it validates feature names against import pyspark's column API only), so the
+configuration is validated at start-up quickly; ``jobs.quality`` turns checks into GE
 expectations and runs them on the engine.
 """
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
 import functools
 import importlib.util
 import json
@@ -42,7 +51,15 @@ DQ_LAYERS = ("bronze", "silver", "gold")
 # Expectation types implemented in jobs.quality (GE UnexpectedRowsExpectation subclasses).
 EXISTS_IN_TABLE = "expect_column_values_to_exist_in_table"
 ONE_CURRENT_ROW = "expect_exactly_one_current_row_per_key"
-CUSTOM_TYPES = (EXISTS_IN_TABLE, ONE_CURRENT_ROW)
+# Gold checks whose arguments are completed at validation time (jobs.quality): the previous
+# as_of partition's row count or segment shares, the customers' and products' risk levels.
+ROWS_NEAR_PREVIOUS = "expect_table_row_count_to_be_near_previous"
+SHARES_NEAR_PREVIOUS = "expect_column_shares_to_be_near_previous"
+WITHIN_RISK_TOLERANCE = "expect_recommendations_within_risk_tolerance"
+RUNTIME_TYPES = (ROWS_NEAR_PREVIOUS, SHARES_NEAR_PREVIOUS, WITHIN_RISK_TOLERANCE)
+CUSTOM_TYPES = (EXISTS_IN_TABLE, ONE_CURRENT_ROW) + RUNTIME_TYPES
+# Columns of gold/customer_segments whose shares can be compared between as_of dates.
+SEGMENT_COLUMNS = ("value_tier", "lifecycle_stage", "cluster_id", "persona_id")
 
 _SUITE_RE = re.compile(r"^(bronze|silver|gold)/[a-z][a-z0-9_]*$")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -76,6 +93,91 @@ class SilverChecks(_Strict):
 class Generated(_Strict):
     bronze: BronzeChecks = BronzeChecks()
     silver: SilverChecks = SilverChecks()
+
+
+class FeatureRule(_Strict):
+    """Range and null rate of one ``gold/customer_360`` feature (or of every feature a glob
+    such as ``txn_count_*`` matches; the longest matching key wins)."""
+
+    min: float | None = None
+    max: float | None = None
+    max_null_fraction: float | None = Field(None, ge=0, le=1)  # share of customers without a value
+    severity: Severity | None = None  # default: customer_360.feature_severity
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "FeatureRule":
+        if self.min is None and self.max is None and self.max_null_fraction is None:
+            raise ValueError("a feature rule needs min, max and/or max_null_fraction")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+class RowCountChange(_Strict):
+    """The as_of partition's row count within ``max_change`` (relative) of the previous one."""
+
+    max_change: float = Field(0.10, gt=0, le=10)
+    severity: Severity = "warning"
+
+
+class Customer360Checks(_Strict):
+    one_row_per_customer: Severity = "critical"  # customer_id not null and unique within as_of
+    feature_severity: Severity = "critical"  # default severity of the feature rules
+    features: dict[str, FeatureRule] = Field(default_factory=dict)
+    row_count_change: RowCountChange | None = RowCountChange()  # null: not checked
+
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, v: dict[str, FeatureRule]) -> dict[str, FeatureRule]:
+        names, numeric = customer_360_features()
+        for key, rule in v.items():
+            hits = [n for n in names if fnmatch.fnmatchcase(n, key)]
+            if not hits:
+                close = difflib.get_close_matches(key.replace("*", ""), names, n=3, cutoff=0.75)
+                hint = f" (did you mean {', '.join(close)}?)" if close else ""
+                raise ValueError(f"{key!r} matches no customer-360 feature{hint}")
+            if rule.min is not None or rule.max is not None:
+                text = [n for n in hits if n not in numeric]
+                if text:
+                    raise ValueError(f"{key!r}: min/max on a feature that is not numeric ({text[0]})")
+        return v
+
+
+class ShareChange(_Strict):
+    """Share of customers per segment (per column) moving by more than ``max_points``
+    percentage points since the previous as_of."""
+
+    columns: list[str] = Field(default_factory=lambda: ["value_tier", "lifecycle_stage"])
+    max_points: float = Field(10.0, gt=0, le=100)
+    severity: Severity = "warning"
+
+    @field_validator("columns")
+    @classmethod
+    def _segment_columns(cls, v: list[str]) -> list[str]:
+        for c in v:
+            if c not in SEGMENT_COLUMNS:
+                raise ValueError(f"unknown segment column {c!r}; columns are {', '.join(SEGMENT_COLUMNS)}")
+        if len(set(v)) != len(v):
+            raise ValueError("a column is listed twice")
+        return v
+
+
+class SegmentChecks(_Strict):
+    share_change: ShareChange | None = ShareChange()  # null: not checked
+
+
+class RecommendationChecks(_Strict):
+    # No recommended product above the customer's risk tolerance (the suitability rules of
+    # models/scoring.py and conf/scoring.yaml suitability.unassessed_max_risk).
+    within_risk_tolerance: Severity = "critical"
+
+
+class GoldChecks(_Strict):
+    """Checks of the gold tables, on their as_of partition (step ``dq_gold``)."""
+
+    customer_360: Customer360Checks = Customer360Checks()
+    customer_segments: SegmentChecks = SegmentChecks()
+    recommendations: RecommendationChecks = RecommendationChecks()
 
 
 class Timestamps(_Strict):
@@ -161,6 +263,7 @@ class Docs(_Strict):
 
 class QualityConfig(_Strict):
     generated: Generated = Generated()
+    gold: GoldChecks = GoldChecks()
     timestamps: Timestamps = Timestamps()
     reference_defaults: ReferenceDefaults = ReferenceDefaults()
     references: list[Reference] = Field(default_factory=list)
@@ -201,7 +304,7 @@ class Check:
     type: str  # GE expectation type, snake_case
     kwargs: dict[str, Any] = field(default_factory=dict)
     severity: str = "critical"
-    origin: str = "contract"  # contract | reference | conf
+    origin: str = "contract"  # contract | reference | conf | gold
 
     @property
     def column(self) -> str | None:
@@ -331,6 +434,61 @@ def silver_checks(source: Source, sev: SilverChecks, ts: Timestamps, as_of: date
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def customer_360_features() -> tuple[tuple[str, ...], frozenset[str]]:
+    """(every declared customer-360 feature in declaration order, the numeric ones)."""
+    import features.profile  # noqa: F401 (registers the features; imports pyspark, not a session)
+    from features.registry import REGISTRY
+
+    return tuple(REGISTRY), frozenset(n for n, f in REGISTRY.items() if f.dtype in ("double", "bigint"))
+
+
+def feature_rules(rules: dict[str, FeatureRule]) -> dict[str, FeatureRule]:
+    """Each feature with its rule: a glob key applies to every feature it matches, the
+    longest matching key wins (``age`` over ``a*``)."""
+    names, _ = customer_360_features()
+    out: dict[str, FeatureRule] = {}
+    for name in names:
+        keys = [k for k in rules if fnmatch.fnmatchcase(name, k)]
+        if keys:
+            out[name] = rules[max(keys, key=lambda k: (k == name, len(k)))]
+    return out
+
+
+def gold_checks(gold: GoldChecks) -> list[Check]:
+    """The checks of the gold suites (each runs on the table's as_of partition)."""
+    out: list[Check] = []
+    c = gold.customer_360
+    suite = "gold/customer_360"
+    out.append(Check(suite, "expect_column_values_to_not_be_null", {"column": "customer_id"},
+                     c.one_row_per_customer, origin="gold"))
+    out.append(Check(suite, "expect_column_values_to_be_unique", {"column": "customer_id"},
+                     c.one_row_per_customer, origin="gold"))
+    if c.row_count_change is not None:
+        out.append(Check(suite, ROWS_NEAR_PREVIOUS, {"max_change": c.row_count_change.max_change},
+                         c.row_count_change.severity, origin="gold"))
+    for name, rule in feature_rules(c.features).items():
+        severity = rule.severity or c.feature_severity
+        if rule.min is not None or rule.max is not None:
+            lo = None if rule.min is None else _num(rule.min)
+            hi = None if rule.max is None else _num(rule.max)
+            out.append(Check(suite, "expect_column_values_to_be_between", _between(name, lo, hi), severity,
+                             origin="gold"))
+        if rule.max_null_fraction is not None and rule.max_null_fraction < 1:
+            kw: dict[str, Any] = {"column": name}
+            if rule.max_null_fraction > 0:
+                kw["mostly"] = round(1.0 - rule.max_null_fraction, 10)
+            out.append(Check(suite, "expect_column_values_to_not_be_null", kw, severity, origin="gold"))
+    share = gold.customer_segments.share_change
+    if share is not None:
+        for col in share.columns:
+            out.append(Check("gold/customer_segments", SHARES_NEAR_PREVIOUS,
+                             {"column": col, "max_points": share.max_points}, share.severity, origin="gold"))
+    out.append(Check("gold/recommendations", WITHIN_RISK_TOLERANCE, {},
+                     gold.recommendations.within_risk_tolerance, origin="gold"))
+    return out
+
+
 def reference_checks(config: QualityConfig, layer: str) -> list[Check]:
     out = []
     for r in config.references:
@@ -367,6 +525,7 @@ def all_checks(config: QualityConfig, as_of: date) -> list[Check]:
         checks += bronze_checks(source, config.generated.bronze)
     for source in SOURCES.values():
         checks += silver_checks(source, config.generated.silver, config.timestamps, as_of)
+    checks += gold_checks(config.gold)
     for layer in DQ_LAYERS:
         checks += reference_checks(config, layer)
     for suite, items in config.expectations.items():
@@ -485,5 +644,6 @@ def load_config(path: Path | None = None) -> QualityConfig:
 
 
 __all__ = ["Check", "QualityConfig", "QualityGateFailed", "load_config", "parse_config", "config_from",
-           "suites", "all_checks", "SEVERITIES", "DQ_LAYERS", "EXISTS_IN_TABLE", "ONE_CURRENT_ROW",
-           "upper_time_bound"]
+           "suites", "all_checks", "gold_checks", "feature_rules", "SEVERITIES", "DQ_LAYERS", "EXISTS_IN_TABLE",
+           "ONE_CURRENT_ROW", "ROWS_NEAR_PREVIOUS", "SHARES_NEAR_PREVIOUS", "WITHIN_RISK_TOLERANCE",
+           "RUNTIME_TYPES", "upper_time_bound"]

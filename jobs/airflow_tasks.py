@@ -62,6 +62,34 @@ WEEKLY_TRAIN_CRON = "0 6 * * 1"
 DEFAULT_START_DATE = "2026-06-30"
 
 
+# `make setup` writes this .pth file into the project venv's site-packages: every Python of
+# the venv (`uv run airflow ...`, `.venv/bin/airflow ...`) then finds Airflow's home
+# (<repo>/airflow_home, made by `make airflow-init` / `make demo`) and this repository's DAGs
+# without exported variables. The repository is the venv's parent folder, found at start-up
+# (so the clone can move); variables already set win (os.environ.setdefault), and nothing is
+# set when <repo>/dags/c360_daily.py is gone.
+AIRFLOW_ENV_PTH = "c360_airflow_env.pth"
+
+
+def airflow_env_pth() -> str:
+    """The line of :data:`AIRFLOW_ENV_PTH` (a ``.pth`` line starting with ``import`` is run by
+    ``site`` at interpreter start)."""
+    return ("import os, sys; _c360 = os.path.dirname(os.path.abspath(sys.prefix)); "
+            "os.path.isfile(os.path.join(_c360, 'dags', 'c360_daily.py')) and [os.environ.setdefault(k, v) "
+            "for k, v in (('AIRFLOW_HOME', os.path.join(_c360, 'airflow_home')), "
+            "('AIRFLOW__CORE__DAGS_FOLDER', os.path.join(_c360, 'dags')), "
+            "('AIRFLOW__CORE__LOAD_EXAMPLES', 'False'))]\n")
+
+
+def install_airflow_env(site_packages: str | Path | None = None) -> Path:
+    """Write :data:`AIRFLOW_ENV_PTH` into ``site_packages`` (default: this interpreter's)."""
+    import sysconfig
+
+    target = Path(site_packages or sysconfig.get_paths()["purelib"]) / AIRFLOW_ENV_PTH
+    target.write_text(airflow_env_pth(), encoding="utf-8")
+    return target
+
+
 def _conf_block(name: str) -> dict:
     """One top-level block of base.yaml + local.yaml, read without loading all settings."""
     conf_dir = Path(os.environ.get("C360_CONF_DIR") or DEFAULT_CONF_DIR)
@@ -148,9 +176,12 @@ def run_pipeline_step(step: str, days_back: int = 0, **context: Any) -> dict[str
     ``as_of`` is the run's business date minus ``days_back`` days (a DAG that fires on the
     morning after the day it processes uses 1). A failed quality gate or an invalid
     configuration fails the task without retries (the same data and configuration would fail
-    again); other errors are retried by Airflow.
+    again); other errors are retried by Airflow, among them :class:`c360.lock.LakeBusy` when
+    another run (a ``c360 run``, another deployment) holds the lake: the retry with back-off
+    tries again once it is done.
     """
     from c360.engine import spark_session
+    from c360.lock import LakeBusy
     from c360.quality import QualityGateFailed
     from c360.settings import ConfigError
     from jobs.pipeline import StepFailed, run_step
@@ -164,6 +195,8 @@ def run_pipeline_step(step: str, days_back: int = 0, **context: Any) -> dict[str
     try:
         with spark_session(settings) as engine:
             result = run_step(engine.spark, settings, step, as_of, run_id=run_id)
+    except LakeBusy:
+        raise  # retried: the lake is free again once the other run ends
     except (StepFailed, ConfigError) as exc:
         cause = getattr(exc, "cause", exc)
         if isinstance(cause, (QualityGateFailed, ConfigError)):
@@ -175,6 +208,6 @@ def run_pipeline_step(step: str, days_back: int = 0, **context: Any) -> dict[str
                        "duration_s": round(result.duration_s, 1), "metrics": result.metrics})
 
 
-__all__ = ["run_pipeline_step", "task_settings", "business_date", "bank_timezone", "start_date",
+__all__ = ["install_airflow_env", "airflow_env_pth", "AIRFLOW_ENV_PTH", "run_pipeline_step", "task_settings", "business_date", "bank_timezone", "start_date",
            "daily_run_logical_date", "DAILY_CRON", "WEEKLY_TRAIN_CRON",
            "DEFAULT_ARGS", "SPARK_POOL", "SPARK_POOL_SLOTS", "VAR_LANDING", "VAR_LAKE", "VAR_REMOTE"]

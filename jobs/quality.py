@@ -1,11 +1,19 @@
 """Data quality gates: run a layer's Great Expectations suites on its Delta tables.
 
-Steps ``dq_bronze`` (after ingest) and ``dq_silver`` (after silver) call :func:`run`. The
-suites come from ``c360.quality`` (the contract + ``conf/quality.yaml``); each table is
+Steps ``dq_bronze`` (after ingest), ``dq_silver`` (after silver) and ``dq_gold`` (after
+score) call :func:`run`. The suites come from ``c360.quality`` (the contract +
+``conf/quality.yaml``); each table is
 validated by real GE on the engine: a file-based GE context under ``<lake>/ops/gx`` with a
 Spark data source, one DataFrame asset per table, and a checkpoint per table run with the
 table's Spark Connect DataFrame as the batch. GE computes its metrics in the engine
 (aggregates, filtered counts, at most a few example rows come back to the driver).
+
+Gold suites validate the table's as_of partition only. Comparisons with the previous as_of
+partition (row count, segment shares) and the suitability check are GE custom SQL
+expectations on that batch; what they compare with is computed in the engine first
+(:func:`prepare_gold_check`: one count, or a share per segment as a temporary view). A gold
+table that does not exist yet (no champion model: no recommendations) or has no rows for
+as_of is skipped and listed with the reason, as is a comparison without a previous as_of.
 
 Every result goes to the Delta table ``ops/dq_results`` (MERGE on run_id, suite,
 expectation, column: a re-run of the same run replaces its rows), and the Data Docs site is
@@ -17,19 +25,22 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from c360 import lake, ops
-from c360.quality import (EXISTS_IN_TABLE, ONE_CURRENT_ROW, Check, QualityConfig, QualityGateFailed, config_from,
-                          suites)
+from c360.quality import (CUSTOM_TYPES, EXISTS_IN_TABLE, ONE_CURRENT_ROW, ROWS_NEAR_PREVIOUS, RUNTIME_TYPES,
+                          SHARES_NEAR_PREVIOUS, WITHIN_RISK_TOLERANCE, Check, QualityConfig, QualityGateFailed,
+                          config_from, suites)
 from c360.settings import ConfigError, Settings
 
 # No usage statistics leave the machine.
@@ -65,6 +76,7 @@ SITE_NAME = "c360"
 DATASOURCE = "c360_lake"
 BATCH_DEFINITION = "whole_table"
 EXAMPLES = 20  # unexpected values kept per failed expectation
+NULL_SEGMENT = "(null)"  # a segment column's null value in share comparisons
 
 
 # --- custom expectations: named UnexpectedRowsExpectation (GE's custom SQL expectation) ---
@@ -120,6 +132,35 @@ class ExpectExactlyOneCurrentRowPerKey(_UnexpectedRowsWithExamples):
     current_flag: str
 
 
+class ExpectTableRowCountToBeNearPrevious(_UnexpectedRowsWithExamples):
+    """The as_of partition has within ``max_change`` (relative) as many rows as the previous
+    as_of partition (``previous_row_count`` rows on ``previous_as_of``)."""
+
+    max_change: float
+    previous_as_of: str
+    previous_row_count: int
+
+
+class ExpectColumnSharesToBeNearPrevious(_UnexpectedRowsWithExamples):
+    """The share of rows per value of ``column`` moves by at most ``max_points`` percentage
+    points from the previous as_of partition (its shares in the view ``previous_view``)."""
+
+    column: str
+    max_points: float
+    previous_as_of: str
+    previous_view: str
+
+
+class ExpectRecommendationsWithinRiskTolerance(_UnexpectedRowsWithExamples):
+    """No recommended product is rated above the customer's risk tolerance; a customer without
+    a valid assessment gets only products rated up to ``unassessed_max_risk`` (and no unrated
+    ones). The rules of ``models.scoring.rule_failures``."""
+
+    customers_view: str
+    products_view: str
+    unassessed_max_risk: int
+
+
 def ref_view(table: str) -> str:
     """Temporary view holding a referenced table during validation (``dq_ref_silver_customers``)."""
     return "dq_ref_" + table.replace("/", "_")
@@ -151,6 +192,45 @@ def to_expectation(check: Check, index: int):
             return ExpectExactlyOneCurrentRowPerKey(
                 column=col, current_flag=flag, unexpected_rows_query=query,
                 description=f"Exactly one row with {flag} = true per {col}", severity=check.severity, meta=meta)
+        if check.type == ROWS_NEAR_PREVIOUS:
+            lo, hi, prev = int(kw["min_value"]), int(kw["max_value"]), int(kw["previous_row_count"])
+            query = (f"SELECT row_count, {prev} AS previous_row_count FROM (SELECT count(*) AS row_count FROM "
+                     + "{batch}" + f") t WHERE row_count < {lo} OR row_count > {hi}")
+            return ExpectTableRowCountToBeNearPrevious(
+                max_change=float(kw["max_change"]), previous_as_of=str(kw["previous_as_of"]),
+                previous_row_count=prev, unexpected_rows_query=query,
+                description=f"Row count within ±{100 * float(kw['max_change']):.4g}% of the "
+                            f"{kw['previous_as_of']} partition ({prev} rows): {lo} to {hi}",
+                severity=check.severity, meta=meta)
+        if check.type == SHARES_NEAR_PREVIOUS:
+            col, view, points = kw["column"], kw["previous_view"], float(kw["max_points"])
+            seg = f"coalesce(CAST({_q(col)} AS STRING), '{NULL_SEGMENT}')"
+            query = (f"WITH cur AS (SELECT {seg} AS segment, count(*) AS n FROM " + "{batch}" + f" GROUP BY {seg}), "
+                     "tot AS (SELECT sum(n) AS total FROM cur), "
+                     "c AS (SELECT segment, n / total AS share FROM cur CROSS JOIN tot) "
+                     "SELECT coalesce(c.segment, p.segment) AS segment, p.share AS previous_share, c.share AS share "
+                     f"FROM c FULL OUTER JOIN {view} p ON c.segment = p.segment "
+                     f"WHERE abs(coalesce(c.share, 0) - coalesce(p.share, 0)) > {points / 100.0 + 1e-9!r}")
+            return ExpectColumnSharesToBeNearPrevious(
+                column=col, max_points=points, previous_as_of=str(kw["previous_as_of"]), previous_view=view,
+                unexpected_rows_query=query,
+                description=f"The share of customers per {col} moves by at most {points:.4g} percentage points "
+                            f"from {kw['previous_as_of']}",
+                severity=check.severity, meta=meta)
+        if check.type == WITHIN_RISK_TOLERANCE:
+            cust, prod, top = kw["customers_view"], kw["products_view"], int(kw["unassessed_max_risk"])
+            query = ("SELECT r.customer_id, r.product_code, c.risk_level AS customer_risk_level, "
+                     "p.product_risk_level FROM {batch} r "
+                     f"LEFT JOIN {cust} c ON r.customer_id = c.customer_id "
+                     f"LEFT JOIN {prod} p ON r.product_code = p.product_code "
+                     "WHERE CASE WHEN c.risk_level IS NOT NULL "
+                     "THEN coalesce(p.product_risk_level > c.risk_level, false) "
+                     f"ELSE (p.product_risk_level IS NULL OR p.product_risk_level > {top}) END")
+            return ExpectRecommendationsWithinRiskTolerance(
+                customers_view=cust, products_view=prod, unassessed_max_risk=top, unexpected_rows_query=query,
+                description="No recommended product is rated above the customer's risk tolerance "
+                            f"(without a valid assessment: rated R1-R{top} only)",
+                severity=check.severity, meta=meta)
         impl = get_expectation_impl(check.type)
         return impl(**kw, severity=check.severity, meta=meta)
     except (GXValidationError, TypeError, ValueError, KeyError) as exc:
@@ -174,6 +254,9 @@ class Outcome:
     def message(self) -> str:
         if self.details.get("error"):
             what = f"error: {self.details['error']}"
+        elif self.unexpected_count is not None and self.check.type in RUNTIME_TYPES and \
+                self.details.get("unexpected_rows"):
+            what = f"{self.unexpected_count} unexpected ({_describe(self.check, self.details['unexpected_rows'])})"
         elif self.unexpected_count is not None:
             what = f"{self.unexpected_count} unexpected"
         elif self.observed_value is not None:
@@ -181,6 +264,35 @@ class Outcome:
         else:
             what = "failed"
         return f"{self.check.label}: {what}"
+
+
+def _pct(v: Any) -> str:
+    return "none" if v in (None, "None") else f"{100 * float(v):.1f}%"
+
+
+def _risk(v: Any) -> str:
+    return "not assessed" if v in (None, "None") else f"R{v}"
+
+
+def _describe(check: Check, rows: list[dict]) -> str:
+    """The unexpected rows of a gold drift or suitability check, in words (a few of them)."""
+    kw = check.kwargs
+    if check.type == ROWS_NEAR_PREVIOUS:
+        r = rows[0]
+        now, before = int(r["row_count"]), int(r["previous_row_count"])
+        change = (now - before) / before if before else float("inf")
+        return (f"{now} rows vs {before} on {kw.get('previous_as_of')}: {change:+.1%}, "
+                f"allowed ±{float(kw['max_change']):.0%}")
+    if check.type == SHARES_NEAR_PREVIOUS:
+        moved = sorted(rows, key=lambda r: str(r["segment"]))[:5]
+        return (f"shares moved more than {float(kw['max_points']):.4g} points since {kw.get('previous_as_of')}: "
+                + ", ".join(f"{r['segment']} {_pct(r['previous_share'])} -> {_pct(r['share'])}" for r in moved))
+    if check.type == WITHIN_RISK_TOLERANCE:
+        shown = sorted(rows, key=lambda r: (str(r["customer_id"]), str(r["product_code"])))[:3]
+        return "; ".join(f"{r['customer_id']} {r['product_code']}: product "
+                         f"{'unrated' if r['product_risk_level'] in (None, 'None') else 'R' + str(r['product_risk_level'])}"
+                         f", customer {_risk(r['customer_risk_level'])}" for r in shown)
+    return ""
 
 
 def _exception_message(r) -> str | None:
@@ -210,7 +322,7 @@ def _outcome(check: Check, r) -> Outcome:
         details["error"] = error
     unexpected = res.get("unexpected_count")
     observed = res.get("observed_value")
-    if check.type in (EXISTS_IN_TABLE, ONE_CURRENT_ROW) or r.expectation_config.type == "unexpected_rows_expectation":
+    if check.type in CUSTOM_TYPES or r.expectation_config.type == "unexpected_rows_expectation":
         unexpected = observed if isinstance(observed, int) else None
         rows = (res.get("details") or {}).get("unexpected_rows")
         if rows:
@@ -335,7 +447,9 @@ def run(spark: SparkSession, settings: Settings, layer: str, as_of: date, run_id
             raise ValueError(f"no {layer} suite for {', '.join(unknown)}; suites are {', '.join(plan)}")
         plan = {t: checks for t, checks in plan.items() if t in tables}
     # Build every expectation first: wrong arguments stop the step before any validation.
-    built = {table: [(c, to_expectation(c, i)) for i, c in enumerate(checks)] for table, checks in plan.items()}
+    # (Gold comparisons are built when their runtime arguments are known; conf validated them.)
+    built = {table: [(i, c, None if c.type in RUNTIME_TYPES else to_expectation(c, i)) for i, c in enumerate(checks)]
+             for table, checks in plan.items()}
     lake_dir = settings.lake
     validated_at = ops.utcnow()
     run_time = validated_at.replace(tzinfo=timezone.utc)
@@ -343,19 +457,26 @@ def run(spark: SparkSession, settings: Settings, layer: str, as_of: date, run_id
     skipped: list[str] = []
     by_suite: dict[str, dict[str, int]] = {}
     result_ids: list = []
+    views: set[str] = set()
     ctx = ds = None
     step = f"dq_{layer}"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module="great_expectations")
-        for i, (table, pairs) in enumerate(built.items()):
+        for n, (table, triples) in enumerate(built.items()):
             if progress:
-                progress(f"{step} {table}", i, len(built))
+                progress(f"{step} {table}", n, len(built))
             path = lake.table_path(lake_dir, *table.split("/"))
             if not lake.exists(path):
-                skipped.append(f"{table}: table absent")
+                skipped.append(f"{table}: table absent" + (f" ({GOLD_ABSENT[table]})" if table in GOLD_ABSENT else ""))
                 continue
+            df = lake.read(spark, path)
+            if layer == "gold":  # gold tables are partitioned by as_of_date: check this run's date
+                df = df.where(as_of_partition(as_of))
+                if df.limit(1).count() == 0:
+                    skipped.append(f"{table}: no rows for as_of {as_of.isoformat()}")
+                    continue
             active = []
-            for check, exp in pairs:
+            for i, check, exp in triples:
                 if check.type == EXISTS_IN_TABLE:
                     ref = check.kwargs["ref_table"]
                     ref_path = lake.table_path(lake_dir, *ref.split("/"))
@@ -364,18 +485,25 @@ def run(spark: SparkSession, settings: Settings, layer: str, as_of: date, run_id
                         continue
                     lake.read(spark, ref_path).select(check.kwargs["ref_column"]) \
                         .createOrReplaceTempView(ref_view(ref))
+                    views.add(ref_view(ref))
+                elif check.type in RUNTIME_TYPES:
+                    check, note = prepare_gold_check(spark, settings, check, path, as_of, views)
+                    if note:
+                        skipped.append(f"{check.label}: {note}")
+                        continue
+                    exp = to_expectation(check, i)
                 active.append((check, exp))
+            if not active:
+                continue
             if ctx is None:
                 ctx = gx_context(lake_dir, config)
                 ds = _datasource(ctx, spark)
-            df = lake.read(spark, path)
             vr, vrid = validate_table(ctx, ds, table, [e for _, e in active], df, run_id, run_time,
                                       config.result_format)
             result_ids += [vrid, ExpectationSuiteIdentifier(name=gx_name(table))]
             got = [_outcome(active[_index(r, active)][0], r) for r in vr.results]
             outcomes += got
             by_suite[table] = {"expectations": len(got), "failed": sum(not o.success for o in got)}
-        views = {ref_view(c.kwargs["ref_table"]) for t in built.values() for c, _ in t if c.type == EXISTS_IN_TABLE}
         for view in views:
             try:
                 spark.catalog.dropTempView(view)
@@ -410,6 +538,75 @@ def run(spark: SparkSession, settings: Settings, layer: str, as_of: date, run_id
     }
 
 
+# Why a gold table may be absent without anything being wrong.
+GOLD_ABSENT = {
+    "gold/recommendations": "no champion model yet, or the score step has not run",
+}
+
+
+def as_of_partition(as_of: date) -> str:
+    return f"as_of_date = DATE'{as_of.isoformat()}'"
+
+
+def previous_as_of(spark: SparkSession, path: str, as_of: date) -> date | None:
+    """The latest ``as_of_date`` before ``as_of`` in the table at ``path`` (one aggregate), or None."""
+    return lake.read(spark, path).where(F.col("as_of_date") < F.lit(as_of.isoformat()).cast("date")) \
+        .agg(F.max("as_of_date")).first()[0]
+
+
+def segment_shares(df: DataFrame, column: str) -> DataFrame:
+    """(segment, share): the share of rows per value of ``column`` (null as ``(null)``), in the engine."""
+    counts = df.groupBy(F.coalesce(F.col(column).cast("string"), F.lit(NULL_SEGMENT)).alias("segment")).count()
+    total = counts.agg(F.sum("count").alias("_total"))
+    return counts.crossJoin(total).select("segment", (F.col("count") / F.col("_total")).alias("share"))
+
+
+def _view_name(*parts: str) -> str:
+    return "dq_" + "_".join(p.replace("/", "_") for p in parts)
+
+
+def prepare_gold_check(spark: SparkSession, settings: Settings, check: Check, path: str, as_of: date,
+                       views: set[str]) -> tuple[Check, str | None]:
+    """Complete a gold comparison check with what it compares to, computed in the engine as
+    bounded aggregates (the previous partition's row count or segment shares; the customers'
+    and products' risk levels as views). (check, None), or (check, why it is skipped)."""
+    kw = dict(check.kwargs)
+    if check.type in (ROWS_NEAR_PREVIOUS, SHARES_NEAR_PREVIOUS):
+        prev = previous_as_of(spark, path, as_of)
+        if prev is None:
+            return check, f"no as_of partition before {as_of.isoformat()} to compare with"
+        kw["previous_as_of"] = prev.isoformat()
+        before = lake.read(spark, path).where(as_of_partition(prev))
+        if check.type == ROWS_NEAR_PREVIOUS:
+            n = before.count()
+            kw |= {"previous_row_count": n, "min_value": math.ceil(n * (1 - kw["max_change"]) - 1e-9),
+                   "max_value": math.floor(n * (1 + kw["max_change"]) + 1e-9)}
+        else:
+            view = _view_name("prev", check.suite, kw["column"])
+            segment_shares(before, kw["column"]).createOrReplaceTempView(view)
+            views.add(view)
+            kw["previous_view"] = view
+    elif check.type == WITHIN_RISK_TOLERANCE:
+        from features.candidates import products
+        from models.scoring import risk_number
+
+        c360_path = lake.table_path(settings.lake, "gold", "customer_360")
+        catalog_path = lake.table_path(settings.lake, "silver", "product_catalog")
+        for name, p in (("gold/customer_360", c360_path), ("silver/product_catalog", catalog_path)):
+            if not lake.exists(p):
+                return check, f"{name} absent"
+        cust, prod = _view_name("risk", "customers"), _view_name("risk", "products")
+        lake.read(spark, c360_path).where(as_of_partition(as_of)).select("customer_id", "risk_level") \
+            .createOrReplaceTempView(cust)
+        products(lake.read(spark, catalog_path)).select("product_code", "product_risk_level") \
+            .createOrReplaceTempView(prod)
+        views |= {cust, prod}
+        scoring = getattr(settings, "scoring", None)
+        top = scoring.suitability.unassessed_max_risk if scoring is not None else "R2"
+        kw |= {"customers_view": cust, "products_view": prod, "unassessed_max_risk": risk_number(top)}
+    return replace(check, kwargs=kw), None
+
+
 def _index(r, active) -> int:
     """Position in ``active`` of the check a GE result belongs to (GE may reorder results)."""
     meta_index = (r.expectation_config.meta or {}).get("c360_index")
@@ -427,4 +624,8 @@ def dq_silver(spark, settings, as_of, run_id, progress=None):
     return run(spark, settings, "silver", as_of, run_id, progress)
 
 
-__all__ = ["run", "dq_bronze", "dq_silver", "QualityGateFailed", "DQ_RESULTS_SCHEMA", "docs_dir", "gx_context"]
+def dq_gold(spark, settings, as_of, run_id, progress=None):
+    return run(spark, settings, "gold", as_of, run_id, progress)
+
+
+__all__ = ["run", "dq_bronze", "dq_silver", "dq_gold", "QualityGateFailed", "DQ_RESULTS_SCHEMA", "docs_dir", "gx_context"]

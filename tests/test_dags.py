@@ -23,7 +23,7 @@ from c360 import lake
 
 REPO = Path(__file__).resolve().parents[1]
 DAGS = REPO / "dags"
-DAILY_STEPS = ["ingest", "dq_bronze", "silver", "dq_silver", "profile", "segments", "score", "export"]
+DAILY_STEPS = ["ingest", "dq_bronze", "silver", "dq_silver", "profile", "segments", "score", "dq_gold", "export"]
 AS_OF = date(2026, 6, 30)
 
 
@@ -93,6 +93,14 @@ def test_daily_dag_runs_the_pipeline_steps_in_order(dagbag):
         assert t.pool == "c360_spark"
         assert t.retries >= 1 and t.retry_exponential_backoff
         assert t.execution_timeout and t.execution_timeout <= timedelta(hours=6)
+        # backfills (which may start several runs at once) still go day by day, oldest first:
+        # each step waits for the same step of the day before
+        assert t.depends_on_past is True
+    # and a day starts only when the day before has ingested and passed its bronze gate
+    assert [t.task_id for t in dag.tasks if t.wait_for_downstream] == ["ingest"]
+    assert dag.get_task("ingest").downstream_task_ids == {"dq_bronze"}
+    assert dag.get_task("dq_gold").upstream_task_ids == {"score"}
+    assert dag.get_task("export").upstream_task_ids == {"dq_gold"}
 
 
 def test_train_dag_waits_for_the_daily_run_of_the_day_before(dagbag):
@@ -244,3 +252,102 @@ def test_daily_dag_runs_end_to_end(airflow_env, dagbag, engine, tmp_path):
     # no model has been trained in this lake: scoring and export skip, and say why
     score = next(r for r in log if r.step == "score")
     assert "no 'champion' version" in json.loads(score.metrics)["skipped"]
+
+
+SUNDAY = date(2026, 7, 5)
+
+
+def small_models_conf(tmp_path: Path) -> Path:
+    """A copy of conf/ whose local.yaml trains small models on few snapshots (as tests/test_train.py)."""
+    import shutil
+
+    from c360.settings import CONF_FILES
+
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    for name in ("base.yaml", *CONF_FILES):
+        if (REPO / "conf" / name).exists():
+            shutil.copy(REPO / "conf" / name, conf / name)
+    for name in (REPO / "conf").glob("*.yaml"):  # files read by name (sentiment lexicon...)
+        if not (conf / name.name).exists() and name.name != "local.yaml":
+            shutil.copy(name, conf / name.name)
+    small = {"n_estimators": 60, "num_leaves": 15, "min_child_samples": 20}
+    (conf / "local.yaml").write_text(json.dumps({"models": {
+        "next_best_product": {"snapshots": 4, "ranker": small, "binary": small},
+        "attrition": {"snapshots": 3, "params": small}}}), encoding="utf-8")
+    return conf
+
+
+@pytest.mark.slow
+def test_train_dag_runs_end_to_end_after_the_daily_run(airflow_env, dagbag, engine, tmp_path, monkeypatch):
+    """c360_daily for Sunday, then c360_train on Monday morning: its sensor finds Sunday's
+    successful daily run (the real wait, satisfied), training registers new model versions."""
+    import pendulum
+    from c360.synth import generate
+
+    from jobs.airflow_tasks import task_settings
+    from models.registry import mlflow_session
+
+    landing, lake_dir = tmp_path / "landing", tmp_path / "lake"
+    generate(customers=700, days=245, as_of=SUNDAY, seed=3, landing=landing, dirty_rate=0.0)
+    airflow_cli("variables", "set", "c360_landing", str(landing))
+    airflow_cli("variables", "set", "c360_lake", str(lake_dir))
+    monkeypatch.setenv("C360_CONF_DIR", str(small_models_conf(tmp_path)))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        daily = dagbag.get_dag("c360_daily").test(logical_date=pendulum.datetime(2026, 7, 5, 2, tz="Asia/Shanghai"))
+        assert daily.state == "success"
+        dr = dagbag.get_dag("c360_train").test(logical_date=pendulum.datetime(2026, 7, 6, 6, tz="Asia/Shanghai"))
+    assert dr.state == "success"
+    assert {ti.task_id: ti.state for ti in dr.get_task_instances()} == {"wait_for_daily": "success",
+                                                                         "train": "success"}
+    spark = engine.spark
+    log = lake.read(spark, lake.table_path(lake_dir, "ops", "run_log")).where(f"run_id = '{dr.run_id}'").collect()
+    assert [(r.step, r.status, r.as_of) for r in log] == [("train", "succeeded", SUNDAY)]
+    metrics = json.loads(log[0].metrics)
+    nbp, att = metrics["next_best_product"], metrics["attrition"]
+    assert (nbp["oot_snapshot"], att["oot_snapshot"]) == ("2026-05-31", "2026-03-31")
+    assert metrics["tracking_uri"] == f"sqlite:///{lake_dir.resolve()}/mlflow.db"
+
+    # the MLflow registry of this lake: version 1 of each model, champion when it beat the baseline
+    settings = task_settings().with_paths(lake=lake_dir)  # (Variables are read inside tasks only)
+    with mlflow_session(settings) as client:
+        for name, out in (("next_best_product", nbp), ("attrition_risk", att)):
+            versions = client.search_model_versions(f"name = '{name}'")
+            assert [str(v.version) for v in versions] == ["1"]
+            alias = "champion" if out["promoted"] else "challenger"
+            assert out["aliases"] == {alias: "1"}
+            assert str(client.get_model_version_by_alias(name, alias).version) == "1"
+            assert {k: str(v) for k, v in client.get_registered_model(name).aliases.items()} == {alias: "1"}
+            assert versions[0].run_id == out["run_id"]
+
+
+def test_venv_pth_points_airflow_at_the_repository_unless_told_otherwise(tmp_path):
+    """The .pth `make setup` writes: AIRFLOW_HOME and the DAGs folder of the repository the
+    venv sits in; variables already set win; nothing without the repository's DAGs."""
+    import os
+    import subprocess
+
+    from jobs.airflow_tasks import install_airflow_env
+
+    site_dir = tmp_path / "repo" / ".venv" / "site-packages"
+    site_dir.mkdir(parents=True)
+    assert install_airflow_env(site_dir).name == "c360_airflow_env.pth"
+    keys = ("AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__LOAD_EXAMPLES")
+
+    def env_after_site(**preset: str) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")} | preset
+        code = (f"import json, os, sys; sys.prefix = {str(tmp_path / 'repo' / '.venv')!r}; import site; "
+                f"site.addsitedir({str(site_dir)!r}); print(json.dumps({{k: os.environ.get(k) for k in {keys!r}}}))")
+        out = subprocess.run([sys.executable, "-S", "-c", code], env=env, capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+    root = tmp_path / "repo"
+    assert env_after_site() == dict.fromkeys(keys)  # no dags/c360_daily.py: not a c360 repository
+    (root / "dags").mkdir()
+    (root / "dags" / "c360_daily.py").write_text("", encoding="utf-8")
+    assert env_after_site() == {"AIRFLOW_HOME": str(root / "airflow_home"),
+                                "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
+                                "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    assert env_after_site(AIRFLOW_HOME="/srv/airflow")["AIRFLOW_HOME"] == "/srv/airflow"  # explicit wins

@@ -299,6 +299,20 @@ def test_overrides_and_thresholds_change_severity(spark, lake_copy):
     ({"timestamps": {"max_days_after_as_of": -1}}, "timestamps.max_days_after_as_of"),
     ({"reference_defaults": {"mostly": 0}}, "reference_defaults.mostly: Input should be greater than 0"),
     ({"result_fromat": "BASIC"}, "result_fromat: Extra inputs are not permitted"),
+    ({"gold": {"customer_360": {"features": {"agee": {"min": 18}}}}},
+     "gold.customer_360.features: 'agee' matches no customer-360 feature (did you mean age"),
+    ({"gold": {"customer_360": {"features": {"age": {"min": 110, "max": 18}}}}},
+     "gold.customer_360.features.age: min 110.0 is above max 18.0"),
+    ({"gold": {"customer_360": {"features": {"city": {"min": 0}}}}},
+     "gold.customer_360.features: 'city': min/max on a feature that is not numeric (city)"),
+    ({"gold": {"customer_360": {"features": {"age": {}}}}},
+     "gold.customer_360.features.age: a feature rule needs min, max and/or max_null_fraction"),
+    ({"gold": {"customer_360": {"row_count_change": {"max_change": 0}}}},
+     "gold.customer_360.row_count_change.max_change: Input should be greater than 0"),
+    ({"gold": {"customer_segments": {"share_change": {"columns": ["tier"]}}}},
+     "gold.customer_segments.share_change.columns: unknown segment column 'tier'"),
+    ({"gold": {"recommendations": {"within_risk_tolerance": "fatal"}}},
+     "gold.recommendations.within_risk_tolerance: Input should be 'critical' or 'warning'"),
 ])
 def test_configuration_errors_are_clear(raw, error):
     with pytest.raises(ConfigError) as excinfo:
@@ -340,3 +354,213 @@ def test_shipped_configuration_is_valid():
         ("silver/transactions", "customer_id"), ("silver/transactions", "account_id"),
         ("silver/holdings", "customer_id"), ("silver/feedback", "customer_id"),
         ("silver/complaints", "customer_id"), ("silver/interactions", "customer_id")}
+
+
+# ---------------------------------------------------------------------------------------
+# Gold suites (step dq_gold): the clean small bank profiled for two dates, with small
+# segment and recommendation tables written directly; each test breaks one table.
+
+PREV = date(2026, 6, 29)
+# The checks on gold/customer_360 features are many; defect tests keep a few of them.
+FEW_FEATURES = {"age": {"min": 18, "max": 110, "max_null_fraction": 0.0}, "risk_level": {"min": 1, "max": 5}}
+
+
+def with_quality(s, raw: dict):
+    """Settings whose quality block is ``raw`` (what conf/local.yaml would do)."""
+    return s.model_copy(update={"extra": {**(s.extra or {}), "quality": raw}})
+
+
+def segments_df(spark, rows):
+    from jobs.segments import SEGMENTS_SCHEMA
+
+    return spark.createDataFrame(rows, SEGMENTS_SCHEMA)
+
+
+def write_gold(spark, s, name, day, df, schema=None):
+    from jobs.profile import partition
+
+    lake.write_partition(df, lake.table_path(s.lake, "gold", name), "as_of_date", partition(day), schema=schema)
+
+
+def write_segments(spark, s, day, tiers: dict[str, str]):
+    from jobs.segments import SEGMENTS_SCHEMA
+
+    rows = [(c, day, tier, "mature", 0, "P01") for c, tier in sorted(tiers.items())]
+    write_gold(spark, s, "customer_segments", day, segments_df(spark, rows), SEGMENTS_SCHEMA)
+
+
+def write_recommendations(spark, s, day, recs: list[tuple[str, str]]):
+    from jobs.score import RECOMMENDATIONS_SCHEMA
+
+    rows = [(c, day, 1, p, 0.5, ["holds_same_family"], "理由", "reason", "1") for c, p in recs]
+    write_gold(spark, s, "recommendations", day, spark.createDataFrame(rows, RECOMMENDATIONS_SCHEMA),
+               RECOMMENDATIONS_SCHEMA)
+
+
+@pytest.fixture(scope="module")
+def gold_clean(spark, clean_lake, tmp_path_factory):
+    """The clean bank's customer_360 for PREV and AS_OF (the real profile step), stable
+    segments, and recommendations within every customer's risk tolerance (R3: all R1 products)."""
+    s0, _ = clean_lake
+    root = tmp_path_factory.mktemp("dq_gold")
+    shutil.copytree(s0.landing, root / "landing")
+    shutil.copytree(s0.lake, root / "lake")
+    s = s0.with_paths(landing=root / "landing", lake=root / "lake")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for day in (PREV, AS_OF):
+            run_step(spark, s, "profile", day, run_id=f"profile_{day}")
+    tiers = {"C1": "high_end", "C2": "mass", "C3": "mass"}
+    for day in (PREV, AS_OF):
+        write_segments(spark, s, day, tiers)
+    write_recommendations(spark, s, AS_OF, [("C1", "TD12"), ("C2", "TD12")])
+    return s
+
+
+@pytest.fixture
+def gold_copy(gold_clean, tmp_path):
+    shutil.copytree(gold_clean.lake, tmp_path / "lake")
+    return gold_clean.with_paths(lake=tmp_path / "lake")
+
+
+def test_clean_gold_tables_pass_the_gold_suites(spark, gold_clean):
+    s = gold_clean
+    r = quiet_run(spark, s, "dq_gold", "gold_clean")  # the shipped conf/quality.yaml
+    m = r.metrics
+    assert (m["failed_critical"], m["failed_warning"], m["skipped"]) == (0, 0, []), (m["warnings"], m["skipped"])
+    from c360.quality import load_config
+
+    planned = suites(load_config(), "gold", AS_OF)
+    assert set(m["by_suite"]) == set(planned) == {"gold/customer_360", "gold/customer_segments",
+                                                    "gold/recommendations"}
+    assert {t: v["expectations"] for t, v in m["by_suite"].items()} == {t: len(c) for t, c in planned.items()}
+    assert m["by_suite"]["gold/customer_360"]["expectations"] > 50  # keys, row count, many feature rules
+    res = table(spark, s, "ops", "dq_results").where("run_id = 'gold_clean'")
+    assert res.where("NOT success").count() == 0
+    got = {(x.suite, x.expectation, x.column): x.observed_value for x in res.collect()}
+    assert got[("gold/customer_360", "expect_table_row_count_to_be_near_previous", None)] == "0"  # 0 unexpected
+    assert ("gold/customer_360", "expect_column_values_to_be_unique", "customer_id") in got
+    assert ("gold/customer_360", "expect_column_values_to_be_between", "age") in got
+    assert ("gold/customer_segments", "expect_column_shares_to_be_near_previous", "lifecycle_stage") in got
+    assert ("gold/recommendations", "expect_recommendations_within_risk_tolerance", None) in got
+    assert table(spark, s, "ops", "run_log").where("run_id = 'gold_clean'").first().status == "succeeded"
+    assert "gold.customer_360" in (Path(s.lake) / "reports" / "dq" / "index.html").read_text(encoding="utf-8")
+
+
+def test_gold_suites_skip_absent_tables_and_missing_history(spark, clean_lake, tmp_path):
+    """Before the first champion there are no recommendations; on the first date there is
+    nothing to compare with: skipped with the reason, not failed."""
+    s0, _ = clean_lake
+    shutil.copytree(s0.lake, tmp_path / "lake")
+    s = with_quality(s0.with_paths(lake=tmp_path / "lake"), {"gold": {"customer_360": {"features": FEW_FEATURES}}})
+    quiet_run(spark, s, "profile", "first")
+    m = quiet_run(spark, s, "dq_gold", "first").metrics
+    assert (m["failed_critical"], m["failed_warning"]) == (0, 0)
+    assert m["skipped"] == [
+        "gold/customer_360 expect_table_row_count_to_be_near_previous: no as_of partition before 2026-06-30 "
+        "to compare with",
+        "gold/customer_segments: table absent",
+        "gold/recommendations: table absent (no champion model yet, or the score step has not run)"]
+    assert m["by_suite"] == {"gold/customer_360": {"expectations": 2 + 3, "failed": 0}}
+
+
+def test_duplicate_customer_in_customer_360_stops_the_run(spark, gold_copy):
+    s = with_quality(gold_copy, {"gold": {"customer_360": {"features": FEW_FEATURES}}})
+    path = lake.table_path(s.lake, "gold", "customer_360")
+    lake.append(lake.read(spark, path).where(f"as_of_date = DATE'{AS_OF}' AND customer_id = 'C2'"), path)
+    with pytest.raises(StepFailed) as excinfo:
+        quiet_run(spark, s, "dq_gold", "gold_dup")
+    assert gate_error(excinfo) == ("quality gate failed: gold/customer_360 "
+                                   "expect_column_values_to_be_unique(customer_id): 2 unexpected")
+    failed = table(spark, s, "ops", "run_log").where("run_id = 'gold_dup'").first()
+    assert failed.status == "failed" and "gold/customer_360 expect_column_values_to_be_unique" in failed.error
+    rows = table(spark, s, "ops", "dq_results").where("run_id = 'gold_dup' AND NOT success").collect()
+    assert sorted((r.suite, r.expectation, r.column, r.severity, r.unexpected_count) for r in rows) == [
+        ("gold/customer_360", "expect_column_values_to_be_unique", "customer_id", "critical", 2),
+        # one more row than on the previous date (3 -> 4): also a row-count warning
+        ("gold/customer_360", "expect_table_row_count_to_be_near_previous", None, "warning", 1)]
+    assert excinfo.value.cause.warnings[0].message == (
+        "gold/customer_360 expect_table_row_count_to_be_near_previous: 1 unexpected "
+        "(4 rows vs 3 on 2026-06-29: +33.3%, allowed ±10%)")
+    # only the as_of partition is checked: the previous date has no duplicate and passes
+    from jobs import quality
+
+    m = quality.run(spark, s, "gold", PREV, "gold_prev", tables=["gold/customer_360"])
+    assert m["failed_critical"] == 0 and m["by_suite"]["gold/customer_360"]["failed"] == 0
+
+
+def test_segment_share_jump_warns_or_stops_per_severity(spark, gold_copy):
+    from rich.console import Console
+
+    from c360.cli import _dq_tables
+
+    s = with_quality(gold_copy, {"gold": {"customer_360": {"features": FEW_FEATURES}}})
+    # C2 moves from mass to high_end: high_end 33.3% -> 66.7% of customers, mass the reverse
+    write_segments(spark, s, AS_OF, {"C1": "high_end", "C2": "high_end", "C3": "mass"})
+    m = quiet_run(spark, s, "dq_gold", "gold_shift").metrics
+    expected = ("gold/customer_segments expect_column_shares_to_be_near_previous(value_tier): 2 unexpected "
+                "(shares moved more than 10 points since 2026-06-29: high_end 33.3% -> 66.7%, mass 66.7% -> 33.3%)")
+    assert (m["failed_critical"], m["failed_warning"]) == (0, 1)
+    assert m["warnings"] == [expected]
+    logged = table(spark, s, "ops", "run_log").where("run_id = 'gold_shift'").first()
+    assert logged.status == "succeeded" and json.loads(logged.metrics)["warnings"] == [expected]
+    row = table(spark, s, "ops", "dq_results").where("run_id = 'gold_shift' AND NOT success").first()
+    assert (row.suite, row.column, row.severity, row.unexpected_count) == \
+        ("gold/customer_segments", "value_tier", "warning", 2)
+    assert sorted(json.loads(row.details)["unexpected_rows"], key=lambda r: r["segment"])[0]["segment"] == "high_end"
+    console = Console(record=True, width=300)
+    for t in _dq_tables(m):
+        console.print(t)
+    assert "high_end 33.3% -> 66.7%" in console.export_text()  # the run summary shows it
+    # a jump within the threshold passes; configured critical, a jump stops the run
+    wide = {"features": FEW_FEATURES}
+    assert quiet_run(spark, with_quality(s, {"gold": {"customer_360": wide, "customer_segments": {
+        "share_change": {"max_points": 40}}}}), "dq_gold", "gold_wide").metrics["failed_warning"] == 0
+    strict = with_quality(s, {"gold": {"customer_360": wide, "customer_segments": {
+        "share_change": {"columns": ["value_tier"], "severity": "critical"}}}})
+    with pytest.raises(StepFailed) as excinfo:
+        quiet_run(spark, strict, "dq_gold", "gold_strict")
+    assert gate_error(excinfo) == "quality gate failed: " + expected
+
+
+def test_row_count_change_beyond_tolerance_is_reported(spark, gold_copy):
+    s = with_quality(gold_copy, {"gold": {"customer_360": {"features": FEW_FEATURES},
+                                          "customer_segments": {"share_change": None}}})
+    path = lake.table_path(s.lake, "gold", "customer_360")
+    df = lake.read(spark, path)
+    write_gold(spark, s, "customer_360", AS_OF, df.where(f"as_of_date = DATE'{AS_OF}' AND customer_id <> 'C3'"))
+    m = quiet_run(spark, s, "dq_gold", "gold_rows").metrics
+    assert m["warnings"] == ["gold/customer_360 expect_table_row_count_to_be_near_previous: 1 unexpected "
+                             "(2 rows vs 3 on 2026-06-29: -33.3%, allowed ±10%)"]
+
+
+def test_recommendation_above_risk_tolerance_is_critical(spark, gold_copy):
+    s = with_quality(gold_copy, {"gold": {"customer_360": {"features": FEW_FEATURES}}})
+    # two more products: a fund rated R5, an unrated credit card
+    cat_path = lake.table_path(s.lake, "silver", "product_catalog")
+    cat = lake.read(spark, cat_path)
+    extra = cat.where("product_code = 'TD12'").withColumn("product_code", F.lit("FD05")) \
+        .withColumn("family", F.lit("fund")).withColumn("risk_level", F.lit("R5")) \
+        .unionByName(cat.where("product_code = 'TD12'").withColumn("product_code", F.lit("CC01"))
+                     .withColumn("family", F.lit("credit_card")).withColumn("risk_level", F.lit(None).cast("string")))
+    lake.append(extra, cat_path)
+    # C3 has no valid risk assessment on as_of
+    path = lake.table_path(s.lake, "gold", "customer_360")
+    day = lake.read(spark, path).where(f"as_of_date = DATE'{AS_OF}'")
+    write_gold(spark, s, "customer_360", AS_OF, day.withColumn(
+        "risk_level", F.when(F.col("customer_id") == "C3", F.lit(None)).otherwise(F.col("risk_level"))), day.schema)
+    # C1 (R3): FD05 (R5) is above its tolerance; C2 (R3): unrated CC01 is allowed; C3 (not assessed):
+    # TD12 (R1) is allowed, unrated CC01 is not. (A new table: Sail cannot replace a partition
+    # of the fixture's table with an array column written from Python rows.)
+    shutil.rmtree(lake.table_path(s.lake, "gold", "recommendations"))
+    write_recommendations(spark, s, AS_OF, [("C1", "FD05"), ("C1", "TD12"), ("C2", "CC01"), ("C3", "TD12"),
+                                            ("C3", "CC01")])
+    with pytest.raises(StepFailed) as excinfo:
+        quiet_run(spark, s, "dq_gold", "gold_risk")
+    assert gate_error(excinfo) == (
+        "quality gate failed: gold/recommendations expect_recommendations_within_risk_tolerance: 2 unexpected "
+        "(C1 FD05: product R5, customer R3; C3 CC01: product unrated, customer not assessed)")
+    row = table(spark, s, "ops", "dq_results").where("run_id = 'gold_risk' AND NOT success").first()
+    assert (row.suite, row.severity, row.unexpected_count) == ("gold/recommendations", "critical", 2)
+    assert sorted((r["customer_id"], r["product_code"]) for r in json.loads(row.details)["unexpected_rows"]) == \
+        [("C1", "FD05"), ("C3", "CC01")]
