@@ -289,6 +289,10 @@ def predict_numpy(model: ClusterModel, x: np.ndarray) -> np.ndarray:
 KPI_INPUTS = ("total_aum", "nps_latest", "csat_avg_365d", "complaints_365d", "avg_wait_s_90d", "logins_90d")
 
 
+def _exact(col: Column) -> Column:
+    return col.cast("decimal(38,9)")
+
+
 def segment_kpis(current: DataFrame, profile: DataFrame, previous: DataFrame | None, churned_stage: str) -> DataFrame:
     """KPIs per segment of each dimension (value_tier, lifecycle_stage, persona).
 
@@ -316,12 +320,13 @@ def segment_kpis(current: DataFrame, profile: DataFrame, previous: DataFrame | N
     for dim, col in DIMENSIONS.items():
         agg = cur.groupBy(F.col(col).alias("segment")).agg(
             F.count(F.lit(1)).alias("customers"),
-            F.sum(F.coalesce(F.col("total_aum"), F.lit(0.0))).alias("aum_total"),
-            F.avg(F.coalesce(F.col("total_aum"), F.lit(0.0))).alias("aum_avg"),
-            F.avg("nps_latest").alias("avg_nps"),
-            F.avg("csat_avg_365d").alias("avg_csat"),
+            # sums and averages of doubles as decimals: exact, so a re-run repeats them bit for bit
+            F.sum(_exact(F.coalesce(F.col("total_aum"), F.lit(0.0)))).cast("double").alias("aum_total"),
+            F.avg(_exact(F.coalesce(F.col("total_aum"), F.lit(0.0)))).cast("double").alias("aum_avg"),
+            F.avg(_exact(F.col("nps_latest"))).cast("double").alias("avg_nps"),
+            F.avg(_exact(F.col("csat_avg_365d"))).cast("double").alias("avg_csat"),
             F.avg((F.coalesce(F.col("complaints_365d"), F.lit(0)) > 0).cast("double")).alias("complaint_rate"),
-            F.avg("avg_wait_s_90d").alias("avg_wait_s"),
+            F.avg(_exact(F.col("avg_wait_s_90d"))).cast("double").alias("avg_wait_s"),
             F.sum("_churned").alias("_churned_members"),
             F.avg((F.coalesce(F.col("logins_90d"), F.lit(0)) > 0).cast("double")).alias("digital_share"),
         )
