@@ -1,6 +1,7 @@
 """The marketing report on segments and personas: one self-contained HTML file.
 
-``<lake>/reports/<as_of>/segments.html`` opens in any browser with nothing installed:
+``<lake>/marketing/reports/<as_of>/segments.html`` (the marketing zone, :func:`report_path`)
+opens in any browser with nothing installed:
 CSS is inline, charts are PNG images (matplotlib) embedded as base64, and the text is
 bilingual (zh/en; chart labels are in English so that they render without a CJK font).
 It is built from aggregated gold tables only (personas, segment KPIs, migration, and
@@ -256,13 +257,19 @@ def render_segments_report(data: dict, settings: Settings, as_of: date) -> str:
         value_tier=seg.value_tier if seg else None, lifecycle=seg.lifecycle if seg else None)
 
 
+def report_path(settings: Settings, as_of: date) -> Path:
+    """``<lake>/marketing/reports/<as_of>/segments.html``: in the marketing zone, apart from
+    ``<lake>/reports/dq`` (Data Docs of the restricted bronze layer, for operators)."""
+    return Path(settings.lake) / "marketing" / "reports" / as_of.isoformat() / "segments.html"
+
+
 def write_segments_report(spark: SparkSession, settings: Settings, as_of: date) -> Path:
-    """Write ``<lake>/reports/<as_of>/segments.html`` and return its path."""
+    """Write :func:`report_path` and return it."""
     html = render_segments_report(report_data(spark, settings, as_of), settings, as_of)
-    out = Path(settings.lake) / "reports" / as_of.isoformat() / "segments.html"
+    out = report_path(settings, as_of)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
     return out
 
 
-__all__ = ["write_segments_report", "render_segments_report", "report_data"]
+__all__ = ["write_segments_report", "render_segments_report", "report_data", "report_path"]

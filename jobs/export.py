@@ -1,4 +1,10 @@
-"""Export: ``gold/recommendations`` of as_of -> the CRM drop ``<lake>/exports/crm/<as_of>/``.
+"""Export: ``gold/recommendations`` of as_of -> the CRM drop ``<lake>/marketing/exports/crm/<as_of>/``.
+
+The drop lives in the marketing zone (``<lake>/marketing/``), apart from the restricted and
+internal layers, so that the CRM import service and the marketing team can be granted that
+prefix alone. :func:`export_root` is the one place that says where exports live; every
+complete export is a folder named by its as_of date holding a ``manifest.json``
+(:func:`exports` lists them).
 
 Files (UTF-8, no timestamps inside, the same bytes when the same as_of is exported again):
 
@@ -6,7 +12,7 @@ Files (UTF-8, no timestamps inside, the same bytes when the same as_of is export
   customer with marketing consent at as_of, sorted by customer and rank, columns
   :data:`EXPORT_COLUMNS` (no PII: no names, ids, phones, emails, birth dates or tokens);
 - ``changes.csv``: what changed since the previous export (the latest earlier as_of under
-  ``exports/crm``): ``new``, ``changed`` (rank or score) and ``withdrawn`` recommendations;
+  ``marketing/exports/crm``): ``new``, ``changed`` (rank or score) and ``withdrawn`` recommendations;
 - ``manifest.json``: row counts, sha256 of each file, schema version, model version, as_of.
 
 The engine joins, filters and sorts; the sorted result is streamed to the driver in Arrow
@@ -17,7 +23,8 @@ produce one file.) The drop is assembled in a staging folder and renamed into pl
 
 The step also refreshes ``gold/recommendation_outcomes``: for every earlier recommendation
 date, offers of the same product to the same customer sent within ``validity_days`` after
-it, and how many converted, per product and persona.
+it, and how many converted, per product and persona; the same aggregates (no customer
+rows) are published to ``marketing/recommendation_outcomes``.
 """
 
 from __future__ import annotations
@@ -75,8 +82,38 @@ def _check_no_pii(columns) -> None:
         raise RuntimeError(f"refusing to export PII columns: {', '.join(bad)}")
 
 
-def export_root(settings: Settings) -> Path:
-    return Path(settings.lake) / "exports" / "crm"
+def export_root(settings: Settings | Path | str) -> Path:
+    """Where CRM exports live: ``<lake>/marketing/exports/crm`` (one folder per as_of date,
+    each with a ``manifest.json``). Takes the settings or the lake root."""
+    lake_root = getattr(settings, "lake", settings)
+    return Path(lake_root) / "marketing" / "exports" / "crm"
+
+
+def exports(settings: Settings | Path | str) -> list[tuple[date, Path]]:
+    """Every complete export (a date folder with ``manifest.json``), oldest first."""
+    root = export_root(settings)
+    found = []
+    if root.is_dir():
+        for d in root.iterdir():
+            try:
+                day = date.fromisoformat(d.name)
+            except ValueError:  # staging or old folders of an interrupted run
+                continue
+            if (d / "manifest.json").is_file():
+                found.append((day, d))
+    return sorted(found)
+
+
+# Written into an export folder by the CRM side once it has imported the drop (any
+# content; its presence is what counts). A delivered export is the recipient's copy:
+# `c360 erase` leaves it alone and lists it for the recipient's own erasure; an export
+# without it is still ours and is rewritten without the erased customer.
+DELIVERED_MARKER = "_DELIVERED"
+
+
+def is_delivered(folder: Path) -> bool:
+    """True when the CRM has marked the export folder as imported (:data:`DELIVERED_MARKER`)."""
+    return (Path(folder) / DELIVERED_MARKER).exists()
 
 
 def partition(as_of: date) -> str:
@@ -378,6 +415,7 @@ def run(spark: SparkSession, settings: Settings, as_of: date, run_id: str = "man
     lake.write_partition(outcomes(recs_all, c360, segments, _table(spark, settings, "silver", "campaign_responses"),
                                   as_of, conf, settings.bank.timezone),
                          out_path, "as_of_date", f"as_of_date < DATE'{as_of.isoformat()}'", schema=OUTCOMES_SCHEMA)
+    publish_outcomes(spark, settings, as_of)
     outcome_rows = lake.read(spark, out_path).where(f"as_of_date < DATE'{as_of.isoformat()}'").agg(
         F.count(F.lit(1)).alias("n"), F.sum("offers_sent").alias("sent"), F.sum("converted").alias("conv")).first()
     step("export", 4)
@@ -389,6 +427,17 @@ def run(spark: SparkSession, settings: Settings, as_of: date, run_id: str = "man
         "outcomes": {"rows": int(outcome_rows["n"] or 0), "offers_sent": int(outcome_rows["sent"] or 0),
                      "converted": int(outcome_rows["conv"] or 0)},
     }
+
+
+def publish_outcomes(spark: SparkSession, settings: Settings, as_of: date) -> str:
+    """Copy ``gold/recommendation_outcomes`` (aggregates per date, product and persona: no
+    customer rows) for every date before as_of to ``marketing/recommendation_outcomes``."""
+    before = f"as_of_date < DATE'{as_of.isoformat()}'"
+    src = lake.read(spark, lake.table_path(settings.lake, "gold", "recommendation_outcomes")).where(before)
+    dest = lake.table_path(settings.lake, "marketing", "recommendation_outcomes")
+    lake.write_partition(src.select(*OUTCOMES_SCHEMA.fieldNames()), dest, "as_of_date", before,
+                         schema=OUTCOMES_SCHEMA)
+    return dest
 
 
 def _scored(spark: SparkSession, settings: Settings, as_of: date) -> bool:
@@ -426,4 +475,5 @@ class _ChangeCounter:
         pass
 
 
-__all__ = ["run", "export_rows", "changes", "outcomes", "previous_export", "EXPORT_COLUMNS", "is_pii_column"]
+__all__ = ["run", "export_rows", "changes", "outcomes", "previous_export", "export_root", "exports",
+           "publish_outcomes", "is_delivered", "DELIVERED_MARKER", "EXPORT_COLUMNS", "is_pii_column"]

@@ -12,7 +12,10 @@ re-running a date is idempotent and history stays comparable):
   as_of present in ``gold/customer_segments`` (nothing on the first run)
 - ``ops/persona_model``       the clustering model of the run (features, scaling, k,
   silhouette per k) for audit
-- ``<lake>/reports/<as_of>/segments.html``  the marketing report (aggregates only)
+- ``<lake>/marketing/reports/<as_of>/segments.html``  the marketing report (aggregates only)
+- ``<lake>/marketing/<table>``  the marketing zone's views (:func:`publish_marketing`):
+  ``customer_segments`` (consenting customers only, labels and tags, no features),
+  ``personas`` (cards without model internals), ``segment_kpis``, ``segment_migration``
 
 Nothing here reads a restricted table: customer_360 carries no PII, and every output
 holds ids, segment labels or aggregates only.
@@ -100,6 +103,26 @@ MODEL_SCHEMA = T.StructType([
     T.StructField("model", T.StringType()),   # JSON of the whole ClusterModel
 ])
 
+# The marketing zone (<lake>/marketing/<table>): what the marketing team and the CRM may see.
+# Customer rows carry the bank's customer_id (the key the CRM acts on), segment labels and
+# tags; never PII (names, national ids, phones, e-mails, birth dates), PII tokens, or the
+# profile's raw features (income, balances, ages, complaints...). Only customers with
+# marketing consent at as_of have a row; aggregates (personas, KPIs, migration) count all.
+MARKETING_SEGMENTS_SCHEMA = T.StructType([
+    T.StructField("customer_id", T.StringType()),
+    T.StructField("as_of_date", T.DateType()),
+    T.StructField("value_tier", T.StringType()),
+    T.StructField("lifecycle_stage", T.StringType()),
+    T.StructField("persona_id", T.StringType()),
+    T.StructField("persona_name_zh", T.StringType()),
+    T.StructField("persona_name_en", T.StringType()),
+    T.StructField("tags", T.ArrayType(T.StringType())),
+])
+MARKETING_PERSONAS_SCHEMA = T.StructType([f for f in PERSONAS_SCHEMA.fields if f.name not in (
+    "cluster_id", "centroid", "centroid_features", "match_distance")])  # model internals stay in gold
+MARKETING_TABLES = {"customer_segments": MARKETING_SEGMENTS_SCHEMA, "personas": MARKETING_PERSONAS_SCHEMA,
+                    "segment_kpis": KPIS_SCHEMA, "segment_migration": MIGRATION_SCHEMA}
+
 TABLES = {"customer_segments": SEGMENTS_SCHEMA, "personas": PERSONAS_SCHEMA, "segment_kpis": KPIS_SCHEMA,
           "segment_migration": MIGRATION_SCHEMA}
 
@@ -118,6 +141,31 @@ def previous_as_of(spark: SparkSession, table: str, as_of: date) -> date | None:
         return None
     return lake.read(spark, table).where(F.col("as_of_date") < F.lit(as_of.isoformat()).cast("date")) \
         .agg(F.max("as_of_date")).first()[0]
+
+
+def publish_marketing(spark: SparkSession, settings: Settings, as_of: date) -> dict[str, int]:
+    """Publish as_of's marketing views to ``<lake>/marketing/<table>`` (one partition per
+    as_of_date, replaced on a re-run) from the gold tables just written; rows per table."""
+    where = partition(as_of)
+    gold = lambda n: lake.read(spark, lake.table_path(settings.lake, "gold", n)).where(where)  # noqa: E731
+    consenting = gold("customer_360").where(F.col("marketing_consent") == F.lit(True)) \
+        .select("customer_id", F.coalesce(F.col("tags"), F.array().cast("array<string>")).alias("tags"))
+    names = gold("personas").select("persona_id", "persona_name_zh", "persona_name_en")
+    views = {
+        "customer_segments": gold("customer_segments").join(consenting, "customer_id", "inner")
+        .join(names, "persona_id", "left"),
+        "personas": gold("personas"),
+        "segment_kpis": gold("segment_kpis"),
+    }
+    if lake.exists(path(settings, "segment_migration")):
+        views["segment_migration"] = gold("segment_migration")
+    counts = {}
+    for name, df in views.items():
+        schema = MARKETING_TABLES[name]
+        dest = lake.table_path(settings.lake, "marketing", name)
+        lake.write_partition(df.select(*schema.fieldNames()), dest, "as_of_date", where, schema=schema)
+        counts[name] = lake.read(spark, dest).where(where).count()
+    return counts
 
 
 def check_lifecycle_rules(spark: SparkSession, conf: dict, schema: T.StructType) -> None:
@@ -252,6 +300,7 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> 
     elif lake.exists(mig_path):  # a re-run of a date that no longer has a predecessor: clear its partition
         lake.write_partition(spark.createDataFrame([], MIGRATION_SCHEMA), mig_path, "as_of_date", partition(as_of))
 
+    marketing = publish_marketing(spark, settings, as_of)
     report = None
     if conf.get("report", True):
         from c360.report import write_segments_report
@@ -268,8 +317,8 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> 
         "new_personas": [m.persona_id for m in ids if m.previous_id is None],
         "value_tier": by_dim("value_tier"), "lifecycle_stage": by_dim("lifecycle_stage"),
         "previous_as_of": prev_date.isoformat() if prev_date else None,
-        "migration_rows": migration_rows, "report": report,
+        "migration_rows": migration_rows, "report": report, "marketing": marketing,
     }
 
 
-__all__ = ["run", "TABLES", "previous_as_of"]
+__all__ = ["run", "TABLES", "MARKETING_TABLES", "publish_marketing", "previous_as_of"]

@@ -99,6 +99,15 @@ def exported(settings, spark, tmp_path_factory):
     return {"settings": s, "m1": m1, "m2": m2, "m2_again": m2_again, "first": first}
 
 
+def test_exports_live_in_the_marketing_zone(exported):
+    s = exported["settings"]
+    root = s.lake / "marketing" / "exports" / "crm"
+    assert export.export_root(s) == root and export.export_root(s.lake) == root
+    assert exported["m2"]["path"] == str(root / D2.isoformat())
+    assert export.exports(s) == [(D1, root / D1.isoformat()), (D2, root / D2.isoformat())]
+    assert not (s.lake / "exports").exists()
+
+
 def test_export_files_and_consent_filter(exported):
     s = exported["settings"]
     folder = export.export_root(s) / D2.isoformat()
@@ -161,8 +170,9 @@ def test_changes_between_two_exports(exported):
     assert exported["m2"]["changes"] == {"new": 2, "changed": 2, "withdrawn": 1}
 
 
-def test_outcomes_of_past_recommendations(spark, exported):
-    out = lake.read(spark, lake.table_path(exported["settings"].lake, "gold", "recommendation_outcomes"))
+@pytest.mark.parametrize("layer", ["gold", "marketing"])
+def test_outcomes_of_past_recommendations(spark, exported, layer):
+    out = lake.read(spark, lake.table_path(exported["settings"].lake, layer, "recommendation_outcomes"))
     got = {r.product_code: (r.as_of_date, r.persona_id, r.recommended, r.offers_sent, r.converted, r.conversion_rate)
            for r in out.collect()}
     assert got == {
@@ -180,6 +190,7 @@ def test_no_pii_columns_in_exports_or_gold_tables(spark, exported):
     cols = list(cols) + pq.read_table(folder / "recommendations.parquet").column_names
     cols += (folder / "changes.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
     cols += lake.read(spark, lake.table_path(s.lake, "gold", "recommendation_outcomes")).columns
+    cols += lake.read(spark, lake.table_path(s.lake, "marketing", "recommendation_outcomes")).columns
     assert cols and not [c for c in cols if export.is_pii_column(c)]
     for pii in ("full_name", "national_id", "phone", "email", "birth_date", "birth_month", "phone_token"):
         assert export.is_pii_column(pii)

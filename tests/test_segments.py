@@ -373,8 +373,8 @@ def test_job_two_runs_stable_personas_migration_report_and_no_pii(spark, lake_se
     assert not [c for c in lake.read(spark, lake.table_path(s.lake, "ops", "persona_model")).columns if PII.search(c)]
 
     # the report: written, self-contained, names every persona, no customer id
-    html = (s.lake / "reports" / AS_OF.isoformat() / "segments.html").read_text(encoding="utf-8")
-    assert m2["report"].endswith("reports/2026-06-30/segments.html")
+    html = (s.lake / "marketing" / "reports" / AS_OF.isoformat() / "segments.html").read_text(encoding="utf-8")
+    assert m2["report"].endswith("marketing/reports/2026-06-30/segments.html")
     for p in p2.values():
         assert p.persona_id in html and p.persona_name_zh in html and p.persona_name_en in html
     assert "data:image/png;base64," in html and "<script" not in html and "http://" not in html
