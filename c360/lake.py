@@ -8,6 +8,12 @@ Layout: ``<lake>/<layer>/<name>`` with the layers
 - ``quarantine``  rows and files that failed parsing or validation, with the reason
 - ``gold``        profiles, segments, recommendations (later steps)
 - ``ops``         the pipeline's own bookkeeping: ingested files, run log
+- ``marketing``   what marketing and the CRM may see: views of consenting customers'
+                  segments and tags (``customer_id``, no PII, no raw features), persona
+                  cards, KPIs, migration, offer outcomes; also the CRM exports
+                  (``marketing/exports/crm/<as_of>/``) and the marketing report
+                  (``marketing/reports/<as_of>/``). Grant it apart from the other layers
+                  (README, "Data zones and who gets access").
 
 Writes go through Spark (Sail or a Spark cluster). Maintenance that Sail's SQL does not
 have (VACUUM, OPTIMIZE, history) uses the ``deltalake`` package on the same tables.
@@ -66,9 +72,19 @@ def overwrite(df: DataFrame, path: str, schema: StructType | None = None, partit
     """
     if schema is not None:
         df = df.to(schema)
+    if replace_where and exists(path):
+        # Sail cannot add columns in a replaceWhere overwrite ("schema evolution not yet
+        # implemented"): add a new column (e.g. one a source started delivering) with an
+        # empty mergeSchema append first; rows already in the table get null in it.
+        current = read(df.sparkSession, path).columns
+        if any(c not in current for c in df.columns):
+            df.limit(0).write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+            current = read(df.sparkSession, path).columns
+            df = df.select(*[f"`{c}`" for c in current if c in df.columns],
+                           *[f"`{c}`" for c in df.columns if c not in current])
     writer = df.write.format("delta").mode("overwrite")
     if replace_where:
-        writer = writer.option("replaceWhere", replace_where)
+        writer = writer.option("replaceWhere", replace_where).option("mergeSchema", "true")
     else:
         writer = writer.option("overwriteSchema", "true")
     if partition_by:

@@ -69,9 +69,59 @@ class Ingest(_Strict):
     read_tasks: int = Field(8, ge=1, le=10_000)
 
 
+class Silver(_Strict):
+    # Partition granularity of each incremental silver table: "day" (local date of the
+    # source's event time) or "month" (its first day). Big daily sources by day.
+    partition: dict[str, Literal["day", "month"]] = Field(
+        default_factory=lambda: {"transactions": "day", "events": "day", "holdings": "day"})
+    default_partition: Literal["day", "month"] = "month"
+    # An anonymous digital event is given the customer of the device's latest earlier
+    # login only when that login is at most this many days old.
+    device_lookback_days: int = Field(90, ge=1, le=3650)
+
+    @field_validator("partition")
+    @classmethod
+    def _known_sources(cls, v: dict) -> dict:
+        from c360.contract import SOURCES
+
+        partitioned = {n for n, s in SOURCES.items() if s.event_time and n != "customers"}
+        unknown = sorted(set(v) - partitioned)
+        if unknown:
+            raise ValueError(f"unknown or unpartitioned source(s) {', '.join(unknown)}; "
+                             f"partitioned sources are {', '.join(sorted(partitioned))}")
+        return v
+
+
 class Privacy(_Strict):
     key_env: str = "C360_PII_KEY"
     key_file: Path | None = None
+    # `c360 erase`: data files and _delta_log entries that held an erased customer are
+    # physically deleted once older than this (0: before the command returns). Time travel
+    # to versions older than this stops working on every table of the lake.
+    erasure_retention_hours: int = Field(168, ge=0, le=8760)
+    # Per source with PII (customers): extra delivered columns declared not PII, the only
+    # extra columns of that source that reach silver.
+    non_pii_extra_columns: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("non_pii_extra_columns")
+    @classmethod
+    def _known_sources(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        from c360.contract import SOURCES
+
+        unknown = sorted(set(v) - set(SOURCES))
+        if unknown:
+            raise ValueError(f"unknown source(s) {', '.join(unknown)}; the contract has {', '.join(SOURCES)}")
+        return v
+
+
+class Maintenance(_Strict):
+    """``maintenance`` in ``conf/base.yaml``: ``c360 maintain`` (compaction, vacuum)."""
+
+    # Files no longer referenced by a table are deleted once older than this; time travel
+    # to versions before that point stops working. 0 deletes them at once.
+    vacuum_retention_hours: int = Field(168, ge=0, le=87_600)
+    # Target size of compacted files (MB); None: delta-rs' default (100 MB).
+    target_file_mb: int | None = Field(None, ge=1, le=4096)
 
 
 class Band(_Strict):
@@ -370,7 +420,9 @@ class Settings(_Strict):
     engine: Engine = Engine()
     bank: Bank = Bank()
     ingest: Ingest = Ingest()
+    silver: Silver = Silver()
     privacy: Privacy = Privacy()
+    maintenance: Maintenance = Maintenance()
     profile: Profile | None = None
     segments: Segments | None = None
     tags: list[Tag] = Field(default_factory=list)

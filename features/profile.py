@@ -65,13 +65,27 @@ class AsOf:
     def local(self, ts: Column) -> Column:
         return F.from_utc_timestamp(ts, self.bank_timezone)
 
+    def partitions(self, df: DataFrame, days: int | None = None) -> DataFrame:
+        """Skip silver partitions that cannot hold rows of the window (no-op when the
+        table has no ``partition_date``). Only a read optimisation: the exact window is
+        still applied on the event time. Month partitions are dated by their first day,
+        hence the extra month of slack before the window."""
+        if "partition_date" not in df.columns:
+            return df
+        cond = F.col("partition_date") <= self.date_lit()
+        if days is not None:
+            cond = cond & (F.col("partition_date") >= self.date_lit(days + 31))
+        return df.where(cond)
+
 
 def _count_if(cond: Column) -> Column:
     return F.sum(F.when(cond, 1).otherwise(0))
 
 
 def _sum_if(cond: Column, value: Column) -> Column:
-    return F.sum(F.when(cond, value).otherwise(0.0))
+    # Summed as decimals (exact, so independent of the order the engine adds rows in: a
+    # double sum can differ in its last bits from one run to the next), then made a double.
+    return F.sum(F.when(cond, value.cast("decimal(38,6)")).otherwise(F.lit(0).cast("decimal(38,6)"))).cast("double")
 
 
 def _ratio(num: str, den: str) -> Column:
@@ -161,7 +175,7 @@ def holdings_inputs(holdings: DataFrame, catalog: DataFrame, at: AsOf) -> dict[s
     fam = catalog.select("product_code", "family")
 
     def latest(on: Column) -> DataFrame:
-        return holdings.where(F.col("snapshot_date") <= on).withColumn("_rn", F.row_number().over(w)) \
+        return at.partitions(holdings).where(F.col("snapshot_date") <= on).withColumn("_rn", F.row_number().over(w)) \
             .where("_rn = 1").drop("_rn")
 
     now = latest(at.date_lit())
@@ -231,9 +245,10 @@ declare(
 def transactions_inputs(txns: DataFrame, at: AsOf, conf: dict) -> dict[str, DataFrame]:
     """Transactions of the last 365 days with local time, plus monthly and salary summaries."""
     night = conf.get("night_hours", {"start": 22, "end": 6})
-    rows = txns.where(at.in_window(F.col("txn_ts"), 365)).select(
+    rows = at.partitions(txns, 365).where(at.in_window(F.col("txn_ts"), 365)).select(
         "customer_id", "account_id", "txn_ts", "direction", "channel", "merchant_category", "counterparty",
-        F.col("amount").cast("double").alias("amount"), at.local(F.col("txn_ts")).alias("_local"))
+        F.col("amount").cast("decimal(18,2)").alias("amount"),  # exact: sums and averages repeat bit for bit
+        at.local(F.col("txn_ts")).alias("_local"))
     rows = rows.withColumn("_hour", F.hour("_local")).withColumn("_dow", F.dayofweek("_local")) \
         .withColumn("_in30", at.in_window(F.col("txn_ts"), 30)).withColumn("_in90", at.in_window(F.col("txn_ts"), 90)) \
         .withColumn("_prev90", ~F.col("_in90") & at.in_window(F.col("txn_ts"), 180)) \
@@ -317,7 +332,7 @@ FEATURE_INPUT = {"outflow_volatility_365d": "monthly", "salary_months_90d": "sal
 # digital behaviour
 
 def digital_inputs(events: DataFrame, catalog: DataFrame, at: AsOf) -> dict[str, DataFrame]:
-    rows = events.where(F.col("customer_id").isNotNull() & at.in_window(F.col("event_ts"), 90)) \
+    rows = at.partitions(events, 90).where(F.col("customer_id").isNotNull() & at.in_window(F.col("event_ts"), 90)) \
         .join(catalog.select("product_code", F.col("family").alias("_product_family")), "product_code", "left") \
         .withColumn("_in30", at.in_window(F.col("event_ts"), 30)) \
         .withColumn("_day", F.to_date(at.local(F.col("event_ts"))))
@@ -371,7 +386,7 @@ declare(
 # service contacts
 
 def service_inputs(interactions: DataFrame, at: AsOf) -> dict[str, DataFrame]:
-    rows = interactions.where(at.in_window(F.col("started_at"), 365)) \
+    rows = at.partitions(interactions, 365).where(at.in_window(F.col("started_at"), 365)) \
         .withColumn("_in90", at.in_window(F.col("started_at"), 90))
     return {"contacts": rows}
 
@@ -400,7 +415,7 @@ declare(
 
 def feedback_inputs(feedback: DataFrame, at: AsOf, negative_threshold: float = -0.15) -> dict[str, DataFrame]:
     """Survey answers of the last 365 days; ``sentiment_score`` must be present (silver)."""
-    rows = feedback.where(at.in_window(F.col("responded_at"), 365)) \
+    rows = at.partitions(feedback, 365).where(at.in_window(F.col("responded_at"), 365)) \
         .withColumn("_negative", F.col("sentiment_score") <= F.lit(negative_threshold))
     return {"surveys": rows}
 
@@ -422,7 +437,7 @@ declare(
     Feature("ces_avg_365d", "feedback", "Average customer effort score (1-7, high = hard) in 365 days.",
             window=365, agg=lambda: F.avg(F.when(_survey("ces"), F.col("score")))),
     Feature("sentiment_avg_365d", "feedback", "Average sentiment (-1..1) of comments in 365 days.", window=365,
-            agg=lambda: F.avg("sentiment_score")),
+            agg=lambda: F.avg(F.col("sentiment_score").cast("decimal(38,9)"))),  # exact: repeats bit for bit
     Feature("negative_comments_365d", "feedback", "Comments with negative sentiment in 365 days.", "bigint", 365,
             fill=0, agg=lambda: _count_if(F.col("_negative"))),
     Feature("nps_category", "feedback", "promoter (9-10), passive (7-8) or detractor (0-6) by the latest NPS.",
@@ -435,10 +450,11 @@ declare(
 # complaints
 
 def complaints_inputs(complaints: DataFrame, at: AsOf) -> dict[str, DataFrame]:
-    rows = complaints.where(F.col("opened_at") < at.cutoff) \
+    rows = at.partitions(complaints).where(F.col("opened_at") < at.cutoff) \
         .withColumn("_in365", at.in_window(F.col("opened_at"), 365)) \
         .withColumn("_closed_by_as_of", F.col("closed_at").isNotNull() & (F.col("closed_at") < at.cutoff)) \
-        .withColumn("_hours", (F.unix_timestamp("closed_at") - F.unix_timestamp("opened_at")) / 3600.0)
+        .withColumn("_hours", ((F.unix_timestamp("closed_at") - F.unix_timestamp("opened_at")) / 3600.0)
+                    .cast("decimal(38,6)"))  # decimal: its average repeats bit for bit
     return {"complaints": rows}
 
 
@@ -463,7 +479,7 @@ declare(
 
 def campaign_inputs(responses: DataFrame, at: AsOf) -> dict[str, DataFrame]:
     """Offer funnel rows sent in 365 days; an outcome counts only if it happened by as_of."""
-    rows = responses.where(at.in_window(F.col("sent_at"), 365)) \
+    rows = at.partitions(responses, 365).where(at.in_window(F.col("sent_at"), 365)) \
         .where((F.col("outcome") == "sent") | (F.coalesce(F.col("outcome_at"), F.col("sent_at")) < at.cutoff)) \
         .withColumn("_in90", at.in_window(F.col("sent_at"), 90))
     return {"offers": rows}

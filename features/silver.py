@@ -16,7 +16,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from c360.contract import Source
+from c360.contract import Source, column_name
 from c360.privacy import hmac_pads
 
 # Free-text categorical columns normalised to lower snake case in silver.
@@ -70,6 +70,38 @@ def _snake(c: Column) -> Column:
     return F.regexp_replace(F.lower(F.trim(c)), r"[\s\-]+", "_")
 
 
+# Columns silver adds itself. A delivered extra column of one of these names would clash
+# with them, so it reaches silver as ``extra_<name>``.
+DERIVED = {
+    "*": ("partition_date",),
+    "customers": ("birth_month", "valid_from", "valid_to", "is_current"),
+    "events": ("attributed_by",),
+    "feedback": ("sentiment_score", "sentiment_label"),
+}
+
+
+def silver_extras(columns: list[str], source: Source, non_pii: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The delivered columns outside the contract (bronze keeps them all) that may go on to silver.
+
+    A source whose contract has PII columns (customers) may carry more PII in a column the
+    contract does not know, so only the extra columns declared non-PII (``non_pii``, from
+    ``privacy.non_pii_extra_columns``) pass; every other source passes all of them.
+    """
+    extras = [c for c in columns if c not in source.column_names and not c.startswith("_")]
+    if source.pii_columns:
+        allowed = {column_name(n) for n in non_pii}
+        extras = [c for c in extras if c in allowed]
+    return extras
+
+
+def _extra_name(name: str, source: Source) -> str:
+    """Sanitised name of an extra column, moved aside when silver derives a column of that name."""
+    safe = column_name(name) or "unnamed"
+    reserved = set(DERIVED["*"]) | set(DERIVED.get(source.name, ())) | set(source.column_names) \
+        | {f"{c}_token" for c in source.pii_columns}
+    return f"extra_{safe}" if safe in reserved else safe
+
+
 def conform(df: DataFrame, source: Source) -> DataFrame:
     """One row per key with canonical spellings; bronze bookkeeping dropped, lineage kept.
 
@@ -77,6 +109,11 @@ def conform(df: DataFrame, source: Source) -> DataFrame:
     snake case, currencies and product codes upper case, and comments lose any contact
     details typed into them. If a key still has several rows (it should not after the
     bronze MERGE) the latest version wins.
+
+    Extra delivered columns (outside the contract; which ones reach this point is the
+    caller's choice, see :func:`silver_extras`) are kept as strings under a sanitised name
+    (``extra_<name>`` when silver derives a column of that name); rows delivered before the
+    column existed have null in it.
     """
     if "_version" in df.columns:
         w = Window.partitionBy(*source.key).orderBy(F.col("_version").desc())
@@ -91,7 +128,9 @@ def conform(df: DataFrame, source: Source) -> DataFrame:
         if c in df.columns:
             df = df.withColumn(c, mask_free_text(F.col(c)))
     drop = [c for c in df.columns if c.startswith("_") and c not in LINEAGE]
-    return df.drop(*drop)
+    df = df.drop(*drop)
+    return df.select(*[F.col(f"`{c}`") if c in source.column_names or c.startswith("_")
+                       else F.col(f"`{c}`").cast("string").alias(_extra_name(c, source)) for c in df.columns])
 
 
 def scd2(versions: DataFrame, key: list[str], order_by: str, tracked: list[str]) -> DataFrame:
@@ -116,11 +155,13 @@ def scd2(versions: DataFrame, key: list[str], order_by: str, tracked: list[str])
 def customers_silver(versions: DataFrame, source: Source, key: bytes) -> DataFrame:
     """The customer master as SCD2 history, PII tokenised, ``birth_month`` kept for age.
 
-    Tracked attributes are every contract column except the key and ``updated_at``.
+    Tracked attributes are every contract column except the key and ``updated_at``, and
+    the extra columns the caller let through (declared non-PII, see :func:`silver_extras`).
     """
     df = conform(versions.drop("_version"), source) if "_version" in versions.columns else conform(versions, source)
     df = df.withColumn("birth_month", F.trunc("birth_date", "MM"))
-    tracked = [c for c in source.column_names if c not in ("customer_id", "updated_at")]
+    tracked = [c for c in df.columns if c not in ("customer_id", "updated_at", "birth_month")
+               and not c.startswith("_")]  # contract columns and the extra columns let through
     history = scd2(df, ["customer_id"], "updated_at", tracked)
     return tokenise(history, source.pii_columns, key)
 
@@ -134,29 +175,63 @@ def customer_pii(versions: DataFrame, source: Source, key: bytes) -> DataFrame:
         "customer_id", *cols, *[hmac_token(F.col(c), key).alias(f"{c}_token") for c in cols], "updated_at")
 
 
-def attribute_events(events: DataFrame) -> DataFrame:
+def attribute_events(events: DataFrame, context: DataFrame | None = None,
+                     device_lookback_days: int | None = None) -> DataFrame:
     """Give anonymous events a customer through logins.
 
     ``customer_id`` is kept when delivered (``attributed_by`` = 'login'). Otherwise the
     customer who logged in during the same session (when exactly one did) gets it
     ('session'); otherwise the customer of the latest earlier login on the same device
-    ('device'). Later logins on a device are never used, so attribution does not look
-    into the future beyond the session itself. Events with no such login stay anonymous.
+    ('device'), if that login is at most ``device_lookback_days`` old (any age when None).
+    Later logins on a device are never used, so attribution does not look into the future
+    beyond the session itself. Events with no such login stay anonymous.
+
+    ``context``: earlier events with a delivered customer (same columns as ``events``,
+    typically the already-processed logins of the look-back period). They take part in
+    the session and device attribution but are not returned: this is how a daily run
+    attributes one new day of events without re-reading the whole history.
     """
+    cols = events.columns
+    rows = events.withColumn("_ctx", F.lit(False))
+    if context is not None:
+        rows = rows.unionByName(context.select(*cols).where(F.col("customer_id").isNotNull())
+                                .withColumn("_ctx", F.lit(True)))
     session_w = Window.partitionBy("session_id")
     device_w = Window.partitionBy("device_id").orderBy("event_ts", "event_id") \
         .rowsBetween(Window.unboundedPreceding, 0)
-    with_session = events.withColumn(
+    with_session = rows.withColumn(
         "_session_customers", F.size(F.collect_set("customer_id").over(session_w))) \
         .withColumn("_session_customer", F.first("customer_id", ignorenulls=True).over(session_w))
-    with_device = with_session.withColumn(
-        "_device_customer", F.last("customer_id", ignorenulls=True).over(device_w))
+    login = F.when(F.col("customer_id").isNotNull(), F.struct(F.col("event_ts").alias("ts"),
+                                                               F.col("customer_id").alias("cid")))
+    with_device = with_session.withColumn("_device_login", F.last(login, ignorenulls=True).over(device_w))
+    device_customer = F.col("_device_login.cid")
+    if device_lookback_days is not None:
+        recent = F.col("_device_login.ts") >= F.col("event_ts") - F.expr(f"INTERVAL {int(device_lookback_days)} DAYS")
+        device_customer = F.when(recent, device_customer)
+    with_device = with_device.withColumn("_device_customer", device_customer)
     session_ok = F.col("session_id").isNotNull() & (F.col("_session_customers") == 1)
-    return with_device.select(
-        *[c for c in events.columns if c != "customer_id"],
+    return with_device.where(~F.col("_ctx")).select(
+        *[c for c in cols if c != "customer_id"],
         F.coalesce(F.col("customer_id"), F.when(session_ok, F.col("_session_customer")),
                    F.col("_device_customer")).alias("customer_id"),
         F.when(F.col("customer_id").isNotNull(), F.lit("login"))
          .when(session_ok, F.lit("session"))
          .when(F.col("_device_customer").isNotNull(), F.lit("device")).alias("attributed_by"),
     )
+
+
+def with_partition_date(df: DataFrame, event_time: str, granularity: str, bank_timezone: str) -> DataFrame:
+    """Add ``partition_date``: the local date (``day``) or month start (``month``) of ``event_time``.
+
+    Timestamps are UTC instants and are converted to the bank's time zone first, so a
+    day partition holds exactly one business day; a DATE column is taken as it is.
+    """
+    col = F.col(event_time)
+    is_date = dict(df.dtypes).get(event_time) == "date"
+    day = col if is_date else F.to_date(F.from_utc_timestamp(col, bank_timezone))
+    if granularity == "month":
+        day = F.trunc(day, "MM")
+    elif granularity != "day":
+        raise ValueError(f"partition granularity must be 'day' or 'month', not {granularity!r}")
+    return df.withColumn("partition_date", day)

@@ -16,7 +16,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from c360 import lake, ops
+from c360 import lake, lock, ops
 from c360.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def _ingest(spark: SparkSession, settings: Settings, as_of: date, run_id: str, p
 def _silver(spark: SparkSession, settings: Settings, as_of: date, run_id: str, progress: Progress | None):
     from jobs import silver
 
-    return {"rows": silver.run(spark, settings, progress=progress)}
+    return silver.run(spark, settings, progress=progress)
 
 
 def _dq_bronze(spark: SparkSession, settings: Settings, as_of: date, run_id: str, progress: Progress | None):
@@ -48,6 +48,12 @@ def _dq_silver(spark: SparkSession, settings: Settings, as_of: date, run_id: str
     from jobs import quality
 
     return quality.run(spark, settings, "silver", as_of, run_id, progress)
+
+
+def _dq_gold(spark: SparkSession, settings: Settings, as_of: date, run_id: str, progress: Progress | None):
+    from jobs import quality
+
+    return quality.run(spark, settings, "gold", as_of, run_id, progress)
 
 
 def _profile(spark: SparkSession, settings: Settings, as_of: date, run_id: str, progress: Progress | None):
@@ -90,6 +96,7 @@ STEPS: dict[str, Callable[..., Any]] = {
     "segments": _segments,
     "train": _train,
     "score": _score,
+    "dq_gold": _dq_gold,
     "export": _export,
 }
 
@@ -107,6 +114,7 @@ STEP_INPUTS: dict[str, tuple[str, ...]] = {
     "train": ("gold/customer_360", "gold/customer_segments", "silver/holdings"),
     "score": ("gold/customer_360", "gold/customer_segments", "silver/holdings", "silver/product_catalog",
               "silver/campaign_responses"),
+    "dq_gold": ("gold/customer_360", "gold/customer_segments", "gold/recommendations", "silver/product_catalog"),
     "export": ("gold/recommendations", "gold/customer_segments", "gold/customer_360"),
 }
 # Bookkeeping tables every step writes; not outputs of the step itself.
@@ -159,8 +167,17 @@ def _check_step_config(settings: Settings) -> None:
 
 def run_step(spark: SparkSession, settings: Settings, step: str, as_of: date, run_id: str | None = None,
              progress: Progress | None = None) -> StepResult:
-    """Run one step and record it in ``ops/run_log``; raises :class:`StepFailed` on failure."""
+    """Run one step and record it in ``ops/run_log``; raises :class:`StepFailed` on failure.
+
+    Holds the lake's lock (:mod:`c360.lock`, reentrant) for the whole step: a second run on
+    the same lake raises :class:`c360.lock.LakeBusy` at once, before anything is written."""
     run_id = run_id or uuid.uuid4().hex[:12]
+    with lock.for_settings(settings, run_id=run_id, step=step, as_of=as_of):
+        return _run_step(spark, settings, step, as_of, run_id, progress)
+
+
+def _run_step(spark: SparkSession, settings: Settings, step: str, as_of: date, run_id: str,
+              progress: Progress | None) -> StepResult:
     _check_step_config(settings)
     started = ops.utcnow()
     before = ops.snapshot_versions(settings.lake)
@@ -191,4 +208,5 @@ def _audit(spark: SparkSession, settings: Settings, run_id: str, step: str, as_o
 def run_steps(spark: SparkSession, settings: Settings, as_of: date, steps: list[str], run_id: str | None = None,
               progress: Progress | None = None) -> list[StepResult]:
     run_id = run_id or uuid.uuid4().hex[:12]
-    return [run_step(spark, settings, s, as_of, run_id, progress) for s in steps]
+    with lock.for_settings(settings, run_id=run_id, step=",".join(steps), as_of=as_of):  # across the steps
+        return [run_step(spark, settings, s, as_of, run_id, progress) for s in steps]

@@ -1,36 +1,66 @@
 """Silver: bronze -> clean, conformed, private ``silver/<source>`` tables.
 
-Rebuilt from bronze on every run (an overwrite is atomic and idempotent). Customers come
-from every delivered version (``bronze/customers_versions``) as SCD2 history; raw PII
-goes only to ``restricted/customer_pii``; digital events get their customer through
-logins; survey comments get a sentiment score (``features.sentiment``). Unknown extra columns stay in bronze, as the contract says.
+Event sources (transactions, events, holdings, interactions, feedback, complaints,
+campaign responses) are maintained incrementally and partitioned by ``partition_date``
+(the local day or month of the event time, ``conf/base.yaml`` ``silver.partition``): a
+run takes only the bronze rows ingested since the table's last run (``_ingested_at``
+watermark), conforms them, and rewrites only the partitions they fall in (the rows
+already there, minus the changed keys, plus the changed rows; ``replaceWhere``). A daily
+run therefore reads one day of bronze and writes one day of silver; re-running it finds
+nothing new and writes nothing. The first run (or a table without ``partition_date``)
+builds the whole table.
+
+Customers come from every delivered version (``bronze/customers_versions``) as SCD2
+history and are rebuilt each run with the small product catalogue; raw PII goes only to
+``restricted/customer_pii``; digital events get their customer through logins (earlier
+days' logins are read as context); survey comments get a sentiment score
+(``features.sentiment``), computed once per new row. A column a source adds beyond the
+contract reaches silver as a string (rows delivered before it: null), except for customers,
+where only columns declared non-PII in ``privacy.non_pii_extra_columns`` do.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+from datetime import date, timedelta
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from c360 import lake
-from c360.contract import SOURCES
+from c360.contract import SOURCES, Source
 from c360.privacy import pii_key
 from c360.settings import Settings
 from features.sentiment import sentiment_columns
-from features.silver import attribute_events, conform, customer_pii, customers_silver
+from features.silver import attribute_events, conform, customer_pii, customers_silver, silver_extras, with_partition_date
 
 log = logging.getLogger(__name__)
 
 
-def _contract_only(df, source):
-    keep = [c for c in df.columns if c in source.column_names or c.startswith("_")]
-    return df.select(*keep)
+def _contract_only(df, source, settings: Settings | None = None):
+    """Contract columns, bookkeeping columns (``_...``) and the extra delivered columns allowed
+    into silver: all of them for a source without PII; for customers only those declared in
+    ``privacy.non_pii_extra_columns`` (none without ``settings``). See ``features.silver.silver_extras``."""
+    non_pii = settings.privacy.non_pii_extra_columns.get(source.name, []) if settings else []
+    extras = set(silver_extras(df.columns, source, non_pii))
+    keep = [c for c in df.columns if c in source.column_names or c.startswith("_") or c in extras]
+    return df.select(*[f"`{c}`" for c in keep])
 
 
-def run(spark: SparkSession, settings: Settings, progress=None) -> dict[str, int]:
-    """Rebuild every silver table whose bronze table exists; rows written per table out."""
+PARTITION = "partition_date"
+
+
+def run(spark: SparkSession, settings: Settings, progress=None) -> dict[str, dict]:
+    """Bring every silver table up to date with bronze.
+
+    Returns ``rows`` (rows in each table afterwards, from the Delta log), ``changed_rows``
+    (bronze rows processed this run) and ``partitions_written`` per table.
+    """
     key = pii_key(settings)
-    written: dict[str, int] = {}
+    rows: dict[str, int] = {}
+    changed: dict[str, int] = {}
+    partitions: dict[str, list[str]] = {}
     names = list(SOURCES)
     for i, name in enumerate(names):
         if progress:
@@ -42,21 +72,90 @@ def run(spark: SparkSession, settings: Settings, progress=None) -> dict[str, int
         out = lake.table_path(settings.lake, "silver", name)
         if name == "customers":
             versions = _contract_only(
-                lake.read(spark, lake.table_path(settings.lake, "bronze", "customers_versions")), source)
-            df = customers_silver(versions, source, key)
+                lake.read(spark, lake.table_path(settings.lake, "bronze", "customers_versions")), source, settings)
             lake.overwrite(customer_pii(versions, source, key),
                            lake.table_path(settings.lake, "restricted", "customer_pii"))
+            lake.overwrite(customers_silver(versions, source, key), out)
+            changed[name] = -1  # rebuilt
+        elif not source.event_time:
+            lake.overwrite(conform(_contract_only(lake.read(spark, bronze_path), source), source), out)
+            changed[name] = -1
         else:
-            df = conform(_contract_only(lake.read(spark, bronze_path), source), source)
-            if name == "events":
-                df = attribute_events(df)
-            elif name == "feedback":
-                df = sentiment_columns(df, "comment")
-        lake.overwrite(df, out)
-        written[name] = lake.read(spark, out).count()
+            changed[name], partitions[name] = _incremental(spark, settings, source, bronze_path, out)
+        rows[name] = lake.row_count(out) or 0
     if progress:
         progress("silver", len(names), len(names))
-    return written
+    return {"rows": rows, "changed_rows": changed, "partitions_written": {n: len(p) for n, p in partitions.items()},
+            "partitions": {n: p[:31] for n, p in partitions.items() if p}}
+
+
+def _watermark(spark: SparkSession, out: str):
+    """Latest ``_ingested_at`` already in the silver table (None: build it whole)."""
+    if not lake.exists(out):
+        return None, False
+    current = lake.read(spark, out)
+    if PARTITION not in current.columns or "_ingested_at" not in current.columns:
+        return None, False  # written by an older version: rebuild with partitions
+    return current.agg(F.max("_ingested_at").cast("string").alias("w")).first()["w"], True
+
+
+def _in_partitions(dates: list[str]) -> str:
+    listed = ", ".join(f"DATE'{d}'" for d in dates)
+    return f"{PARTITION} IN ({listed})"
+
+
+def _incremental(spark: SparkSession, settings: Settings, source: Source, bronze_path: str,
+                 out: str) -> tuple[int, list[str]]:
+    """Process the bronze rows ingested since the last run; rewrite only their partitions."""
+    name = source.name
+    granularity = settings.silver.partition.get(name, settings.silver.default_partition)
+    watermark, incremental = _watermark(spark, out)
+    bronze = lake.read(spark, bronze_path)
+    new = bronze.where(F.col("_ingested_at") > F.lit(watermark).cast("timestamp")) if watermark else bronze
+    conformed = with_partition_date(conform(_contract_only(new, source), source), source.event_time, granularity,
+                                    settings.bank.timezone)
+    # Stage the changed rows once: the partition list and the rewrite both read it.
+    staging = lake.table_path(settings.lake, "silver", f"_staging/{name}")
+    lake.overwrite(conformed, staging)
+    try:
+        staged = lake.read(spark, staging)
+        dates = sorted(str(r[0]) for r in staged.select(PARTITION).distinct().collect())  # bounded: one per day
+        if not dates:
+            return 0, []
+        n_changed = lake.row_count(staging) or 0
+        changed = _enrich(spark, settings, name, staged, out if incremental else None, dates)
+        if incremental:
+            kept = lake.read(spark, out).where(_in_partitions(dates)) \
+                .join(staged.select(*source.key), list(source.key), "left_anti")
+            result = kept.unionByName(changed, allowMissingColumns=True)
+            # the result reads the partitions it replaces: materialise it before the overwrite
+            rewrite = lake.table_path(settings.lake, "silver", f"_staging/{name}_rewrite")
+            lake.overwrite(result, rewrite)
+            lake.overwrite(lake.read(spark, rewrite).repartition(PARTITION), out, partition_by=[PARTITION],
+                           replace_where=_in_partitions(dates))
+            shutil.rmtree(rewrite, ignore_errors=True)
+        else:
+            lake.overwrite(changed.repartition(PARTITION), out, partition_by=[PARTITION])
+        return n_changed, dates
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _enrich(spark: SparkSession, settings: Settings, name: str, staged: DataFrame, existing: str | None,
+            dates: list[str]) -> DataFrame:
+    """Source-specific silver columns for the changed rows (attribution, sentiment)."""
+    if name == "events":
+        context = None
+        if existing:
+            lookback = settings.silver.device_lookback_days
+            first = (date.fromisoformat(dates[0]) - timedelta(days=lookback + 1)).isoformat()
+            context = lake.read(spark, existing).where(
+                (F.col(PARTITION) >= F.lit(first).cast("date")) & (F.col(PARTITION) <= F.lit(dates[-1]).cast("date"))
+                & (F.col("attributed_by") == "login"))
+        return attribute_events(staged, context=context, device_lookback_days=settings.silver.device_lookback_days)
+    if name == "feedback":
+        return sentiment_columns(staged, "comment")
+    return staged
 
 
 __all__ = ["run"]

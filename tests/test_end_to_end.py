@@ -70,7 +70,7 @@ def test_bronze_keys_are_unique(bank, spark):
 
 def test_silver_is_conformed_and_private(bank, spark):
     s, _, _, rows = bank
-    assert set(rows) == set(SOURCES)
+    assert set(rows["rows"]) == set(SOURCES)
     customers = lake.read(spark, lake.table_path(s.lake, "silver", "customers"))
     current = customers.where("is_current")
     assert current.count() == current.select("customer_id").distinct().count()

@@ -190,3 +190,19 @@ def test_every_family_is_declared_and_the_catalogue_is_current():
     assert all(f.description.endswith((".", ")")) for f in REGISTRY.values())
     shipped = (Path(__file__).resolve().parent.parent / "features" / "CATALOGUE.md").read_text(encoding="utf-8")
     assert shipped == catalogue_markdown(), "features/CATALOGUE.md is stale: run `c360 catalogue`"
+
+
+def test_partition_pruning_never_drops_rows_of_the_window(spark):
+    """``AsOf.partitions`` keeps every partition a window can need (month partitions are
+    dated by their first day) and drops those after as_of."""
+    from features.profile import AsOf
+
+    at = AsOf(date(2026, 6, 30), "Asia/Shanghai")
+    df = spark.createDataFrame([(date(2025, 5, 1),), (date(2025, 6, 1),), (date(2026, 6, 30),), (date(2026, 7, 1),)],
+                               "partition_date date")
+    kept = sorted(r[0] for r in at.partitions(df, 365).collect())
+    # the 365-day window starts 2025-07-01: the June 2025 month partition may still be needed
+    assert kept == [date(2025, 6, 1), date(2026, 6, 30)]
+    assert sorted(r[0] for r in at.partitions(df).collect()) == [date(2025, 5, 1), date(2025, 6, 1), date(2026, 6, 30)]
+    no_partitions = spark.createDataFrame([(1,)], "x int")
+    assert at.partitions(no_partitions, 30).count() == 1

@@ -98,3 +98,28 @@ def test_attribute_events_by_login_session_and_device(spark):
     got = {r.event_id: (r.customer_id, r.attributed_by) for r in attribute_events(df).collect()}
     assert got == {"e1": ("C1", "session"), "e2": ("C1", "login"), "e3": ("C1", "device"),
                    "e4": (None, None), "e5": (None, None), "e6": ("C9", "login")}
+
+
+def test_attribute_events_uses_earlier_logins_as_context_within_the_lookback(spark):
+    """A daily run attributes new events through logins processed on earlier days (context),
+    returns only the new events, and ignores device logins older than the look-back."""
+    schema = T.StructType([T.StructField(n, t) for n, t in [
+        ("event_id", T.StringType()), ("customer_id", T.StringType()), ("device_id", T.StringType()),
+        ("session_id", T.StringType()), ("event_ts", T.TimestampType())]])
+    context = spark.createDataFrame([
+        ("old1", "C1", "d1", "s1", datetime(2026, 6, 30, 23, 50)),  # login yesterday, session s1 continues
+        ("old2", "C2", "d2", "s7", datetime(2026, 5, 25, 9)),       # login 37 days ago on d2
+        ("old3", "C3", "d3", "s8", datetime(2026, 2, 1, 9)),        # login 150 days ago on d3
+    ], schema)
+    new = spark.createDataFrame([
+        ("n1", None, "d1", "s1", datetime(2026, 7, 1, 0, 5)),    # same session after midnight -> session
+        ("n2", None, "d2", "s9", datetime(2026, 7, 1, 8)),       # device, login 37 days before -> device
+        ("n3", None, "d3", "s10", datetime(2026, 7, 1, 8)),      # device login too old -> anonymous
+        ("n4", "C4", "d4", "s11", datetime(2026, 7, 1, 9)),
+    ], schema)
+    got = {r.event_id: (r.customer_id, r.attributed_by)
+           for r in attribute_events(new, context=context, device_lookback_days=90).collect()}
+    assert got == {"n1": ("C1", "session"), "n2": ("C2", "device"), "n3": (None, None), "n4": ("C4", "login")}
+    # without a look-back limit the 150-day-old login still counts
+    unlimited = {r.event_id: r.customer_id for r in attribute_events(new, context=context).collect()}
+    assert unlimited["n3"] == "C3"
