@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 export RUST_LOG ?= warn
 export PYTHONWARNINGS ?= ignore::FutureWarning
 
-.PHONY: help setup demo test test-fast lint clean airflow airflow-init airflow
+.PHONY: help setup demo test test-fast lint clean airflow airflow-init bench
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,16 +23,35 @@ help:  ## list targets
 	$(UV) sync --frozen --python 3.11
 	@touch $@
 
-setup: .venv/.synced  ## install the locked environment into .venv
+# The venv's Pythons find Airflow's home (./airflow_home) and the DAGs (./dags) by themselves:
+# a .pth file sets AIRFLOW_HOME, AIRFLOW__CORE__DAGS_FOLDER and AIRFLOW__CORE__LOAD_EXAMPLES
+# unless they are already set (jobs/airflow_tasks.py), so `uv run airflow ...` works as is.
+.venv/.airflow-env: .venv/.synced jobs/airflow_tasks.py
+	$(UV) run --frozen python -c "from jobs.airflow_tasks import install_airflow_env; install_airflow_env()"
+	@touch $@
 
-demo: setup  ## generate a 10,000-customer bank into ./landing and run every step into ./lake
+setup: .venv/.synced .venv/.airflow-env  ## install the locked environment into .venv
+
+demo: setup  ## generate a 10,000-customer bank into ./landing, run every step into ./lake, set up ./airflow_home
 	$(UV) run --frozen c360 demo
+	@$(MAKE) --no-print-directory airflow-init
+	@echo "Airflow is ready: uv run airflow dags test c360_daily 2026-06-30 (or make airflow for the UI)"
 
 test: setup  ## run the test suite
 	$(UV) run --frozen pytest -q
 
 test-fast: setup  ## the tests without the end-to-end ones
 	$(UV) run --frozen pytest -q -m "not slow"
+
+# Benchmark (bench/README.md): generated data goes to BENCH_DIR, results to bench/results/<name>.json|.md.
+# e.g. make bench CUSTOMERS=1000000 DAYS=365 BENCH_DIR=/data/bench; a re-run resumes finished phases.
+CUSTOMERS ?= 1000000
+DAYS ?= 365
+BENCH_DIR ?= /tmp/c360-bench
+BENCH_ARGS ?= --monthly-ingest
+
+bench: setup  ## end-to-end benchmark: full + daily run, DuckDB/Sail/JVM, maintenance (CUSTOMERS, DAYS, BENCH_DIR, BENCH_ARGS)
+	$(UV) run --frozen python bench/run_bench.py --customers $(CUSTOMERS) --days $(DAYS) --bench-dir $(BENCH_DIR) $(BENCH_ARGS)
 
 # Airflow, local: metadata (SQLite), logs and config in ./airflow_home (git-ignored), DAGs from ./dags.
 # c360 tasks share one pool slot, so a few executor workers are plenty (Airflow's default is 32).

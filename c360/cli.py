@@ -3,6 +3,8 @@
     c360 generate --customers N --days D --as-of YYYY-MM-DD --seed S --landing DIR [--dirty-rate R]
     c360 run --landing DIR --lake DIR --as-of YYYY-MM-DD [--steps ingest,silver,...]
     c360 demo
+    c360 maintain [--lake DIR] [--retention-hours H] [--tables silver/,gold/customer_360]
+    c360 erase --customer-id ID [--lake DIR] [--retention-hours H]
 
 Long work shows progress bars; each command ends with a summary table; a failure exits
 non-zero with one clear line (``--debug`` shows the traceback).
@@ -22,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from c360.lock import LakeBusy
 from c360.settings import ConfigError, Settings, load_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -34,6 +37,7 @@ DEMO_DAYS = 395  # 13 months
 DEMO_AS_OF = date(2026, 6, 30)
 DEMO_SEED = 42
 DEMO_DIRTY_RATE = 0.01  # a few defects, so the demo shows quarantine at work
+EXIT_LAKE_BUSY = 75  # EX_TEMPFAIL: another run holds the lake; try again later
 
 
 class CliError(Exception):
@@ -85,6 +89,9 @@ def _run_guarded(fn, debug: bool) -> None:
         except (CliError, ConfigError, ValueError) as exc:
             console.print(f"[red]error:[/red] {exc}", highlight=False)
             raise typer.Exit(2 if isinstance(exc, (CliError, ConfigError)) else 1) from None
+        except LakeBusy as exc:
+            console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_LAKE_BUSY) from None
         except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
             if debug:
                 raise
@@ -286,6 +293,9 @@ def _export_table(m: dict) -> Table:
 
 
 def do_run(settings: Settings, as_of: date, steps: Optional[str]) -> None:
+    import uuid
+
+    from c360 import lock
     from c360.engine import spark_session
     from jobs.pipeline import parse_steps, run_step
 
@@ -293,12 +303,15 @@ def do_run(settings: Settings, as_of: date, steps: Optional[str]) -> None:
     if not Path(settings.landing).is_dir() and "ingest" in names:
         raise CliError(f"landing zone {settings.landing} does not exist (run `c360 generate` first?)")
     results = []
-    with spark_session(settings) as engine, _progress() as progress:
+    run_id = uuid.uuid4().hex[:12]
+    # the lake's lock across all steps, taken before the engine starts: a busy lake fails at once
+    with lock.for_settings(settings, run_id=run_id, step=",".join(names), as_of=as_of), \
+            spark_session(settings) as engine, _progress() as progress:
         bars = _Bars(progress)
         overall = progress.add_task("pipeline", total=len(names))
         for i, step in enumerate(names):
             progress.update(overall, description=f"pipeline: {step}", completed=i)
-            results.append(run_step(engine.spark, settings, step, as_of, progress=bars))
+            results.append(run_step(engine.spark, settings, step, as_of, run_id=run_id, progress=bars))
         progress.update(overall, completed=len(names), description="pipeline")
     for t in _results_tables(results):
         out.print(t)
@@ -348,6 +361,132 @@ def demo(
         # Deterministic: generating again writes the same files, which ingestion then skips.
         do_generate(customers, DEMO_DAYS, DEMO_AS_OF, DEMO_SEED, Path(s.landing), DEMO_DIRTY_RATE, overwrite=True)
         do_run(s, DEMO_AS_OF, None)
+    _run_guarded(go, debug)
+
+
+def _maintain_table(summary: dict) -> Table:
+    t = Table(title=f"Maintenance (vacuum retention {summary['retention_hours']} h)",
+              caption=f"{summary['files_before']:,} -> {summary['files_after']:,} files, "
+                      f"{summary['vacuumed_files']:,} deleted, {summary['seconds']:.1f} s")
+    t.add_column("table", no_wrap=True)
+    for col in ("files", "after", "avg MB", "after", "rows", "vacuumed", "s"):
+        t.add_column(col, justify="right")
+    for name, r in summary["tables"].items():
+        if "error" in r:
+            t.add_row(name, f"[red]{r['error'][:80]}[/red]", "", "", "", "", "", "")
+            continue
+        t.add_row(name, f"{r['files_before']:,}", f"{r['files_after']:,}", f"{r['avg_file_mb_before']:.2f}",
+                  f"{r['avg_file_mb_after']:.2f}", "-" if r["rows_after"] is None else f"{r['rows_after']:,}",
+                  f"{r['vacuumed_files']:,}", f"{r['seconds']:.1f}")
+    return t
+
+
+@app.command()
+def maintain(
+    lake: Optional[Path] = typer.Option(None, help="lake root [env C360_LAKE, default ./lake]"),
+    retention_hours: Optional[int] = typer.Option(
+        None, "--retention-hours", help="vacuum retention (default: maintenance.vacuum_retention_hours)"),
+    tables: Optional[str] = typer.Option(None, help="comma-separated tables or layer/ prefixes (default: all)"),
+    debug: bool = typer.Option(False, help="show tracebacks"),
+) -> None:
+    """Compact small files and vacuum unreferenced ones in every Delta table of the lake."""
+    def go():
+        from c360.engine import spark_session
+        from jobs import maintain as job
+
+        s = _settings(lake=lake)
+        if not Path(s.lake).is_dir():
+            raise CliError(f"lake {s.lake} does not exist")
+        only = [t.strip() for t in tables.split(",") if t.strip()] if tables else None
+        with spark_session(s) as engine, _progress() as progress:  # the engine only records the audit row
+            summary = job.run(s, engine.spark, tables=only, retention_hours=retention_hours,
+                              progress=_Bars(progress))
+        out.print(_maintain_table(summary))
+        if summary["failed"]:
+            raise CliError(f"maintenance failed for {', '.join(summary['failed'])}")
+    _run_guarded(go, debug)
+
+
+def _erase_tables(res) -> list[Table]:
+    t = Table(title=f"Erasure {res.request_id}")
+    for col in ("table", "action", "rows", "version before", "version after"):
+        t.add_column(col, justify="left" if col in ("table", "action") else "right")
+    for e in res.tables:
+        t.add_row(e.table, e.action, f"{e.rows:,}", str(e.version_before), str(e.version_after))
+    tables = [t]
+    if res.exports or res.delivered:
+        x = Table(title="CRM exports holding the customer")
+        x.add_column("folder", no_wrap=True)
+        x.add_column("status", no_wrap=True)
+        x.add_column("rows", justify="right")
+        for e in res.exports + res.delivered:
+            status = "[yellow]delivered[/yellow]" if e.delivered else "rewritten"
+            x.add_row(e.folder, status, f"{max(e.rows.values()):,}")
+        tables.append(x)
+    s = Table(title="Purge")
+    s.add_column("")
+    s.add_column("value", justify="right")
+    s.add_row("retention (hours)", str(res.retention_hours))
+    s.add_row("tables vacuumed and checkpointed", f"{res.tables_purged:,}")
+    s.add_row("data files deleted", f"{res.files_vacuumed:,}")
+    s.add_row("log files expired", f"{res.log_files_expired:,}")
+    if res.redacted_files:
+        s.add_row("other files redacted", ", ".join(res.redacted_files))
+    if res.mlflow_files:
+        s.add_row("MLflow files naming the customer (not modified)", ", ".join(res.mlflow_files))
+    tables.append(s)
+    return tables
+
+
+def do_erase(settings: Settings, customer_id: str, retention_hours: Optional[int]) -> None:
+    import uuid
+
+    from c360 import lock
+    from c360.engine import spark_session
+    from jobs import erase as erase_job
+
+    try:
+        cid = erase_job.check_customer_id(customer_id)
+        hours = erase_job.check_retention(settings.privacy.erasure_retention_hours if retention_hours is None
+                                          else retention_hours)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if not Path(settings.lake).is_dir():
+        raise CliError(f"lake {settings.lake} does not exist")
+    request_id = str(uuid.uuid4())
+    out.print(f"erasure request id: {request_id} (file it with the request; the audit log knows the run by it)")
+    with lock.for_settings(settings, run_id=request_id, step="erase"), spark_session(settings) as engine, \
+            _progress() as progress:
+        res = erase_job.run(engine.spark, settings, cid, retention_hours=hours, request_id=request_id,
+                            progress=_Bars(progress))
+    for t in _erase_tables(res):
+        out.print(t)
+    if res.delivered:
+        out.print("[yellow]delivered exports were not modified (the recipient's copy): the recipient must erase "
+                  f"the customer from {', '.join(e.folder for e in res.delivered)}[/yellow]")
+    if not res.customer_found:
+        out.print(f"[yellow]customer {cid} was found in no table, undelivered export or report of {settings.lake}: nothing "
+                  "removed[/yellow] (old files past the retention were still purged; audit entry recorded)")
+    elif res.pending_until:
+        out.print(f"{res.rows_removed:,} rows removed. Old files and log entries holding them stay until "
+                  f"{res.pending_until} UTC (retention {hours} h); run `c360 erase` again after that to delete them.")
+    else:
+        out.print(f"{res.rows_removed:,} rows removed; the old files and log entries holding them are deleted.")
+
+
+@app.command()
+def erase(
+    customer_id: str = typer.Option(..., "--customer-id", help="the customer to erase (right to erasure)"),
+    lake: Optional[Path] = typer.Option(None, help="lake root [env C360_LAKE, default ./lake]"),
+    retention_hours: Optional[int] = typer.Option(
+        None, "--retention-hours",
+        help="delete old files and log entries older than this many hours; 0: at once "
+             "[default privacy.erasure_retention_hours]"),
+    debug: bool = typer.Option(False, help="show tracebacks"),
+) -> None:
+    """Erase one customer from every table, undelivered CRM export and report of the lake."""
+    def go():
+        do_erase(_settings(lake=lake), customer_id, retention_hours)
     _run_guarded(go, debug)
 
 
