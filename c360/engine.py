@@ -87,7 +87,9 @@ def spark_session(settings: Settings) -> Iterator[Engine]:
     """Yield an :class:`Engine` for the configured engine, and clean up afterwards."""
     remote = settings.engine.remote
     if remote:
-        spark = _configure(SparkSession.builder.remote(remote), settings).getOrCreate()
+        # create(), not getOrCreate(): an active session of this process may be connected to
+        # another server (e.g. the embedded engine), and stopping it would break its users.
+        spark = _configure(SparkSession.builder.remote(remote), settings).create()
         log.info("connected to Spark Connect at %s", remote)
         try:
             yield Engine(spark, remote, embedded=False)

@@ -64,7 +64,6 @@ governed by the bank's delivery retention; it is not touched.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import re
@@ -81,6 +80,7 @@ from pyspark.sql import types as T
 
 from c360 import lake, lock, ops
 from c360.settings import Settings
+from jobs.export import sha256
 
 Progress = Callable[[str, int, int], None]
 
@@ -296,14 +296,6 @@ def export_folders(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _filter_csv(path: Path, customer_id: str, out: Path | None) -> tuple[int, int]:
     """Rows of the customer and rows kept; with ``out``, the kept rows are written there
     with the export's own CSV dialect (so the other rows' bytes are unchanged)."""
@@ -390,7 +382,7 @@ def erase_export(folder: Path, customer_id: str, request_id: str, rewrite: bool)
     for name, meta in manifest["files"].items():
         if name in found and isinstance(meta, dict):
             p = folder / name
-            meta["sha256"], meta["bytes"] = _sha256(p), p.stat().st_size
+            meta["sha256"], meta["bytes"] = sha256(p), p.stat().st_size
             if "rows" in meta:
                 meta["rows"] = kept[name]
     main = next((n for n in found if n.startswith("recommendations")), None)
