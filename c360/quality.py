@@ -40,7 +40,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from c360.contract import DATE, SOURCES, SURVEY_SCORE_RANGES, TIMESTAMP, Source
-from c360.settings import DEFAULT_CONF_DIR, ConfigError
+from c360.settings import DEFAULT_CONF_DIR, ConfigError, read_yaml
 
 QUALITY_FILE = "quality.yaml"
 SEVERITIES = ("critical", "warning")
@@ -634,13 +634,7 @@ def load_config(path: Path | None = None) -> QualityConfig:
     path = Path(path) if path else DEFAULT_CONF_DIR / QUALITY_FILE
     if not path.exists():
         raise ConfigError(f"{path}: quality configuration not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
-    return parse_config(raw.get("quality") or {}, str(path))
+    return parse_config(read_yaml(path).get("quality") or {}, str(path))
 
 
 __all__ = ["Check", "QualityConfig", "QualityGateFailed", "load_config", "parse_config", "config_from",

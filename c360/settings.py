@@ -448,7 +448,7 @@ class Settings(_Strict):
         return self.model_copy(update={"paths": paths})
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
@@ -488,10 +488,10 @@ def load_settings(conf_dir: Path | None = None, environ: dict[str, str] | None =
     raw: dict[str, Any] = {}
     for name in CONF_FILES:
         if (conf_dir / name).exists():
-            raw = _deep_merge(raw, _read_yaml(conf_dir / name))
+            raw = _deep_merge(raw, read_yaml(conf_dir / name))
     local = conf_dir / "local.yaml"
     if local.exists():
-        raw = _deep_merge(raw, _read_yaml(local))
+        raw = _deep_merge(raw, read_yaml(local))
     if environ.get("C360_ENV"):
         raw["env"] = environ["C360_ENV"]
     paths = dict(raw.get("paths") or {})
