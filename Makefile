@@ -48,7 +48,7 @@ test-fast: setup  ## the tests without the end-to-end ones
 CUSTOMERS ?= 1000000
 DAYS ?= 365
 BENCH_DIR ?= /tmp/c360-bench
-BENCH_ARGS ?= --monthly-ingest
+BENCH_ARGS ?=
 
 bench: setup  ## end-to-end benchmark: full + daily run, DuckDB/Sail/JVM, maintenance (CUSTOMERS, DAYS, BENCH_DIR, BENCH_ARGS)
 	$(UV) run --frozen python bench/run_bench.py --customers $(CUSTOMERS) --days $(DAYS) --bench-dir $(BENCH_DIR) $(BENCH_ARGS)

@@ -284,8 +284,6 @@ class Bench:
                        "seed": args.seed, "dirty_rate": args.dirty_rate}
         if args.full_steps:
             self.params["full_steps"] = args.full_steps
-        if args.monthly_ingest:
-            self.params["monthly_ingest"] = True
         self.state_path = self.dir / "state.json"
         self.state = self._load_state()
         self.mem = MemorySampler().start()
@@ -549,20 +547,7 @@ class Bench:
             shutil.rmtree(self.lake)
         for p in ("compare", "daily", "layout", "maintain"):
             self.state["phases"].pop(p, None)
-        names: list = [s for s in pipeline.STEPS if not self.args.full_steps or s in self.args.full_steps]
-        if self.args.monthly_ingest and "ingest" in names:
-            # The initial load in monthly batches (ingest takes the deliveries dated up to its
-            # as_of): bounds the memory of one ingest batch on a large bank.
-            start = self.as_of - dt.timedelta(days=self.args.days - 1)
-            month_ends, d = [], start
-            while d < self.as_of:
-                nxt = (d.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
-                end = nxt - dt.timedelta(days=1)
-                if end < self.as_of:
-                    month_ends.append(end)
-                d = nxt
-            i = names.index("ingest")
-            names[i:i] = [("ingest", e) for e in month_ends]
+        names = [s for s in pipeline.STEPS if not self.args.full_steps or s in self.args.full_steps]
         res = self._steps(self.as_of, names, "full")
         res["lake_as_of"] = self.as_of.isoformat()
         self.state["lake_as_of"] = self.as_of.isoformat()
@@ -969,9 +954,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--name", default=None, help="results name: bench/results/<name>.json|.md")
     ap.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, from {', '.join(PHASES)}")
     ap.add_argument("--daily-steps", default=",".join(DAILY_STEPS))
-    ap.add_argument("--monthly-ingest", action="store_true",
-                    help="full phase: ingest the history month by month (one ingest step per month end, then "
-                         "as_of) instead of in one batch; bounds ingest memory on a large bank")
     ap.add_argument("--full-steps", default="",
                     help="steps of the full phase (default: every step of jobs.pipeline.STEPS); e.g. ingest,silver "
                          "to measure only the engine comparison on a large bank")

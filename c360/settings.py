@@ -67,6 +67,9 @@ class Ingest(_Strict):
     max_future_days: int = Field(1, ge=0, le=3650)
     min_date: date = date(1900, 1, 1)
     read_tasks: int = Field(8, ge=1, le=10_000)
+    # Upper bound of one ingest batch, in delivered (on-disk) megabytes: a year of history
+    # is loaded in delivery-date order, a batch at a time, so memory stays bounded.
+    batch_mb: int = Field(256, ge=1, le=1_000_000)
 
 
 class Silver(_Strict):

@@ -96,6 +96,23 @@ def _plan(files: list[LandingFile], done: set[str], as_of: date | None):
     return to_read, unreadable, duplicates, skipped
 
 
+def plan_batches(files: list[LandingFile], max_bytes: int) -> list[list[LandingFile]]:
+    """``files`` in delivery-date order, cut into consecutive batches of at most ``max_bytes``
+    (a bigger file is a batch of its own). Older deliveries are loaded first, so a batch
+    never holds data delivered after the next batch's."""
+    ordered = sorted(files, key=lambda f: (f.delivery_date or date.min, f.path))
+    batches: list[list[LandingFile]] = []
+    size = 0
+    for f in ordered:
+        if batches and size + f.size_bytes <= max_bytes:
+            batches[-1].append(f)
+            size += f.size_bytes
+        else:
+            batches.append([f])
+            size = f.size_bytes
+    return batches
+
+
 def _file_rows_df(spark: SparkSession, files: list[LandingFile]) -> DataFrame:
     schema = T.StructType([
         T.StructField("path", T.StringType()), T.StructField("fmt", T.StringType()),
@@ -146,26 +163,26 @@ def ingest_source(spark: SparkSession, settings: Settings, source: Source, files
         F.col("_delivery_date").alias("delivery_date"), F.lit(batch_id).alias("batch_id"), now.alias("quarantined_at"))
     quarantine = lake.table_path(lake_dir, "quarantine", source.name)
     lake.create_if_missing(spark, quarantine, QUARANTINE_SCHEMA)
-    lake.merge(spark, q_rows.unionByName(q_files).to(QUARANTINE_SCHEMA), quarantine, QUARANTINE_KEY,
-               update_when=None)
+    lake.upsert(spark, q_rows.unionByName(q_files).to(QUARANTINE_SCHEMA), quarantine, QUARANTINE_KEY,
+                update_when=None)
 
     # 2. bronze: the latest version of each key
     good = staged.where("_reason IS NULL").drop("_reason", "_raw")
     extras = [c for c in good.columns if c not in source.column_names and not c.startswith("_")]
     schema = bronze_schema(source, extras)
-    bronze_rows = latest_per_key(good, source).withColumn("_batch_id", F.lit(batch_id)) \
-        .withColumn("_ingested_at", now).to(schema)
-    bronze = lake.table_path(lake_dir, "bronze", source.name)
-    lake.create_if_missing(spark, bronze, bronze_schema(source))
-    lake.merge(spark, bronze_rows, bronze, list(source.key), update_when="s._version >= t._version")
-    if source.name in VERSIONED:
-        keys = list(VERSIONED[source.name])
-        versions = lake.table_path(lake_dir, "bronze", f"{source.name}_versions")
-        lake.create_if_missing(spark, versions, bronze_schema(source))
-        # every distinct version of a key, not just the latest
-        all_versions = latest_per_key(good, source, keys).withColumn("_batch_id", F.lit(batch_id)) \
-            .withColumn("_ingested_at", now).to(schema)
-        lake.merge(spark, all_versions, versions, keys, update_when="s._version >= t._version")
+    # New keys are appended, keys bronze already holds are merged (lake.upsert); the
+    # deduplicated batch is staged because the upsert reads it more than once.
+    targets = [(lake.table_path(lake_dir, "bronze", source.name), list(source.key))]
+    if source.name in VERSIONED:  # every distinct version of a key, not just the latest
+        targets.append((lake.table_path(lake_dir, "bronze", f"{source.name}_versions"),
+                        list(VERSIONED[source.name])))
+    for target, keys in targets:
+        rows_staging = f"{staging}__rows"
+        lake.overwrite(latest_per_key(good, source, keys).withColumn("_batch_id", F.lit(batch_id))
+                       .withColumn("_ingested_at", now).to(schema), rows_staging)
+        lake.create_if_missing(spark, target, bronze_schema(source))
+        lake.upsert(spark, lake.read(spark, rows_staging), target, keys, update_when="s._version >= t._version")
+        shutil.rmtree(rows_staging, ignore_errors=True)
 
     # 3. per-file counts (one row per file: bounded)
     counts = {r["_source_file"]: r.asDict() for r in staged.groupBy("_source_file").agg(
@@ -212,13 +229,16 @@ def run(spark: SparkSession, settings: Settings, as_of: date | None = None, sour
     by_source: dict[str, list[LandingFile]] = {}
     for f in to_read:
         by_source.setdefault(f.source, []).append(f)
-    for i, name in enumerate(names):
+    batches = [(name, part) for name in names
+               for part in plan_batches(by_source.get(name, []), settings.ingest.batch_mb << 20)]
+    for i, (name, src_files) in enumerate(batches):
         if progress:
-            progress(f"ingest {name}", i, len(names))
-        src_files = by_source.get(name, [])
-        if not src_files:
-            continue
+            mb = sum(f.size_bytes for f in src_files) / 1e6
+            progress(f"ingest {name} {src_files[0].delivery_date}..{src_files[-1].delivery_date} "
+                     f"({len(src_files)} files, {mb:,.0f} MB)", i, len(batches))
         res = results[name]
+        if res.error:
+            continue  # an earlier batch of this source failed: later ones wait for the re-run
         try:
             counts = ingest_source(spark, settings, SOURCES[name], src_files, batch_id, res)
         except Exception as exc:  # one source's failure must not stop the others
@@ -226,6 +246,7 @@ def run(spark: SparkSession, settings: Settings, as_of: date | None = None, sour
             log.exception("ingest of %s failed", name)
             res.error = f"{type(exc).__name__}: {str(exc)[:300]}"
             continue
+        loaded: list[dict] = []
         for f in src_files:
             c = counts.get(f.path, {"rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0})
             status = "quarantined" if c.get("file_error") else "loaded"
@@ -236,13 +257,15 @@ def run(spark: SparkSession, settings: Settings, as_of: date | None = None, sour
             res.rows_read += c["rows_read"]
             res.rows_loaded += c["rows_loaded"]
             res.rows_quarantined += c["rows_quarantined"]
-            records.append(dict(source=name, file_path=f.path, sha256=f.sha256, size_bytes=f.size_bytes,
-                                delivery_date=f.delivery_date, status=status, reason=c.get("file_error"),
-                                rows_read=c["rows_read"], rows_loaded=c["rows_loaded"],
-                                rows_quarantined=c["rows_quarantined"], batch_id=batch_id, ingested_at=now))
+            loaded.append(dict(source=name, file_path=f.path, sha256=f.sha256, size_bytes=f.size_bytes,
+                               delivery_date=f.delivery_date, status=status, reason=c.get("file_error"),
+                               rows_read=c["rows_read"], rows_loaded=c["rows_loaded"],
+                               rows_quarantined=c["rows_quarantined"], batch_id=batch_id, ingested_at=now))
+        # recorded per batch: a run stopped later resumes after this batch
+        ops.record_files(spark, settings.lake, loaded)
     ops.record_files(spark, settings.lake, records)
     if progress:
-        progress("ingest", len(names), len(names))
+        progress("ingest", len(batches), len(batches))
     failed = {n: r.error for n, r in results.items() if r.error}
     if failed:
         raise IngestError("ingest failed for " + "; ".join(f"{n} ({e})" for n, e in failed.items())

@@ -198,3 +198,89 @@ def test_silver_after_ingest_keeps_scd2_history_and_no_raw_pii(spark, lake_setti
     assert not values & {"王小明", "110101199001011234", "13800138000", "xm@example.cn"}
     pii = table(spark, s, "restricted", "customer_pii").first()
     assert pii.full_name == "王小明" and pii.full_name_token == hist[0].full_name_token
+
+
+def _landing_file(day: str, size: int, path: str = "x.csv"):
+    from c360.landing import LandingFile
+
+    return LandingFile("transactions", f"/l/{day}/{path}", date.fromisoformat(day), "csv", size, f"{day}{path}")
+
+
+def test_plan_batches_cuts_a_backlog_by_size_in_delivery_order():
+    files = [_landing_file("2026-06-03", 40), _landing_file("2026-06-01", 60), _landing_file("2026-06-02", 30),
+             _landing_file("2026-06-04", 250), _landing_file("2026-06-05", 10), _landing_file("2026-06-01", 5, "a.csv")]
+    batches = ingest.plan_batches(files, 100)
+    assert [[(f.delivery_date.day, f.size_bytes) for f in b] for b in batches] == [
+        [(1, 5), (1, 60), (2, 30)],  # 95 bytes; the next file would pass 100
+        [(3, 40)],
+        [(4, 250)],  # bigger than the bound: a batch of its own
+        [(5, 10)],
+    ]
+    assert ingest.plan_batches([], 100) == []
+
+
+def _txn_day(day: str, first: int, n: int, extra: list[str] = ()) -> str:
+    lines = [TXN_HEADER] + [txn_line(f"T{i:06d}", amount=f"{i % 997}.25", ts=f"{day}T10:00:00",
+                                     desc="x" * 40) for i in range(first, first + n)]
+    return "\n".join(lines + list(extra)) + "\n"
+
+
+def _bronze_content(spark, s, name):
+    return table(spark, s, "bronze", name).drop("_batch_id", "_ingested_at")
+
+
+def test_a_backlog_in_small_batches_loads_what_one_batch_loads(spark, tmp_path, settings):
+    """Three ~0.85 MB days with batch_mb=1 load as three batches; bronze, the customer
+    versions, quarantine and the file records equal a single-batch load, a key re-sent
+    in a later batch keeps its latest version, and losing the file records (a crash
+    after the writes) and re-running adds no row."""
+    def lake_for(name, batch_mb):
+        s = settings.with_paths(landing=tmp_path / "landing", lake=tmp_path / name)
+        return s.model_copy(update={"ingest": s.ingest.model_copy(update={"batch_mb": batch_mb})})
+
+    landing = tmp_path / "landing"
+    write_landing(landing, "transactions", "2026-06-01", "t.csv", _txn_day("2026-06-01", 0, 8_000))
+    write_landing(landing, "transactions", "2026-06-02", "t.csv", _txn_day("2026-06-02", 8_000, 8_000))
+    # day 3 re-sends T000005 with a new amount (the later delivery wins) and has a bad row
+    write_landing(landing, "transactions", "2026-06-03", "t.csv", _txn_day(
+        "2026-06-03", 16_000, 8_000, [txn_line("T000005", amount="999.99", ts="2026-06-01T10:00:00"),
+                                       txn_line("TBAD", amount="ten")]))
+    for day, income in (("2026-06-01", "100.00"), ("2026-06-02", "200.00"), ("2026-06-03", "300.00")):
+        write_landing(landing, "customers", day, "c.csv",
+                      "\n".join([CUST_HEADER, cust_line("C1", income, f"{day}T09:00:00")]) + "\n")
+    sizes = [p.stat().st_size for p in sorted((landing / "transactions").glob("*/t.csv"))]
+    assert all(0.5e6 < n < 1 << 20 for n in sizes), sizes  # two of them do not fit in 1 MB
+
+    batched, whole = lake_for("batched", 1), lake_for("whole", 1000)
+    steps: list[str] = []
+    res = ingest.run(spark, batched, progress=lambda msg, i, n: steps.append(msg))
+    assert [m.split(" (")[0] for m in steps if m.startswith("ingest transactions")] == [
+        "ingest transactions 2026-06-01..2026-06-01", "ingest transactions 2026-06-02..2026-06-02",
+        "ingest transactions 2026-06-03..2026-06-03"]
+    assert (res["transactions"].files_new, res["transactions"].rows_loaded,
+            res["transactions"].rows_quarantined) == (3, 24_001, 1)
+    ingest.run(spark, whole)
+
+    for name in ("transactions", "customers", "customers_versions"):
+        a, b = _bronze_content(spark, batched, name), _bronze_content(spark, whole, name)
+        assert a.count() == b.count() and a.exceptAll(b).count() == 0 and b.exceptAll(a).count() == 0, name
+    txns = _bronze_content(spark, batched, "transactions")
+    assert txns.count() == 24_000 and txns.select("txn_id").distinct().count() == 24_000
+    resent = txns.where("txn_id = 'T000005'").first()
+    assert resent.amount == Decimal("999.99") and resent._delivery_date == date(2026, 6, 3)
+    assert table(spark, batched, "bronze", "customers").first().annual_income == Decimal("300.00")
+    assert table(spark, batched, "bronze", "customers_versions").count() == 3
+    q = table(spark, batched, "quarantine", "transactions").collect()
+    assert [r.raw.split(",")[0] for r in q] == ["TBAD"]
+
+    # a crash after the writes but before the files were recorded: the re-run reads every
+    # file again, and the rows already there merge onto themselves
+    import shutil
+
+    shutil.rmtree(lake.table_path(batched.lake, "ops", "ingested_files"))
+    again = ingest.run(spark, batched)
+    assert again["transactions"].files_new == 3
+    for name in ("transactions", "customers_versions"):
+        a, b = _bronze_content(spark, batched, name), _bronze_content(spark, whole, name)
+        assert a.count() == b.count() and a.exceptAll(b).count() == 0, name
+    assert table(spark, batched, "quarantine", "transactions").count() == 1

@@ -359,11 +359,12 @@ def test_sigkill_during_writes_then_rerun_equals_a_clean_run(landing, spark, set
     crash = tmp_path / "crash"
     log_file = tmp_path / "runs.log"
     timings = {}
-    # run 1: killed while ingest MERGEs into bronze/transactions (other sources already
-    # merged, ops/ingested_files not written yet)
+    # run 1: killed while ingest writes bronze/transactions (the sources before it loaded
+    # and their files recorded, no transactions file recorded yet)
     t0 = time.monotonic()
     kills = [kill_during_write(start_run(landing, crash, log_file), crash, "bronze/transactions")]
-    assert lake.log_version(str(crash / "ops" / "ingested_files")) is None
+    recorded = {r.source for r in lake.read(spark, str(crash / "ops" / "ingested_files")).collect()}
+    assert recorded and "transactions" not in recorded, recorded
     # run 2: killed while silver overwrites silver/transactions
     kills.append(kill_during_write(start_run(landing, crash, log_file), crash, "silver/transactions"))
     assert "step ingest" in kills[0] and "step silver" in kills[1], kills
