@@ -272,6 +272,10 @@ class QualityConfig(_Strict):
     # GE result format: BASIC keeps counts and up to 20 example values per expectation.
     result_format: Literal["BOOLEAN_ONLY", "BASIC", "SUMMARY"] = "BASIC"
     docs: Docs = Docs()
+    # Bronze and silver: row-level checks look only at the rows ingested since the table
+    # last passed (its watermark in ops/dq_watermarks); checks across rows (uniqueness,
+    # one current row, table-level expectations) always see the whole table.
+    incremental: bool = True
 
     @field_validator("expectations")
     @classmethod
@@ -501,6 +505,23 @@ def reference_checks(config: QualityConfig, layer: str) -> list[Check]:
         out.append(Check(r.table, EXISTS_IN_TABLE, kwargs, r.severity or config.reference_defaults.severity,
                          origin="reference"))
     return out
+
+
+# Expectations whose verdict on a row depends on that row alone (and on reference tables).
+_ROW_LEVEL_PREFIXES = ("expect_column_values_to_", "expect_column_pair_values_", "expect_multicolumn_sum_",
+                       "expect_select_column_values_to_be_unique_within_record")
+_CROSS_ROW = frozenset({"expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique",
+                        ONE_CURRENT_ROW})
+
+
+def row_level(check: Check) -> bool:
+    """True when ``check`` judges each row on its own, so that checking only new rows is
+    enough; false for uniqueness, one-current-row and table-level expectations (row counts,
+    column means...), which must see the whole table."""
+    if check.type in _CROSS_ROW:
+        return False
+    return check.type == EXISTS_IN_TABLE or check.type == "expect_column_to_exist" \
+        or check.type.startswith(_ROW_LEVEL_PREFIXES)
 
 
 def _apply_overrides(checks: list[Check], overrides: list[Override]) -> tuple[list[Check], set[int]]:

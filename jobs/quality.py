@@ -40,7 +40,7 @@ from pyspark.sql import types as T
 from c360 import lake, ops
 from c360.quality import (CUSTOM_TYPES, EXISTS_IN_TABLE, ONE_CURRENT_ROW, ROWS_NEAR_PREVIOUS, RUNTIME_TYPES,
                           SHARES_NEAR_PREVIOUS, WITHIN_RISK_TOLERANCE, Check, QualityConfig, QualityGateFailed,
-                          config_from, suites)
+                          config_from, row_level, suites)
 from c360.settings import ConfigError, Settings
 
 # No usage statistics leave the machine.
@@ -71,6 +71,16 @@ DQ_RESULTS_SCHEMA = T.StructType([
     T.StructField("details", T.StringType()),  # JSON: example unexpected values, errors
 ])
 DQ_RESULTS_KEY = ["run_id", "suite", "expectation", "column"]
+
+# Per bronze/silver table: the rows ingested up to this instant have passed its row-level checks.
+WATERMARK_SCHEMA = T.StructType([
+    T.StructField("suite", T.StringType()),
+    T.StructField("ingested_through", T.TimestampType()),
+    T.StructField("as_of", T.DateType()),
+    T.StructField("run_id", T.StringType()),
+    T.StructField("validated_at", T.TimestampType()),
+])
+INGESTED = "_ingested_at"
 
 SITE_NAME = "c360"
 DATASOURCE = "c360_lake"
@@ -454,6 +464,7 @@ def run(spark: SparkSession, settings: Settings, layer: str, as_of: date, run_id
     validated_at = ops.utcnow()
     run_time = validated_at.replace(tzinfo=timezone.utc)
     outcomes: list[Outcome] = []
+    watermarks: list[tuple[str, datetime | None]] = []
     skipped: list[str] = []
     by_suite: dict[str, dict[str, int]] = {}
     result_ids: list = []
@@ -475,6 +486,8 @@ def run(spark: SparkSession, settings: Settings, layer: str, as_of: date, run_id
                 if df.limit(1).count() == 0:
                     skipped.append(f"{table}: no rows for as_of {as_of.isoformat()}")
                     continue
+            # incremental: row-level checks on the rows new since the table last passed
+            scope = _scope(spark, lake_dir, table, df, config) if layer in ("bronze", "silver") else None
             active = []
             for i, check, exp in triples:
                 if check.type == EXISTS_IN_TABLE:
@@ -498,12 +511,26 @@ def run(spark: SparkSession, settings: Settings, layer: str, as_of: date, run_id
             if ctx is None:
                 ctx = gx_context(lake_dir, config)
                 ds = _datasource(ctx, spark)
-            vr, vrid = validate_table(ctx, ds, table, [e for _, e in active], df, run_id, run_time,
-                                      config.result_format)
-            result_ids += [vrid, ExpectationSuiteIdentifier(name=gx_name(table))]
-            got = [_outcome(active[_index(r, active)][0], r) for r in vr.results]
+            # (suite name, checks, rows): one run on the whole table, or two when scoped
+            runs = [(table, active, df)]
+            if scope is not None:
+                rows_new, whole = scope.rows, [a for a in active if not row_level(a[0])]
+                runs = [(table, [a for a in active if row_level(a[0])], rows_new),
+                        (f"{table}/whole", whole, df)]
+            got = []
+            for name, checks, rows in runs:
+                if not checks:
+                    continue
+                vr, vrid = validate_table(ctx, ds, name, [e for _, e in checks], rows, run_id, run_time,
+                                          config.result_format)
+                result_ids += [vrid, ExpectationSuiteIdentifier(name=gx_name(name))]
+                got += [_outcome(checks[_index(r, checks)][0], r) for r in vr.results]
             outcomes += got
             by_suite[table] = {"expectations": len(got), "failed": sum(not o.success for o in got)}
+            if scope is not None:
+                by_suite[table]["rows_checked"] = scope.describe
+                if not any(not o.success and o.check.severity == "critical" for o in got):
+                    watermarks.append((table, scope.through))
         for view in views:
             try:
                 spark.catalog.dropTempView(view)
@@ -516,6 +543,7 @@ def run(spark: SparkSession, settings: Settings, layer: str, as_of: date, run_id
     if progress:
         progress(step, len(built), len(built))
     record(spark, lake_dir, outcomes, as_of, run_id, validated_at)
+    save_watermarks(spark, lake_dir, watermarks, as_of, run_id, validated_at)
     failures = [o for o in outcomes if not o.success and o.check.severity == "critical"]
     warned = [o for o in outcomes if not o.success and o.check.severity != "critical"]
     # passed thanks to a `mostly` threshold, yet with unexpected rows: reported, not failed
@@ -536,6 +564,53 @@ def run(spark: SparkSession, settings: Settings, layer: str, as_of: date, run_id
         "by_suite": by_suite,
         "data_docs": docs,
     }
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The rows of a table its row-level checks look at: ingested after ``since`` (None:
+    all, the table's first validation) up to ``through``."""
+
+    rows: DataFrame
+    since: datetime | None
+    through: datetime | None
+
+    @property
+    def describe(self) -> str:
+        if self.since is None:
+            return "all rows (first validation)"
+        return f"rows ingested after {self.since.isoformat(sep=' ')}"
+
+
+def watermark(spark: SparkSession, lake_dir, table: str) -> datetime | None:
+    path = lake.table_path(lake_dir, "ops", "dq_watermarks")
+    if not lake.exists(path):
+        return None
+    row = lake.read(spark, path).where(F.col("suite") == table).select("ingested_through").first()
+    return row["ingested_through"] if row else None
+
+
+def _scope(spark: SparkSession, lake_dir, table: str, df: DataFrame, config: QualityConfig) -> Scope | None:
+    """None when the whole table is checked (incremental off, or no ``_ingested_at``)."""
+    if not config.incremental or INGESTED not in df.columns:
+        return None
+    through = df.agg(F.max(INGESTED).alias("m")).first()["m"]
+    since = watermark(spark, lake_dir, table)
+    rows = df if since is None else df.where(F.col(INGESTED) > F.lit(since))
+    if through is not None:  # rows ingested while validating wait for the next run
+        rows = rows.where(F.col(INGESTED) <= F.lit(through))
+    return Scope(rows, since, through)
+
+
+def save_watermarks(spark: SparkSession, lake_dir, marks: list[tuple[str, datetime | None]], as_of: date,
+                    run_id: str, validated_at: datetime) -> None:
+    """Move the watermark of every table that passed (a table with no rows keeps its own)."""
+    rows = [(t, through, as_of, run_id, validated_at) for t, through in marks if through is not None]
+    if not rows:
+        return
+    path = lake.table_path(lake_dir, "ops", "dq_watermarks")
+    lake.create_if_missing(spark, path, WATERMARK_SCHEMA)
+    lake.merge(spark, spark.createDataFrame(rows, WATERMARK_SCHEMA), path, ["suite"], update_when="")
 
 
 # Why a gold table may be absent without anything being wrong.

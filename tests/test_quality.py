@@ -215,7 +215,9 @@ def test_orphan_transaction_is_caught(spark, lake_copy):
     row = table(spark, s, "ops", "dq_results").where("run_id = 'orphan' AND NOT success").first()
     assert json.loads(row.details)["unexpected_rows"] == [{"customer_id": "C404"}]
     # with a threshold, a few orphans are tolerated: the run goes on and they are reported
-    lenient = parse_config({"references": [
+    # (`mostly` is a share of the rows checked: here the whole table; incrementally, the
+    # new rows, of which the orphan is the only one)
+    lenient = parse_config({"incremental": False, "references": [
         {"table": "silver/transactions", "column": "customer_id", "ref": "silver/customers", "mostly": 0.8}]})
     m = validate(spark, s, "silver", "orphan_tolerated", ["silver/transactions"], lenient)
     assert m["failed_critical"] == m["failed_warning"] == 0
@@ -228,7 +230,7 @@ def test_null_customer_id_reaching_silver_is_caught(spark, lake_copy):
     path = lake.table_path(s.lake, "silver", "transactions")
     df = lake.read(spark, path)
     bad = df.where("txn_id = 'T2'").withColumn("txn_id", F.lit("T77")) \
-        .withColumn("customer_id", F.lit(None).cast("string"))
+        .withColumn("customer_id", F.lit(None).cast("string")).withColumn("_ingested_at", F.current_timestamp())
     lake.overwrite(df.unionByName(bad), path + "_tmp")
     lake.overwrite(lake.read(spark, path + "_tmp"), path)
     with pytest.raises(Exception) as excinfo:
@@ -243,7 +245,7 @@ def test_contract_violation_in_bronze_is_caught(spark, lake_copy):
     df = lake.read(spark, path)
     bad = df.where("txn_id = 'T3'").withColumn("txn_id", F.lit("T66")) \
         .withColumn("amount", F.lit(-5).cast("decimal(18,2)")) \
-        .withColumn("channel", F.lit("fax"))
+        .withColumn("channel", F.lit("fax")).withColumn("_ingested_at", F.current_timestamp())
     lake.append(bad, path)
     with pytest.raises(Exception) as excinfo:
         validate(spark, s, "bronze", "bronze_bad", ["bronze/transactions"])
@@ -252,11 +254,54 @@ def test_contract_violation_in_bronze_is_caught(spark, lake_copy):
         "bronze/transactions expect_column_values_to_be_in_set(channel): 1 unexpected")
 
 
+def test_row_checks_see_only_new_rows_and_cross_row_checks_the_whole_table(spark, lake_copy):
+    """After a table passed, its row-level checks look at the rows ingested since; a bad
+    row among those stops the run and keeps the watermark where it was. Uniqueness still
+    sees the whole table, and ``incremental: false`` checks every row."""
+    from jobs import quality
+
+    s = lake_copy
+    path = lake.table_path(s.lake, "silver", "transactions")
+    passed = quality.watermark(spark, s.lake, "silver/transactions")
+    assert passed == lake.read(spark, path).agg(F.max("_ingested_at")).first()[0]
+    df = lake.read(spark, path)
+    # an old row gone bad (as if written before the checks existed): outside the scope
+    old_bad = df.where("txn_id = 'T2'").withColumn("txn_id", F.lit("T55")) \
+        .withColumn("customer_id", F.lit(None).cast("string"))
+    lake.append(old_bad, path)
+    m = validate(spark, s, "silver", "scoped", ["silver/transactions"])
+    assert m["failed_critical"] == 0
+    assert m["by_suite"]["silver/transactions"]["rows_checked"] == f"rows ingested after {passed.isoformat(sep=' ')}"
+    # a new bad row is inside it (and only it is counted); the failure keeps the watermark
+    new_bad = df.where("txn_id = 'T3'").withColumn("txn_id", F.lit("T56")) \
+        .withColumn("customer_id", F.lit(None).cast("string")).withColumn("_ingested_at", F.current_timestamp())
+    lake.append(new_bad, path)
+    with pytest.raises(Exception) as excinfo:
+        validate(spark, s, "silver", "scoped_new", ["silver/transactions"])
+    assert gate_error(excinfo) == ("quality gate failed: silver/transactions "
+                                   "expect_column_values_to_not_be_null(customer_id): 1 unexpected")
+    assert quality.watermark(spark, s.lake, "silver/transactions") == passed
+    # a duplicate of an old row: uniqueness is checked on the whole table
+    lake.overwrite(lake.read(spark, path).where("txn_id <> 'T56'"), path + "_tmp")
+    lake.overwrite(lake.read(spark, path + "_tmp"), path)
+    lake.append(lake.read(spark, path).where("txn_id = 'T1'"), path)
+    with pytest.raises(Exception) as excinfo:
+        validate(spark, s, "silver", "scoped_dup", ["silver/transactions"])
+    assert gate_error(excinfo) == ("quality gate failed: silver/transactions "
+                                   "expect_column_values_to_be_unique(txn_id): 2 unexpected")
+    # every row, every check: the old bad row is found too
+    whole = parse_config({"incremental": False})
+    with pytest.raises(Exception) as excinfo:
+        validate(spark, s, "silver", "whole", ["silver/transactions"], whole)
+    assert "expect_column_values_to_not_be_null(customer_id): 1 unexpected" in gate_error(excinfo)
+
+
 def test_warning_is_recorded_and_the_run_goes_on(spark, lake_copy):
     s = lake_copy
     path = lake.table_path(s.lake, "silver", "campaign_responses")
     df = lake.read(spark, path)
-    stranger = df.where("outcome = 'sent'").withColumn("offer_id", F.lit("O9")).withColumn("customer_id", F.lit("C404"))
+    stranger = df.where("outcome = 'sent'").withColumn("offer_id", F.lit("O9")).withColumn("customer_id", F.lit("C404")) \
+        .withColumn("_ingested_at", F.current_timestamp())
     lake.append(stranger, path)
     m = validate(spark, s, "silver", "warn", ["silver/campaign_responses"])
     assert (m["failed_critical"], m["failed_warning"]) == (0, 1)
@@ -271,7 +316,8 @@ def test_overrides_and_thresholds_change_severity(spark, lake_copy):
     s = lake_copy
     path = lake.table_path(s.lake, "silver", "interactions")
     df = lake.read(spark, path)
-    lake.append(df.withColumn("interaction_id", F.lit("I2")).withColumn("customer_id", F.lit("C404")), path)
+    lake.append(df.withColumn("interaction_id", F.lit("I2")).withColumn("customer_id", F.lit("C404"))
+                .withColumn("_ingested_at", F.current_timestamp()), path)
     config = parse_config({"references": [
         {"table": "silver/interactions", "column": "customer_id", "ref": "silver/customers", "severity": "warning"}],
         "overrides": [{"suite": "silver/transactions", "type": "expect_column_values_to_not_be_null",
