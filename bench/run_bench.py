@@ -448,7 +448,7 @@ class Bench:
         return out
 
     def _steps(self, as_of: dt.date, names: list, phase: str) -> dict:
-        """Run ``names`` in order: step names (for ``as_of``) or ``(step, as_of)`` pairs."""
+        """Run the steps ``names`` in order for ``as_of``."""
         from c360 import ops
         from jobs import pipeline
 
@@ -466,9 +466,7 @@ class Bench:
                 say(f"    {stage} ({done}/{total})")
 
         versions_start = ops.snapshot_versions(self.lake)
-        final_as_of = as_of
-        for i, item in enumerate(names):
-            name, as_of = item if isinstance(item, tuple) else (item, final_as_of)
+        for i, name in enumerate(names):
             say(f"  {phase} [{i + 1}/{len(names)}] {name} (as_of {as_of})")
             before = ops.snapshot_versions(self.lake)
             inputs = pipeline.STEP_INPUTS.get(name, ()) if hasattr(pipeline, "STEP_INPUTS") else ()
@@ -490,8 +488,7 @@ class Bench:
             else:
                 rows_in, rows_loaded = sum(rows_in_tables.values()), None
             rows_written = sum(w["rows_written"] for w in writes.values())
-            label = name if as_of == final_as_of else f"{name} (as_of {as_of})"
-            rec = {"step": label, "seconds": round(wall, 2), "rows_in": rows_in, "rows_written": rows_written,
+            rec = {"step": name, "seconds": round(wall, 2), "rows_in": rows_in, "rows_written": rows_written,
                    "rows_per_second": round(rows_in / wall) if wall and rows_in else None,
                    **mem, "load_avg_1m": round(os.getloadavg()[0], 1), "input_rows": rows_in_tables, "writes": writes,
                    "output_rows": self._audit_counts(run_id, name)}
@@ -505,7 +502,7 @@ class Bench:
                 f"peak RSS {mem['peak_rss_mb']:,.0f} MB")
         versions_end = ops.snapshot_versions(self.lake)
         total = round(sum(s["seconds"] for s in steps), 2)
-        return {"as_of": final_as_of.isoformat(), "run_id": run_id, "steps": steps, "steps_seconds": total,
+        return {"as_of": as_of.isoformat(), "run_id": run_id, "steps": steps, "steps_seconds": total,
                 "versions_before": versions_start, "versions_after": versions_end}
 
     def _input_rows(self, inputs, versions: dict[str, int], as_of: dt.date) -> dict[str, int]:

@@ -164,8 +164,21 @@ def upsert(
 
     if not exists(path):
         raise FileNotFoundError(f"{path}: no Delta table (create it first)")
+    stats = source.agg(F.count(F.lit(1)).alias("n"), *[
+        f(F.col(f"`{k}`")).alias(f"{name}{i}") for i, k in enumerate(keys)
+        for name, f in (("lo", F.min), ("hi", F.max), ("nulls", lambda c: F.count_if(c.isNull())))]).first()
+    if not stats["n"]:
+        return {"appended": 0, "merged": 0}
+    # Only target rows whose keys lie within the batch's key ranges can match. Said as a
+    # filter, it lets the engine skip the files whose statistics lie outside (keys that grow
+    # with time, like dated ids and snapshot dates, are clustered by load order).
     pinned = version(path)
     target = read(spark, path, version=pinned).select(*keys)
+    for i, k in enumerate(keys):
+        col, lo, hi = F.col(f"`{k}`"), stats[f"lo{i}"], stats[f"hi{i}"]
+        cond = [col.between(F.lit(lo), F.lit(hi))] if lo is not None else []
+        cond += [col.isNull()] if stats[f"nulls{i}"] else []
+        target = target.where(cond[0] if len(cond) == 1 else cond[0] | cond[1])
     on = [F.col(f"s.`{k}`").eqNullSafe(F.col(f"t.`{k}`")) for k in keys]
     s, t = source.alias("s"), target.alias("t")
     new = s.join(t, on, "left_anti").select("s.*")
@@ -174,11 +187,10 @@ def upsert(
     if merged:
         # Merge before appending: the appended keys are new, so they cannot collide.
         merge(spark, known, path, keys, update_when=update_when)
-    before = row_count(path)
+    if merged == stats["n"]:
+        return {"appended": 0, "merged": merged}
     append(new, path)
-    after = row_count(path)
-    appended = (after - before) if before is not None and after is not None else -1
-    return {"appended": appended, "merged": merged}
+    return {"appended": stats["n"] - merged, "merged": merged}
 
 
 def tables(lake: Path | str) -> list[str]:

@@ -284,3 +284,22 @@ def test_a_backlog_in_small_batches_loads_what_one_batch_loads(spark, tmp_path, 
         a, b = _bronze_content(spark, batched, name), _bronze_content(spark, whole, name)
         assert a.count() == b.count() and a.exceptAll(b).count() == 0, name
     assert table(spark, batched, "quarantine", "transactions").count() == 1
+
+
+def test_upsert_appends_new_keys_and_merges_known_ones_null_keys_included(spark, tmp_path):
+    from pyspark.sql import types as T
+
+    schema = T.StructType([T.StructField("k", T.LongType()), T.StructField("v", T.StringType())])
+    path = str(tmp_path / "t")
+    lake.append(spark.createDataFrame([(1, "a"), (None, "b"), (50, "z")], schema), path)
+    src = spark.createDataFrame([(None, "B"), (2, "c"), (1, "A")], schema)
+    assert lake.upsert(spark, src, path, ["k"], update_when="") == {"appended": 1, "merged": 2}
+    assert sorted(lake.read(spark, path).collect(), key=lambda r: (r.k is not None, r.k)) == [
+        (None, "B"), (1, "A"), (2, "c"), (50, "z")]
+    # a condition keeps the newer row; an empty batch writes nothing
+    assert lake.upsert(spark, spark.createDataFrame([(2, "a")], schema), path, ["k"],
+                       update_when="s.v > t.v") == {"appended": 0, "merged": 1}
+    assert lake.read(spark, path).where("k = 2").first().v == "c"
+    v = lake.version(path)
+    assert lake.upsert(spark, spark.createDataFrame([], schema), path, ["k"]) == {"appended": 0, "merged": 0}
+    assert lake.version(path) == v
