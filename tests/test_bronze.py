@@ -6,6 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import pytest
+from pyspark.sql import functions as F
 
 from c360.contract import SOURCES
 from features.bronze import ValidationRules, latest_per_key, validate
@@ -160,3 +161,21 @@ def test_a_missing_version_value_never_wins(spark):
     ])
     (r,) = latest_per_key(validate(rows, src, RULES), src).collect()
     assert r["closed_at"] is not None
+
+
+def test_latest_per_key_keeps_single_keys_and_one_row_per_repeated_key_null_included(spark):
+    """Rows of keys that come once pass as they are; a repeated key (a null key too) keeps
+    its latest version only."""
+    src = SOURCES["customers"]
+    schema = "customer_id string, updated_at string, _delivery_date date, _line long, tag string"
+    df = spark.createDataFrame([
+        ("C1", "2026-06-01 09:00:00", date(2026, 6, 1), 1, "only"),
+        ("C2", "2026-06-01 09:00:00", date(2026, 6, 1), 2, "old"),
+        ("C2", "2026-06-02 09:00:00", date(2026, 6, 1), 3, "new"),
+        (None, None, date(2026, 6, 1), 4, "null-first"),
+        (None, None, date(2026, 6, 2), 5, "null-later"),
+    ], schema).withColumn("updated_at", F.col("updated_at").cast("timestamp"))
+    got = {(r.customer_id, r.tag) for r in latest_per_key(df, src).collect()}
+    assert got == {("C1", "only"), ("C2", "new"), (None, "null-later")}
+    versions = latest_per_key(df, src, ["customer_id", "updated_at"]).collect()
+    assert sorted(r.tag for r in versions) == ["new", "null-later", "old", "only"]
