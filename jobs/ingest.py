@@ -1,13 +1,16 @@
 """Ingest: landing zone -> ``bronze/<source>`` exactly once, bad rows -> quarantine.
 
 For every source: discover new files (by checksum, so a re-sent file under any name is
-skipped), read them in the engine as text, validate against the contract, stage the
-validated batch once, then
+skipped) and cut them into batches of at most ``ingest.batch_mb`` delivered megabytes,
+oldest delivery first (a year of history loads in bounded memory). For every batch: read
+the files in the engine as text, validate against the contract, stage the validated batch
+once, then
 
 - quarantine rejected rows (reason, file, line, raw text) and unreadable files,
-- upsert the latest version of each key into bronze (``MERGE``: a re-sent or late older
+- upsert the latest version of each key into bronze (:func:`c360.lake.upsert`: new keys
+  are appended, keys already there go through ``MERGE``, where a re-sent or late older
   version never overwrites a newer one; new columns are added),
-- record every file in ``ops/ingested_files``.
+- record the batch's files in ``ops/ingested_files``.
 
 Each of these writes is idempotent, so a run killed at any point is safely re-run.
 """
