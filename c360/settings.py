@@ -81,6 +81,9 @@ class Silver(_Strict):
     # An anonymous digital event is given the customer of the device's latest earlier
     # login only when that login is at most this many days old.
     device_lookback_days: int = Field(90, ge=1, le=3650)
+    # Most bronze rows one silver table takes in one go: a backlog (the first build of a
+    # year of history) is processed in chunks of whole ingest batches, oldest first.
+    batch_rows: int = Field(8_000_000, ge=1)
 
     @field_validator("partition")
     @classmethod

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -104,14 +104,57 @@ def _in_partitions(dates: list[str]) -> str:
     return f"{PARTITION} IN ({listed})"
 
 
+def plan_chunks(loads: list[tuple[datetime, int]], max_rows: int) -> list[tuple[datetime, int]]:
+    """Ingest loads (``_ingested_at``, rows), oldest first, grouped into chunks of at most
+    ``max_rows`` rows (one load bigger than that is a chunk of its own): the last
+    ``_ingested_at`` of each chunk and its rows."""
+    chunks: list[tuple[datetime, int]] = []
+    rows = 0
+    for at, n in loads:
+        if chunks and rows + n <= max_rows:
+            rows += n
+            chunks[-1] = (at, rows)
+        else:
+            rows = n
+            chunks.append((at, n))
+    return chunks
+
+
 def _incremental(spark: SparkSession, settings: Settings, source: Source, bronze_path: str,
                  out: str) -> tuple[int, list[str]]:
-    """Process the bronze rows ingested since the last run; rewrite only their partitions."""
+    """Process the bronze rows ingested since the last run, in chunks of at most
+    ``silver.batch_rows`` rows (whole ingest loads, oldest first); each chunk rewrites only
+    its partitions and moves the table's watermark, so the first build of a year of history
+    runs in bounded memory and resumes where it stopped."""
+    watermark, incremental = _watermark(spark, out)
+    ingested = F.col("_ingested_at")
+    bronze = lake.read(spark, bronze_path)
+    new = bronze.where(ingested > F.lit(watermark).cast("timestamp")) if watermark else bronze
+    # bounded: one row per ingest batch since the watermark
+    loads = [(r[0], r[1]) for r in new.groupBy(ingested).count().orderBy(ingested).collect() if r[0] is not None]
+    chunks = plan_chunks(loads, settings.silver.batch_rows)
+    total, dates = 0, set()
+    for i, (through, n_rows) in enumerate(chunks):
+        rows = new.where(ingested <= F.lit(through))
+        if i > 0:
+            rows = rows.where(ingested > F.lit(chunks[i - 1][0]))
+        elif watermark is None:
+            rows = new.where((ingested <= F.lit(through)) | ingested.isNull())
+        if len(chunks) > 1:
+            log.info("silver %s: chunk %d of %d (%d bronze rows)", source.name, i + 1, len(chunks), n_rows)
+        n, written = _apply(spark, settings, source, rows, out, incremental)
+        incremental = True  # the first chunk built (or rebuilt) the table
+        total += n
+        dates.update(written)
+    return total, sorted(dates)
+
+
+def _apply(spark: SparkSession, settings: Settings, source: Source, new: DataFrame, out: str,
+           incremental: bool) -> tuple[int, list[str]]:
+    """Conform ``new`` bronze rows and rewrite the silver partitions they fall in (the whole
+    table when not ``incremental``)."""
     name = source.name
     granularity = settings.silver.partition.get(name, settings.silver.default_partition)
-    watermark, incremental = _watermark(spark, out)
-    bronze = lake.read(spark, bronze_path)
-    new = bronze.where(F.col("_ingested_at") > F.lit(watermark).cast("timestamp")) if watermark else bronze
     conformed = with_partition_date(conform(_contract_only(new, source), source), source.event_time, granularity,
                                     settings.bank.timezone)
     # Stage the changed rows once: the partition list and the rewrite both read it.
