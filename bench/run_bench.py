@@ -539,12 +539,15 @@ class Bench:
         moved = self.hold_back()  # a previous daily phase may have delivered it
         if moved:
             say(f"  held back again: {moved}")
-        if self.lake.exists():
+        names = [s for s in pipeline.STEPS if not self.args.full_steps or s in self.args.full_steps]
+        if "ingest" not in names:
+            # the later steps of a full run that stopped: they continue on the lake as it is
+            say(f"  continuing on the lake {self.lake} (steps {', '.join(names)})")
+        elif self.lake.exists():
             say(f"  removing the previous lake {self.lake}")
             shutil.rmtree(self.lake)
         for p in ("compare", "daily", "layout", "maintain"):
             self.state["phases"].pop(p, None)
-        names = [s for s in pipeline.STEPS if not self.args.full_steps or s in self.args.full_steps]
         res = self._steps(self.as_of, names, "full")
         res["lake_as_of"] = self.as_of.isoformat()
         self.state["lake_as_of"] = self.as_of.isoformat()

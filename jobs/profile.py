@@ -7,6 +7,7 @@ comparison and for training snapshots.
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
 
 from pyspark.sql import SparkSession
@@ -46,22 +47,51 @@ def partition(as_of: date) -> str:
     return f"as_of_date = DATE'{as_of.isoformat()}'"
 
 
-def build(spark: SparkSession, settings: Settings, as_of: date):
-    """The tagged customer 360 DataFrame for ``as_of`` (not written)."""
+def staging_dir(settings: Settings, as_of: date) -> str:
+    return lake.table_path(settings.lake, "gold", f"_staging/profile_{as_of.isoformat()}")
+
+
+def build(spark: SparkSession, settings: Settings, as_of: date, progress=None):
+    """The tagged customer 360 DataFrame for ``as_of`` (not written). Each source family's
+    aggregate is computed and staged first (one family at a time, bounded memory); the
+    result reads the staged tables: write it, then :func:`drop_staging`."""
     if settings.profile is None:
         raise ConfigError("conf/profile.yaml: the profile block is missing")
+    root = staging_dir(settings, as_of)
+    shutil.rmtree(root, ignore_errors=True)
+
+    def stage(family: str, agg):
+        if progress:
+            progress(f"profile {family}", 0, 2)
+        path = f"{root}/{family}"
+        lake.overwrite(agg, path)
+        return lake.read(spark, path)
+
     profile = customer_360(silver_tables(spark, settings), AsOf(as_of, settings.bank.timezone),
-                           settings.profile.as_dict())
+                           settings.profile.as_dict(), stage=stage)
     check_tag_rules(spark, settings, profile.schema)
     return apply_tags(profile, settings.tags)
+
+
+def drop_staging(settings: Settings, as_of: date) -> None:
+    shutil.rmtree(staging_dir(settings, as_of), ignore_errors=True)
+
+
+def write_profile(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> str:
+    """Compute the tagged profile for ``as_of`` and write it as that ``gold/customer_360``
+    partition (replacing it); returns the table's path."""
+    c360_path = lake.table_path(settings.lake, "gold", "customer_360")
+    try:
+        lake.write_partition(build(spark, settings, as_of, progress), c360_path, "as_of_date", partition(as_of))
+    finally:
+        drop_staging(settings, as_of)
+    return c360_path
 
 
 def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> dict:
     if progress:
         progress("profile customer_360", 0, 2)
-    tagged = build(spark, settings, as_of)
-    c360_path = lake.table_path(settings.lake, "gold", "customer_360")
-    lake.write_partition(tagged, c360_path, "as_of_date", partition(as_of))
+    c360_path = write_profile(spark, settings, as_of, progress)
     written = lake.read(spark, c360_path).where(partition(as_of))
     if progress:
         progress("profile customer_tags", 1, 2)
@@ -76,4 +106,4 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> 
             "tags": {t.name: counts.get(t.name, 0) for t in settings.tags}}
 
 
-__all__ = ["run", "build", "silver_tables"]
+__all__ = ["run", "build", "write_profile", "silver_tables"]

@@ -69,17 +69,17 @@ def _has_partition(spark: SparkSession, path: str, as_of: date) -> bool:
 
 def snapshot_profile(spark: SparkSession, settings: Settings, as_of: date) -> tuple[DataFrame, bool]:
     """Customer 360 features as of ``as_of``: the ``gold/customer_360`` partition of that date,
-    computed with :func:`jobs.profile.build` and written as that partition when missing.
+    computed with :func:`jobs.profile.write_profile` and written as that partition when missing.
 
     Returns (features without ``tags``, whether it was computed now).
     """
-    from jobs.profile import build, partition
+    from jobs.profile import partition, write_profile
 
     path = lake.table_path(settings.lake, "gold", "customer_360")
     built = False
     if not _has_partition(spark, path, as_of):
         log.info("gold/customer_360 has no partition %s: computing it", as_of)
-        lake.write_partition(build(spark, settings, as_of), path, "as_of_date", partition(as_of))
+        write_profile(spark, settings, as_of)
         built = True
     df = lake.read(spark, path).where(partition(as_of))
     return df.drop(*[c for c in ("tags",) if c in df.columns]), built
