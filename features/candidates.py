@@ -72,13 +72,18 @@ def product_signals(events: DataFrame | None, responses: DataFrame | None, at: A
     if responses is not None:
         r = responses.where(at.in_window(F.col("sent_at"), 90)).where(
             (F.col("outcome") == "sent") | (F.coalesce(F.col("outcome_at"), F.col("sent_at")) < at.cutoff))
-        parts.append(r.groupBy("customer_id", "product_code").agg(
-            F.count_distinct("offer_id").alias("offers_product_90d"),
-            F.count_distinct(F.when(F.col("outcome").isin("clicked", "converted"), F.col("offer_id")))
-            .alias("offer_clicks_product_90d"),
-            F.count_distinct(F.when((F.col("outcome") == "declined")
-                                    & (F.col("outcome_at") >= at.since(30)), F.col("offer_id")))
-            .alias("declined_product_30d")))
+        # one row per offer first, then sums: distinct counts per (customer, product) keep a
+        # hash set per group in the engine, gigabytes at 1M customers
+        def flag(cond):
+            return F.max(F.when(cond, 1).otherwise(0))
+
+        offers = r.groupBy("customer_id", "product_code", "offer_id").agg(
+            flag(F.col("outcome").isin("clicked", "converted")).alias("_clicked"),
+            flag((F.col("outcome") == "declined") & (F.col("outcome_at") >= at.since(30))).alias("_declined"))
+        parts.append(offers.groupBy("customer_id", "product_code").agg(
+            F.count(F.lit(1)).alias("offers_product_90d"),
+            F.sum("_clicked").alias("offer_clicks_product_90d"),
+            F.sum("_declined").alias("declined_product_30d")))
     if not parts:
         return None
     out = parts[0]

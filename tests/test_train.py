@@ -402,3 +402,26 @@ def test_segment_baseline_applies_the_latest_persona_model_at_each_snapshot(spar
     assert grouping == f"persona_id (persona model of {run} applied at each snapshot)"
     # the same customer belongs to different personas at the two snapshots, by their features then
     assert {r.snapshot_date: r[by[0]] for r in df.collect()} == {d1: "P07", d2: "P02"}
+
+
+def test_product_signals_count_each_offer_once_per_outcome_kind(spark):
+    from features.candidates import product_signals
+    from features.profile import AsOf
+
+    at = AsOf(date(2026, 6, 30), "UTC")
+    schema = "customer_id string, product_code string, offer_id string, outcome string, sent_at timestamp, " \
+             "outcome_at timestamp"
+    d = lambda day: datetime(2026, 6, day, 10)  # noqa: E731
+    responses = spark.createDataFrame([
+        ("C1", "PL", "O1", "sent", d(1), None), ("C1", "PL", "O1", "opened", d(1), d(2)),
+        ("C1", "PL", "O1", "clicked", d(1), d(3)),
+        ("C1", "PL", "O2", "sent", d(5), None), ("C1", "PL", "O2", "declined", d(5), d(6)),
+        ("C1", "CC", "O3", "sent", d(7), None),
+        ("C1", "CC", "O4", "sent", datetime(2026, 1, 1), None),  # outside 90 days
+        ("C2", "PL", "O5", "sent", d(8), None), ("C2", "PL", "O5", "converted", d(8), datetime(2026, 7, 2)),
+    ], schema)
+    got = {(r.customer_id, r.product_code): (r.offers_product_90d, r.offer_clicks_product_90d,
+                                             r.declined_product_30d)
+           for r in product_signals(None, responses, at).collect()}
+    # C2's conversion happened after as_of: the offer counts as sent, not clicked
+    assert got == {("C1", "PL"): (2, 1, 1), ("C1", "CC"): (1, 0, 0), ("C2", "PL"): (1, 0, 0)}
