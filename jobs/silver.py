@@ -143,7 +143,7 @@ def _incremental(spark: SparkSession, settings: Settings, source: Source, bronze
         if len(chunks) > 1:
             log.info("silver %s: chunk %d of %d (%d bronze rows)", source.name, i + 1, len(chunks), n_rows)
         n, written = _apply(spark, settings, source, rows, out, incremental)
-        incremental = True  # the first chunk built (or rebuilt) the table
+        incremental = incremental or bool(written)  # a chunk that wrote built (or rebuilt) the table
         total += n
         dates.update(written)
     return total, sorted(dates)
