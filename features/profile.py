@@ -191,6 +191,13 @@ def holdings_inputs(holdings: DataFrame, catalog: DataFrame, at: AsOf) -> dict[s
         "customer_id", "account_id", "product_code", "family", "status", "opened_date", "closed_date",
         F.col("balance").cast("double").alias("balance"), F.col("credit_limit").cast("double").alias("credit_limit"),
         "balance_90d_ago", _held(at.date_lit()).alias("held"))
+    # 1 on one held account per (customer, product): products held are then a sum, not a
+    # distinct count per customer (the engine keeps a hash set per group for those,
+    # gigabytes at 1M customers)
+    first = Window.partitionBy("customer_id", "product_code", "held").orderBy("account_id")
+    rows = rows.withColumn("_first_held_product",
+                           F.when(F.col("held") & F.col("product_code").isNotNull()
+                                  & (F.row_number().over(first) == 1), 1).otherwise(0))
     return {"accounts": rows}
 
 
@@ -200,7 +207,7 @@ def _fam(*families: str) -> Column:
 
 declare(
     Feature("n_products", "holdings", "Distinct products held.", "bigint", fill=0,
-            agg=lambda: F.count_distinct(F.when(F.col("held"), F.col("product_code")))),
+            agg=lambda: F.sum("_first_held_product")),
     Feature("n_accounts", "holdings", "Accounts and contracts held (active or dormant).", "bigint", fill=0,
             agg=lambda: _count_if(F.col("held"))),
     Feature("n_dormant_accounts", "holdings", "Accounts held in dormant status.", "bigint", fill=0,

@@ -80,6 +80,17 @@ def test_profile_family_and_scd2_point_in_time(spark):
         (False, None, 3, "low", "65+")
 
 
+def test_products_held_counts_each_product_once(spark):
+    h = lambda **r: dict(customer_id="C1", currency="CNY", status="active", opened_date=date(2021, 1, 1),  # noqa
+                         snapshot_date=date(2026, 6, 30), balance=100) | r
+    p = profile(spark, holdings=[
+        h(account_id="A1", product_code="CA"), h(account_id="A2", product_code="CA"),
+        h(account_id="A3", product_code="WM", status="closed", closed_date=date(2026, 6, 1)),
+        h(account_id="A4", product_code="WM", opened_date=date(2026, 7, 1)),  # opened after as_of
+    ])["C1"]
+    assert (p.n_products, p.n_accounts) == (1, 2)
+
+
 def test_holdings_family(spark):
     h = lambda **r: dict(customer_id="C1", currency="CNY", status="active", opened_date=date(2021, 1, 1),  # noqa
                          snapshot_date=date(2026, 6, 30)) | r
