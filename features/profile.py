@@ -344,6 +344,20 @@ def digital_inputs(events: DataFrame, catalog: DataFrame, at: AsOf) -> dict[str,
         .join(catalog.select("product_code", F.col("family").alias("_product_family")), "product_code", "left") \
         .withColumn("_in30", at.in_window(F.col("event_ts"), 30)) \
         .withColumn("_day", F.to_date(at.local(F.col("event_ts"))))
+
+    # 1 on the first event of each session, day, and day within 30 days, per customer:
+    # sessions and active days are then sums, not distinct counts per customer (the engine
+    # keeps a hash set per group for those: past 14 GB at 1M customers)
+    def first_of(*cols: str, when: Column | None = None) -> Column:
+        w = Window.partitionBy("customer_id", *cols).orderBy("event_ts", "event_id")
+        cond = F.row_number().over(w) == 1
+        for c in cols:
+            cond = cond & F.col(c).isNotNull()
+        return F.when(cond if when is None else cond & when, 1).otherwise(0)
+
+    rows = rows.withColumn("_first_session", first_of("session_id")) \
+        .withColumn("_first_day", first_of("_day")) \
+        .withColumn("_first_day_30", first_of("_day", "_in30", when=F.col("_in30")))
     return {"events": rows}
 
 
@@ -357,11 +371,11 @@ declare(
     Feature("logins_90d", "digital", "Logins in the last 90 days.", "bigint", 90, fill=0,
             agg=lambda: _count_if(_ev("login"))),
     Feature("sessions_90d", "digital", "Digital sessions in the last 90 days.", "bigint", 90, fill=0,
-            agg=lambda: F.count_distinct("session_id")),
+            agg=lambda: F.sum("_first_session")),
     Feature("active_days_digital_30d", "digital", "Distinct days with digital activity in 30 days.", "bigint", 30,
-            fill=0, agg=lambda: F.count_distinct(F.when(F.col("_in30"), F.col("_day")))),
+            fill=0, agg=lambda: F.sum("_first_day_30")),
     Feature("active_days_digital_90d", "digital", "Distinct days with digital activity in 90 days.", "bigint", 90,
-            fill=0, agg=lambda: F.count_distinct("_day")),
+            fill=0, agg=lambda: F.sum("_first_day")),
     Feature("app_share_90d", "digital", "Share of digital events in the mobile app.", window=90,
             agg=lambda: F.avg((F.col("channel") == "app").cast("double"))),
     *[Feature(f"product_views_{fam}_90d", "digital", f"Views of {fam.replace('_', ' ')} products in 90 days.",
