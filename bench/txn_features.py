@@ -1,7 +1,8 @@
 """The profile's transaction aggregation, three ways, for the engine comparison of the bench.
 
 - :func:`spark_txn_features`: the pipeline's own code (``features.profile``
-  ``transactions_inputs`` + ``aggregate_family("transactions")``) on any Spark session:
+  ``transactions_daily`` + ``transactions_inputs`` + ``aggregate_family("transactions")``,
+  from the raw transactions as DuckDB gets them) on any Spark session:
   Sail through Spark Connect, or classic JVM Spark (``bench/jvm_txn.py``).
 - :data:`DUCKDB_SQL` / :func:`duckdb_txn_features`: the same features written once more by
   hand in DuckDB SQL, the single-node reference.
@@ -37,10 +38,11 @@ def feature_columns() -> list[str]:
 
 def spark_txn_features(txns, as_of: date, bank_timezone: str, profile_conf: dict):
     """The pipeline's transaction features per customer (a DataFrame; not computed yet)."""
-    from features.profile import AsOf, aggregate_family, transactions_inputs
+    from features.profile import AsOf, aggregate_family, transactions_daily, transactions_inputs
 
     at = AsOf(as_of, bank_timezone)
-    out = aggregate_family("transactions", transactions_inputs(txns, at, profile_conf), at)
+    daily = transactions_daily(txns, bank_timezone)
+    out = aggregate_family("transactions", transactions_inputs(daily, at, profile_conf), at)
     return out.select("customer_id", *feature_columns())
 
 

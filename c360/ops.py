@@ -7,6 +7,8 @@
 - ``ops/audit_log``: one row per job run (pipeline steps, erasures): who ran it, which
   table versions it read and wrote, row counts of what it wrote, status, duration, error.
   It holds table names, versions and counts only, never customer data.
+- ``ops/derived_watermarks``: per table derived from another one incrementally (e.g.
+  ``silver/transactions_daily``), the source's ``_ingested_at`` up to which it is complete.
 """
 
 from __future__ import annotations
@@ -68,6 +70,13 @@ AUDIT_LOG_SCHEMA = T.StructType([
 ])
 
 
+DERIVED_WATERMARKS_SCHEMA = T.StructType([
+    T.StructField("table", T.StringType()),
+    T.StructField("ingested_through", T.TimestampType()),
+    T.StructField("updated_at", T.TimestampType()),
+])
+
+
 def utcnow() -> datetime:
     """Now, timezone-aware in UTC (a naive datetime would be read in the local zone by PySpark)."""
     return datetime.now(timezone.utc)
@@ -90,6 +99,22 @@ def record_files(spark: SparkSession, lake_dir, rows: list[dict]) -> None:
     df = spark.createDataFrame([tuple(r.get(f.name) for f in INGESTED_FILES_SCHEMA.fields) for r in rows],
                                INGESTED_FILES_SCHEMA)
     lake.merge(spark, df, path, ["file_path", "sha256"], update_when="")
+
+
+def derived_watermark(spark: SparkSession, lake_dir, table: str) -> datetime | None:
+    """The source ``_ingested_at`` through which the derived ``table`` is complete (None: never built)."""
+    path = lake.table_path(lake_dir, "ops", "derived_watermarks")
+    if not lake.exists(path):
+        return None
+    row = lake.read(spark, path).where(f"`table` = '{table}'").select("ingested_through").first()
+    return row["ingested_through"] if row else None
+
+
+def save_derived_watermark(spark: SparkSession, lake_dir, table: str, through: datetime | None) -> None:
+    path = lake.table_path(lake_dir, "ops", "derived_watermarks")
+    lake.create_if_missing(spark, path, DERIVED_WATERMARKS_SCHEMA)
+    row = spark.createDataFrame([(table, through, utcnow())], DERIVED_WATERMARKS_SCHEMA)
+    lake.merge(spark, row, path, ["table"], update_when="")
 
 
 def record_step(spark: SparkSession, lake_dir, run_id: str, step: str, as_of: date, status: str,

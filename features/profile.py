@@ -32,6 +32,8 @@ SPEND_CATEGORIES = ("groceries", "dining", "travel", "e_commerce", "utilities", 
                     "luxury", "fuel", "entertainment")
 TXN_CHANNELS = ("branch", "atm", "mobile", "online", "pos", "wechat")
 CONTACT_CHANNELS = ("branch", "call_center", "chatbot", "video")
+# The source families, in the order customer_360 aggregates them.
+FAMILIES = ("holdings", "transactions", "digital", "service", "feedback", "complaints", "campaigns")
 
 
 @dataclass(frozen=True)
@@ -250,26 +252,75 @@ declare(
 # ---------------------------------------------------------------------------------------
 # transactions
 
-def transactions_inputs(txns: DataFrame, at: AsOf, conf: dict) -> dict[str, DataFrame]:
-    """Transactions of the last 365 days with local time, plus monthly and salary summaries."""
+def transactions_daily(txns: DataFrame, bank_timezone: str) -> DataFrame:
+    """Silver transactions summarised per customer and local day (``day``, the bank's time
+    zone): what the transactions family needs, so a profile reads one compact row per
+    customer and active day instead of every transaction of the year.
+
+    Columns: ``n``, ``n_debit``, ``n_credit``; ``inflow``, ``outflow`` (exact decimal sums)
+    and ``max_debit``; ``n_h00`` .. ``n_h23`` (transactions per local hour, so the night
+    window stays a setting of the profile, not of this table); ``n_<channel>`` per
+    :data:`TXN_CHANNELS`; ``spend_<category>`` (debits) per :data:`SPEND_CATEGORIES` and
+    ``spend_categorised`` (debits with any category); ``credits``, the day's credits that
+    name a counterparty as ``(counterparty, amount)``, sorted (the salary rule's thresholds
+    are settings too); ``_ingested_at``, the latest ingest time among the day's rows.
+    Rows without a customer are left out (a profile cannot use them).
+    """
+    local = F.from_utc_timestamp(F.col("txn_ts"), bank_timezone)
+    rows = txns.where(F.col("customer_id").isNotNull() & F.col("txn_ts").isNotNull()).select(
+        "customer_id", F.to_date(local).alias("day"), F.hour(local).alias("_hour"), "direction", "channel",
+        "merchant_category", "counterparty", F.col("amount").cast("decimal(18,2)").alias("amount"),
+        *(["_ingested_at"] if "_ingested_at" in txns.columns else []))
+    debit, credit = F.col("direction") == "debit", F.col("direction") == "credit"
+    zero = F.lit(0).cast("decimal(18,2)")
+
+    def total(cond: Column) -> Column:
+        return F.sum(F.when(cond, F.col("amount")).otherwise(zero))
+
+    aggs = [
+        F.count(F.lit(1)).alias("n"), _count_if(debit).alias("n_debit"), _count_if(credit).alias("n_credit"),
+        total(credit).alias("inflow"), total(debit).alias("outflow"),
+        F.max(F.when(debit, F.col("amount"))).alias("max_debit"),
+        *[_count_if(F.col("_hour") == h).alias(f"n_h{h:02d}") for h in range(24)],
+        *[_count_if(F.col("channel") == ch).alias(f"n_{ch}") for ch in TXN_CHANNELS],
+        *[total(debit & (F.col("merchant_category") == cat)).alias(f"spend_{cat}") for cat in SPEND_CATEGORIES],
+        total(debit & F.col("merchant_category").isNotNull()).alias("spend_categorised"),
+        F.array_sort(F.collect_list(F.when(credit & F.col("counterparty").isNotNull(),
+                                           F.struct("counterparty", "amount")))).alias("credits"),
+    ]
+    if "_ingested_at" in txns.columns:
+        aggs.append(F.max("_ingested_at").alias("_ingested_at"))
+    return rows.groupBy("customer_id", "day").agg(*aggs)
+
+
+def transactions_inputs(daily: DataFrame, at: AsOf, conf: dict) -> dict[str, DataFrame]:
+    """The customer-days of the last 365 days (from :func:`transactions_daily`) with window
+    flags and the night count, plus monthly and salary summaries. Windows are whole local
+    days ending with ``as_of``: the same instants as the cutoff windows of the other families."""
     night = conf.get("night_hours", {"start": 22, "end": 6})
-    rows = at.partitions(txns, 365).where(at.in_window(F.col("txn_ts"), 365)).select(
-        "customer_id", "account_id", "txn_ts", "direction", "channel", "merchant_category", "counterparty",
-        F.col("amount").cast("decimal(18,2)").alias("amount"),  # exact: sums and averages repeat bit for bit
-        at.local(F.col("txn_ts")).alias("_local"))
-    rows = rows.withColumn("_hour", F.hour("_local")).withColumn("_dow", F.dayofweek("_local")) \
-        .withColumn("_in30", at.in_window(F.col("txn_ts"), 30)).withColumn("_in90", at.in_window(F.col("txn_ts"), 90)) \
-        .withColumn("_prev90", ~F.col("_in90") & at.in_window(F.col("txn_ts"), 180)) \
-        .withColumn("_night", (F.col("_hour") >= night["start"]) | (F.col("_hour") < night["end"])) \
-        .withColumn("_weekend", F.col("_dow").isin(1, 7)) \
-        .withColumn("_month", F.date_trunc("month", "_local"))
-    monthly = rows.where(F.col("direction") == "debit").groupBy("customer_id", "_month") \
-        .agg(F.sum("amount").alias("month_outflow"))
+    night_hours = [h for h in range(24) if h >= night["start"] or h < night["end"]]
+    day = F.col("day")
+
+    def after(days: int) -> Column:
+        return day > at.date_lit(days)
+
+    rows = daily.where(after(365) & (day <= at.date_lit())) \
+        .withColumn("_in30", after(30)).withColumn("_in90", after(90)) \
+        .withColumn("_prev90", ~after(90) & after(180)) \
+        .withColumn("_n_night", sum((F.col(f"n_h{h:02d}") for h in night_hours), F.lit(0).cast("bigint"))) \
+        .withColumn("_weekend", F.dayofweek(day).isin(1, 7)) \
+        .withColumn("_month", F.trunc(day, "month"))
+    monthly = rows.where(F.col("n_debit") > 0).groupBy("customer_id", "_month") \
+        .agg(F.sum("outflow").alias("month_outflow"))
     sal = conf.get("salary", {"min_months": 2, "min_amount": 2000})
-    salary = rows.where((F.col("direction") == "credit") & F.col("_in90") & (F.col("amount") >= sal["min_amount"])
-                        & F.col("counterparty").isNotNull()) \
+    credits = rows.where(F.col("_in90") & (F.size("credits") > 0)) \
+        .select("customer_id", "_month", F.explode("credits").alias("c")) \
+        .select("customer_id", "_month", F.col("c.counterparty").alias("counterparty"), F.col("c.amount").alias("amount"))
+    salary = credits.where(F.col("amount") >= sal["min_amount"]) \
         .groupBy("customer_id", "counterparty") \
-        .agg(F.count_distinct("_month").alias("months"), F.avg("amount").alias("avg_amount"),
+        .agg(F.count_distinct("_month").alias("months"),
+             # exact sum, then one division: a decimal average rounds differently per engine
+             (F.sum("amount").cast("double") / F.count(F.lit(1))).alias("avg_amount"),
              F.count(F.lit(1)).alias("n")) \
         .where(F.col("months") >= sal["min_months"])
     return {"txns": rows, "monthly": monthly, "salary": salary}
@@ -279,44 +330,47 @@ def _txn_window(days: int) -> Column:
     return F.col("_in30") if days == 30 else F.col("_in90") if days == 90 else F.lit(True)
 
 
-def _debit() -> Column:
-    return F.col("direction") == "debit"
+def _in90_sum(col: str, cond: Column | None = None) -> Column:
+    c = F.col("_in90") if cond is None else F.col("_in90") & cond
+    return F.sum(F.when(c, F.col(col)).otherwise(0))
 
 
-def _credit() -> Column:
-    return F.col("direction") == "credit"
+def _in90_share(col: str, cond: Column | None = None) -> Column:
+    """Transactions counted in ``col`` over all transactions, last 90 days (null without any)."""
+    return F.when(_in90_sum("n") > 0, _in90_sum(col, cond) / _in90_sum("n"))
+
 
 declare(
     *[f for days in (30, 90, 365) for f in (
         Feature(f"txn_count_{days}d", "transactions", f"Transactions in the last {days} days.", "bigint", days,
-                fill=0, agg=lambda d=days: _count_if(_txn_window(d))),
+                fill=0, agg=lambda d=days: F.sum(F.when(_txn_window(d), F.col("n")).otherwise(0))),
         Feature(f"inflow_{days}d", "transactions", f"Credits in the last {days} days (CNY).", "double", days,
-                fill=0.0, agg=lambda d=days: _sum_if(_txn_window(d) & _credit(), F.col("amount"))),
+                fill=0.0, agg=lambda d=days: _sum_if(_txn_window(d), F.col("inflow"))),
         Feature(f"outflow_{days}d", "transactions", f"Debits in the last {days} days (CNY).", "double", days,
-                fill=0.0, agg=lambda d=days: _sum_if(_txn_window(d) & _debit(), F.col("amount"))),
+                fill=0.0, agg=lambda d=days: _sum_if(_txn_window(d), F.col("outflow"))),
     )],
     Feature("avg_ticket_90d", "transactions", "Average debit amount in the last 90 days (CNY).", window=90,
-            agg=lambda: F.avg(F.when(F.col("_in90") & _debit(), F.col("amount")))),
+            agg=lambda: F.when(_in90_sum("n_debit") > 0,
+                               _sum_if(F.col("_in90"), F.col("outflow")) / _in90_sum("n_debit"))),
     Feature("max_ticket_365d", "transactions", "Largest debit in the last 365 days (CNY).", window=365,
-            agg=lambda: F.max(F.when(_debit(), F.col("amount")))),
+            agg=lambda: F.max("max_debit")),
     Feature("days_since_last_txn", "transactions", "Days since the last transaction (recency).", "bigint",
-            window=365, agg=lambda: F.datediff(F.max(F.col("_as_of")), F.to_date(F.max("_local")))),
+            window=365, agg=lambda: F.datediff(F.max(F.col("_as_of")), F.max("day")).cast("bigint")),
     Feature("active_days_90d", "transactions", "Distinct days with a transaction in the last 90 days.", "bigint",
-            90, fill=0, agg=lambda: F.count_distinct(F.when(F.col("_in90"), F.to_date("_local")))),
+            90, fill=0, agg=lambda: _count_if(F.col("_in90"))),
     Feature("outflow_prev_90d", "transactions", "Debits in the 90 days before the last 90 (CNY).", window=180,
-            fill=0.0, agg=lambda: _sum_if(F.col("_prev90") & _debit(), F.col("amount"))),
+            fill=0.0, agg=lambda: _sum_if(F.col("_prev90"), F.col("outflow"))),
     Feature("night_ratio_90d", "transactions", "Share of transactions at night (local time) in 90 days.",
-            window=90, agg=lambda: F.avg(F.when(F.col("_in90"), F.col("_night").cast("double")))),
+            window=90, agg=lambda: _in90_share("_n_night")),
     Feature("weekend_ratio_90d", "transactions", "Share of transactions on weekends in 90 days.", window=90,
-            agg=lambda: F.avg(F.when(F.col("_in90"), F.col("_weekend").cast("double")))),
+            agg=lambda: _in90_share("n", F.col("_weekend"))),
     *[Feature(f"channel_share_{ch}_90d", "transactions", f"Share of transactions through {ch} in 90 days.",
-              window=90, fill=0.0,
-              agg=lambda ch=ch: F.avg(F.when(F.col("_in90"), (F.col("channel") == ch).cast("double"))))
+              window=90, fill=0.0, agg=lambda ch=ch: _in90_share(f"n_{ch}"))
       for ch in TXN_CHANNELS],
     *[Feature(f"spend_share_{cat}_365d", "transactions", f"Share of card/merchant spend on {cat.replace('_', ' ')}"
               " in 365 days.", window=365, fill=0.0,
-              agg=lambda cat=cat: _sum_if(_debit() & (F.col("merchant_category") == cat), F.col("amount"))
-              / F.greatest(_sum_if(_debit() & F.col("merchant_category").isNotNull(), F.col("amount")), F.lit(1e-9)))
+              agg=lambda cat=cat: _sum_if(F.lit(True), F.col(f"spend_{cat}"))
+              / F.greatest(_sum_if(F.lit(True), F.col("spend_categorised")), F.lit(1e-9)))
       for cat in SPEND_CATEGORIES],
     Feature("net_flow_90d", "transactions", "Credits minus debits in 90 days (CNY).", window=90,
             post=lambda: F.col("inflow_90d") - F.col("outflow_90d")),
@@ -573,7 +627,8 @@ def customer_360(tables: dict[str, DataFrame], at: AsOf, conf: dict,
     """The customer 360 profile at ``as_of``: one row per customer known then.
 
     ``tables``: silver ``customers`` (SCD2), ``product_catalog``, ``holdings``,
-    ``transactions``, ``events``, ``interactions``, ``feedback`` (with
+    ``transactions`` or its daily summary ``transactions_daily`` (:func:`transactions_daily`,
+    used when given), ``events``, ``interactions``, ``feedback`` (with
     ``sentiment_score``), ``complaints``, ``campaign_responses``. A missing source (a bank
     without that system) gives that family's defaults.
     Output: ``customer_id``, ``as_of_date`` and every declared feature, typed as declared,
@@ -589,8 +644,11 @@ def customer_360(tables: dict[str, DataFrame], at: AsOf, conf: dict,
     families: list[tuple[str, dict[str, DataFrame]]] = []
     if "holdings" in tables and catalog is not None:
         families.append(("holdings", holdings_inputs(tables["holdings"], catalog, at)))
-    if "transactions" in tables:
-        families.append(("transactions", transactions_inputs(tables["transactions"], at, conf)))
+    daily = tables.get("transactions_daily")
+    if daily is None and "transactions" in tables:
+        daily = transactions_daily(tables["transactions"], at.bank_timezone)
+    if daily is not None:
+        families.append(("transactions", transactions_inputs(daily, at, conf)))
     if "events" in tables and catalog is not None:
         families.append(("digital", digital_inputs(tables["events"], catalog, at)))
     if "interactions" in tables:

@@ -14,11 +14,14 @@ from pyspark.sql import SparkSession
 
 from c360 import lake
 from c360.settings import ConfigError, Settings
-from features.profile import AsOf, customer_360
+from features.profile import FAMILIES, AsOf, customer_360
 from features.tags import apply_tags, customer_tags
 
-SILVER_INPUTS = ("customers", "product_catalog", "holdings", "transactions", "events", "interactions", "feedback",
-                 "complaints", "campaign_responses")
+STEPS = len(FAMILIES) + 2  # progress: each source family, the profile write, the tags
+
+# transactions_daily (maintained by the silver step) stands in for transactions when present
+SILVER_INPUTS = ("customers", "product_catalog", "holdings", "transactions", "transactions_daily", "events",
+                 "interactions", "feedback", "complaints", "campaign_responses")
 
 
 def silver_tables(spark: SparkSession, settings: Settings) -> dict:
@@ -51,59 +54,60 @@ def staging_dir(settings: Settings, as_of: date) -> str:
     return lake.table_path(settings.lake, "gold", f"_staging/profile_{as_of.isoformat()}")
 
 
-def build(spark: SparkSession, settings: Settings, as_of: date, progress=None):
+def _staged_profile(spark: SparkSession, settings: Settings, as_of: date, progress=None):
     """The tagged customer 360 DataFrame for ``as_of`` (not written). Each source family's
-    aggregate is computed and staged first (one family at a time, bounded memory); the
-    result reads the staged tables: write it, then :func:`drop_staging`."""
+    aggregate is computed and staged first (one family at a time, bounded memory) under
+    :func:`staging_dir`; the result reads the staged tables, so only
+    :func:`write_profile`, which writes it and then removes the staging directory, calls this."""
     if settings.profile is None:
         raise ConfigError("conf/profile.yaml: the profile block is missing")
     root = staging_dir(settings, as_of)
     shutil.rmtree(root, ignore_errors=True)
+    tables = silver_tables(spark, settings)
+    done = []
 
     def stage(family: str, agg):
         if progress:
-            progress(f"profile {family}", 0, 2)
+            progress(f"profile {family}", len(done), STEPS)
         path = f"{root}/{family}"
         lake.overwrite(agg, path)
+        done.append(family)
         return lake.read(spark, path)
 
-    profile = customer_360(silver_tables(spark, settings), AsOf(as_of, settings.bank.timezone),
-                           settings.profile.as_dict(), stage=stage)
+    profile = customer_360(tables, AsOf(as_of, settings.bank.timezone), settings.profile.as_dict(), stage=stage)
     check_tag_rules(spark, settings, profile.schema)
     return apply_tags(profile, settings.tags)
 
 
-def drop_staging(settings: Settings, as_of: date) -> None:
-    shutil.rmtree(staging_dir(settings, as_of), ignore_errors=True)
-
-
 def write_profile(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> str:
     """Compute the tagged profile for ``as_of`` and write it as that ``gold/customer_360``
-    partition (replacing it); returns the table's path."""
+    partition (replacing it); returns the table's path. The per-family staging tables are
+    removed afterwards, whether the write succeeded or not."""
     c360_path = lake.table_path(settings.lake, "gold", "customer_360")
     try:
-        lake.write_partition(build(spark, settings, as_of, progress), c360_path, "as_of_date", partition(as_of))
+        profile = _staged_profile(spark, settings, as_of, progress)
+        if progress:
+            progress("profile customer_360", len(FAMILIES), STEPS)
+        lake.write_partition(profile, c360_path, "as_of_date", partition(as_of))
     finally:
-        drop_staging(settings, as_of)
+        shutil.rmtree(staging_dir(settings, as_of), ignore_errors=True)
     return c360_path
 
 
 def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> dict:
-    if progress:
-        progress("profile customer_360", 0, 2)
     c360_path = write_profile(spark, settings, as_of, progress)
     written = lake.read(spark, c360_path).where(partition(as_of))
     if progress:
-        progress("profile customer_tags", 1, 2)
+        progress("profile customer_tags", len(FAMILIES) + 1, STEPS)
     tags_path = lake.table_path(settings.lake, "gold", "customer_tags")
     lake.write_partition(customer_tags(written), tags_path, "as_of_date", partition(as_of))
     counts = {r["tag"]: r["count"] for r in lake.read(spark, tags_path).where(partition(as_of))
               .groupBy("tag").count().collect()}
     customers = written.count()
     if progress:
-        progress("profile", 2, 2)
+        progress("profile", STEPS, STEPS)
     return {"customers": customers, "features": len(written.columns) - 3,
             "tags": {t.name: counts.get(t.name, 0) for t in settings.tags}}
 
 
-__all__ = ["run", "build", "write_profile", "silver_tables"]
+__all__ = ["run", "write_profile", "silver_tables"]

@@ -28,10 +28,11 @@ from datetime import date, datetime, timedelta
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from c360 import lake
+from c360 import lake, ops
 from c360.contract import SOURCES, Source
 from c360.privacy import pii_key
 from c360.settings import Settings
+from features.profile import transactions_daily
 from features.sentiment import sentiment_columns
 from features.silver import attribute_events, conform, customer_pii, customers_silver, silver_extras, with_partition_date
 
@@ -81,7 +82,10 @@ def run(spark: SparkSession, settings: Settings, progress=None) -> dict[str, dic
             lake.overwrite(conform(_contract_only(lake.read(spark, bronze_path), source), source), out)
             changed[name] = -1
         else:
-            changed[name], partitions[name] = _incremental(spark, settings, source, bronze_path, out)
+            changed[name], partitions[name], rebuilt = _incremental(spark, settings, source, bronze_path, out)
+            if name == "transactions":
+                partitions[DAILY] = refresh_transactions_daily(spark, settings, rebuild=rebuilt)
+                rows[DAILY] = lake.row_count(lake.table_path(settings.lake, "silver", DAILY)) or 0
         rows[name] = lake.row_count(out) or 0
     if progress:
         progress("silver", len(names), len(names))
@@ -121,11 +125,12 @@ def plan_chunks(loads: list[tuple[datetime, int]], max_rows: int) -> list[tuple[
 
 
 def _incremental(spark: SparkSession, settings: Settings, source: Source, bronze_path: str,
-                 out: str) -> tuple[int, list[str]]:
+                 out: str) -> tuple[int, list[str], bool]:
     """Process the bronze rows ingested since the last run, in chunks of at most
     ``silver.batch_rows`` rows (whole ingest loads, oldest first); each chunk rewrites only
     its partitions and moves the table's watermark, so the first build of a year of history
-    runs in bounded memory and resumes where it stopped."""
+    runs in bounded memory and resumes where it stopped. Returns the bronze rows processed,
+    the partitions written and whether the table was built from scratch."""
     watermark, incremental = _watermark(spark, out)
     ingested = F.col("_ingested_at")
     bronze = lake.read(spark, bronze_path)
@@ -146,7 +151,58 @@ def _incremental(spark: SparkSession, settings: Settings, source: Source, bronze
         incremental = incremental or bool(written)  # a chunk that wrote built (or rebuilt) the table
         total += n
         dates.update(written)
-    return total, sorted(dates)
+    return total, sorted(dates), watermark is None
+
+
+DAILY = "transactions_daily"
+
+
+def refresh_transactions_daily(spark: SparkSession, settings: Settings, rebuild: bool = False) -> list[str]:
+    """Bring ``silver/transactions_daily`` (:func:`features.profile.transactions_daily`, what
+    the profile's transactions family reads) up to date with ``silver/transactions``.
+
+    The silver partitions holding rows ingested after the table's watermark
+    (``ops/derived_watermarks``) are summarised again whole and replace their days, a month
+    of partitions at a time; the watermark moves only when all are written, so a stopped
+    refresh is redone, never half-kept. A daily run therefore summarises one day (plus the
+    days late rows fell in) and the profile no longer reads a year of transactions.
+    ``rebuild`` (silver/transactions was built from scratch) or a missing table: every
+    partition. Returns the partitions summarised."""
+    src = lake.table_path(settings.lake, "silver", "transactions")
+    out = lake.table_path(settings.lake, "silver", DAILY)
+    if not lake.exists(src):
+        return []
+    silver = lake.read(spark, src)
+    since = None if rebuild or not lake.exists(out) else ops.derived_watermark(spark, settings.lake, f"silver/{DAILY}")
+    changed = silver if since is None else silver.where(F.col("_ingested_at") > F.lit(since))
+    # bounded: one row per partition
+    found = changed.groupBy(PARTITION).agg(F.max("_ingested_at").alias("through")).collect()
+    parts = sorted(str(r[PARTITION]) for r in found)
+    through = max((r["through"] for r in found if r["through"] is not None), default=since)
+    granularity = settings.silver.partition.get("transactions", settings.silver.default_partition)
+    step = 31 if granularity == "day" else 1
+    if since is None and lake.exists(out):
+        # a rebuild: until it completes, the table counts as never built
+        ops.save_derived_watermark(spark, settings.lake, f"silver/{DAILY}", None)
+    for i in range(0, len(parts), step):
+        chunk = parts[i:i + step]
+        if len(parts) > step:
+            log.info("silver %s: partitions %s to %s (%d of %d)", DAILY, chunk[0], chunk[-1], i + len(chunk),
+                     len(parts))
+        daily = transactions_daily(silver.where(_in_partitions(chunk)), settings.bank.timezone)
+        # a rebuild's first chunk replaces the whole table (days that lost their rows go too)
+        replace = None if since is None and i == 0 else _days_of(chunk, granularity)
+        lake.overwrite(daily.repartition("day"), out, partition_by=["day"], replace_where=replace)
+    if through is not None and (parts or since is None):
+        ops.save_derived_watermark(spark, settings.lake, f"silver/{DAILY}", through)
+    return parts
+
+
+def _days_of(partitions: list[str], granularity: str) -> str:
+    """The ``day`` values silver ``partitions`` (days or months) hold, as a predicate."""
+    if granularity == "day":
+        return "day IN (" + ", ".join(f"DATE'{d}'" for d in partitions) + ")"
+    return " OR ".join(f"(day >= DATE'{m}' AND day < add_months(DATE'{m}', 1))" for m in partitions)
 
 
 def _apply(spark: SparkSession, settings: Settings, source: Source, new: DataFrame, out: str,

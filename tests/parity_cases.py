@@ -2,7 +2,7 @@
 
 Every case is a function ``case(spark) -> DataFrame``: it builds a small input with
 ``spark.createDataFrame`` (explicit schema, so both engines see the same types) and applies
-one pure transform from ``features.bronze`` or ``features.silver``. :func:`render` turns a
+one pure transform from ``features.bronze``, ``features.silver`` or ``features.profile``. :func:`render` turns a
 result into engine-neutral JSON: timestamps are taken out of the engine as microseconds
 since the epoch (no Python time-zone conversion on collect) and rendered in UTC, decimals
 and dates as strings, rows sorted.
@@ -448,6 +448,46 @@ def case_attribute_events(spark):
     df = typed_input(spark, "event_id string, customer_id string, device_id string, session_id string, "
                             "event_ts timestamp, event_type string", rows)
     return silver.attribute_events(df)
+
+
+# --------------------------------------------------------------------------- profile: transactions
+
+DAILY_TXNS = [  # customer, UTC instant, amount, direction, channel, category, counterparty
+    ("C1", "2026-06-30T15:00:00Z", "100.00", "debit", "pos", "dining", None),       # 23:00 local 06-30
+    ("C1", "2026-06-29T16:30:00Z", "250.50", "debit", "mobile", "travel", None),    # 00:30 local 06-30
+    ("C1", "2026-06-30T01:00:00Z", "8000.00", "credit", "online", None, "ACME"),
+    ("C1", "2026-06-30T02:00:00Z", "8000.00", "credit", "online", None, "ACME"),    # same pair twice
+    ("C1", "2026-06-30T02:00:00Z", "30.00", "credit", "atm", None, "Bob"),
+    ("C1", "2026-06-29T15:59:59Z", "40.00", "debit", "pos", "groceries", None),     # 23:59 local 06-29
+    ("C1", "2026-05-10T04:00:00Z", "7999.99", "credit", "online", None, "ACME"),
+    ("C1", "2025-07-01T04:00:00Z", "70.00", "debit", "branch", None, None),         # first day of the year
+    ("C1", "2026-07-01T04:00:00Z", "999.00", "debit", "pos", "dining", None),       # after as_of
+    ("C2", "2026-03-01T23:00:00Z", "12.34", "debit", "wechat", "fuel", None),
+    (None, "2026-06-30T03:00:00Z", "5.00", "debit", "pos", "dining", None),
+]
+
+
+def _daily_input(spark):
+    from features.profile import transactions_daily
+
+    rows = [(c, ts(t), Decimal(a), d, ch, cat, cp) for c, t, a, d, ch, cat, cp in DAILY_TXNS]
+    df = typed_input(spark, "customer_id string, txn_ts timestamp, amount decimal(18,2), direction string, "
+                            "channel string, merchant_category string, counterparty string", rows)
+    return transactions_daily(df, "Asia/Shanghai")
+
+
+@case
+def case_transactions_daily(spark):
+    return _daily_input(spark)
+
+
+@case
+def case_transactions_family(spark):
+    from features.profile import AsOf, aggregate_family, transactions_inputs
+
+    at = AsOf(date(2026, 6, 30), "Asia/Shanghai")
+    conf = {"night_hours": {"start": 22, "end": 6}, "salary": {"min_months": 2, "min_amount": 2000}}
+    return aggregate_family("transactions", transactions_inputs(_daily_input(spark), at, conf), at)
 
 
 def run_all(spark: SparkSession, names: list[str] | None = None) -> dict[str, dict]:

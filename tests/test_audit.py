@@ -41,7 +41,9 @@ def test_each_step_records_versions_counts_user_and_status(spark, lake_settings,
         assert table.startswith("bronze/")
         assert ingest.output_versions.get(table, version) == version
     assert set(silver.input_versions) >= {"bronze/customers", "bronze/transactions"}
-    assert all(t.startswith(("silver/", "restricted/")) for t in silver.output_versions)
+    assert all(t.startswith(("silver/", "restricted/")) or t == "ops/derived_watermarks"
+               for t in silver.output_versions)
+    assert "silver/transactions_daily" in silver.output_versions
     assert silver.row_counts["silver/transactions"] == lake.read(
         spark, lake.table_path(s.lake, "silver", "transactions")).count()
     # bookkeeping and staging tables are not outputs

@@ -391,6 +391,34 @@ def expect_attribute_events(rows, schema):
     assert {k: (v["customer_id"], v["attributed_by"]) for k, v in r.items()} == want
 
 
+def expect_transactions_daily(rows, schema):
+    assert dict(schema)["credits"] == "array<struct<counterparty:string,amount:decimal(18,2)>>"
+    r = {(x["customer_id"], x["day"]): x for x in rows}
+    assert sorted(r) == [("C1", "2025-07-01"), ("C1", "2026-05-10"), ("C1", "2026-06-29"), ("C1", "2026-06-30"),
+                         ("C1", "2026-07-01"), ("C2", "2026-03-02")]  # local days; no row without a customer
+    d = r[("C1", "2026-06-30")]
+    assert (d["n"], d["n_debit"], d["n_credit"], d["inflow"], d["outflow"], d["max_debit"]) == \
+        (5, 2, 3, "16030.00", "350.50", "250.50")
+    assert (d["n_h23"], d["n_h00"], d["n_h09"], d["n_h10"]) == (1, 1, 1, 2)
+    assert (d["n_online"], d["n_atm"], d["spend_travel"], d["spend_categorised"]) == (2, 1, "250.50", "350.50")
+    assert d["credits"] == [["ACME", "8000.00"], ["ACME", "8000.00"], ["Bob", "30.00"]]  # sorted
+    assert (r[("C1", "2026-06-29")]["n_h23"], r[("C2", "2026-03-02")]["n_h07"]) == (1, 1)
+
+
+def expect_transactions_family(rows, schema):
+    r = _by(rows, "customer_id")
+    c1, c2 = r["C1"], r["C2"]
+    assert (c1["txn_count_30d"], c1["txn_count_90d"], c1["txn_count_365d"]) == (6, 7, 8)
+    assert (c1["inflow_90d"], c1["outflow_30d"], c1["outflow_365d"]) == ("24029.99", "390.5", "460.5")
+    assert (c1["days_since_last_txn"], c1["active_days_90d"], c1["max_ticket_365d"]) == (0, 3, "250.50")
+    assert float(c1["night_ratio_90d"]) == pytest.approx(3 / 7)
+    assert float(c1["weekend_ratio_90d"]) == pytest.approx(1 / 7)  # Sunday 05-10
+    assert float(c1["avg_ticket_90d"]) == pytest.approx(390.5 / 3)
+    assert (c1["salary_months_90d"], float(c1["salary_amount"])) == (2, pytest.approx(23999.99 / 3))
+    assert (c2["txn_count_90d"], c2["txn_count_365d"], c2["days_since_last_txn"]) == (0, 1, 120)
+    assert float(c2["spend_share_fuel_365d"]) == 1.0 and c2["salary_months_90d"] is None
+
+
 EXPECTATIONS = {name.removeprefix("expect_"): fn for name, fn in globals().items() if name.startswith("expect_")}
 
 

@@ -217,3 +217,57 @@ def test_partition_pruning_never_drops_rows_of_the_window(spark):
     assert sorted(r[0] for r in at.partitions(df).collect()) == [date(2025, 5, 1), date(2025, 6, 1), date(2026, 6, 30)]
     no_partitions = spark.createDataFrame([(1,)], "x int")
     assert at.partitions(no_partitions, 30).count() == 1
+
+
+def _txn(i, ts, **r):
+    from decimal import Decimal
+    row = dict(txn_id=f"T{i}", account_id="A1", customer_id="C1", txn_ts=ts, amount=100, direction="debit",
+               channel="pos", merchant_category="dining") | r
+    row["amount"] = Decimal(str(row["amount"]))
+    return row
+
+
+DAILY_ROWS = [
+    _txn(1, utc(2026, 6, 30, 15)),                                    # 23:00 local, 06-30
+    _txn(2, utc(2026, 6, 29, 16, 30), amount=250, channel="mobile"),  # 00:30 local, 06-30
+    _txn(3, utc(2026, 6, 30, 1), direction="credit", amount=8000, counterparty="ACME", channel="online",
+         merchant_category=None),                                     # 09:00 local, 06-30
+    _txn(4, utc(2026, 6, 30, 2), direction="credit", amount=30, counterparty=None, merchant_category=None),
+    _txn(5, utc(2026, 6, 29, 15, 59), amount=40, merchant_category="travel"),  # 23:59 local, 06-29
+    _txn(6, utc(2026, 6, 30, 3), customer_id=None),                   # no customer: left out
+]
+
+
+def test_transactions_daily_summarises_each_customer_local_day(spark):
+    from features.profile import transactions_daily
+
+    days = {r.day: r for r in transactions_daily(silver(spark, "transactions", DAILY_ROWS), "Asia/Shanghai").collect()}
+    assert sorted(days) == [date(2026, 6, 29), date(2026, 6, 30)]
+    d = days[date(2026, 6, 30)]
+    assert (d.customer_id, d.n, d.n_debit, d.n_credit) == ("C1", 4, 2, 2)
+    assert (d.inflow, d.outflow, d.max_debit) == (8030, 350, 250)
+    assert (d.n_h23, d.n_h00, d.n_h09, d.n_h10, d.n_h12) == (1, 1, 1, 1, 0)
+    assert (d.n_pos, d.n_mobile, d.n_online) == (2, 1, 1)
+    assert (d.spend_dining, d.spend_travel, d.spend_categorised) == (350, 0, 350)
+    assert [(c.counterparty, c.amount) for c in d.credits] == [("ACME", 8000)]
+    e = days[date(2026, 6, 29)]
+    assert (e.n, e.n_h23, e.spend_travel, e.inflow, e.credits) == (1, 1, 40, 0, [])
+
+
+def test_profile_from_the_daily_summary_equals_the_profile_from_transactions(spark):
+    """The profile job reads silver/transactions_daily; tests and small runs may pass raw
+    transactions: both give the same transactions family."""
+    from features.profile import transactions_daily
+
+    rows = DAILY_ROWS + [_txn(7, utc(2026, 5, 10, 4), direction="credit", amount=8000, counterparty="ACME"),
+                         _txn(8, utc(2026, 6, 10, 4), direction="credit", amount=8000, counterparty="ACME"),
+                         _txn(9, utc(2025, 7, 1, 4), amount=70), _txn(10, utc(2026, 7, 1, 4), amount=999)]
+    txns = silver(spark, "transactions", rows)
+    base = {"customers": customers(spark), "product_catalog": silver(spark, "product_catalog", CATALOG)}
+    raw = customer_360(base | {"transactions": txns}, AT, CONF).collect()[0].asDict()
+    daily = customer_360(base | {"transactions_daily": transactions_daily(txns, AT.bank_timezone)}, AT, CONF) \
+        .collect()[0].asDict()
+    assert raw == daily
+    assert (raw["txn_count_365d"], raw["max_ticket_365d"], raw["salary_months_90d"]) == (8, 250, 2)
+    assert raw["night_ratio_90d"] == pytest.approx(3 / 7)  # 23:00, 00:30 and 23:59 local
+    assert raw["avg_ticket_90d"] == pytest.approx(390 / 3)

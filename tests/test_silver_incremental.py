@@ -73,11 +73,13 @@ def test_daily_runs_end_where_a_full_rebuild_ends(lakes, spark):
 
 def test_a_repeated_run_finds_nothing_new_and_writes_nothing(lakes, spark):
     daily, *_ = lakes
-    before = {n: lake.version(lake.table_path(daily.lake, "silver", n)) for n in SOURCES}
+    names = [*SOURCES, silver.DAILY]
+    before = {n: lake.version(lake.table_path(daily.lake, "silver", n)) for n in names}
     again = _silver(spark, daily)
     assert all(again["changed_rows"][n] == 0 for n in again["changed_rows"] if n not in ("customers", "product_catalog"))
-    after = {n: lake.version(lake.table_path(daily.lake, "silver", n)) for n in SOURCES}
-    event_sources = [n for n in SOURCES if SOURCES[n].event_time and n != "customers"]
+    assert again["partitions_written"][silver.DAILY] == 0
+    after = {n: lake.version(lake.table_path(daily.lake, "silver", n)) for n in names}
+    event_sources = [n for n in SOURCES if SOURCES[n].event_time and n != "customers"] + [silver.DAILY]
     assert {n: after[n] for n in event_sources} == {n: before[n] for n in event_sources}
 
 
@@ -130,3 +132,56 @@ def test_a_backlog_built_in_chunks_equals_one_build(lakes, spark, tmp_path):
     assert versions >= loads - 1  # one commit per chunk (the first creates the table at version 0)
     assert _table(spark, chunked, "transactions").agg({"_ingested_at": "max"}).first()[0] == \
         bronze.agg({"_ingested_at": "max"}).first()[0]
+
+
+def _daily(spark, s):
+    return _table(spark, s, silver.DAILY).drop("_ingested_at")
+
+
+def _same(a, b):
+    b = b.select(*a.columns)
+    return a.count() == b.count() and a.exceptAll(b).count() == 0 and b.exceptAll(a).count() == 0
+
+
+def test_the_daily_transaction_summary_follows_silver_day_by_day(lakes, spark):
+    """silver/transactions_daily is refreshed for the partitions a run wrote only, and ends
+    equal to a summary of the whole silver table (and to the full rebuild's)."""
+    from features.profile import transactions_daily
+
+    daily, full, first, second, _ = lakes
+    assert second["partitions"][silver.DAILY] == second["partitions"]["transactions"]
+    assert first["partitions"][silver.DAILY] == first["partitions"]["transactions"]
+    recomputed = transactions_daily(_table(spark, daily, "transactions"), daily.bank.timezone).drop("_ingested_at")
+    assert _daily(spark, daily).count() > 0
+    assert _same(_daily(spark, daily), recomputed)
+    assert _same(_daily(spark, daily), _daily(spark, full))
+    from deltalake import DeltaTable
+    assert DeltaTable(lake.table_path(daily.lake, "silver", silver.DAILY)).metadata().partition_columns == ["day"]
+
+
+def test_a_stopped_summary_refresh_is_redone_by_the_next_run(lakes, spark, tmp_path):
+    """No new rows: nothing is written. A refresh whose watermark never moved (stopped
+    halfway) summarises those partitions again on the next run; a lost summary table is
+    rebuilt whole."""
+    import shutil
+
+    from c360 import ops
+
+    daily, *_ = lakes
+    copy = daily.with_paths(landing=daily.landing, lake=tmp_path / "copy")
+    shutil.copytree(daily.lake, copy.lake)
+    path = lake.table_path(copy.lake, "silver", silver.DAILY)
+    expected = _daily(spark, copy)
+    before = lake.version(path)
+    assert silver.refresh_transactions_daily(spark, copy) == []
+    assert lake.version(path) == before
+    # the last load's refresh "stopped": its watermark is the first load's
+    loads = sorted(r[0] for r in _table(spark, copy, "transactions").select("_ingested_at").distinct().collect())
+    ops.save_derived_watermark(spark, copy.lake, f"silver/{silver.DAILY}", loads[0])
+    redone = silver.refresh_transactions_daily(spark, copy)
+    assert 0 < len(redone) < len(_table(spark, copy, "transactions").select("partition_date").distinct().collect())
+    assert _same(_daily(spark, copy), expected)
+    assert ops.derived_watermark(spark, copy.lake, f"silver/{silver.DAILY}") == loads[-1]
+    shutil.rmtree(path)
+    silver.refresh_transactions_daily(spark, copy)
+    assert _same(_daily(spark, copy), expected)
