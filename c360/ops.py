@@ -38,6 +38,7 @@ INGESTED_FILES_SCHEMA = T.StructType([
     T.StructField("rows_quarantined", T.LongType()),
     T.StructField("batch_id", T.StringType()),
     T.StructField("ingested_at", T.TimestampType()),
+    T.StructField("modified_ns", T.LongType()),  # the file's modification time (ns) when it was read
 ])
 
 RUN_LOG_SCHEMA = T.StructType([
@@ -89,6 +90,42 @@ def ingested_checksums(spark: SparkSession, lake_dir) -> set[str]:
         return set()
     rows = lake.read(spark, path).where("status IN ('loaded', 'quarantined')").select("sha256").distinct().collect()
     return {r.sha256 for r in rows}
+
+
+def ingested_files(spark: SparkSession, lake_dir) -> dict[str, tuple[int, int | None, str]]:
+    """``path -> (size, modified_ns, sha256)`` of every file loaded or quarantined (bounded:
+    one row per file), for :func:`c360.landing.discover` to skip unchanged known files.
+    Files recorded before ``modified_ns`` existed are not in it (they are hashed again)."""
+    path = lake.table_path(lake_dir, "ops", "ingested_files")
+    if not lake.exists(path):
+        return {}
+    df = lake.read(spark, path)
+    if "modified_ns" not in df.columns:
+        return {}
+    rows = df.where("status IN ('loaded', 'quarantined') AND modified_ns IS NOT NULL") \
+        .orderBy("ingested_at").select("file_path", "size_bytes", "modified_ns", "sha256").collect()
+    return {r.file_path: (r.size_bytes, r.modified_ns, r.sha256) for r in rows}  # the latest per path wins
+
+
+def remember_modified(spark: SparkSession, lake_dir, files: list[tuple[str, str, int]]) -> None:
+    """Fill ``modified_ns`` of recorded files (``(path, sha256, modified_ns)``) that have
+    none, so the next run skips them unread: files recorded by a version without the column
+    are hashed once more, then not again."""
+    path = lake.table_path(lake_dir, "ops", "ingested_files")
+    if not files or not lake.exists(path):
+        return
+    if "modified_ns" not in lake.read(spark, path).columns:  # add the column (rows recorded before: null)
+        spark.createDataFrame([], INGESTED_FILES_SCHEMA).write.format("delta").mode("append") \
+            .option("mergeSchema", "true").save(path)
+    schema = T.StructType([T.StructField("file_path", T.StringType()), T.StructField("sha256", T.StringType()),
+                           T.StructField("modified_ns", T.LongType())])
+    spark.createDataFrame(files, schema).createOrReplaceTempView("_known_files")
+    try:
+        spark.sql(f"MERGE INTO delta.`{path}` t USING _known_files s "
+                  "ON t.file_path = s.file_path AND t.sha256 = s.sha256 "
+                  "WHEN MATCHED AND t.modified_ns IS NULL THEN UPDATE SET modified_ns = s.modified_ns").collect()
+    finally:
+        spark.catalog.dropTempView("_known_files")
 
 
 def record_files(spark: SparkSession, lake_dir, rows: list[dict]) -> None:

@@ -226,19 +226,26 @@ def run(spark: SparkSession, settings: Settings, as_of: date | None = None, sour
     """Ingest every new landing file delivered on or before ``as_of`` (all, when None)."""
     batch_id = batch_id or uuid.uuid4().hex[:12]
     names = sources or list(SOURCES)
-    files = discover(Path(settings.landing), names)
+    # files already ingested and unchanged since (path, size, modification time) are not
+    # hashed again: a daily run reads only the new deliveries, not a year of landing files
+    files = discover(Path(settings.landing), names, ops.ingested_files(spark, settings.lake))
     done = ops.ingested_checksums(spark, settings.lake)
     to_read, unreadable, duplicates, skipped = _plan(files, done, as_of)
     results = {n: SourceResult(n) for n in names}
     for f in skipped:
         results[f.source].files_skipped += 1
+    # skipped by checksum after hashing (recorded before modification times were): remember
+    # their time so the next run does not hash them again
+    ops.remember_modified(spark, settings.lake, [(f.path, f.sha256, f.modified_ns) for f in skipped
+                                                 if not f.known and f.modified_ns is not None])
     now = ops.utcnow()
     records: list[dict] = []
     for f, original in duplicates:
         results[f.source].files_duplicate += 1
         records.append(dict(source=f.source, file_path=f.path, sha256=f.sha256, size_bytes=f.size_bytes,
                             delivery_date=f.delivery_date, status="duplicate",
-                            reason=f"same content as {original.path}", batch_id=batch_id, ingested_at=now))
+                            reason=f"same content as {original.path}", batch_id=batch_id, ingested_at=now,
+                            modified_ns=f.modified_ns))
     if unreadable:
         _quarantine_unreadable(spark, settings, unreadable, batch_id)
         for f in unreadable:
@@ -247,7 +254,7 @@ def run(spark: SparkSession, settings: Settings, as_of: date | None = None, sour
             records.append(dict(source=f.source, file_path=f.path, sha256=f.sha256, size_bytes=f.size_bytes,
                                 delivery_date=f.delivery_date, status="quarantined", reason=f.problem,
                                 rows_read=0, rows_loaded=0, rows_quarantined=0, batch_id=batch_id,
-                                ingested_at=now))
+                                ingested_at=now, modified_ns=f.modified_ns))
     by_source: dict[str, list[LandingFile]] = {}
     for f in to_read:
         by_source.setdefault(f.source, []).append(f)
@@ -282,7 +289,8 @@ def run(spark: SparkSession, settings: Settings, as_of: date | None = None, sour
             loaded.append(dict(source=name, file_path=f.path, sha256=f.sha256, size_bytes=f.size_bytes,
                                delivery_date=f.delivery_date, status=status, reason=c.get("file_error"),
                                rows_read=c["rows_read"], rows_loaded=c["rows_loaded"],
-                               rows_quarantined=c["rows_quarantined"], batch_id=batch_id, ingested_at=now))
+                               rows_quarantined=c["rows_quarantined"], batch_id=batch_id, ingested_at=now,
+                                modified_ns=f.modified_ns))
         # recorded per batch: a run stopped later resumes after this batch
         ops.record_files(spark, settings.lake, loaded)
     ops.record_files(spark, settings.lake, records)
