@@ -290,7 +290,7 @@ def run(spark: SparkSession, settings: Settings, as_of: date | None = None, sour
                                delivery_date=f.delivery_date, status=status, reason=c.get("file_error"),
                                rows_read=c["rows_read"], rows_loaded=c["rows_loaded"],
                                rows_quarantined=c["rows_quarantined"], batch_id=batch_id, ingested_at=now,
-                                modified_ns=f.modified_ns))
+                               modified_ns=f.modified_ns))
         # recorded per batch: a run stopped later resumes after this batch
         ops.record_files(spark, settings.lake, loaded)
     ops.record_files(spark, settings.lake, records)
