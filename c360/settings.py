@@ -383,6 +383,8 @@ class NbpTraining(_Strict):
     ranker: LgbmParams = LgbmParams()
     binary: LgbmParams = LgbmParams()
     promotion_margin: float = Field(0.0, ge=0, le=1)
+    # OOT evaluation on at most this many customers (whole customer hash buckets)
+    oot_max_customers: int = Field(100_000, ge=1_000)
 
     @field_validator("kinds")
     @classmethod

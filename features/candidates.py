@@ -92,10 +92,35 @@ def product_signals(events: DataFrame | None, responses: DataFrame | None, at: A
     return out
 
 
+def pair_inputs(profile: DataFrame) -> DataFrame:
+    """The few profile columns the pair features and the scoring rules read: ``customer_id``,
+    ``age``, ``risk_level`` and the ``holds_<family>`` flags.
+
+    Candidates are built from these alone and the rest of the profile is joined where it is
+    needed (:func:`with_profile`): at 1M customers x 20 products a pair table carrying all
+    ~150 profile columns does not fit in memory, the narrow one takes a few gigabytes.
+    """
+    keep = ["customer_id", "age", "risk_level"] + [c for c in profile.columns if c.startswith("holds_")]
+    return profile.select(*[c for c in keep if c in profile.columns])
+
+
+def with_profile(pairs: DataFrame, profile: DataFrame, on: list[str] | tuple[str, ...] = ("customer_id",),
+                 columns: list[str] | None = None) -> DataFrame:
+    """``pairs`` with the profile columns it does not have yet (inner join on ``on``).
+
+    ``columns``: only these profile columns (e.g. a model's features), else all of them.
+    """
+    have = set(pairs.columns)
+    extra = [c for c in (columns if columns is not None else profile.columns) if c not in have and c not in on
+             and c in profile.columns]
+    return pairs.join(profile.select(*on, *extra), list(on), "inner")
+
+
 def candidates(profile: DataFrame, catalog: DataFrame, held: DataFrame, signals: DataFrame | None) -> DataFrame:
     """Every active product each customer of ``profile`` does not hold, with pair features.
 
-    ``profile``: customer 360 rows at one as_of (customer features). Output: the profile
+    ``profile``: customer 360 rows at one as_of, at least :func:`pair_inputs` (pass only
+    those at scale and add the rest with :func:`with_profile`). Output: the ``profile``
     columns, the product columns (:data:`PRODUCT_FEATURES`, ``product_name``) and the pair
     features (:data:`PAIR_FEATURES`). Eligibility and suitability are *not* applied here
     (scoring does that, and counts what it excludes); training sees every candidate.

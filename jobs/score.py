@@ -27,9 +27,10 @@ import logging
 
 from c360 import lake
 from c360.settings import ConfigError, Scoring, Settings
-from features.candidates import candidates, held_products, product_signals, products
+from features.candidates import candidates, held_products, pair_inputs, product_signals, products, with_profile
 from features.profile import AsOf
 from models import scoring as rules
+from models.training import scratch
 
 KEYS = ["customer_id", "product_code"]
 
@@ -115,11 +116,15 @@ def recent_declines(responses: DataFrame, at: AsOf, days: int) -> DataFrame:
 def annotated_candidates(profile: DataFrame, catalog: DataFrame, holdings: DataFrame | None,
                          events: DataFrame | None, responses: DataFrame | None, at: AsOf,
                          conf: Scoring) -> tuple[DataFrame, DataFrame]:
-    """(candidates with ``exclusion_reason`` and one ``_fails_<rule>`` flag per rule, held pairs)."""
+    """(candidates with ``exclusion_reason`` and one ``_fails_<rule>`` flag per rule, held pairs).
+
+    The candidates are narrow: keys, :func:`features.candidates.pair_inputs` columns, product
+    columns and pair features; the model's other customer features are joined in
+    :func:`recommendations`."""
     spark = profile.sparkSession
     held = held_products(holdings, at) if holdings is not None else \
         spark.createDataFrame([], "customer_id string, product_code string")
-    pairs = candidates(profile, catalog, held, product_signals(events, responses, at))
+    pairs = candidates(pair_inputs(profile), catalog, held, product_signals(events, responses, at))
     if responses is not None:
         e = conf.eligibility
         pairs = pairs.join(contact_pressure(responses, at, e.contact_window_days), "customer_id", "left") \
@@ -243,12 +248,18 @@ def reasons_conf(conf: Scoring) -> dict:
             "per_recommendation": r.per_recommendation, "min_contribution": r.min_contribution}
 
 
-def recommendations(annotated: DataFrame, champion, conf: Scoring, as_of: date) -> DataFrame:
-    """The ``gold/recommendations`` rows of as_of (not written)."""
+def recommendations(annotated: DataFrame, profile: DataFrame, champion, conf: Scoring, as_of: date) -> DataFrame:
+    """The ``gold/recommendations`` rows of as_of (not written): the eligible candidates of
+    ``annotated`` with the model's features from ``profile``, scored, ranked, the top
+    ``conf.top_n`` explained."""
     eligible = annotated.where(F.col("exclusion_reason").isNull())
-    top = rank_top(predict(eligible, champion, KEYS), conf.top_n)
-    feats = _feature_columns(eligible, champion.spec)
-    with_features = top.join(eligible.select(*dict.fromkeys(KEYS + feats)), KEYS, "inner")
+    spec_columns = list(champion.spec.columns)
+    top = rank_top(predict(with_profile(eligible, profile, ["customer_id"], spec_columns), champion, KEYS),
+                   conf.top_n)
+    pair_feats = _feature_columns(eligible, champion.spec)
+    # features again for the top rows only (a few per customer), not for every candidate
+    with_features = with_profile(top.join(eligible.select(*dict.fromkeys(KEYS + pair_feats)), KEYS, "inner"),
+                                 profile, ["customer_id"], spec_columns)
     explained = explain_top(with_features, champion, reasons_conf(conf))
     return explained.select(
         "customer_id", F.lit(as_of.isoformat()).cast("date").alias("as_of_date"), "rank", "product_code", "score",
@@ -286,15 +297,19 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> 
         return {"skipped": f"{why} (train a model: `c360 run --steps train` or the c360_train DAG)"}
 
     step("score candidates", 0)
-    annotated, held = annotated_candidates(
-        profile, catalog, _table(spark, settings, "silver", "holdings"), _table(spark, settings, "silver", "events"),
-        _table(spark, settings, "silver", "campaign_responses"), at, conf)
-    counts = exclusion_counts(annotated, profile, catalog, held)
-
-    step("score rank and explain", 1)
     recs_path = lake.table_path(settings.lake, "gold", "recommendations")
-    lake.write_partition(recommendations(annotated, champion, conf, as_of), recs_path, "as_of_date",
-                         partition(as_of), schema=RECOMMENDATIONS_SCHEMA)
+    with scratch(spark, settings) as sc:
+        annotated, held = annotated_candidates(
+            profile, catalog, _table(spark, settings, "silver", "holdings"),
+            _table(spark, settings, "silver", "events"), _table(spark, settings, "silver", "campaign_responses"),
+            at, conf)
+        # read three times below (counts, scoring, reasons): computed once
+        annotated = sc.write(annotated, "annotated_candidates")
+        counts = exclusion_counts(annotated, profile, catalog, held)
+
+        step("score rank and explain", 1)
+        lake.write_partition(recommendations(annotated, profile, champion, conf, as_of), recs_path, "as_of_date",
+                             partition(as_of), schema=RECOMMENDATIONS_SCHEMA)
     written = lake.read(spark, recs_path).where(partition(as_of))
     summary = written.agg(F.count(F.lit(1)).alias("n"), F.count_distinct("customer_id").alias("customers"),
                           F.sum(F.when(F.size("reason_codes") == 0, 1).otherwise(0)).alias("generic")).first()

@@ -63,19 +63,32 @@ def fit_spec(sample: pd.DataFrame, schema_types: dict[str, str] | None = None) -
     return FeatureSpec(numeric=numeric, categorical=categorical)
 
 
+def _as_float(col: pd.Series) -> np.ndarray:
+    """float64 values of a numeric, boolean or object (None/bool/int/Decimal) column."""
+    if col.dtype == object:
+        values = col.to_numpy(dtype=object)
+        missing = pd.isna(values)
+        out = np.full(len(values), np.nan)
+        out[~missing] = values[~missing].astype("float64")
+        return out
+    return pd.to_numeric(col, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
 def prepare(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """The model frame: numeric columns as float64 (missing -> NaN), categoricals with the
-    spec's fixed categories, in the spec's column order. Missing columns become NaN."""
-    out = {}
-    for c in spec.numeric:
+    spec's fixed categories, in the spec's column order. Missing columns become NaN.
+
+    Vectorised (no per-value Python): scoring calls it on every batch of millions of rows."""
+    numeric = np.full((len(df), len(spec.numeric)), np.nan)
+    for i, c in enumerate(spec.numeric):
         if c in df.columns:
-            col = df[c]
-            if col.dtype == object:
-                col = col.map(lambda v: np.nan if v is None else float(v))
-            out[c] = pd.to_numeric(col, errors="coerce").astype("float64")
-        else:
-            out[c] = np.full(len(df), np.nan)
+            numeric[:, i] = _as_float(df[c])
+    out = pd.DataFrame(numeric, columns=list(spec.numeric), index=df.index)
     for c, cats in spec.categorical.items():
-        values = df[c].astype("object").where(df[c].notna(), None) if c in df.columns else [None] * len(df)
-        out[c] = pd.Categorical([None if v is None else str(v) for v in values], categories=cats)
-    return pd.DataFrame(out, index=df.index)[spec.columns]
+        if c in df.columns:
+            values = df[c].astype("object")
+            values = values.where(values.isna(), values.astype(str))
+        else:
+            values = pd.Series([None] * len(df), index=df.index, dtype="object")
+        out[c] = pd.Categorical(values, categories=cats)
+    return out

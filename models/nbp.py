@@ -12,9 +12,13 @@ Two LightGBM models are fitted on a bounded sample of the training snapshots:
 ``ranker`` (``LGBMRanker``, lambdarank, one query per customer within a snapshot; only
 queries with an adoption, the others carry no gradient) and ``binary`` (pooled
 ``LGBMClassifier`` over every candidate, ``product_code`` categorical, down-sampled
-negatives weighted back). Both are scored on the *full* OOT snapshot in the engine; the
-one with the higher OOT ``map_at_7`` is logged and registered, and the registry gate
-decides whether it becomes ``champion``.
+negatives weighted back). Both are scored in the engine on every candidate of the OOT
+snapshot's customers, at most ``oot_max_customers`` of them (whole customer hash buckets,
+:func:`oot_customer_rate`); the one with the higher OOT ``map_at_7`` is logged and
+registered, and the registry gate decides whether it becomes ``champion``.
+
+Only narrow candidate pairs are materialised (:func:`snapshot_candidates`); the customer
+360 columns are joined to the training sample and to the OOT rows being scored.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from pyspark.sql import functions as F
 
 from c360 import lake
 from c360.settings import Settings
-from features.candidates import adoptions, candidates, held_products, label, month_end_snapshots, product_signals
+from features.candidates import (adoptions, candidates, held_products, label, month_end_snapshots, pair_inputs,
+                                 product_signals, with_profile)
 from features.profile import AsOf
 from models import registry, training
 from models.frame import FeatureSpec, prepare
@@ -47,23 +52,34 @@ EXPERIMENT_TAGS = {"project": "c360", "task": "next_best_product"}
 
 def snapshot_candidates(profile: DataFrame, tables: dict, snapshot: date, horizon_days: int,
                         bank_timezone: str) -> DataFrame:
-    """Labelled candidates of one snapshot: features cut at ``snapshot``, label in
-    ``(snapshot, snapshot + horizon_days]``."""
+    """Labelled candidates of one snapshot, narrow: keys, ``snapshot_date``, the
+    :func:`features.candidates.pair_inputs` columns, product columns, pair features and
+    ``label``. Features are cut at ``snapshot``, the label is an opening in
+    ``(snapshot, snapshot + horizon_days]``; the other customer 360 columns are joined later
+    (:func:`snapshot_features`, :func:`features.candidates.with_profile`)."""
     at = AsOf(snapshot, bank_timezone)
     holdings = tables["holdings"]
     held = held_products(holdings, at)
     signals = product_signals(tables.get("events"), tables.get("campaign_responses"), at)
-    cands = candidates(profile.drop(*[c for c in ("tags",) if c in profile.columns]), tables["product_catalog"],
-                       held, signals)
+    cands = candidates(pair_inputs(profile), tables["product_catalog"], held, signals)
     out = label(cands, adoptions(holdings, snapshot, horizon_days))
     return out.drop(*[c for c in ("as_of_date", "product_name") if c in out.columns]) \
         .withColumn("snapshot_date", F.lit(snapshot.isoformat()).cast("date"))
 
 
+def snapshot_features(spark: SparkSession, settings: Settings, snapshots: list[date]) -> DataFrame:
+    """Customer 360 features of the ``snapshots`` (their ``gold/customer_360`` partitions),
+    one row per (``snapshot_date``, ``customer_id``), without ``tags``."""
+    c360 = lake.read(spark, lake.table_path(settings.lake, "gold", "customer_360")) \
+        .where(F.col("as_of_date").isin(*[d.isoformat() for d in snapshots]))
+    return c360.drop(*[c for c in ("tags",) if c in c360.columns]).withColumnRenamed("as_of_date", "snapshot_date")
+
+
 def build_training_table(spark: SparkSession, settings: Settings, tables: dict, snapshots: list[date],
                          horizon_days: int, sc: training.Scratch, progress=None) -> tuple[DataFrame, list[str]]:
-    """Every labelled candidate of every snapshot, materialised as a scratch table.
-    Returns (table, snapshot dates whose gold/customer_360 partition was computed now)."""
+    """Every labelled candidate of every snapshot (narrow, see :func:`snapshot_candidates`),
+    materialised as a scratch table; a missing ``gold/customer_360`` partition of a snapshot
+    is computed first. Returns (table, snapshot dates whose profile was computed now)."""
     built = []
     for i, s in enumerate(snapshots):
         training.step(progress, f"train nbp snapshot {s}", i, len(snapshots))
@@ -75,15 +91,33 @@ def build_training_table(spark: SparkSession, settings: Settings, tables: dict, 
     return sc.read("nbp_candidates"), built
 
 
-def segment_grouping(spark: SparkSession, settings: Settings, cands: DataFrame, train_dates: list[date],
-                     oot: date) -> tuple[DataFrame, list[str], str]:
+def oot_customer_rate(oot_pairs: DataFrame, max_customers: int) -> tuple[int, int]:
+    """(customer rate per mille, customers) of the OOT evaluation: whole customer hash
+    buckets, the largest rate with at most ``max_customers`` customers (one small query)."""
+    rows = oot_pairs.groupBy(training.customer_bucket().alias("_bucket")) \
+        .agg(F.count_distinct("customer_id").alias("n")).collect()
+    by_bucket = {int(r["_bucket"]): int(r["n"]) for r in rows}
+    rate = training.largest_rate(by_bucket, max_customers)
+    return rate, sum(v for b, v in by_bucket.items() if b < rate)
+
+
+def segment_grouping(spark: SparkSession, settings: Settings, cands: DataFrame, profiles: DataFrame,
+                     train_dates: list[date], oot: date) -> tuple[DataFrame, list[str], str]:
     """The grouping of the segment-popularity baseline and ``cands`` with its columns.
 
-    ``persona_id`` of ``gold/customer_segments`` when that table has the OOT snapshot's
-    partition and at least one training snapshot's; otherwise the persona the latest
-    persona model assigns from each snapshot's features; otherwise ``value_tier`` when the
-    features have it; otherwise ``age_band`` x ``income_band``.
+    ``profiles``: customer features per (``snapshot_date``, ``customer_id``)
+    (:func:`snapshot_features`); the group is decided once per customer and snapshot there
+    and joined to the candidate pairs. ``persona_id`` of ``gold/customer_segments`` when that
+    table has the OOT snapshot's partition and at least one training snapshot's; otherwise
+    the persona the latest persona model assigns from each snapshot's features; otherwise
+    ``value_tier`` when the features have it; otherwise the segments step's value-tier rule;
+    otherwise ``age_band`` x ``income_band``.
     """
+    keys = ["customer_id", "snapshot_date"]
+
+    def grouped(groups: DataFrame, by: list[str], grouping: str):
+        return cands.join(groups.select(*keys, *by), keys, "left"), by, grouping
+
     path = lake.table_path(settings.lake, "gold", "customer_segments")
     if lake.exists(path):
         seg = lake.read(spark, path)
@@ -93,7 +127,7 @@ def segment_grouping(spark: SparkSession, settings: Settings, cands: DataFrame, 
             if oot in have and any(d in have for d in train_dates):
                 personas = seg.select("customer_id", F.col("as_of_date").alias("snapshot_date"),
                                       F.col("persona_id").cast("string").alias("_persona"))
-                return cands.join(personas, ["customer_id", "snapshot_date"], "left"), ["_persona"], "persona_id"
+                return grouped(personas, ["_persona"], "persona_id")
     personas = _latest_persona_model(spark, settings)
     if personas is not None:
         model, cluster_to_persona, model_date = personas
@@ -103,15 +137,16 @@ def segment_grouping(spark: SparkSession, settings: Settings, cands: DataFrame, 
         for cluster, persona in sorted(cluster_to_persona.items()):
             cond = F.col("_cluster") == F.lit(cluster)
             mapping = F.when(cond, F.lit(persona)) if mapping is None else mapping.when(cond, F.lit(persona))
-        grouped = assign_clusters(cands, model, column="_cluster").withColumn("_persona", mapping).drop("_cluster")
-        return grouped, ["_persona"], f"persona_id (persona model of {model_date} applied at each snapshot)"
-    if "value_tier" in cands.columns:
-        return cands, ["value_tier"], "value_tier"
+        assigned = assign_clusters(profiles, model, column="_cluster").withColumn("_persona", mapping)
+        return grouped(assigned, ["_persona"], f"persona_id (persona model of {model_date} applied at each snapshot)")
+    if "value_tier" in profiles.columns:
+        return grouped(profiles, ["value_tier"], "value_tier")
     tier = _value_tier_rule(settings)
     if tier is not None:
         # the segments step's own rule on each snapshot's features: point in time
-        return cands.withColumn("_value_tier", tier), ["_value_tier"], "value_tier (segments rule at each snapshot)"
-    return cands, ["age_band", "income_band"], "age_band x income_band"
+        return grouped(profiles.withColumn("_value_tier", tier), ["_value_tier"],
+                       "value_tier (segments rule at each snapshot)")
+    return grouped(profiles, ["age_band", "income_band"], "age_band x income_band")
 
 
 def _latest_persona_model(spark: SparkSession, settings: Settings):
@@ -155,10 +190,10 @@ def _value_tier_rule(settings: Settings):
         return None
 
 
-def baselines(spark: SparkSession, settings: Settings, cands: DataFrame, train_dates: list[date],
-              oot: date) -> tuple[dict[str, float], str]:
+def baselines(spark: SparkSession, settings: Settings, cands: DataFrame, profiles: DataFrame,
+              train_dates: list[date], oot: date) -> tuple[dict[str, float], str]:
     """OOT ``map_at_7`` of the popularity baselines (rates from the training snapshots)."""
-    cands_g, by, grouping = segment_grouping(spark, settings, cands, train_dates, oot)
+    cands_g, by, grouping = segment_grouping(spark, settings, cands, profiles, train_dates, oot)
     train = cands_g.where(F.col("snapshot_date") < F.lit(oot.isoformat()).cast("date"))
     target = cands_g.where(F.col("snapshot_date") == F.lit(oot.isoformat()).cast("date")) \
         .select("customer_id", "product_code", "label", *by)
@@ -208,15 +243,17 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
     timings: dict[str, float] = {}
     with training.scratch(spark, settings) as sc:
         cands, built = build_training_table(spark, settings, tables, snapshots, conf.horizon_days, sc, progress)
+        profiles = snapshot_features(spark, settings, snapshots)
         timings["data_s"] = time.time() - t0
         stats = training.snapshot_stats(cands)
         oot_lit = F.lit(oot.isoformat()).cast("date")
 
-        # ---- bounded training sample -> driver
+        # ---- bounded training sample -> driver (customer features joined to the sample only)
         t = time.time()
         training.step(progress, "train nbp sample", 0, 4)
         train_df = training.with_group_positive(cands.where(F.col("snapshot_date") < oot_lit), GROUP)
-        pdf, info = training.bounded_sample(train_df, conf.sampling, m.seed, GROUP, sc)
+        pdf, info = training.bounded_sample(train_df, conf.sampling, m.seed, GROUP, sc,
+                                            enrich=lambda df: with_profile(df, profiles, GROUP))
         if info.positives == 0:
             raise ValueError(f"no adoption in the training snapshots {[d.isoformat() for d in train_dates]}: "
                              "nothing to learn (is the history long enough?)")
@@ -240,7 +277,12 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
         to_score = {f"score_{k}": (b.model_to_string(), spec) for k, b in fitted.items()}
         if champion is not None:
             to_score["score_champion"] = (champion.booster.model_to_string(), champion.spec)
-        oot_df = cands.where(F.col("snapshot_date") == oot_lit)
+        oot_rate, oot_customers = oot_customer_rate(cands.where(F.col("snapshot_date") == oot_lit),
+                                                    conf.oot_max_customers)
+        evaluated = (F.col("snapshot_date") < oot_lit) | (training.customer_bucket() < oot_rate)
+        needed = sorted({c for _, sp in to_score.values() for c in sp.columns})
+        oot_df = with_profile(cands.where((F.col("snapshot_date") == oot_lit) & evaluated),
+                              profiles.where(F.col("snapshot_date") == oot_lit), GROUP, needed)
         scored = sc.write(training.score_in_engine(oot_df, to_score, SCORE_KEEP), "nbp_oot_scored")
         by_kind = {}
         for kind in fitted:
@@ -249,7 +291,7 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
             by_kind[kind] = mk
         winner = max(conf.kinds, key=lambda k: (by_kind[k]["map_at_7"], -conf.kinds.index(k)))
         champion_map = ranking_metrics(scored, score="score_champion")["map_at_7"] if champion is not None else None
-        base, grouping = baselines(spark, settings, cands, train_dates, oot)
+        base, grouping = baselines(spark, settings, cands.where(evaluated), profiles, train_dates, oot)
         products = per_product_table(scored, f"score_{winner}")
         timings["evaluate_s"] = time.time() - t
 
@@ -273,6 +315,8 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
             "horizon_days": conf.horizon_days, "label": f"product opened in (snapshot, snapshot + {conf.horizon_days}d]",
             "candidates": "active catalogue products not held at the snapshot",
             "per_snapshot": stats, "profiles_computed_now": built,
+            "oot_evaluation": f"{oot_customers} customers, pmod(xxhash64(customer_id), 1000) < {oot_rate} "
+                              f"(at most {conf.oot_max_customers})",
             "sample": info.__dict__, "features": {"numeric": len(spec.numeric), "categorical": len(spec.categorical)},
             "sampling_rule": "pmod(xxhash64(customer_id), 1000) < customer_rate_per_mille; (snapshot, customer) "
                              "groups without adoption kept at negative_rate, weighted 1/negative_rate in the binary "
@@ -281,6 +325,7 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
         params = {
             "model_kind": winner, "kinds_compared": ",".join(conf.kinds), "selection_metric": "map_at_7",
             "train_snapshots": ",".join(d.isoformat() for d in train_dates), "oot_snapshot": oot.isoformat(),
+            "oot_customer_rate_per_mille": oot_rate, "oot_max_customers": conf.oot_max_customers,
             "horizon_days": conf.horizon_days, "train_rows": info.rows, "train_positives": info.positives,
             "train_customers": info.customers, "sample_rate_per_mille": info.customer_rate_per_mille,
             "sample_rate_configured_per_mille": info.configured_rate_per_mille,
@@ -339,7 +384,8 @@ def _report(as_of, winner, by_kind, base, grouping, champion, champion_map, prod
     sample = description["sample"]
     sections = [
         ("Out-of-time evaluation", f"<p>As of {as_of}; OOT snapshot {description['oot_snapshot']} "
-                                   f"(all its candidates, scored in the engine); kept: <b>{winner}</b>.</p>"
+                                   f"(every candidate of {description['oot_evaluation']}, scored in the engine); "
+                                   f"kept: <b>{winner}</b>.</p>"
                                    + h(rows)),
         ("Training set", h([{"train snapshots": ", ".join(description["train_snapshots"]),
                              "rows": sample["rows"], "positives": sample["positives"],

@@ -3,7 +3,7 @@
 - Snapshot features: the ``gold/customer_360`` partition of a month end, computed with the
   profile job's own code and written there when it is missing (:func:`snapshot_profile`).
 - Scratch tables: labelled snapshots and OOT scores are materialised once as Delta tables
-  under ``<lake>/ops/_train_scratch/<id>`` (deleted afterwards), so the many evaluation
+  under ``<lake>/ops/_scratch/<id>`` (deleted afterwards), so the many evaluation
   queries do not recompute the candidate joins.
 - Bounded driver data: :func:`bounded_sample` is the only way training rows reach pandas.
 - In-engine scoring: :func:`score_in_engine` applies LightGBM boosters with
@@ -20,7 +20,7 @@ import logging
 import math
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -32,7 +32,6 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
-from pyspark.sql.window import Window
 
 from c360 import lake
 from c360.settings import ConfigError, LgbmParams, Models, Sampling, Settings
@@ -87,7 +86,7 @@ def snapshot_profile(spark: SparkSession, settings: Settings, as_of: date) -> tu
 
 @dataclass
 class Scratch:
-    """Delta tables living for one training run under ``<lake>/ops/_train_scratch/<id>``."""
+    """Delta tables living for one training or scoring run under ``<lake>/ops/_scratch/<id>``."""
 
     spark: SparkSession
     root: Path
@@ -108,7 +107,7 @@ class Scratch:
 
 @contextmanager
 def scratch(spark: SparkSession, settings: Settings, keep: bool = False) -> Iterator[Scratch]:
-    root = Path(lake.table_path(settings.lake, "ops", "_train_scratch")) / uuid.uuid4().hex[:12]
+    root = Path(lake.table_path(settings.lake, "ops", "_scratch")) / uuid.uuid4().hex[:12]
     root.mkdir(parents=True, exist_ok=True)
     try:
         yield Scratch(spark, root)
@@ -140,9 +139,23 @@ def customer_bucket(col: str = "customer_id") -> Column:
     return F.pmod(F.xxhash64(F.col(col)), F.lit(1000))
 
 
+def largest_rate(by_bucket: dict[int, int], cap: int, rate: int = 1000) -> int:
+    """The largest customer rate <= ``rate`` (buckets ``0..rate-1``) whose total in
+    ``by_bucket`` (bucket -> rows or customers) is at most ``cap``; 1 when no rate fits."""
+    total = sum(v for b, v in by_bucket.items() if b < rate)
+    while total > cap and rate > 1:
+        rate -= 1
+        total -= by_bucket.get(rate, 0)
+    return rate
+
+
 def with_group_positive(df: DataFrame, group: list[str]) -> DataFrame:
-    """``_group_positive``: the row's group (e.g. customer within snapshot) has a positive."""
-    return df.withColumn(GROUP_POSITIVE, F.max(F.col("label")).over(Window.partitionBy(*group)) > 0)
+    """``_group_positive``: the row's group (e.g. customer within snapshot) has a positive.
+
+    A join with the (few) groups that have one, not a window: a window sorts every row by
+    group, ~90M candidate pairs at 1M customers."""
+    pos = df.where(F.col("label") > 0).select(*group).distinct().withColumn(GROUP_POSITIVE, F.lit(True))
+    return df.join(pos, group, "left").withColumn(GROUP_POSITIVE, F.coalesce(F.col(GROUP_POSITIVE), F.lit(False)))
 
 
 @dataclass
@@ -178,44 +191,44 @@ def to_pandas_chunked(df: DataFrame, rows: int, order: list[str], chunk_bytes: i
 
 
 def bounded_sample(df: DataFrame, sampling: Sampling, seed: int, group: list[str],
-                   sc: "Scratch | None" = None) -> tuple[pd.DataFrame, SampleInfo]:
+                   sc: "Scratch | None" = None,
+                   enrich: Callable[[DataFrame], DataFrame] | None = None) -> tuple[pd.DataFrame, SampleInfo]:
     """The training rows as pandas, after a deterministic bounded sample in the engine.
 
     1. customers with ``pmod(xxhash64(customer_id), 1000) < customer_rate_per_mille``;
     2. groups (``group`` columns, e.g. snapshot + customer) without a positive are kept at
        ``negative_rate`` (hash of the group and ``seed``) and weighted ``1 / negative_rate``
        (column ``_weight``); groups with a positive are all kept, weight 1;
-    3. when the result exceeds ``max_train_rows`` the customer rate is lowered until it fits.
+    3. when the result exceeds ``max_train_rows`` the customer rate is lowered to the largest
+       one that fits (row counts per customer bucket come from one pass over ``df``).
 
     ``df`` must have ``label`` and ``_group_positive`` (:func:`with_group_positive`). With
     ``sc`` the sample is materialised there before it is fetched (in slices, see
-    :func:`to_pandas_chunked`).
+    :func:`to_pandas_chunked`). ``enrich`` adds columns to the sampled rows only (e.g. the
+    customer features of narrow candidate pairs) before that; it must keep every row.
     """
-    pop = df.agg(F.count(F.lit(1)).alias("n"), F.sum("label").alias("p")).first()
     neg_cut = int(round(sampling.negative_rate * 1_000_000))
     keep_neg = F.pmod(F.xxhash64(*[F.col(c).cast("string") for c in group], F.lit(str(seed))),
                       F.lit(1_000_000)) < neg_cut
+    kept = F.col(GROUP_POSITIVE) | keep_neg if sampling.negative_rate < 1 else F.lit(True)
 
-    def sample(rate: int) -> DataFrame:
-        s = df.where(customer_bucket() < rate)
-        if sampling.negative_rate < 1:
-            s = s.where(F.col(GROUP_POSITIVE) | keep_neg)
-        return s.withColumn(WEIGHT, F.when(F.col(GROUP_POSITIVE), F.lit(1.0))
-                            .otherwise(F.lit(1.0 / sampling.negative_rate)))
-
-    rate = sampling.customer_rate_per_mille
-    s = sample(rate)
-    n = s.count()
-    capped = False
-    while n > sampling.max_train_rows and rate > 1:
-        capped = True
-        rate = max(1, min(rate - 1, int(math.floor(rate * sampling.max_train_rows / n * 0.98))))
-        s = sample(rate)
-        n = s.count()
+    # one pass: per customer bucket, all rows, positives and the rows the sample keeps
+    buckets = df.groupBy(customer_bucket().alias("_bucket")).agg(
+        F.count(F.lit(1)).alias("n"), F.sum("label").alias("p"),
+        F.sum(F.when(kept, 1).otherwise(0)).alias("k")).collect()
+    population_rows = sum(int(r["n"]) for r in buckets)
+    population_positives = sum(int(r["p"] or 0) for r in buckets)
+    kept_by_bucket = {int(r["_bucket"]): int(r["k"]) for r in buckets}
+    rate = largest_rate(kept_by_bucket, sampling.max_train_rows, sampling.customer_rate_per_mille)
+    n = sum(kept_by_bucket.get(b, 0) for b in range(rate))
+    capped = rate < sampling.customer_rate_per_mille or n > sampling.max_train_rows
+    s = df.where(customer_bucket() < rate).where(kept).withColumn(
+        WEIGHT, F.when(F.col(GROUP_POSITIVE), F.lit(1.0)).otherwise(F.lit(1.0 / sampling.negative_rate)))
     if n > sampling.max_train_rows:  # a single bucket is still too big: cut deterministically
-        capped = True
         s = s.orderBy(F.xxhash64("customer_id", *group), *group).limit(sampling.max_train_rows)
         n = sampling.max_train_rows
+    if enrich is not None:
+        s = enrich(s)
     if sc is not None:
         s = sc.write(s, "train_sample")
     order = list(dict.fromkeys(["customer_id", *group] + (["product_code"] if "product_code" in df.columns else [])))
@@ -226,7 +239,7 @@ def bounded_sample(df: DataFrame, sampling: Sampling, seed: int, group: list[str
         max_train_rows=sampling.max_train_rows, rows=len(pdf), positives=int(pdf["label"].sum()),
         customers=int(pdf["customer_id"].nunique()),
         groups_with_positive=int(pdf.loc[pdf[GROUP_POSITIVE].astype(bool), group].drop_duplicates().shape[0]),
-        capped=capped, population_rows=int(pop["n"]), population_positives=int(pop["p"] or 0))
+        capped=capped, population_rows=population_rows, population_positives=population_positives)
     return pdf, info
 
 
@@ -279,11 +292,15 @@ def _scorer(models: dict[str, tuple[str, str]], keep: list[str]):
         from models.frame import FeatureSpec as _Spec
         from models.frame import prepare as _prepare
 
-        loaded = {col: (lgb.Booster(model_str=text), _Spec.from_json(spec)) for col, (text, spec) in models.items()}
+        loaded = {col: (lgb.Booster(model_str=text), spec, _Spec.from_json(spec))
+                  for col, (text, spec) in models.items()}
         for pdf in batches:
             out = pdf[keep].copy()
-            for col, (booster, spec) in loaded.items():
-                out[col] = booster.predict(_prepare(pdf, spec), num_threads=1) if len(pdf) else np.zeros(0)
+            frames = {}  # models fitted on the same sample share a spec: prepare once
+            for col, (booster, key, spec) in loaded.items():
+                if key not in frames:
+                    frames[key] = _prepare(pdf, spec)
+                out[col] = booster.predict(frames[key], num_threads=1) if len(pdf) else np.zeros(0)
             yield out
 
     return score
@@ -436,5 +453,5 @@ def log_training_run(settings, experiment: str, run_name: str, tags: dict, param
             return version, run.info.run_id
 
 
-__all__ = ["snapshot_profile", "scratch", "split_snapshots", "bounded_sample", "to_pandas_chunked", "score_in_engine",
+__all__ = ["snapshot_profile", "scratch", "split_snapshots", "largest_rate", "bounded_sample", "to_pandas_chunked", "score_in_engine",
            "fit_lightgbm", "fit_feature_spec", "log_lightgbm_model", "log_training_run", "importance_chart", "html_report"]

@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 
 from c360 import lake
 from c360.settings import ConfigError, load_settings
+from features.candidates import with_profile
 from features.profile import AsOf
 from jobs import score
 from models.frame import FeatureSpec, prepare
@@ -287,7 +288,8 @@ def test_scoring_conf_is_validated(tmp_path):
 def expected_top(spark, world, top_n: int):
     """What the step must produce, computed here in pandas from the eligible candidates."""
     annotated, _ = annotate(spark, world["settings"])
-    el = annotated.where(F.col("exclusion_reason").isNull()).toPandas()
+    assert "n_products" not in annotated.columns  # narrow: the step joins the model's features itself
+    el = with_profile(annotated.where(F.col("exclusion_reason").isNull()), profile_df(spark)).toPandas()
     el["score"] = world["booster"].predict(prepare(el, world["spec"]))
     el = el.sort_values(["customer_id", "score", "product_code"], ascending=[True, False, True])
     el["rank"] = el.groupby("customer_id").cumcount() + 1

@@ -17,6 +17,7 @@ from test_profile import CATALOG, customers, silver
 from c360 import lake
 from c360.settings import ConfigError, load_settings
 from jobs.profile import partition
+from features.candidates import with_profile
 from models import attrition, nbp, training
 from models.frame import fit_spec, prepare
 
@@ -136,7 +137,10 @@ def test_training_rows_never_read_data_after_the_snapshot(spark, settings, tmp_p
         gold = lake.read(spark, lake.table_path(st.lake, "gold", "customer_360")).where(partition(S))
         assert sorted(r.customer_id for r in gold.collect()) == ["C1", "C2"]
         tables = silver_tables(spark, st)
-        out[name] = (_rows_by_key(nbp.snapshot_candidates(profile, tables, S, 30, TZ), ["customer_id", "product_code"]),
+        cands = nbp.snapshot_candidates(profile, tables, S, 30, TZ)
+        assert "txn_count_30d" not in cands.columns  # narrow: customer features are joined later
+        wide = with_profile(cands, nbp.snapshot_features(spark, st, [S]), ["customer_id", "snapshot_date"])
+        out[name] = (_rows_by_key(wide, ["customer_id", "product_code"]),
                      _rows_by_key(attrition.snapshot_rows(profile, tables, S, 90, TZ), ["customer_id"]))
 
     nbp_full, att_full = out["full"]
@@ -167,6 +171,11 @@ def test_training_rows_never_read_data_after_the_snapshot(spark, settings, tmp_p
     assert (att_full[("C1",)]["label"], att_full[("C2",)]["label"]) == (0, 1)
 
 
+def _profiles(cands):
+    """One row per (customer, snapshot) with the customer columns of test candidates."""
+    return cands.drop("product_code", "label").dropDuplicates(["customer_id", "snapshot_date"])
+
+
 def test_segment_baseline_uses_personas_of_the_snapshot_dates_else_falls_back(spark, settings, tmp_path):
     st = settings.with_paths(lake=tmp_path / "lake")
     d1, d2 = date(2026, 4, 30), date(2026, 5, 31)
@@ -176,10 +185,11 @@ def test_segment_baseline_uses_personas_of_the_snapshot_dates_else_falls_back(sp
         "customer_id string, product_code string, snapshot_date date, age_band string, income_band string, "
         "label int").withColumn("total_aum", F.lit(1.0)).withColumn("annual_income", F.lit(1.0)) \
         .withColumn("txn_count_90d", F.lit(9)).withColumn("logins_90d", F.lit(9))
+    profiles = _profiles(cands)
     bands = st.model_copy(update={"segments": None})
-    assert nbp.segment_grouping(spark, bands, cands, [d1], d2)[1:] == (["age_band", "income_band"],
-                                                                        "age_band x income_band")
-    df, by, grouping = nbp.segment_grouping(spark, st, cands, [d1], d2)
+    assert nbp.segment_grouping(spark, bands, cands, profiles, [d1], d2)[1:] == (["age_band", "income_band"],
+                                                                                  "age_band x income_band")
+    df, by, grouping = nbp.segment_grouping(spark, st, cands, profiles, [d1], d2)
     assert grouping == "value_tier (segments rule at each snapshot)"
     assert {r[by[0]] for r in df.collect()} == {"mass"}
 
@@ -188,10 +198,11 @@ def test_segment_baseline_uses_personas_of_the_snapshot_dates_else_falls_back(sp
                                  "customer_id string, as_of_date date, persona_id string")
     lake.write_partition(segs, seg_path, "as_of_date", partition(d2))
     # only the OOT date has personas: no training rates per persona, so not used
-    assert nbp.segment_grouping(spark, st, cands, [d1], d2)[2] == "value_tier (segments rule at each snapshot)"
+    assert nbp.segment_grouping(spark, st, cands, profiles, [d1], d2)[2] == \
+        "value_tier (segments rule at each snapshot)"
     lake.write_partition(spark.createDataFrame([("C1", d1, "P02")], segs.schema), seg_path, "as_of_date",
                          partition(d1))
-    df, by, grouping = nbp.segment_grouping(spark, st, cands, [d1], d2)
+    df, by, grouping = nbp.segment_grouping(spark, st, cands, profiles, [d1], d2)
     assert grouping == "persona_id"
     got = {(r.customer_id, r.snapshot_date): r[by[0]] for r in df.collect()}
     assert got == {("C1", d1): "P02", ("C1", d2): "P03", ("C2", d2): "P01"}  # persona of each snapshot date
@@ -219,6 +230,10 @@ def test_bounded_sample_is_deterministic_capped_and_weighted(spark):
     a, info = training.bounded_sample(df, conf, seed=7, group=["snapshot_date", "customer_id"])
     b, _ = training.bounded_sample(df, conf, seed=7, group=["snapshot_date", "customer_id"])
     assert len(a) <= 1000 and info.capped and info.customer_rate_per_mille < 1000
+    # the largest rate that fits: one more customer bucket would pass the cap
+    wider = Sampling(customer_rate_per_mille=info.customer_rate_per_mille + 1, negative_rate=0.5,
+                     max_train_rows=10_000)
+    assert len(training.bounded_sample(df, wider, seed=7, group=["snapshot_date", "customer_id"])[0]) > 1000
     pd.testing.assert_frame_equal(a.sort_values(["customer_id", "snapshot_date", "product_code"]).reset_index(drop=True),
                                   b.sort_values(["customer_id", "snapshot_date", "product_code"]).reset_index(drop=True))
     assert (info.population_rows, info.population_positives) == (2400, 80)
@@ -241,6 +256,20 @@ def test_bounded_sample_is_deterministic_capped_and_weighted(spark):
     # without a cap everything comes with weight 1
     full, info = training.bounded_sample(df, Sampling(max_train_rows=10_000), 7, ["snapshot_date", "customer_id"])
     assert len(full) == 2400 and not info.capped and set(full[training.WEIGHT]) == {1.0}
+
+
+def test_oot_evaluation_takes_whole_customer_buckets_under_the_cap(spark):
+    assert training.largest_rate({0: 5, 1: 5, 2: 5}, 10) == 2
+    assert training.largest_rate({0: 5, 1: 5, 2: 5}, 10, rate=1) == 1
+    assert training.largest_rate({0: 20, 1: 5}, 10) == 1  # nothing fits: one bucket
+    df = _frame(spark, customers_n=400, snapshots=(date(2026, 2, 28),))
+
+    def customers(rate):
+        return df.where(training.customer_bucket() < rate).select("customer_id").distinct().count()
+
+    rate, n = nbp.oot_customer_rate(df, 150)
+    assert customers(rate) == n <= 150 < customers(rate + 1)
+    assert nbp.oot_customer_rate(df, 1000) == (1000, 400)
 
 
 def test_in_engine_scoring_matches_local_prediction(spark):
@@ -338,7 +367,7 @@ def test_train_job_on_a_small_generated_bank(spark, settings, tmp_path, monkeypa
     gold = lake.read(spark, lake.table_path(st.lake, "gold", "customer_360"))
     assert sorted(r.as_of_date.isoformat() for r in gold.select("as_of_date").distinct().collect()) == \
         ["2026-01-31", "2026-02-28", "2026-03-31", "2026-04-30", "2026-05-31"]
-    assert not any((st.lake / "ops" / "_train_scratch").iterdir())  # scratch tables removed
+    assert not any((st.lake / "ops" / "_scratch").iterdir())  # scratch tables removed
 
     a = out["attrition"]
     assert a["oot_snapshot"] == "2026-03-31" and a["version"] == "1"
@@ -398,7 +427,7 @@ def test_segment_baseline_applies_the_latest_persona_model_at_each_snapshot(spar
     cands = spark.createDataFrame([("C1", "FD", d1, 5.0, 0), ("C1", "FD", d2, 90.0, 1)],
                                   "customer_id string, product_code string, snapshot_date date, total_aum double, "
                                   "label int")
-    df, by, grouping = nbp.segment_grouping(spark, st, cands, [d1], d2)
+    df, by, grouping = nbp.segment_grouping(spark, st, cands, _profiles(cands), [d1], d2)
     assert grouping == f"persona_id (persona model of {run} applied at each snapshot)"
     # the same customer belongs to different personas at the two snapshots, by their features then
     assert {r.snapshot_date: r[by[0]] for r in df.collect()} == {d1: "P07", d2: "P02"}
