@@ -273,6 +273,8 @@ class ReasonText(_Strict):
 class Reasons(_Strict):
     per_recommendation: int = Field(2, ge=1, le=5)
     min_contribution: float = Field(0.0, ge=0)
+    # recommendations whose exact contributions give each feature's effect (models.scoring)
+    sample_rows: int = Field(5000, ge=100, le=1_000_000)
     generic: ReasonText
     templates: dict[str, ReasonText] = Field(default_factory=dict)
 

@@ -9,28 +9,34 @@ Everything runs in the engine; only small counts come back to the driver:
 3. eligible candidates scored by the ``champion`` booster in ``mapInPandas`` (the model
    travels as a string in the closure; :func:`models.frame.prepare` builds the frame);
 4. rank per customer with a window (score desc, product code), keep the top N (conf);
-5. the top-N rows only: ``pred_contrib`` in ``mapInPandas`` -> reason codes and zh/en text.
+5. reasons for the top-N rows: exact ``pred_contrib`` on a bounded sample of them gives
+   each templated feature's effect per product; every row then gets its reason codes and
+   zh/en text by lookup in ``mapInPandas`` (:mod:`models.scoring`).
+
+Candidates are narrow (keys, pair features, the few profile columns the rules read); the
+model's other features are joined from the profile where they are scored.
 
 Both tables are partitioned by ``as_of_date``; a run replaces only its own partition.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 
+import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
-
-import logging
 
 from c360 import lake
 from c360.settings import ConfigError, Scoring, Settings
 from features.candidates import candidates, held_products, pair_inputs, product_signals, products, with_profile
 from features.profile import AsOf
 from models import scoring as rules
-from models.training import scratch
+from models.frame import prepare
+from models.training import customer_bucket, scratch
 
 KEYS = ["customer_id", "product_code"]
 
@@ -201,37 +207,58 @@ def rank_top(scored: DataFrame, top_n: int) -> DataFrame:
     return scored.withColumn("rank", F.row_number().over(w).cast("int")).where(F.col("rank") <= top_n)
 
 
-def explain_top(top: DataFrame, champion, reasons: dict) -> DataFrame:
-    """Reason codes and zh/en text for the top-N rows (``pred_contrib`` in ``mapInPandas``).
+def reason_effects_of(top: DataFrame, champion, reasons: dict) -> tuple[list[str], list[str], dict]:
+    """(templated features, their ``requires``, effects per product) from a bounded sample
+    of ``top`` (:func:`models.scoring.reason_effects`): whole customer hash buckets, about
+    ``sample_rows`` rows, the only rows whose exact ``pred_contrib`` is computed."""
+    spec = champion.spec
+    names = list(spec.columns)
+    tcols = rules.templated(names, reasons["templates"])
+    features = [name for _, name, _ in tcols]
+    requires = [reasons["templates"][key].get("requires", "any") for _, _, key in tcols]
+    if not tcols:
+        return features, requires, {"*": np.zeros(0)}
+    n = top.count()
+    rate = max(1, min(1000, 1000 * reasons["sample_rows"] // max(n, 1)))
+    sample = top.where(customer_bucket() < rate).select(*dict.fromkeys(KEYS + _feature_columns(top, spec))) \
+        .orderBy(*KEYS).limit(reasons["sample_rows"]).toPandas()
+    if sample.empty:
+        return features, requires, {"*": np.full(len(features), np.nan)}
+    frame = prepare(sample, spec)
+    contrib = np.asarray(champion.booster.predict(frame, pred_contrib=True), dtype="float64")[:, :len(names)]
+    effects = rules.reason_effects(sample["product_code"].tolist(), contrib[:, [i for i, _, _ in tcols]],
+                                   rules.holds_matrix(frame, features, requires))
+    log.info("reason effects from %d of %d recommendations (customer rate %d/1000)", len(sample), n, rate)
+    return features, requires, effects
 
-    ``top``: customer_id, product_code, rank, score and the model's feature columns.
+
+def explain_top(top: DataFrame, champion, reasons: dict) -> DataFrame:
+    """Reason codes and zh/en text for the top-N rows (:func:`models.scoring.explain_rows`
+    in ``mapInPandas``, effects from :func:`reason_effects_of`).
+
+    ``top``: customer_id, product_code, rank, score and the model's feature columns; read
+    twice (the sample, then every row): pass a materialised table at scale.
     """
-    model_str = champion.booster.model_to_string()
     spec_json = champion.spec.to_json()
     feats = _feature_columns(top, champion.spec)
     schema = ("customer_id string, product_code string, rank int, score double, reason_codes array<string>, "
               "reason_text_zh string, reason_text_en string")
+    features, requires, effects = reason_effects_of(top, champion, reasons)
     templates, generic = reasons["templates"], reasons["generic"]
     k, floor = reasons["per_recommendation"], reasons["min_contribution"]
 
     def why(batches):
-        import lightgbm as lgb
-        import numpy as np
         import pandas as pd
 
         from models.frame import FeatureSpec, prepare
-        from models.scoring import explain
+        from models.scoring import explain_rows, holds_matrix
 
-        booster = lgb.Booster(model_str=model_str)
         spec = FeatureSpec.from_json(spec_json)
-        names = list(spec.columns)
         for pdf in batches:
             if len(pdf) == 0:
                 continue
-            frame = prepare(pdf, spec)
-            contrib = np.asarray(booster.predict(frame, pred_contrib=True), dtype="float64")[:, :len(names)]
-            raw = frame.astype(object).where(frame.notna(), None).to_numpy()
-            out = [explain(names, contrib[i], raw[i], templates, generic, k, floor) for i in range(len(pdf))]
+            held = holds_matrix(prepare(pdf, spec), features, requires)
+            out = explain_rows(pdf["product_code"].tolist(), held, effects, features, templates, generic, k, floor)
             yield pd.DataFrame({"customer_id": pdf["customer_id"].to_numpy(),
                                 "product_code": pdf["product_code"].to_numpy(),
                                 "rank": pdf["rank"].astype("int32").to_numpy(),
@@ -245,17 +272,22 @@ def explain_top(top: DataFrame, champion, reasons: dict) -> DataFrame:
 def reasons_conf(conf: Scoring) -> dict:
     r = conf.reasons
     return {"templates": {k: v.model_dump() for k, v in r.templates.items()}, "generic": r.generic.model_dump(),
-            "per_recommendation": r.per_recommendation, "min_contribution": r.min_contribution}
+            "per_recommendation": r.per_recommendation, "min_contribution": r.min_contribution,
+            "sample_rows": r.sample_rows}
 
 
-def recommendations(annotated: DataFrame, profile: DataFrame, champion, conf: Scoring, as_of: date) -> DataFrame:
+def recommendations(annotated: DataFrame, profile: DataFrame, champion, conf: Scoring, as_of: date,
+                    sc=None) -> DataFrame:
     """The ``gold/recommendations`` rows of as_of (not written): the eligible candidates of
     ``annotated`` with the model's features from ``profile``, scored, ranked, the top
-    ``conf.top_n`` explained."""
+    ``conf.top_n`` explained. With ``sc`` (a scratch space) the ranked rows are
+    materialised once there (the reasons read them twice)."""
     eligible = annotated.where(F.col("exclusion_reason").isNull())
     spec_columns = list(champion.spec.columns)
     top = rank_top(predict(with_profile(eligible, profile, ["customer_id"], spec_columns), champion, KEYS),
                    conf.top_n)
+    if sc is not None:
+        top = sc.write(top, "top")
     pair_feats = _feature_columns(eligible, champion.spec)
     # features again for the top rows only (a few per customer), not for every candidate
     with_features = with_profile(top.join(eligible.select(*dict.fromkeys(KEYS + pair_feats)), KEYS, "inner"),
@@ -308,8 +340,8 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> 
         counts = exclusion_counts(annotated, profile, catalog, held)
 
         step("score rank and explain", 1)
-        lake.write_partition(recommendations(annotated, profile, champion, conf, as_of), recs_path, "as_of_date",
-                             partition(as_of), schema=RECOMMENDATIONS_SCHEMA)
+        lake.write_partition(recommendations(annotated, profile, champion, conf, as_of, sc), recs_path,
+                             "as_of_date", partition(as_of), schema=RECOMMENDATIONS_SCHEMA)
     written = lake.read(spark, recs_path).where(partition(as_of))
     summary = written.agg(F.count(F.lit(1)).alias("n"), F.count_distinct("customer_id").alias("customers"),
                           F.sum(F.when(F.size("reason_codes") == 0, 1).otherwise(0)).alias("generic")).first()

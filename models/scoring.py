@@ -22,15 +22,24 @@ before them and are counted without building the pairs: ``inactive_product`` and
 A product without a risk rating (credit products) is not limited by the tolerance of an
 assessed customer.
 
-**Reasons.** The features with the largest positive contribution to a recommendation's
-score (LightGBM ``pred_contrib``) that have a sentence template become its reasons
-(:func:`explain`); a recommendation without one gets the generic sentence.
+**Reasons.** A recommendation's reasons are the templated features that hold for it
+(``requires``: any, present, positive) and raise its product's score, largest effect first
+(:func:`explain`); a recommendation without one gets the generic sentence. The effect of
+a feature is its LightGBM ``pred_contrib`` averaged over a bounded sample of the day's
+recommendations of the same product where the feature holds (:func:`reason_effects`;
+all products together when that product has no such row). Exact per-row TreeSHAP costs
+1-3 ms a row for a 250-tree model: three reasons for each of 1M customers would take
+hours on two cores, the sample takes seconds. Every recommendation is then explained by a
+table lookup (:func:`explain_rows`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F
@@ -165,3 +174,73 @@ def known_features() -> set[str]:
     from features.registry import REGISTRY
 
     return set(REGISTRY) | set(PAIR_FEATURES) | set(PRODUCT_FEATURES)
+
+
+def templated(names: Sequence[str], templates: Mapping[str, Mapping[str, object]]) -> list[tuple[int, str, str]]:
+    """(index, feature, template key) of the features in ``names`` that have a template."""
+    out = []
+    for i, name in enumerate(names):
+        key = template_key(name, templates)
+        if key is not None:
+            out.append((i, name, key))
+    return out
+
+
+def holds_matrix(frame: pd.DataFrame, features: Sequence[str], requires: Sequence[str]) -> np.ndarray:
+    """Rows x ``features`` booleans: the template's ``requires`` holds for the value.
+
+    ``frame``: a model frame (:func:`models.frame.prepare`: float64 numerics, categoricals);
+    the same answers as :func:`_holds` on its values (a category counts as positive)."""
+    out = np.zeros((len(frame), len(features)), dtype=bool)
+    for j, (f, req) in enumerate(zip(features, requires)):
+        col = frame[f]
+        if req == "any":
+            out[:, j] = True
+        elif req == "present" or isinstance(col.dtype, pd.CategoricalDtype):
+            out[:, j] = col.notna().to_numpy()
+        else:  # positive
+            out[:, j] = np.nan_to_num(col.to_numpy(dtype="float64"), nan=0.0) > 0
+    return out
+
+
+def reason_effects(products: Sequence[str], contributions: np.ndarray, holds: np.ndarray) -> dict[str, np.ndarray]:
+    """Per product (and ``"*"`` for all products together): the mean contribution of each
+    templated feature over the sample rows where it holds (NaN: it never holds there).
+
+    ``contributions`` and ``holds``: sample rows x templated features."""
+    products = np.asarray(products, dtype=object)
+
+    def means(mask: np.ndarray) -> np.ndarray:
+        h = holds[mask]
+        n = h.sum(axis=0)
+        total = np.where(h, contributions[mask], 0.0).sum(axis=0)
+        return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+
+    out = {"*": means(np.ones(len(products), dtype=bool))}
+    for p in sorted(set(products)):
+        out[p] = means(products == p)
+    return out
+
+
+def explain_rows(products: Sequence[str], holds: np.ndarray, effects: Mapping[str, np.ndarray],
+                 features: Sequence[str], templates: Mapping[str, Mapping[str, str]], generic: Mapping[str, str],
+                 per_recommendation: int, min_contribution: float) -> list[tuple[list[str], str, str]]:
+    """(reason codes, zh, en) per row: :func:`explain` over the templated ``features`` with
+    each one's effect for the row's product (the all-products effect where the product has
+    none) where it holds. Rows with the same product and the same features holding get the
+    same reasons, so each combination is worked out once."""
+    keys = [template_key(f, templates) for f in features]
+    fallback = effects["*"]
+    cache: dict[tuple, tuple[list[str], str, str]] = {}
+    out = []
+    for p, row in zip(products, holds):
+        k = (p, row.tobytes())
+        if k not in cache:
+            eff = effects.get(p, fallback)
+            eff = np.where(np.isnan(eff), fallback, eff)
+            contrib = np.where(row & ~np.isnan(eff), eff, -np.inf)
+            values = [1.0 if h else None for h in row]
+            t = {f: templates[key] for f, key in zip(features, keys)}
+            cache[k] = explain(list(features), contrib, values, t, generic, per_recommendation, min_contribution)
+        out.append(cache[k])
+    return out

@@ -18,7 +18,7 @@ from features.candidates import with_profile
 from features.profile import AsOf
 from jobs import score
 from models.frame import FeatureSpec, prepare
-from models.scoring import EXCLUSION_ORDER, explain, template_key
+from models.scoring import EXCLUSION_ORDER, _holds, explain, explain_rows, reason_effects, template_key
 
 AS_OF = date(2026, 6, 30)
 AT = AsOf(AS_OF, "Asia/Shanghai")
@@ -305,15 +305,29 @@ def test_score_step_ranks_top_n_in_the_engine_with_reasons(spark, world, scored)
     assert np.allclose(got.score.to_numpy(), exp.score.to_numpy(), rtol=0, atol=1e-12)
     assert set(got.customer_id) == {"C1", "C2", "C3", "C4", "C6"}  # C5: contact limit
     assert (got.model_version == world["version"]).all() and (got.as_of_date == AS_OF).all()
-    # reasons: pred_contrib of exactly these rows, turned into text by the conf templates
+    # reasons: a templated feature's effect is its pred_contrib averaged over the day's
+    # recommendations of the same product where it holds (here the sample is every row)
     r = templates(world["settings"])
+    names = world["spec"].columns
     frame = prepare(exp, world["spec"])
-    contrib = world["booster"].predict(frame, pred_contrib=True)[:, :len(world["spec"].columns)]
+    contrib = world["booster"].predict(frame, pred_contrib=True)[:, :len(names)]
     raw = frame.astype(object).where(frame.notna(), None).to_numpy()
+    tcols = [(j, n, template_key(n, r["templates"])) for j, n in enumerate(names)
+             if template_key(n, r["templates"])]
+    assert {n for _, n, _ in tcols} >= {"views_product_90d", "holds_same_family", "risk_gap"}
     for i, row in got.iterrows():
-        codes, zh, en = explain(world["spec"].columns, contrib[i], raw[i], r["templates"], r["generic"],
+        effects, values = [], []
+        for j, n, key in tcols:
+            req = r["templates"][key].get("requires", "any")
+            same = [m for m in range(len(exp))
+                    if exp.product_code[m] == exp.product_code[i] and _holds(raw[m, j], req)]
+            effects.append(float(np.mean(contrib[same, j])) if same else -np.inf)
+            values.append(raw[i, j])
+        codes, zh, en = explain([n for _, n, _ in tcols], effects, values,
+                                {n: r["templates"][key] for _, n, key in tcols}, r["generic"],
                                 r["per_recommendation"], r["min_contribution"])
         assert (list(row.reason_codes), row.reason_text_zh, row.reason_text_en) == (codes, zh, en)
+    assert sum(len(c) > 0 for c in got.reason_codes) >= 3  # most rows have a reason of their own
     c4 = got[(got.customer_id == "C4") & (got.product_code == "BF")].iloc[0]  # viewed 5 times
     assert c4["rank"] == 1 and "views_product_90d" in list(c4.reason_codes)
     assert "您最近在手机银行多次浏览了该产品。" in c4.reason_text_zh
@@ -322,6 +336,27 @@ def test_score_step_ranks_top_n_in_the_engine_with_reasons(spark, world, scored)
             metrics["customers_without_recommendation"]) == (len(exp), 5, 1)
     assert metrics["model_version"] == world["version"] and metrics["model_kind"] == "binary"
     assert metrics["attrition"]["model"] == "attrition_risk" and "no 'champion'" in metrics["attrition"]["skipped"]
+
+
+def test_reason_effects_average_where_the_feature_holds_and_fall_back_to_all_products():
+    templates = {"x": {"zh": "甲", "en": "X."}, "y": {"zh": "乙", "en": "Y."},
+                 "z": {"zh": "丙", "en": "Z.", "secondary": True}}
+    generic = {"zh": "通用", "en": "Generic."}
+    products = ["A", "A", "B"]
+    contrib = np.array([[0.5, 0.9, 0.2], [0.1, -0.2, 0.2], [0.0, 0.4, 0.9]])
+    holds = np.array([[True, False, True], [True, True, True], [False, True, True]])
+    eff = reason_effects(products, contrib, holds)
+    np.testing.assert_allclose(eff["A"], [0.3, -0.2, 0.2])  # y held only in row 2 for A
+    np.testing.assert_allclose(eff["B"][1:], [0.4, 0.9])
+    assert np.isnan(eff["B"][0])
+    np.testing.assert_allclose(eff["*"], [0.3, 0.1, 1.3 / 3])
+    out = explain_rows(["A", "A", "B", "B"], np.array([[True, True, True], [False, True, False],
+                                                       [True, False, True], [False, False, False]]),
+                       eff, ["x", "y", "z"], templates, generic, 2, 0.0)
+    assert out[0] == (["x", "z"], "甲丙", "X. Z.")  # y's effect for A is negative; z is secondary
+    assert out[1] == ([], "通用", "Generic.")
+    assert out[2] == (["x", "z"], "甲丙", "X. Z.")  # B never holds x: the all-products effect
+    assert out[3] == ([], "通用", "Generic.")
 
 
 def test_score_step_replaces_only_its_partition(spark, world, scored):
