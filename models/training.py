@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -105,9 +106,24 @@ class Scratch:
         return lake.read(self.spark, self.path(name))
 
 
+STALE_SCRATCH_S = 24 * 3600  # a scratch space untouched this long belongs to a run that was killed
+
+
 @contextmanager
 def scratch(spark: SparkSession, settings: Settings, keep: bool = False) -> Iterator[Scratch]:
-    root = Path(lake.table_path(settings.lake, "ops", "_scratch")) / uuid.uuid4().hex[:12]
+    """A fresh scratch space, removed afterwards; spaces left by killed runs (untouched for
+    :data:`STALE_SCRATCH_S`) are removed first."""
+    parent = Path(lake.table_path(settings.lake, "ops", "_scratch"))
+    if parent.is_dir():
+        now = time.time()
+        for old in parent.iterdir():
+            try:
+                if old.is_dir() and now - old.stat().st_mtime > STALE_SCRATCH_S:
+                    log.info("removing scratch space %s left by an earlier run", old)
+                    shutil.rmtree(old, ignore_errors=True)
+            except FileNotFoundError:  # another run removed it meanwhile
+                pass
+    root = parent / uuid.uuid4().hex[:12]
     root.mkdir(parents=True, exist_ok=True)
     try:
         yield Scratch(spark, root)

@@ -454,3 +454,20 @@ def test_product_signals_count_each_offer_once_per_outcome_kind(spark):
            for r in product_signals(None, responses, at).collect()}
     # C2's conversion happened after as_of: the offer counts as sent, not clicked
     assert got == {("C1", "PL"): (2, 1, 1), ("C1", "CC"): (1, 0, 0), ("C2", "PL"): (1, 0, 0)}
+
+
+def test_scratch_spaces_left_by_killed_runs_are_removed(spark, settings, tmp_path):
+    import os
+    import time
+
+    st = settings.with_paths(lake=tmp_path / "lake")
+    parent = Path(lake.table_path(st.lake, "ops", "_scratch"))
+    old, recent = parent / "killedrun", parent / "running"
+    for d in (old, recent):
+        (d / "table").mkdir(parents=True)
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(old, (two_days_ago, two_days_ago))
+    with training.scratch(spark, st) as sc:
+        assert sc.root.parent == parent and sc.root.is_dir()
+        assert not old.exists() and recent.is_dir()  # another run's live space is left alone
+    assert not sc.root.exists() and recent.is_dir()
