@@ -125,7 +125,8 @@ def _holds(value: object, requires: str) -> bool:
 def explain(names: Sequence[str], contributions: Sequence[float], values: Sequence[object],
             templates: Mapping[str, Mapping[str, str]], generic: Mapping[str, str], per_recommendation: int = 2,
             min_contribution: float = 0.0) -> tuple[list[str], str, str]:
-    """Reason codes and the zh / en text of one recommendation.
+    """Reason codes and the zh / en text of one recommendation: the rule, one row at a
+    time (:func:`explain_rows` applies it to whole batches; the tests hold the two equal).
 
     ``names``, ``contributions`` and ``values``: the model's features, their contribution
     to this score (the bias term excluded) and their values. A feature can be a reason
