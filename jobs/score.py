@@ -36,7 +36,7 @@ from features.candidates import candidates, held_products, pair_inputs, product_
 from features.profile import AsOf
 from models import scoring as rules
 from models.frame import prepare
-from models.training import customer_bucket, scratch
+from models.training import customer_bucket, score_in_engine, scratch
 
 KEYS = ["customer_id", "product_code"]
 
@@ -177,28 +177,9 @@ def _feature_columns(df: DataFrame, spec) -> list[str]:
 
 
 def predict(df: DataFrame, champion, keys: list[str], out: str = "score") -> DataFrame:
-    """``keys`` + ``out`` (the champion's prediction) for every row of ``df``, in ``mapInPandas``."""
-    model_str = champion.booster.model_to_string()
-    spec_json = champion.spec.to_json()
-    feats = _feature_columns(df, champion.spec)
-    schema = ", ".join([f"`{k}` {df.schema[k].dataType.simpleString()}" for k in keys] + [f"`{out}` double"])
-
-    def score(batches):
-        import lightgbm as lgb
-        import numpy as np
-        import pandas as pd
-
-        from models.frame import FeatureSpec, prepare
-
-        booster = lgb.Booster(model_str=model_str)
-        spec = FeatureSpec.from_json(spec_json)
-        for pdf in batches:
-            if len(pdf) == 0:
-                continue
-            values = np.asarray(booster.predict(prepare(pdf, spec)), dtype="float64")
-            yield pd.DataFrame({**{k: pdf[k] for k in keys}, out: values})
-
-    return df.select(*dict.fromkeys(keys + feats)).mapInPandas(score, schema)
+    """``keys`` + ``out`` (the champion's prediction) for every row of ``df``, in the engine
+    (:func:`models.training.score_in_engine`)."""
+    return score_in_engine(df, {out: (champion.booster.model_to_string(), champion.spec)}, keys)
 
 
 def rank_top(scored: DataFrame, top_n: int) -> DataFrame:

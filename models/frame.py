@@ -92,3 +92,33 @@ def prepare(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
             values = pd.Series([None] * len(df), index=df.index, dtype="object")
         out[c] = pd.Categorical(values, categories=cats)
     return out
+
+
+def matrix(batch, spec: FeatureSpec) -> np.ndarray:
+    """The model input of an Arrow record batch (or table) as one float64 matrix in the
+    spec's column order: numeric columns cast to float64 (null -> NaN), categorical columns
+    as their code in the spec's categories (unknown or null -> NaN), absent columns NaN.
+
+    LightGBM gives the same predictions for it as for :func:`prepare`'s frame (a pandas
+    categorical reaches LightGBM as exactly these codes), without the Arrow -> pandas
+    conversion: the engine's scoring functions (``mapInArrow``) call it on every batch."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = set(batch.schema.names)
+    # column-major: each column is one contiguous write (LightGBM reads either order)
+    out = np.full((batch.num_rows, len(spec.numeric) + len(spec.categorical)), np.nan, order="F")
+    for i, c in enumerate(spec.numeric):
+        if c in names:
+            col = batch.column(c)
+            if not pa.types.is_floating(col.type) or col.type != pa.float64():
+                col = pc.cast(col, pa.float64())
+            out[:, i] = col.to_numpy(zero_copy_only=False)
+    for j, (c, cats) in enumerate(spec.categorical.items(), start=len(spec.numeric)):
+        if c in names and cats:
+            col = batch.column(c)
+            if not pa.types.is_string(col.type):
+                col = pc.cast(col, pa.string())
+            codes = pc.index_in(col, value_set=pa.array(cats, pa.string()))
+            out[:, j] = pc.cast(codes, pa.float64()).to_numpy(zero_copy_only=False)
+    return out

@@ -7,7 +7,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
-from models.frame import FeatureSpec, fit_spec, prepare
+from models.frame import FeatureSpec, fit_spec, matrix, prepare
 
 
 def test_spec_round_trip_and_fixed_categories():
@@ -30,3 +30,36 @@ def test_spec_round_trip_and_fixed_categories():
     assert all(frame[c].dtype == np.float64 for c in spec.numeric)
     missing_cat = prepare(score.drop(columns=["product_code"]), again)["product_code"]
     assert list(missing_cat.cat.codes) == [-1, -1] and list(missing_cat.cat.categories) == ["FD", "TD"]
+
+
+def test_matrix_from_arrow_matches_prepare_for_lightgbm():
+    import lightgbm as lgb
+    import pyarrow as pa
+
+    rng = np.random.default_rng(7)
+    n = 400
+    train = pd.DataFrame({"age": rng.integers(18, 80, n).astype(float), "holds_fund": rng.random(n) < 0.3,
+                          "deposit": rng.gamma(2.0, 1000.0, n), "product_code": rng.choice(["FD", "TD", "WM"], n)})
+    y = ((train["age"] > 45) ^ (train["product_code"] == "WM") ^ train["holds_fund"]).astype(int)
+    spec = fit_spec(train)
+    booster = lgb.train({"objective": "binary", "verbose": -1, "min_data_in_leaf": 5, "num_threads": 1},
+                        lgb.Dataset(prepare(train, spec), y), num_boost_round=20)
+    # as the engine delivers a batch: ints, nullable bools, decimals, strings with nulls and
+    # an unknown category, the spec's columns in another order, one column absent
+    batch = pa.RecordBatch.from_pydict({
+        "product_code": pa.array(["TD", "NEW", None, "WM", "FD"]),
+        "deposit": pa.array([Decimal("12.25"), None, Decimal("3000.5"), Decimal("80"), Decimal("0")],
+                            pa.decimal128(18, 2)),
+        "age": pa.array([50, None, 30, 61, 19], pa.int64()),
+        "holds_fund": pa.array([None, True, False, True, False]),
+        "customer_id": pa.array(["C1", "C2", "C3", "C4", "C5"]),
+    })
+    m = matrix(batch, spec)
+    assert m.shape == (5, 4) and m.dtype == np.float64
+    assert np.isnan(m[1, 3]) and np.isnan(m[2, 3]) and m[0, 3] == 1.0 and m[3, 3] == 2.0  # codes in spec order
+    assert m[0, 2] == 12.25 and np.isnan(m[1, 2]) and np.isnan(m[1, 0]) and m[1, 1] == 1.0
+    frame = prepare(batch.to_pandas(), spec)
+    np.testing.assert_array_equal(booster.predict(m), booster.predict(frame))
+    no_age = matrix(batch.drop_columns(["age"]), spec)
+    assert np.isnan(no_age[:, 0]).all()
+    np.testing.assert_array_equal(booster.predict(no_age), booster.predict(prepare(batch.to_pandas().drop(columns=["age"]), spec)))
