@@ -15,9 +15,8 @@ from datetime import date, timedelta
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.window import Window
 
-from features.profile import AsOf
+from features.profile import AsOf, latest_snapshots
 
 PRODUCT_FEATURES = ["product_code", "family", "product_risk_level", "min_age", "max_age"]
 PAIR_FEATURES = ["views_product_90d", "views_product_30d", "offers_product_90d", "offer_clicks_product_90d",
@@ -38,12 +37,14 @@ def products(catalog: DataFrame) -> DataFrame:
                           F.col("max_age").cast("bigint").alias("max_age"))
 
 
-def held_products(holdings: DataFrame, at: AsOf) -> DataFrame:
+def held_products(holdings: DataFrame, at: AsOf, latest: DataFrame | None = None) -> DataFrame:
     """(customer_id, product_code) held at the end of ``as_of``: the latest snapshot of each
-    account up to then, not closed, opened by then."""
-    w = Window.partitionBy("account_id").orderBy(F.col("snapshot_date").desc())
+    account up to then, not closed, opened by then. ``latest``: those latest snapshots
+    already made (:func:`features.profile.latest_snapshots` of all of ``holdings``; valid
+    only when no snapshot is after as_of)."""
     d = at.date_lit()
-    latest = holdings.where(F.col("snapshot_date") <= d).withColumn("_rn", F.row_number().over(w)).where("_rn = 1")
+    if latest is None:
+        latest = latest_snapshots(holdings.where(F.col("snapshot_date") <= d))
     held = (F.col("status") != "closed") & (F.col("opened_date") <= d) & \
         (F.col("closed_date").isNull() | (F.col("closed_date") > d))
     return latest.where(held).select("customer_id", "product_code").distinct()

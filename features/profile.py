@@ -172,19 +172,32 @@ def _held(at_date: Column) -> Column:
         (F.col("closed_date").isNull() | (F.col("closed_date") > at_date))
 
 
-def holdings_inputs(holdings: DataFrame, catalog: DataFrame, at: AsOf) -> dict[str, DataFrame]:
-    """One row per account: its latest snapshot at as_of, family, and balance 90 days before."""
-    w = Window.partitionBy("account_id").orderBy(F.col("snapshot_date").desc())
+def latest_snapshots(holdings: DataFrame) -> DataFrame:
+    """One row per account: the row of its latest ``snapshot_date`` (the same account and
+    date delivered twice: the latest ``_ingested_at``). The silver step keeps this for the
+    whole of silver holdings in ``silver/holdings_latest``; steps whose as_of is on or after
+    every snapshot read that instead of a window over a year of snapshots."""
+    order = [F.col("snapshot_date").desc()] + \
+        ([F.col("_ingested_at").desc_nulls_last()] if "_ingested_at" in holdings.columns else [])
+    w = Window.partitionBy("account_id").orderBy(*order)
+    return holdings.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
+
+
+def holdings_inputs(holdings: DataFrame, catalog: DataFrame, at: AsOf,
+                    latest: DataFrame | None = None) -> dict[str, DataFrame]:
+    """One row per account: its latest snapshot at as_of, family, and balance 90 days before.
+
+    ``latest``: :func:`latest_snapshots` of all of ``holdings``, given only when no snapshot
+    is after as_of (then it is the latest snapshot at as_of of every account)."""
     fam = catalog.select("product_code", "family")
 
-    def latest(on: Column) -> DataFrame:
-        return at.partitions(holdings).where(F.col("snapshot_date") <= on).withColumn("_rn", F.row_number().over(w)) \
-            .where("_rn = 1").drop("_rn")
+    def latest_at(on: Column) -> DataFrame:
+        return latest_snapshots(at.partitions(holdings).where(F.col("snapshot_date") <= on))
 
-    now = latest(at.date_lit())
+    now = latest if latest is not None else latest_at(at.date_lit())
     # The balance of the last snapshot 90 days back, unless the account had closed by then:
     # a closing date known at as_of applies even when that older snapshot predates it.
-    before = latest(at.date_lit(90)).select(
+    before = latest_at(at.date_lit(90)).select(
         "account_id", F.col("balance").cast("double").alias("_balance_then"),
         _held(at.date_lit(90)).alias("_held_then"))
     closed_now = F.col("closed_date").isNotNull() & (F.col("closed_date") <= at.date_lit(90))
@@ -628,7 +641,8 @@ def customer_360(tables: dict[str, DataFrame], at: AsOf, conf: dict,
 
     ``tables``: silver ``customers`` (SCD2), ``product_catalog``, ``holdings``,
     ``transactions`` or its daily summary ``transactions_daily`` (:func:`transactions_daily`,
-    used when given), ``events``, ``interactions``, ``feedback`` (with
+    used when given), ``holdings_latest`` (:func:`latest_snapshots`, optional: only when no
+    snapshot is after as_of), ``events``, ``interactions``, ``feedback`` (with
     ``sentiment_score``), ``complaints``, ``campaign_responses``. A missing source (a bank
     without that system) gives that family's defaults.
     Output: ``customer_id``, ``as_of_date`` and every declared feature, typed as declared,
@@ -643,7 +657,7 @@ def customer_360(tables: dict[str, DataFrame], at: AsOf, conf: dict,
     catalog = tables.get("product_catalog")
     families: list[tuple[str, dict[str, DataFrame]]] = []
     if "holdings" in tables and catalog is not None:
-        families.append(("holdings", holdings_inputs(tables["holdings"], catalog, at)))
+        families.append(("holdings", holdings_inputs(tables["holdings"], catalog, at, tables.get("holdings_latest"))))
     daily = tables.get("transactions_daily")
     if daily is None and "transactions" in tables:
         daily = transactions_daily(tables["transactions"], at.bank_timezone)

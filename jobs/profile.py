@@ -16,15 +16,18 @@ from c360 import lake
 from c360.settings import ConfigError, Settings
 from features.profile import FAMILIES, AsOf, customer_360
 from features.tags import apply_tags, customer_tags
+from jobs import silver
 
 STEPS = len(FAMILIES) + 2  # progress: each source family, the profile write, the tags
 
-# transactions_daily (maintained by the silver step) stands in for transactions when present
-SILVER_INPUTS = ("customers", "product_catalog", "holdings", "transactions", "transactions_daily", "events",
-                 "interactions", "feedback", "complaints", "campaign_responses")
+SILVER_INPUTS = ("customers", "product_catalog", "holdings", "transactions", "events", "interactions", "feedback",
+                 "complaints", "campaign_responses")
 
 
-def silver_tables(spark: SparkSession, settings: Settings) -> dict:
+def silver_tables(spark: SparkSession, settings: Settings, as_of: date | None = None) -> dict:
+    """The silver tables the profile reads, plus the silver step's derived tables that may
+    stand in for a source: ``transactions_daily`` when current, ``holdings_latest`` when
+    current and no snapshot is after ``as_of`` (:func:`jobs.silver.holdings_latest`)."""
     tables = {}
     for name in SILVER_INPUTS:
         path = lake.table_path(settings.lake, "silver", name)
@@ -32,6 +35,11 @@ def silver_tables(spark: SparkSession, settings: Settings) -> dict:
             tables[name] = lake.read(spark, path)
     if "customers" not in tables:
         raise RuntimeError(f"silver/customers does not exist under {settings.lake}: run the ingest and silver steps")
+    if silver.is_current(spark, settings, silver.DAILY):
+        tables[silver.DAILY] = lake.read(spark, lake.table_path(settings.lake, "silver", silver.DAILY))
+    latest = silver.holdings_latest(spark, settings, as_of) if as_of is not None else None
+    if latest is not None:
+        tables[silver.LATEST] = latest
     return tables
 
 
@@ -63,7 +71,7 @@ def _staged_profile(spark: SparkSession, settings: Settings, as_of: date, progre
         raise ConfigError("conf/profile.yaml: the profile block is missing")
     root = staging_dir(settings, as_of)
     shutil.rmtree(root, ignore_errors=True)
-    tables = silver_tables(spark, settings)
+    tables = silver_tables(spark, settings, as_of)
     done = []
 
     def stage(family: str, agg):

@@ -6,8 +6,8 @@ Everything runs in the engine; only small counts come back to the driver:
    with the pair signals, the customer's offers in the contact window and recent declines;
 2. eligibility and suitability (:mod:`models.scoring`) as column expressions: each
    candidate gets its first failing rule, counted by reason for the run summary;
-3. eligible candidates scored by the ``champion`` booster in ``mapInPandas`` (the model
-   travels as a string in the closure; :func:`models.frame.prepare` builds the frame);
+3. eligible candidates scored by the ``champion`` booster in ``mapInArrow`` (the model
+   travels as a string in the closure; :func:`models.frame.matrix` builds its input);
 4. rank per customer with a window (score desc, product code), keep the top N (conf);
 5. reasons for the top-N rows: exact ``pred_contrib`` on a bounded sample of them gives
    each templated feature's effect per product; every row then gets its reason codes and
@@ -34,6 +34,7 @@ from c360 import lake
 from c360.settings import ConfigError, Scoring, Settings
 from features.candidates import candidates, held_products, pair_inputs, product_signals, products, with_profile
 from features.profile import AsOf
+from jobs import silver
 from models import scoring as rules
 from models.frame import prepare
 from models.training import customer_bucket, score_in_engine, scratch
@@ -121,14 +122,15 @@ def recent_declines(responses: DataFrame, at: AsOf, days: int) -> DataFrame:
 
 def annotated_candidates(profile: DataFrame, catalog: DataFrame, holdings: DataFrame | None,
                          events: DataFrame | None, responses: DataFrame | None, at: AsOf,
-                         conf: Scoring) -> tuple[DataFrame, DataFrame]:
+                         conf: Scoring, latest: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
     """(candidates with ``exclusion_reason`` and one ``_fails_<rule>`` flag per rule, held pairs).
 
     The candidates are narrow: keys, :func:`features.candidates.pair_inputs` columns, product
     columns and pair features; the model's other customer features are joined in
-    :func:`recommendations`."""
+    :func:`recommendations`. ``latest``: ``silver/holdings_latest`` when valid at as_of
+    (:func:`jobs.silver.holdings_latest`), read instead of every snapshot."""
     spark = profile.sparkSession
-    held = held_products(holdings, at) if holdings is not None else \
+    held = held_products(holdings, at, latest) if holdings is not None else \
         spark.createDataFrame([], "customer_id string, product_code string")
     pairs = candidates(pair_inputs(profile), catalog, held, product_signals(events, responses, at))
     if responses is not None:
@@ -315,7 +317,7 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> 
         annotated, held = annotated_candidates(
             profile, catalog, _table(spark, settings, "silver", "holdings"),
             _table(spark, settings, "silver", "events"), _table(spark, settings, "silver", "campaign_responses"),
-            at, conf)
+            at, conf, silver.holdings_latest(spark, settings, as_of))
         # read three times below (counts, scoring, reasons): computed once
         annotated = sc.write(annotated, "annotated_candidates")
         counts = exclusion_counts(annotated, profile, catalog, held)

@@ -32,7 +32,7 @@ from c360 import lake, ops
 from c360.contract import SOURCES, Source
 from c360.privacy import pii_key
 from c360.settings import Settings
-from features.profile import transactions_daily
+from features.profile import latest_snapshots, transactions_daily
 from features.sentiment import sentiment_columns
 from features.silver import attribute_events, conform, customer_pii, customers_silver, silver_extras, with_partition_date
 
@@ -86,6 +86,9 @@ def run(spark: SparkSession, settings: Settings, progress=None) -> dict[str, dic
             if name == "transactions":
                 partitions[DAILY] = refresh_transactions_daily(spark, settings, rebuild=rebuilt)
                 rows[DAILY] = lake.row_count(lake.table_path(settings.lake, "silver", DAILY)) or 0
+            elif name == "holdings":
+                changed[LATEST] = refresh_holdings_latest(spark, settings, rebuild=rebuilt)
+                rows[LATEST] = lake.row_count(lake.table_path(settings.lake, "silver", LATEST)) or 0
         rows[name] = lake.row_count(out) or 0
     if progress:
         progress("silver", len(names), len(names))
@@ -196,6 +199,83 @@ def refresh_transactions_daily(spark: SparkSession, settings: Settings, rebuild:
     if through is not None and (parts or since is None):
         ops.save_derived_watermark(spark, settings.lake, f"silver/{DAILY}", through)
     return parts
+
+
+LATEST = "holdings_latest"
+# derived silver table -> the silver table it is made from
+DERIVED = {DAILY: "transactions", LATEST: "holdings"}
+
+
+def refresh_holdings_latest(spark: SparkSession, settings: Settings, rebuild: bool = False) -> int:
+    """Bring ``silver/holdings_latest`` (one row per account: its latest snapshot,
+    :func:`features.profile.latest_snapshots`) up to date with ``silver/holdings``: the
+    table so far plus the holdings rows ingested after its watermark
+    (``ops/derived_watermarks``), reduced to one row per account again in chunks of whole
+    partitions of at most ``silver.batch_rows`` rows (a window over the 33.8M snapshot rows
+    of a year took 11.9 GB at 1M customers), then written whole (2.8M rows at 1M customers). The score step's window over
+    every snapshot it replaces took 41 s and 4.5 GB. ``rebuild`` or a missing table: from
+    every snapshot. Returns the holdings rows read (0: nothing new, nothing written)."""
+    src = lake.table_path(settings.lake, "silver", "holdings")
+    out = lake.table_path(settings.lake, "silver", LATEST)
+    if not lake.exists(src):
+        return 0
+    silver = lake.read(spark, src)
+    since = None if rebuild or not lake.exists(out) else ops.derived_watermark(spark, settings.lake, f"silver/{LATEST}")
+    changed = silver if since is None else silver.where(F.col("_ingested_at") > F.lit(since))
+    # bounded: one row per partition
+    found = changed.groupBy(PARTITION).agg(F.count(F.lit(1)).alias("n"), F.max("_ingested_at").alias("through")) \
+        .collect()
+    if since is not None and not found:
+        return 0
+    counts = sorted((str(r[PARTITION]), int(r["n"])) for r in found)
+    through = max((r["through"] for r in found if r["through"] is not None), default=since)
+    staging = [lake.table_path(settings.lake, "silver", f"_staging/{LATEST}_{i}") for i in (0, 1)]
+    current = None if since is None else lake.read(spark, out)
+    try:
+        first = 0
+        # whole partitions, oldest first, at most silver.batch_rows rows a chunk
+        for n, (last, _) in enumerate(plan_chunks(counts, settings.silver.batch_rows)):
+            upto = next(i for i, (p, _) in enumerate(counts) if p == last) + 1
+            rows = changed.where(_in_partitions([p for p, _ in counts[first:upto]]))
+            first = upto
+            rows = rows if current is None else rows.unionByName(current)
+            # the next chunk (and the final write) reads this one: staged, alternating
+            lake.overwrite(latest_snapshots(rows), staging[n % 2])
+            current = lake.read(spark, staging[n % 2])
+        if current is None:  # an empty source on a first build
+            current = latest_snapshots(silver)
+        lake.overwrite(current, out)
+    finally:
+        for path in staging:
+            shutil.rmtree(path, ignore_errors=True)
+    ops.save_derived_watermark(spark, settings.lake, f"silver/{LATEST}", through)
+    return sum(int(r["n"]) for r in found)
+
+
+def is_current(spark: SparkSession, settings: Settings, derived: str) -> bool:
+    """Whether derived silver table ``derived`` (:data:`DERIVED`) holds every row of its
+    source: its watermark is at or after the source's latest ``_ingested_at``. A silver run
+    that stopped between the two leaves it behind; readers then use the source itself."""
+    out = lake.table_path(settings.lake, "silver", derived)
+    src = lake.table_path(settings.lake, "silver", DERIVED[derived])
+    if not lake.exists(out) or not lake.exists(src):
+        return False
+    through = ops.derived_watermark(spark, settings.lake, f"silver/{derived}")
+    if through is None:
+        return False
+    latest = lake.read(spark, src).agg(F.max("_ingested_at").alias("m")).first()["m"]
+    return latest is None or latest <= through
+
+
+def holdings_latest(spark: SparkSession, settings: Settings, as_of: date) -> DataFrame | None:
+    """``silver/holdings_latest`` when it may stand for the latest snapshots at ``as_of``:
+    current (:func:`is_current`) and no snapshot after ``as_of`` (an earlier as_of needs the
+    window over the snapshots up to it). None otherwise."""
+    if not is_current(spark, settings, LATEST):
+        return None
+    latest = lake.read(spark, lake.table_path(settings.lake, "silver", LATEST))
+    newest = latest.agg(F.max("snapshot_date").alias("d")).first()["d"]
+    return latest if newest is None or newest <= as_of else None
 
 
 def _days_of(partitions: list[str], granularity: str) -> str:

@@ -271,3 +271,17 @@ def test_profile_from_the_daily_summary_equals_the_profile_from_transactions(spa
     assert (raw["txn_count_365d"], raw["max_ticket_365d"], raw["salary_months_90d"]) == (8, 250, 2)
     assert raw["night_ratio_90d"] == pytest.approx(3 / 7)  # 23:00, 00:30 and 23:59 local
     assert raw["avg_ticket_90d"] == pytest.approx(390 / 3)
+
+
+def test_latest_snapshots_keep_each_accounts_newest_row(spark):
+    from features.profile import latest_snapshots
+
+    rows = [("A1", date(2026, 5, 31), 100, utc(2026, 6, 1)), ("A1", date(2026, 6, 30), 200, utc(2026, 7, 1)),
+            # the same account and date delivered again: the later ingest wins
+            ("A2", date(2026, 6, 30), 300, utc(2026, 7, 1)), ("A2", date(2026, 6, 30), 310, utc(2026, 7, 2)),
+            ("A2", date(2026, 4, 30), 290, utc(2026, 7, 3)),  # a late, older snapshot
+            ("A3", date(2026, 1, 31), 50, None)]
+    df = spark.createDataFrame(rows, "account_id string, snapshot_date date, balance int, _ingested_at timestamp")
+    got = {r.account_id: (r.snapshot_date, r.balance) for r in latest_snapshots(df).collect()}
+    assert got == {"A1": (date(2026, 6, 30), 200), "A2": (date(2026, 6, 30), 310), "A3": (date(2026, 1, 31), 50)}
+    assert latest_snapshots(df).columns == df.columns

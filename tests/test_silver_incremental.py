@@ -185,3 +185,48 @@ def test_a_stopped_summary_refresh_is_redone_by_the_next_run(lakes, spark, tmp_p
     shutil.rmtree(path)
     silver.refresh_transactions_daily(spark, copy)
     assert _same(_daily(spark, copy), expected)
+
+
+def test_the_latest_holdings_follow_silver_and_stand_in_only_when_valid(lakes, spark, tmp_path):
+    """silver/holdings_latest is one row per account, the latest snapshot of silver
+    holdings after each run (equal to the full rebuild's); it stands for the latest
+    snapshots at as_of only when current and no snapshot is after as_of, and the holdings
+    features and held products computed from it equal those from every snapshot."""
+    import shutil
+
+    from c360 import ops
+    from features.candidates import held_products
+    from features.profile import AsOf, aggregate_family, holdings_inputs, latest_snapshots
+
+    daily, full, first, second, _ = lakes
+    holdings = _table(spark, daily, "holdings")
+    assert holdings.select("snapshot_date").distinct().count() >= 2  # the daily run added a snapshot
+    assert first["changed_rows"][silver.LATEST] > 0 and second["changed_rows"][silver.LATEST] > 0
+    latest = _table(spark, daily, silver.LATEST)
+    assert latest.count() == holdings.select("account_id").distinct().count() == second["rows"][silver.LATEST]
+    assert _same(latest, latest_snapshots(holdings))
+    assert _same(latest.drop(*LINEAGE), _table(spark, full, silver.LATEST).drop(*LINEAGE))
+    newest = holdings.agg({"snapshot_date": "max"}).first()[0]
+    assert newest == AS_OF
+    assert silver.holdings_latest(spark, daily, AS_OF) is not None
+    assert silver.holdings_latest(spark, daily, AS_OF - timedelta(days=1)) is None  # a snapshot after as_of
+
+    at, catalog = AsOf(AS_OF, daily.bank.timezone), _table(spark, daily, "product_catalog")
+    with_latest = aggregate_family("holdings", holdings_inputs(holdings, catalog, at, latest), at)
+    without = aggregate_family("holdings", holdings_inputs(holdings, catalog, at), at)
+    assert with_latest.count() > 0 and _same(with_latest, without)
+    assert _same(held_products(holdings, at, latest), held_products(holdings, at))
+
+    # a refresh that "stopped" (watermark at the first load): not current, so not read;
+    # the next refresh brings it back; with nothing new it writes nothing
+    copy = daily.with_paths(landing=daily.landing, lake=tmp_path / "copy")
+    shutil.copytree(daily.lake, copy.lake)
+    path = lake.table_path(copy.lake, "silver", silver.LATEST)
+    loads = sorted(r[0] for r in holdings.select("_ingested_at").distinct().collect())
+    ops.save_derived_watermark(spark, copy.lake, f"silver/{silver.LATEST}", loads[0])
+    assert not silver.is_current(spark, copy, silver.LATEST)
+    assert silver.holdings_latest(spark, copy, AS_OF) is None
+    assert silver.refresh_holdings_latest(spark, copy) > 0
+    assert silver.is_current(spark, copy, silver.LATEST) and _same(_table(spark, copy, silver.LATEST), latest)
+    before = lake.version(path)
+    assert silver.refresh_holdings_latest(spark, copy) == 0 and lake.version(path) == before
