@@ -11,7 +11,8 @@ Everything runs in the engine; only small counts come back to the driver:
 4. rank per customer with a window (score desc, product code), keep the top N (conf);
 5. reasons for the top-N rows: exact ``pred_contrib`` on a bounded sample of them gives
    each templated feature's effect per product; every row then gets its reason codes and
-   zh/en text by lookup in ``mapInPandas`` (:mod:`models.scoring`).
+   zh/en text by lookup in ``mapInArrow`` (:mod:`models.scoring`), reading the templated
+   features only.
 
 Candidates are narrow (keys, pair features, the few profile columns the rules read); the
 model's other features are joined from the profile where they are scored.
@@ -36,7 +37,7 @@ from features.candidates import candidates, held_products, pair_inputs, product_
 from features.profile import AsOf
 from jobs import silver
 from models import scoring as rules
-from models.frame import prepare
+from models.frame import FeatureSpec, matrix
 from models.training import customer_bucket, score_in_engine, scratch
 
 KEYS = ["customer_id", "product_code"]
@@ -190,66 +191,86 @@ def rank_top(scored: DataFrame, top_n: int) -> DataFrame:
     return scored.withColumn("rank", F.row_number().over(w).cast("int")).where(F.col("rank") <= top_n)
 
 
-def reason_effects_of(top: DataFrame, champion, reasons: dict) -> tuple[list[str], list[str], dict]:
-    """(templated features, their ``requires``, effects per product) from a bounded sample
-    of ``top`` (:func:`models.scoring.reason_effects`): whole customer hash buckets, about
-    ``sample_rows`` rows, the only rows whose exact ``pred_contrib`` is computed."""
+def reason_features(champion, reasons: dict) -> tuple[list[str], list[str]]:
+    """(templated features of the champion, in its column order; each one's ``requires``)."""
+    tcols = rules.templated(list(champion.spec.columns), reasons["templates"])
+    return [name for _, name, _ in tcols], [reasons["templates"][key].get("requires", "any") for _, _, key in tcols]
+
+
+def _reason_spec(spec: FeatureSpec, features: list[str]) -> FeatureSpec:
+    """The part of ``spec`` holding ``features`` (its matrix columns are ``features``, in order)."""
+    sub = FeatureSpec(numeric=[f for f in spec.numeric if f in features],
+                      categorical={f: c for f, c in spec.categorical.items() if f in features})
+    assert sub.columns == features, "templated features follow the spec's column order"
+    return sub
+
+
+def reason_effects_of(top: DataFrame, champion, reasons: dict) -> dict:
+    """Effects per product of the templated features (:func:`models.scoring.reason_effects`)
+    from a bounded sample of ``top`` (the ranked rows with every model feature): whole
+    customer hash buckets, about ``sample_rows`` rows, the only rows whose exact
+    ``pred_contrib`` is computed."""
     spec = champion.spec
-    names = list(spec.columns)
-    tcols = rules.templated(names, reasons["templates"])
-    features = [name for _, name, _ in tcols]
-    requires = [reasons["templates"][key].get("requires", "any") for _, _, key in tcols]
-    if not tcols:
-        return features, requires, {"*": np.zeros(0)}
+    features, requires = reason_features(champion, reasons)
+    if not features:
+        return {"*": np.zeros(0)}
     n = top.count()
-    rate = max(1, min(1000, 1000 * reasons["sample_rows"] // max(n, 1)))
+    rate = max(1, min(1000, -(-1000 * reasons["sample_rows"] // max(n, 1))))  # rounded up, then limited
     sample = top.where(customer_bucket() < rate).select(*dict.fromkeys(KEYS + _feature_columns(top, spec))) \
-        .orderBy(*KEYS).limit(reasons["sample_rows"]).toPandas()
-    if sample.empty:
-        return features, requires, {"*": np.full(len(features), np.nan)}
-    frame = prepare(sample, spec)
-    contrib = np.asarray(champion.booster.predict(frame, pred_contrib=True), dtype="float64")[:, :len(names)]
-    effects = rules.reason_effects(sample["product_code"].tolist(), contrib[:, [i for i, _, _ in tcols]],
-                                   rules.holds_matrix(frame, features, requires))
-    log.info("reason effects from %d of %d recommendations (customer rate %d/1000)", len(sample), n, rate)
-    return features, requires, effects
+        .orderBy(*KEYS).limit(reasons["sample_rows"]).toArrow()
+    if sample.num_rows == 0:
+        return {"*": np.full(len(features), np.nan)}
+    values = matrix(sample, spec)
+    contrib = np.asarray(champion.booster.predict(values, pred_contrib=True), dtype="float64")
+    index = [spec.columns.index(f) for f in features]
+    sub = _reason_spec(spec, features)
+    effects = rules.reason_effects(sample.column("product_code").to_pylist(), contrib[:, index],
+                                   rules.holds_matrix(values[:, index], requires, [f in sub.categorical for f in features]))
+    log.info("reason effects from %d of %d recommendations (customer rate %d/1000)", sample.num_rows, n, rate)
+    return effects
 
 
-def explain_top(top: DataFrame, champion, reasons: dict) -> DataFrame:
+def explain_top(top: DataFrame, champion, reasons: dict, full: DataFrame | None = None) -> DataFrame:
     """Reason codes and zh/en text for the top-N rows (:func:`models.scoring.explain_rows`
-    in ``mapInPandas``, effects from :func:`reason_effects_of`).
+    in ``mapInArrow``, effects from :func:`reason_effects_of` on ``full``).
 
-    ``top``: customer_id, product_code, rank, score and the model's feature columns; read
-    twice (the sample, then every row): pass a materialised table at scale.
+    ``top``: customer_id, product_code, rank, score and the templated feature columns
+    (:func:`reason_features`); ``full``: the same rows with every model feature (default:
+    ``top``), read for the bounded sample only. Pass materialised tables at scale.
     """
-    spec_json = champion.spec.to_json()
-    feats = _feature_columns(top, champion.spec)
+    features, requires = reason_features(champion, reasons)
+    sub = _reason_spec(champion.spec, features)
+    effects = reason_effects_of(full if full is not None else top, champion, reasons)
+    categorical = [f in sub.categorical for f in features]
+    sub_json = sub.to_json()
     schema = ("customer_id string, product_code string, rank int, score double, reason_codes array<string>, "
               "reason_text_zh string, reason_text_en string")
-    features, requires, effects = reason_effects_of(top, champion, reasons)
     templates, generic = reasons["templates"], reasons["generic"]
     k, floor = reasons["per_recommendation"], reasons["min_contribution"]
 
     def why(batches):
-        import pandas as pd
+        import pyarrow as pa
 
-        from models.frame import FeatureSpec, prepare
+        from models.frame import FeatureSpec as _Spec
+        from models.frame import matrix as _matrix
         from models.scoring import explain_rows, holds_matrix
 
-        spec = FeatureSpec.from_json(spec_json)
-        for pdf in batches:
-            if len(pdf) == 0:
+        spec = _Spec.from_json(sub_json)
+        for batch in batches:
+            if batch.num_rows == 0:
                 continue
-            held = holds_matrix(prepare(pdf, spec), features, requires)
-            out = explain_rows(pdf["product_code"].tolist(), held, effects, features, templates, generic, k, floor)
-            yield pd.DataFrame({"customer_id": pdf["customer_id"].to_numpy(),
-                                "product_code": pdf["product_code"].to_numpy(),
-                                "rank": pdf["rank"].astype("int32").to_numpy(),
-                                "score": pdf["score"].astype("float64").to_numpy(),
-                                "reason_codes": [o[0] for o in out], "reason_text_zh": [o[1] for o in out],
-                                "reason_text_en": [o[2] for o in out]})
+            held = holds_matrix(_matrix(batch, spec), requires, categorical)
+            out = explain_rows(batch.column("product_code").to_pylist(), held, effects, features, templates,
+                               generic, k, floor)
+            yield pa.RecordBatch.from_arrays(
+                [batch.column("customer_id"), batch.column("product_code"), batch.column("rank").cast(pa.int32()),
+                 batch.column("score").cast(pa.float64()), pa.array([o[0] for o in out], pa.list_(pa.string())),
+                 pa.array([o[1] for o in out], pa.string()), pa.array([o[2] for o in out], pa.string())],
+                names=["customer_id", "product_code", "rank", "score", "reason_codes", "reason_text_zh",
+                       "reason_text_en"])
 
-    return top.select(*dict.fromkeys(["customer_id", "product_code", "rank", "score"] + feats)).mapInPandas(why, schema)
+    cols = ["customer_id", "product_code", "rank", "score"] + [f for f in features if f in top.columns]
+    return top.select(*dict.fromkeys(cols)).mapInArrow(why, schema)
 
 
 def reasons_conf(conf: Scoring) -> dict:
@@ -271,11 +292,17 @@ def recommendations(annotated: DataFrame, profile: DataFrame, champion, conf: Sc
                    conf.top_n)
     if sc is not None:
         top = sc.write(top, "top")
-    pair_feats = _feature_columns(eligible, champion.spec)
-    # features again for the top rows only (a few per customer), not for every candidate
-    with_features = with_profile(top.join(eligible.select(*dict.fromkeys(KEYS + pair_feats)), KEYS, "inner"),
-                                 profile, ["customer_id"], spec_columns)
-    explained = explain_top(with_features, champion, reasons_conf(conf))
+    reasons = reasons_conf(conf)
+
+    def with_features(columns: list[str]) -> DataFrame:
+        # features again for the top rows only (a few per customer), not for every candidate
+        pair = [c for c in columns if c in eligible.columns and c not in KEYS]
+        return with_profile(top.join(eligible.select(*KEYS, *pair), KEYS, "inner"), profile, ["customer_id"], columns)
+
+    # every feature for the sample whose exact contributions give the effects; the
+    # templated ones for every row
+    explained = explain_top(with_features(reason_features(champion, reasons)[0]), champion, reasons,
+                            full=with_features(spec_columns))
     return explained.select(
         "customer_id", F.lit(as_of.isoformat()).cast("date").alias("as_of_date"), "rank", "product_code", "score",
         "reason_codes", "reason_text_zh", "reason_text_en", F.lit(str(champion.version)).alias("model_version"))

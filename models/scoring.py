@@ -187,20 +187,22 @@ def templated(names: Sequence[str], templates: Mapping[str, Mapping[str, object]
     return out
 
 
-def holds_matrix(frame: pd.DataFrame, features: Sequence[str], requires: Sequence[str]) -> np.ndarray:
-    """Rows x ``features`` booleans: the template's ``requires`` holds for the value.
+def holds_matrix(values: np.ndarray, requires: Sequence[str], categorical: Sequence[bool]) -> np.ndarray:
+    """Rows x features booleans: each feature's template ``requires`` holds for the value.
 
-    ``frame``: a model frame (:func:`models.frame.prepare`: float64 numerics, categoricals);
-    the same answers as :func:`_holds` on its values (a category counts as positive)."""
-    out = np.zeros((len(frame), len(features)), dtype=bool)
-    for j, (f, req) in enumerate(zip(features, requires)):
-        col = frame[f]
+    ``values``: those features' columns of a model matrix (:func:`models.frame.matrix`:
+    float64, missing NaN, a categorical as its category code); ``categorical`` flags the
+    categorical ones (any category counts as positive). The same answers as :func:`_holds`
+    on the raw values."""
+    out = np.zeros(values.shape, dtype=bool)
+    for j, (req, cat) in enumerate(zip(requires, categorical)):
+        col = values[:, j]
         if req == "any":
             out[:, j] = True
-        elif req == "present" or isinstance(col.dtype, pd.CategoricalDtype):
-            out[:, j] = col.notna().to_numpy()
+        elif req == "present" or cat:
+            out[:, j] = ~np.isnan(col)
         else:  # positive
-            out[:, j] = np.nan_to_num(col.to_numpy(dtype="float64"), nan=0.0) > 0
+            out[:, j] = np.nan_to_num(col, nan=0.0) > 0
     return out
 
 

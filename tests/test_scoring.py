@@ -406,3 +406,22 @@ def test_model_names_follow_models_yaml_unless_overridden(settings):
     assert score.model_names(settings) == ("next_best_product", "attrition_risk")
     s = settings.model_copy(update={"scoring": settings.scoring.model_copy(update={"model": "nbp_b"})})
     assert score.model_names(s) == ("nbp_b", "attrition_risk")
+
+
+def test_holds_matrix_answers_as_holds_on_the_raw_values():
+    import pyarrow as pa
+
+    from models.frame import matrix
+    from models.scoring import holds_matrix
+
+    spec = FeatureSpec(numeric=["views", "risk_gap", "flag"], categorical={"family": ["fund", "savings"]})
+    raw = {"views": [3, 0, None, -1], "risk_gap": [0.0, None, 2.5, -1.0], "flag": [True, False, None, True],
+           "family": ["fund", None, "savings", "gold"]}  # gold: not a category of the model
+    values = matrix(pa.RecordBatch.from_pydict(raw), spec)
+    cats = [False, False, False, True]
+    for req in ("any", "present", "positive"):
+        got = holds_matrix(values, [req] * 4, cats)
+        exp = [[_holds(raw[c][i], req) if not (c == "family" and raw[c][i] == "gold") else req == "any"
+                for c in spec.columns] for i in range(4)]
+        assert got.tolist() == exp, req
+    assert holds_matrix(values, ["positive"] * 4, cats)[0].tolist() == [True, False, True, True]
