@@ -17,6 +17,10 @@ daily     the held-back day is delivered into the landing zone, then the daily s
           for ``--as-of + 1`` (ingest, silver, profile, segments, score, export).
 layout    which files and partitions the daily run wrote (from the Delta logs), and file
           counts and average file size per table.
+models    train (next best product and attrition; month-end profiles missing from
+          gold/customer_360 are computed first, inside the step's time), then score and
+          export, for the lake's latest as_of: the scoring half of a daily run once a
+          champion exists.
 maintain  ``jobs.maintain`` (compaction, vacuum, checkpoint) over every table, timed.
 
 Per step: wall time, rows in (read from the landing zone, or rows of the step's input
@@ -54,7 +58,8 @@ os.environ.setdefault("RUST_LOG", "warn")
 
 import txn_features  # noqa: E402
 
-PHASES = ("generate", "full", "compare", "daily", "layout", "maintain")
+PHASES = ("generate", "full", "compare", "daily", "layout", "models", "maintain")
+MODEL_STEPS = ("train", "score", "export")
 DAILY_STEPS = ("ingest", "silver", "profile", "segments", "score", "export")
 BOOKKEEPING = ("ops/run_log", "ops/audit_log")
 T0 = time.perf_counter()
@@ -394,7 +399,7 @@ class Bench:
         shutil.rmtree(self.held, ignore_errors=True)
         # a new landing zone: any lake built from the old one is stale
         shutil.rmtree(self.lake, ignore_errors=True)
-        for p in ("full", "compare", "daily", "layout", "maintain"):
+        for p in ("full", "compare", "daily", "layout", "models", "maintain"):
             self.state["phases"].pop(p, None)
         last = {"stage": None}
 
@@ -496,6 +501,8 @@ class Bench:
                 rec["rows_loaded"] = rows_loaded
                 rec["ingest"] = {k: {f: m.get(f) for f in ("files_new", "rows_read", "rows_loaded", "rows_quarantined")}
                                  for k, m in per_source.items()}
+            if name == "train":  # where the time went, per model (data, sample, fit, evaluate, log)
+                rec["timings"] = {k: v.get("timings") for k, v in metrics.items() if isinstance(v, dict)}
             steps.append(rec)
             self.save()
             say(f"  {phase} {name}: {wall:.1f} s, rows in {rows_in:,}, rows written {rows_written:,}, "
@@ -546,7 +553,7 @@ class Bench:
         elif self.lake.exists():
             say(f"  removing the previous lake {self.lake}")
             shutil.rmtree(self.lake)
-        for p in ("compare", "daily", "layout", "maintain"):
+        for p in ("compare", "daily", "layout", "models", "maintain"):
             self.state["phases"].pop(p, None)
         res = self._steps(self.as_of, names, "full")
         res["lake_as_of"] = self.as_of.isoformat()
@@ -566,6 +573,12 @@ class Bench:
         self.state["lake_as_of"] = self.next_day.isoformat()
         res["delivered"] = delivered
         return res
+
+    def phase_models(self) -> dict:
+        if not (self.done("full") and self.state.get("lake_as_of")):
+            raise RuntimeError("the models phase needs the full phase first")
+        as_of = dt.date.fromisoformat(self.state["lake_as_of"])
+        return self._steps(as_of, list(MODEL_STEPS), "models")
 
     def phase_layout(self) -> dict:
         daily = self.state["phases"].get("daily", {})
@@ -793,6 +806,15 @@ def render_markdown(state: dict, meta: dict) -> str:
         lines.append("Delivered: " + ", ".join(f"{k} {v['files']} file(s) {_mb(v['bytes'])} MB"
                                                for k, v in d["delivered"].items()) + ".")
         lines.append("")
+
+    m = ph.get("models", {})
+    if m:
+        steps_table(f"Models: train, then score and export (as_of {m.get('as_of', '')})", m)
+        train = next((s for s in m.get("steps", []) if s["step"] == "train"), None)
+        if train:
+            lines.append("Train includes computing month-end profile partitions missing from gold/customer_360 "
+                         "(none when daily runs left them).")
+            lines.append("")
 
     c = ph.get("compare", {})
     lines.extend(["## The profile's transaction aggregation on three engines", ""])
