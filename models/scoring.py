@@ -142,18 +142,18 @@ def explain(names: Sequence[str], contributions: Sequence[float], values: Sequen
         key = template_key(name, templates) if c > min_contribution else None
         if key is not None and _holds(values[i], templates[key].get("requires", "any")):
             usable.append((bool(templates[key].get("secondary", False)), -c, name, templates[key]))
-    codes: list[str] = []
-    zh: list[str] = []
-    en: list[str] = []
-    for _, _, name, t in sorted(usable, key=lambda u: u[:3])[:per_recommendation]:
-        codes.append(name)
-        if t["zh"] not in zh:
-            zh.append(t["zh"])
-        if t["en"] not in en:
-            en.append(t["en"])
-    if not codes:
-        return [], generic["zh"], generic["en"]
-    return codes, "".join(zh), " ".join(en)
+    chosen = sorted(usable, key=lambda u: u[:3])[:per_recommendation]
+    return [name for _, _, name, _ in chosen], *sentences([t for _, _, _, t in chosen], generic)
+
+
+def sentences(chosen: Sequence[Mapping[str, str]], generic: Mapping[str, str]) -> tuple[str, str]:
+    """(zh, en) text of the chosen templates, in order, each sentence once; the generic
+    sentence when none is chosen."""
+    if not chosen:
+        return generic["zh"], generic["en"]
+    zh = list(dict.fromkeys(t["zh"] for t in chosen))
+    en = list(dict.fromkeys(t["en"] for t in chosen))
+    return "".join(zh), " ".join(en)
 
 
 def check_templates(templates: Mapping[str, object], features: set[str], source: str = "conf/scoring.yaml") -> None:
@@ -262,16 +262,5 @@ def explain_rows(products: Sequence[str], holds: np.ndarray, effects: Mapping[st
             c, r = divmod(c, m + 1)
             idx.append(r)
         idx = [i for i in reversed(idx) if i < m]
-        if not idx:
-            texts.append(([], generic["zh"], generic["en"]))
-            continue
-        zh: list[str] = []
-        en: list[str] = []
-        for i in idx:
-            t = chosen_templates[i]
-            if t["zh"] not in zh:
-                zh.append(t["zh"])
-            if t["en"] not in en:
-                en.append(t["en"])
-        texts.append(([features[i] for i in idx], "".join(zh), " ".join(en)))
+        texts.append(([features[i] for i in idx], *sentences([chosen_templates[i] for i in idx], generic)))
     return [texts[i] for i in inverse.tolist()]
