@@ -205,42 +205,42 @@ def _reason_spec(spec: FeatureSpec, features: list[str]) -> FeatureSpec:
     return sub
 
 
-def reason_effects_of(top: DataFrame, champion, reasons: dict) -> dict:
+def sample_rate(rows: int, sample_rows: int) -> int:
+    """Customer hash buckets (per mille, :func:`models.training.customer_bucket`) that hold
+    about ``sample_rows`` of ``rows`` ranked rows: rounded up, then limited by the caller."""
+    return max(1, min(1000, -(-1000 * sample_rows // max(rows, 1))))
+
+
+def reason_effects_of(sample: DataFrame, champion, reasons: dict) -> dict:
     """Effects per product of the templated features (:func:`models.scoring.reason_effects`)
-    from a bounded sample of ``top`` (the ranked rows with every model feature): whole
-    customer hash buckets, about ``sample_rows`` rows, the only rows whose exact
-    ``pred_contrib`` is computed."""
+    from ``sample``: ranked rows with every model feature, already cut to whole customer
+    hash buckets (:func:`sample_rate`); at most ``sample_rows`` of them, in key order, come
+    to the driver, the only rows whose exact ``pred_contrib`` is computed."""
     spec = champion.spec
     features, requires = reason_features(champion, reasons)
     if not features:
         return {"*": np.zeros(0)}
-    n = top.count()
-    rate = max(1, min(1000, -(-1000 * reasons["sample_rows"] // max(n, 1))))  # rounded up, then limited
-    sample = top.where(customer_bucket() < rate).select(*dict.fromkeys(KEYS + _feature_columns(top, spec))) \
+    rows = sample.select(*dict.fromkeys(KEYS + _feature_columns(sample, spec))) \
         .orderBy(*KEYS).limit(reasons["sample_rows"]).toArrow()
-    if sample.num_rows == 0:
+    if rows.num_rows == 0:
         return {"*": np.full(len(features), np.nan)}
-    values = matrix(sample, spec)
+    values = matrix(rows, spec)
     contrib = np.asarray(champion.booster.predict(values, pred_contrib=True), dtype="float64")
     index = [spec.columns.index(f) for f in features]
     sub = _reason_spec(spec, features)
-    effects = rules.reason_effects(sample.column("product_code").to_pylist(), contrib[:, index],
-                                   rules.holds_matrix(values[:, index], requires, [f in sub.categorical for f in features]))
-    log.info("reason effects from %d of %d recommendations (customer rate %d/1000)", sample.num_rows, n, rate)
-    return effects
+    return rules.reason_effects(rows.column("product_code").to_pylist(), contrib[:, index],
+                                rules.holds_matrix(values[:, index], requires, [f in sub.categorical for f in features]))
 
 
-def explain_top(top: DataFrame, champion, reasons: dict, full: DataFrame | None = None) -> DataFrame:
+def explain_top(top: DataFrame, champion, reasons: dict, effects: dict) -> DataFrame:
     """Reason codes and zh/en text for the top-N rows (:func:`models.scoring.explain_rows`
-    in ``mapInArrow``, effects from :func:`reason_effects_of` on ``full``).
+    in ``mapInArrow``, ``effects`` from :func:`reason_effects_of`).
 
     ``top``: customer_id, product_code, rank, score and the templated feature columns
-    (:func:`reason_features`); ``full``: the same rows with every model feature (default:
-    ``top``), read for the bounded sample only. Pass materialised tables at scale.
+    (:func:`reason_features`).
     """
     features, requires = reason_features(champion, reasons)
     sub = _reason_spec(champion.spec, features)
-    effects = reason_effects_of(full if full is not None else top, champion, reasons)
     categorical = [f in sub.categorical for f in features]
     sub_json = sub.to_json()
     schema = ("customer_id string, product_code string, rank int, score double, reason_codes array<string>, "
@@ -285,7 +285,7 @@ def recommendations(annotated: DataFrame, profile: DataFrame, champion, conf: Sc
     """The ``gold/recommendations`` rows of as_of (not written): the eligible candidates of
     ``annotated`` with the model's features from ``profile``, scored, ranked, the top
     ``conf.top_n`` explained. With ``sc`` (a scratch space) the ranked rows are
-    materialised once there (the reasons read them twice)."""
+    materialised once there (counted, sampled and explained)."""
     eligible = annotated.where(F.col("exclusion_reason").isNull())
     spec_columns = list(champion.spec.columns)
     top = rank_top(predict(with_profile(eligible, profile, ["customer_id"], spec_columns), champion, KEYS),
@@ -294,15 +294,18 @@ def recommendations(annotated: DataFrame, profile: DataFrame, champion, conf: Sc
         top = sc.write(top, "top")
     reasons = reasons_conf(conf)
 
-    def with_features(columns: list[str]) -> DataFrame:
+    def with_features(rows: DataFrame, columns: list[str]) -> DataFrame:
         # features again for the top rows only (a few per customer), not for every candidate
         pair = [c for c in columns if c in eligible.columns and c not in KEYS]
-        return with_profile(top.join(eligible.select(*KEYS, *pair), KEYS, "inner"), profile, ["customer_id"], columns)
+        return with_profile(rows.join(eligible.select(*KEYS, *pair), KEYS, "inner"), profile, ["customer_id"], columns)
 
-    # every feature for the sample whose exact contributions give the effects; the
-    # templated ones for every row
-    explained = explain_top(with_features(reason_features(champion, reasons)[0]), champion, reasons,
-                            full=with_features(spec_columns))
+    # every feature for the sample whose exact contributions give the effects (customer
+    # buckets cut before the joins); the templated ones for every row
+    n = top.count()
+    rate = sample_rate(n, reasons["sample_rows"])
+    effects = reason_effects_of(with_features(top.where(customer_bucket() < rate), spec_columns), champion, reasons)
+    log.info("reason effects from the recommendations of customer buckets < %d/1000 (%d recommendations)", rate, n)
+    explained = explain_top(with_features(top, reason_features(champion, reasons)[0]), champion, reasons, effects)
     return explained.select(
         "customer_id", F.lit(as_of.isoformat()).cast("date").alias("as_of_date"), "rank", "product_code", "score",
         "reason_codes", "reason_text_zh", "reason_text_en", F.lit(str(champion.version)).alias("model_version"))

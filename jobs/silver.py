@@ -212,9 +212,10 @@ def refresh_holdings_latest(spark: SparkSession, settings: Settings, rebuild: bo
     table so far plus the holdings rows ingested after its watermark
     (``ops/derived_watermarks``), reduced to one row per account again in chunks of whole
     partitions of at most ``silver.batch_rows`` rows (a window over the 33.8M snapshot rows
-    of a year took 11.9 GB at 1M customers), then written whole (2.8M rows at 1M customers). The score step's window over
-    every snapshot it replaces took 41 s and 4.5 GB. ``rebuild`` or a missing table: from
-    every snapshot. Returns the holdings rows read (0: nothing new, nothing written)."""
+    of a year took 11.9 GB at 1M customers), then written whole (2.8M rows at 1M
+    customers). The score step's window over every snapshot, which it replaces, took 41 s
+    and 4.5 GB. ``rebuild`` or a missing table: from every snapshot. Returns the holdings
+    rows read (0: nothing new, nothing written)."""
     src = lake.table_path(settings.lake, "silver", "holdings")
     out = lake.table_path(settings.lake, "silver", LATEST)
     if not lake.exists(src):

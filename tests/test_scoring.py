@@ -425,3 +425,10 @@ def test_holds_matrix_answers_as_holds_on_the_raw_values():
                 for c in spec.columns] for i in range(4)]
         assert got.tolist() == exp, req
     assert holds_matrix(values, ["positive"] * 4, cats)[0].tolist() == [True, False, True, True]
+
+
+def test_sample_rate_takes_enough_customer_buckets_for_the_sample():
+    assert score.sample_rate(2_972_375, 5000) == 2  # 1.68 per mille, rounded up
+    assert score.sample_rate(5_000_000, 5000) == 1
+    assert score.sample_rate(100, 5000) == 1000 and score.sample_rate(0, 5000) == 1000
+    assert score.sample_rate(10_000, 5000) == 500
