@@ -7,6 +7,7 @@ comparison and for training snapshots.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from datetime import date
 
@@ -17,6 +18,8 @@ from c360.settings import ConfigError, Settings
 from features.profile import FAMILIES, AsOf, customer_360
 from features.tags import apply_tags, customer_tags
 from jobs import silver
+
+log = logging.getLogger(__name__)
 
 STEPS = len(FAMILIES) + 2  # progress: each source family, the profile write, the tags
 
@@ -35,8 +38,12 @@ def silver_tables(spark: SparkSession, settings: Settings, as_of: date | None = 
             tables[name] = lake.read(spark, path)
     if "customers" not in tables:
         raise RuntimeError(f"silver/customers does not exist under {settings.lake}: run the ingest and silver steps")
+    daily = lake.table_path(settings.lake, "silver", silver.DAILY)
     if silver.is_current(spark, settings, silver.DAILY):
-        tables[silver.DAILY] = lake.read(spark, lake.table_path(settings.lake, "silver", silver.DAILY))
+        tables[silver.DAILY] = lake.read(spark, daily)
+    elif lake.exists(daily):
+        log.warning("silver/%s is behind silver/transactions (a silver run stopped?): the profile reads every "
+                    "transaction instead, which is much slower; run the silver step first", silver.DAILY)
     latest = silver.holdings_latest(spark, settings, as_of) if as_of is not None else None
     if latest is not None:
         tables[silver.LATEST] = latest

@@ -178,7 +178,10 @@ def test_a_stopped_summary_refresh_is_redone_by_the_next_run(lakes, spark, tmp_p
     # the last load's refresh "stopped": its watermark is the first load's
     loads = sorted(r[0] for r in _table(spark, copy, "transactions").select("_ingested_at").distinct().collect())
     ops.save_derived_watermark(spark, copy.lake, f"silver/{silver.DAILY}", loads[0])
+    from jobs.profile import silver_tables
+    assert silver.DAILY not in silver_tables(spark, copy)  # behind: the profile reads transactions
     redone = silver.refresh_transactions_daily(spark, copy)
+    assert silver.DAILY in silver_tables(spark, copy)
     assert 0 < len(redone) < len(_table(spark, copy, "transactions").select("partition_date").distinct().collect())
     assert _same(_daily(spark, copy), expected)
     assert ops.derived_watermark(spark, copy.lake, f"silver/{silver.DAILY}") == loads[-1]
