@@ -503,3 +503,19 @@ def run_all(spark: SparkSession, names: list[str] | None = None) -> dict[str, di
             out[name] = {"error": f"{type(e).__name__}: {str(e)[:2000]}"}
         out[name]["seconds"] = round(time.monotonic() - started, 2)
     return out
+
+
+# --------------------------------------------------------------------------- holdings: latest snapshots
+
+@case
+def case_latest_snapshots(spark):
+    from features.profile import latest_snapshots
+
+    rows = [("A1", date(2026, 5, 31), 100, ts("2026-06-01T00:00:00Z")),
+            ("A1", date(2026, 6, 30), 200, ts("2026-07-01T00:00:00Z")),
+            ("A2", date(2026, 6, 30), 300, ts("2026-07-01T00:00:00Z")),
+            ("A2", date(2026, 6, 30), 310, ts("2026-07-02T00:00:00Z")),  # delivered again: the later ingest
+            ("A2", date(2026, 4, 30), 290, ts("2026-07-03T00:00:00Z")),  # late and older
+            ("A3", date(2026, 1, 31), 50, None)]
+    df = typed_input(spark, "account_id string, snapshot_date date, balance int, _ingested_at timestamp", rows)
+    return latest_snapshots(df).select("account_id", "snapshot_date", "balance")

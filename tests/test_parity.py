@@ -419,6 +419,12 @@ def expect_transactions_family(rows, schema):
     assert float(c2["spend_share_fuel_365d"]) == 1.0 and c2["salary_months_90d"] is None
 
 
+def expect_latest_snapshots(rows, schema):
+    r = _by(rows, "account_id")
+    assert {k: (v["snapshot_date"], v["balance"]) for k, v in r.items()} == \
+        {"A1": ("2026-06-30", 200), "A2": ("2026-06-30", 310), "A3": ("2026-01-31", 50)}
+
+
 EXPECTATIONS = {name.removeprefix("expect_"): fn for name, fn in globals().items() if name.startswith("expect_")}
 
 
