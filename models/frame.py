@@ -111,7 +111,7 @@ def matrix(batch, spec: FeatureSpec) -> np.ndarray:
     for i, c in enumerate(spec.numeric):
         if c in names:
             col = batch.column(c)
-            if not pa.types.is_floating(col.type) or col.type != pa.float64():
+            if col.type != pa.float64():
                 col = pc.cast(col, pa.float64())
             out[:, i] = col.to_numpy(zero_copy_only=False)
     for j, (c, cats) in enumerate(spec.categorical.items(), start=len(spec.numeric)):
