@@ -407,6 +407,17 @@ class AttritionTraining(_Strict):
     calibration_bins: int = Field(10, ge=2, le=100)
 
 
+class Prediction(_Strict):
+    """``models.prediction``: how boosters are applied in the engine (scoring, OOT evaluation)."""
+
+    # Compile each model with lleaves (models/compiled.py): same scores, about 2.3x faster
+    # than LightGBM's own prediction; False, or lleaves missing: LightGBM predicts.
+    compiled: bool = True
+    # Where compiled models are kept (one file per model and CPU); None: $C360_MODEL_CACHE,
+    # else ~/.cache/c360/compiled-models. A local directory of the machine that scores.
+    cache_dir: Path | None = None
+
+
 class Models(_Strict):
     """``conf/models.yaml`` ``models``: training of the next-best-product and attrition models."""
 
@@ -414,6 +425,7 @@ class Models(_Strict):
     # LightGBM threads. OpenMP threads spin when they cannot all run, so more threads than
     # idle cores is much slower, not faster: keep 1 on a shared machine.
     threads: int = Field(1, ge=1, le=256)
+    prediction: Prediction = Prediction()
     next_best_product: NbpTraining = NbpTraining()
     attrition: AttritionTraining = AttritionTraining()
 

@@ -179,10 +179,11 @@ def _feature_columns(df: DataFrame, spec) -> list[str]:
     return [c for c in spec.columns if c in df.columns and c not in KEYS]
 
 
-def predict(df: DataFrame, champion, keys: list[str], out: str = "score") -> DataFrame:
+def predict(df: DataFrame, champion, keys: list[str], out: str = "score", prediction=None) -> DataFrame:
     """``keys`` + ``out`` (the champion's prediction) for every row of ``df``, in the engine
-    (:func:`models.training.score_in_engine`)."""
-    return score_in_engine(df, {out: (champion.booster.model_to_string(), champion.spec)}, keys)
+    (:func:`models.training.score_in_engine`; ``prediction``: ``settings.models.prediction``,
+    compiled or LightGBM)."""
+    return score_in_engine(df, {out: (champion.booster.model_to_string(), champion.spec)}, keys, prediction)
 
 
 def rank_top(scored: DataFrame, top_n: int) -> DataFrame:
@@ -281,15 +282,16 @@ def reasons_conf(conf: Scoring) -> dict:
 
 
 def recommendations(annotated: DataFrame, profile: DataFrame, champion, conf: Scoring, as_of: date,
-                    sc=None) -> DataFrame:
+                    sc=None, prediction=None) -> DataFrame:
     """The ``gold/recommendations`` rows of as_of (not written): the eligible candidates of
     ``annotated`` with the model's features from ``profile``, scored, ranked, the top
     ``conf.top_n`` explained. With ``sc`` (a scratch space) the ranked rows are
-    materialised once there (counted, sampled and explained)."""
+    materialised once there (counted, sampled and explained). ``prediction``: see
+    :func:`predict`."""
     eligible = annotated.where(F.col("exclusion_reason").isNull())
     spec_columns = list(champion.spec.columns)
-    top = rank_top(predict(with_profile(eligible, profile, ["customer_id"], spec_columns), champion, KEYS),
-                   conf.top_n)
+    top = rank_top(predict(with_profile(eligible, profile, ["customer_id"], spec_columns), champion, KEYS,
+                           prediction=prediction), conf.top_n)
     if sc is not None:
         top = sc.write(top, "top")
     reasons = reasons_conf(conf)
@@ -311,10 +313,10 @@ def recommendations(annotated: DataFrame, profile: DataFrame, champion, conf: Sc
         "reason_codes", "reason_text_zh", "reason_text_en", F.lit(str(champion.version)).alias("model_version"))
 
 
-def attrition(profile: DataFrame, champion, conf: Scoring, as_of: date) -> DataFrame:
+def attrition(profile: DataFrame, champion, conf: Scoring, as_of: date, prediction=None) -> DataFrame:
     """The ``gold/attrition_risk`` rows of as_of (not written)."""
     bands = conf.attrition.bands
-    scored = predict(profile, champion, ["customer_id"], "risk_score")
+    scored = predict(profile, champion, ["customer_id"], "risk_score", prediction)
     return scored.select("customer_id", F.lit(as_of.isoformat()).cast("date").alias("as_of_date"), "risk_score",
                          rules.risk_band(F.col("risk_score"), bands.medium, bands.high).alias("risk_band"),
                          F.lit(str(champion.version)).alias("model_version"))
@@ -353,7 +355,8 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> 
         counts = exclusion_counts(annotated, profile, catalog, held)
 
         step("score rank and explain", 1)
-        lake.write_partition(recommendations(annotated, profile, champion, conf, as_of, sc), recs_path,
+        lake.write_partition(recommendations(annotated, profile, champion, conf, as_of, sc,
+                                             settings.models.prediction), recs_path,
                              "as_of_date", partition(as_of), schema=RECOMMENDATIONS_SCHEMA)
     written = lake.read(spark, recs_path).where(partition(as_of))
     summary = written.agg(F.count(F.lit(1)).alias("n"), F.count_distinct("customer_id").alias("customers"),
@@ -381,8 +384,8 @@ def _score_attrition(spark: SparkSession, settings: Settings, profile: DataFrame
     if champion is None:
         return {"model": name, "skipped": why}
     path = lake.table_path(settings.lake, "gold", "attrition_risk")
-    lake.write_partition(attrition(profile, champion, conf, as_of), path, "as_of_date", partition(as_of),
-                         schema=ATTRITION_SCHEMA)
+    lake.write_partition(attrition(profile, champion, conf, as_of, settings.models.prediction), path, "as_of_date",
+                         partition(as_of), schema=ATTRITION_SCHEMA)
     bands = {r["risk_band"]: int(r["count"]) for r in
              lake.read(spark, path).where(partition(as_of)).groupBy("risk_band").count().collect()}
     return {"model": name, "model_version": str(champion.version), "customers": sum(bands.values()),

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("RUST_LOG", "warn")
+# compiled models (models/compiled.py) of this session: not the user's cache
+os.environ["C360_MODEL_CACHE"] = tempfile.mkdtemp(prefix="c360-test-models-")
 
 from c360.engine import spark_session  # noqa: E402
 from c360.settings import load_settings  # noqa: E402

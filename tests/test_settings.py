@@ -39,6 +39,8 @@ def test_local_then_environment_override(tmp_path):
     ("bank: {timezone: Mars/Olympus}", "unknown time zone"),
     ("paths: {lakes: /x}", "paths.lakes"),
     ("env: prod", "env"),
+    ("models: {prediction: {compiled: sometimes}}", "models.prediction.compiled"),
+    ("models: {prediction: {cache: /tmp}}", "models.prediction.cache"),
     ("- a list", "mapping"),
 ])
 def test_invalid_configuration_fails_with_a_clear_message(tmp_path, text, message):

@@ -15,7 +15,7 @@ from pyspark.sql import types as T
 from test_profile import CATALOG, customers, silver
 
 from c360 import lake
-from c360.settings import ConfigError, load_settings
+from c360.settings import ConfigError, Prediction, load_settings
 from jobs.profile import partition
 from features.candidates import with_profile
 from models import attrition, nbp, training
@@ -272,7 +272,7 @@ def test_oot_evaluation_takes_whole_customer_buckets_under_the_cap(spark):
     assert nbp.oot_customer_rate(df, 1000) == (1000, 400)
 
 
-def test_in_engine_scoring_matches_local_prediction(spark):
+def test_in_engine_scoring_matches_local_prediction(spark, tmp_path):
     import lightgbm as lgb
 
     df = _frame(spark, customers_n=200)
@@ -281,12 +281,15 @@ def test_in_engine_scoring_matches_local_prediction(spark):
     assert spec.numeric == ["x"] and spec.categorical == {"product_code": ["A", "B", "C"]}
     booster = lgb.LGBMClassifier(n_estimators=10, num_leaves=4, min_child_samples=5, verbose=-1, n_jobs=1) \
         .fit(prepare(pdf, spec), pdf["label"]).booster_
-    scored = training.score_in_engine(df, {"score": (booster.model_to_string(), spec)},
-                                      ["customer_id", "product_code", "snapshot_date", "label"])
-    assert scored.columns == ["customer_id", "product_code", "snapshot_date", "label", "score"]
-    got = scored.toPandas().sort_values(["customer_id", "snapshot_date", "product_code"]).reset_index(drop=True)
     ref = pdf.sort_values(["customer_id", "snapshot_date", "product_code"]).reset_index(drop=True)
-    np.testing.assert_allclose(got["score"].to_numpy(), booster.predict(prepare(ref, spec)), rtol=1e-9)
+    expected = booster.predict(prepare(ref, spec))
+    for prediction in (None, Prediction(compiled=False), Prediction(compiled=True, cache_dir=tmp_path / "cache")):
+        scored = training.score_in_engine(df, {"score": (booster.model_to_string(), spec)},
+                                          ["customer_id", "product_code", "snapshot_date", "label"], prediction)
+        assert scored.columns == ["customer_id", "product_code", "snapshot_date", "label", "score"]
+        got = scored.toPandas().sort_values(["customer_id", "snapshot_date", "product_code"]).reset_index(drop=True)
+        np.testing.assert_allclose(got["score"].to_numpy(), expected, rtol=1e-9)
+    assert len(list((tmp_path / "cache").glob("*.so"))) == 1  # compiled in the driver, loaded by the workers
 
 
 # ---------------------------------------------------------------------------- end to end
