@@ -408,7 +408,9 @@ class AttritionTraining(_Strict):
 
 
 class Prediction(_Strict):
-    """``models.prediction``: how boosters are applied in the engine (scoring, OOT evaluation)."""
+    """``models.prediction``: how the score step applies the champions in the engine. (The
+    out-of-time evaluation in training predicts with LightGBM: compiling each new model for
+    one evaluation would cost more than it saves.)"""
 
     # Compile each model with lleaves (models/compiled.py): same scores, about 2.3x faster
     # than LightGBM's own prediction; False, or lleaves missing: LightGBM predicts.
