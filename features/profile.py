@@ -183,19 +183,6 @@ def latest_snapshots(holdings: DataFrame) -> DataFrame:
     return holdings.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
 
-def latest_snapshots_at(holdings: DataFrame, on: Column) -> DataFrame:
-    """:func:`latest_snapshots` of the rows with ``snapshot_date <= on``, sorting only what
-    can compete: the rows of the newest snapshot date up to ``on`` (every account in it has
-    its latest there) and the older rows of the accounts missing from it (closed ones,
-    mostly). A bank's monthly snapshot holds nearly every account, so the window sorts one
-    snapshot instead of all of them (at 1M customers 2.5M rows instead of 25M)."""
-    upto = holdings.where(F.col("snapshot_date") <= on)
-    newest = upto.agg(F.max("snapshot_date").alias("_newest"))
-    at_newest = upto.join(F.broadcast(newest), F.col("snapshot_date") == F.col("_newest")).drop("_newest")
-    rest = upto.join(at_newest.select("account_id"), "account_id", "left_anti")
-    return latest_snapshots(at_newest.unionByName(rest))
-
-
 def holdings_inputs(holdings: DataFrame, catalog: DataFrame, at: AsOf,
                     latest: DataFrame | None = None) -> dict[str, DataFrame]:
     """One row per account: its latest snapshot at as_of, family, and balance 90 days before.
@@ -205,7 +192,7 @@ def holdings_inputs(holdings: DataFrame, catalog: DataFrame, at: AsOf,
     fam = catalog.select("product_code", "family")
 
     def latest_at(on: Column) -> DataFrame:
-        return latest_snapshots_at(at.partitions(holdings), on)
+        return latest_snapshots(at.partitions(holdings).where(F.col("snapshot_date") <= on))
 
     now = latest if latest is not None else latest_at(at.date_lit())
     # The balance of the last snapshot 90 days back, unless the account had closed by then:

@@ -519,17 +519,3 @@ def case_latest_snapshots(spark):
             ("A3", date(2026, 1, 31), 50, None)]
     df = typed_input(spark, "account_id string, snapshot_date date, balance int, _ingested_at timestamp", rows)
     return latest_snapshots(df).select("account_id", "snapshot_date", "balance")
-
-
-@case
-def case_latest_snapshots_at(spark):
-    from features.profile import latest_snapshots_at
-
-    rows = [("A1", date(2026, 4, 30), 100, ts("2026-05-01T00:00:00Z")),
-            ("A1", date(2026, 5, 31), 110, ts("2026-06-01T00:00:00Z")),
-            ("A2", date(2026, 4, 30), 300, ts("2026-05-01T00:00:00Z")),
-            ("A2", date(2026, 4, 30), 310, ts("2026-05-03T00:00:00Z")),  # delivered again: the later ingest
-            ("A3", date(2026, 2, 28), 50, ts("2026-03-01T00:00:00Z")),   # missing from the newest snapshot
-            ("A4", date(2026, 5, 31), 70, ts("2026-06-01T00:00:00Z"))]   # only after the date
-    df = typed_input(spark, "account_id string, snapshot_date date, balance int, _ingested_at timestamp", rows)
-    return latest_snapshots_at(df, F.lit("2026-05-15").cast("date")).select("account_id", "snapshot_date", "balance")

@@ -425,12 +425,6 @@ def expect_latest_snapshots(rows, schema):
         {"A1": ("2026-06-30", 200), "A2": ("2026-06-30", 310), "A3": ("2026-01-31", 50)}
 
 
-def expect_latest_snapshots_at(rows, schema):
-    r = _by(rows, "account_id")
-    assert {k: (v["snapshot_date"], v["balance"]) for k, v in r.items()} == \
-        {"A1": ("2026-04-30", 100), "A2": ("2026-04-30", 310), "A3": ("2026-02-28", 50)}
-
-
 EXPECTATIONS = {name.removeprefix("expect_"): fn for name, fn in globals().items() if name.startswith("expect_")}
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import pytest
-from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from c360.contract import SOURCES
@@ -286,25 +285,3 @@ def test_latest_snapshots_keep_each_accounts_newest_row(spark):
     got = {r.account_id: (r.snapshot_date, r.balance) for r in latest_snapshots(df).collect()}
     assert got == {"A1": (date(2026, 6, 30), 200), "A2": (date(2026, 6, 30), 310), "A3": (date(2026, 1, 31), 50)}
     assert latest_snapshots(df).columns == df.columns
-
-
-def test_latest_snapshots_at_a_date_equal_the_window_over_the_rows_up_to_it(spark):
-    from features.profile import latest_snapshots, latest_snapshots_at
-
-    rows = [("A1", date(2026, 3, 31), 90, utc(2026, 4, 1)), ("A1", date(2026, 4, 30), 100, utc(2026, 5, 1)),
-            ("A1", date(2026, 5, 31), 110, utc(2026, 6, 1)),
-            # in the newest snapshot up to the date twice: the later ingest wins
-            ("A2", date(2026, 4, 30), 300, utc(2026, 5, 1)), ("A2", date(2026, 4, 30), 310, utc(2026, 5, 3)),
-            ("A2", date(2026, 3, 31), 290, utc(2026, 5, 4)),  # a late, older snapshot
-            # missing from the newest snapshot (closed in March): its own latest row
-            ("A3", date(2026, 2, 28), 50, utc(2026, 3, 1)), ("A3", date(2026, 3, 31), 0, utc(2026, 4, 1)),
-            ("A4", date(2026, 5, 31), 70, utc(2026, 6, 1))]  # only after the date: absent
-    df = spark.createDataFrame(rows, "account_id string, snapshot_date date, balance int, _ingested_at timestamp")
-    on = F.lit("2026-05-15").cast("date")
-    got = latest_snapshots_at(df, on)
-    assert got.columns == df.columns
-    values = {r.account_id: (r.snapshot_date, r.balance) for r in got.collect()}
-    assert values == {"A1": (date(2026, 4, 30), 100), "A2": (date(2026, 4, 30), 310), "A3": (date(2026, 3, 31), 0)}
-    assert values == {r.account_id: (r.snapshot_date, r.balance)
-                      for r in latest_snapshots(df.where(F.col("snapshot_date") <= on)).collect()}
-    assert latest_snapshots_at(df, F.lit("2026-01-01").cast("date")).count() == 0  # nothing that old
