@@ -46,22 +46,30 @@ def test_same_delivery_twice_changes_nothing(spark, lake_settings):
     assert table(spark, s, "bronze", "transactions").count() == 2
 
 
-def test_known_unchanged_files_are_not_read_again_and_a_file_changed_in_place_is(spark, lake_settings, monkeypatch):
+@pytest.fixture
+def hashed(monkeypatch) -> list[str]:
+    """The paths ``landing.sha256_of`` hashes during the test (the hash is still computed);
+    clear it before the run whose reads a test checks."""
+    from c360 import landing
+
+    seen: list[str] = []
+    real = landing.sha256_of
+    monkeypatch.setattr(landing, "sha256_of", lambda p, *a: seen.append(str(p)) or real(p, *a))
+    return seen
+
+
+def test_known_unchanged_files_are_not_read_again_and_a_file_changed_in_place_is(spark, lake_settings, hashed):
     """A daily run hashes only new deliveries: files recorded with the same path, size and
     modification time are skipped unread. A file rewritten in place (new time) is hashed and,
     with new content, ingested."""
     import os
-
-    from c360 import landing
 
     s = lake_settings
     old = write_landing(s.landing, "transactions", "2026-06-01", "t.csv",
                         "\n".join([TXN_HEADER, txn_line("T1")]) + "\n")
     ingest.run(spark, s)
     write_landing(s.landing, "transactions", "2026-06-02", "t.csv", "\n".join([TXN_HEADER, txn_line("T2")]) + "\n")
-    hashed = []
-    real = landing.sha256_of
-    monkeypatch.setattr(landing, "sha256_of", lambda p, *a: hashed.append(str(p)) or real(p, *a))
+    hashed.clear()
     res = ingest.run(spark, s)["transactions"]
     assert hashed == [str(s.landing / "transactions" / "2026-06-02" / "t.csv")]
     assert (res.files_new, res.files_skipped, res.rows_loaded) == (1, 1, 1)
@@ -335,11 +343,10 @@ def test_upsert_appends_new_keys_and_merges_known_ones_null_keys_included(spark,
     assert lake.version(path) == v
 
 
-def test_files_recorded_without_a_modification_time_are_hashed_once_more_then_not(spark, lake_settings,
-                                                                                 monkeypatch):
+def test_files_recorded_without_a_modification_time_are_hashed_once_more_then_not(spark, lake_settings, hashed):
     """A lake whose ops/ingested_files predates modified_ns: the next run hashes each file
     once (and skips it by checksum), remembers its time, and the run after reads nothing."""
-    from c360 import landing, ops
+    from c360 import ops
 
     s = lake_settings
     write_landing(s.landing, "transactions", "2026-06-01", "t.csv", "\n".join([TXN_HEADER, txn_line("T1")]) + "\n")
@@ -348,9 +355,7 @@ def test_files_recorded_without_a_modification_time_are_hashed_once_more_then_no
     old = table(spark, s, "ops", "ingested_files").drop("modified_ns")
     lake.overwrite(old, path)  # as an earlier version wrote it
     assert ops.ingested_files(spark, s.lake) == {}
-    hashed = []
-    real = landing.sha256_of
-    monkeypatch.setattr(landing, "sha256_of", lambda p, *a: hashed.append(str(p)) or real(p, *a))
+    hashed.clear()
     assert ingest.run(spark, s)["transactions"].files_skipped == 1
     assert len(hashed) == 1
     assert set(ops.ingested_files(spark, s.lake)) == {str(s.landing / "transactions" / "2026-06-01" / "t.csv")}
