@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import platform
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def compiled(model_text: str, cache_dir: Path | str | None = None) -> Predictor:
     cache.mkdir(parents=True, exist_ok=True)
     key = cache_key(model_text)
     model_file, binary = cache / f"{key}.txt", cache / f"{key}.so"
-    tag = f".{os.getpid()}.tmp"
+    tag = f".{os.getpid()}.{threading.get_ident()}.tmp"  # engine workers may be threads of one process
     if not model_file.exists():
         tmp = model_file.with_suffix(tag)
         tmp.write_text(model_text, encoding="utf-8")
