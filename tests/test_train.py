@@ -291,6 +291,25 @@ def test_in_engine_scoring_matches_local_prediction(spark, tmp_path):
         np.testing.assert_allclose(got["score"].to_numpy(), expected, rtol=1e-9)
     assert len(list((tmp_path / "cache").glob("*.so"))) == 1  # compiled in the driver, loaded by the workers
 
+    # the workers really predict with the cached compiled model: a cache entry holding
+    # another model's code (never the case in use: keys are content hashes) gives its scores
+    import shutil
+
+    from models import compiled
+
+    other = lgb.LGBMClassifier(n_estimators=3, num_leaves=4, min_child_samples=5, verbose=-1, n_jobs=1) \
+        .fit(prepare(pdf, spec), pdf["label"]).booster_
+    planted = tmp_path / "planted"
+    compiled.compiled(other.model_to_string(), planted)
+    key, other_key = compiled.cache_key(booster.model_to_string()), compiled.cache_key(other.model_to_string())
+    shutil.move(planted / f"{other_key}.so", planted / f"{key}.so")
+    scored = training.score_in_engine(df, {"score": (booster.model_to_string(), spec)},
+                                      ["customer_id", "product_code", "snapshot_date", "label"],
+                                      Prediction(compiled=True, cache_dir=planted))
+    got = scored.toPandas().sort_values(["customer_id", "snapshot_date", "product_code"]).reset_index(drop=True)
+    np.testing.assert_allclose(got["score"].to_numpy(), other.predict(prepare(ref, spec)), rtol=1e-9)
+    assert not np.allclose(got["score"].to_numpy(), expected)
+
 
 # ---------------------------------------------------------------------------- end to end
 
