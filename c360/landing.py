@@ -384,6 +384,9 @@ def _read_jsonl(path: str) -> tuple[pa.Table, list[int], list[dict]]:
         raise FileError("file is not valid UTF-8 text (wrong encoding?)") from None
     except OSError as exc:
         raise FileError(_explain(exc)) from None
+    # numbers keep their delivered digits: a float would round 1234567890123456.78
+    decode = json.JSONDecoder(parse_float=Decimal).decode
+    names_seen: dict[str, str] = {}  # delivered key -> pipeline name (a file repeats its keys)
     # Only "\n" ends a JSON Lines record: str.splitlines() would also split on U+2028,
     # U+0085, form feeds... which may stand raw inside a JSON string.
     for i, line in enumerate(text.split("\n"), start=1):
@@ -391,14 +394,19 @@ def _read_jsonl(path: str) -> tuple[pa.Table, list[int], list[dict]]:
         if not line.strip():
             continue
         try:
-            # numbers keep their delivered digits: a float would round 1234567890123456.78
-            obj = json.loads(line, parse_float=Decimal)
+            obj = decode(line)
             if not isinstance(obj, dict):
                 raise ValueError("not a JSON object")
         except ValueError as exc:
             bad.append({"_line": i, "_raw": line[:10_000], "_row_error": f"malformed JSON line ({str(exc)[:80]})"})
             continue
-        rows.append({normalise_name(k): _json_text(v) for k, v in obj.items()})
+        row = {}
+        for k, v in obj.items():
+            name = names_seen.get(k)
+            if name is None:
+                name = names_seen[k] = normalise_name(k)
+            row[name] = v if v is None or type(v) is str else _json_text(v)
+        rows.append(row)
         lines.append(i)
     names: dict[str, None] = {}
     for r in rows[:1000]:
