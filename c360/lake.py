@@ -179,10 +179,13 @@ def upsert(
         cond = [col.between(F.lit(lo), F.lit(hi))] if lo is not None else []
         cond += [col.isNull()] if stats[f"nulls{i}"] else []
         target = target.where(cond[0] if len(cond) == 1 else cond[0] | cond[1])
-    on = [F.col(f"s.`{k}`").eqNullSafe(F.col(f"t.`{k}`")) for k in keys]
-    s, t = source.alias("s"), target.alias("t")
-    new = s.join(t, on, "left_anti").select("s.*")
-    known = s.join(t, on, "left_semi").select("s.*")
+    # The target's keys are the join's left (build) side and the batch streams past them:
+    # a hash join holds its left side in memory, and the batch has every column.
+    on = [F.col(f"t.`{k}`").eqNullSafe(F.col(f"s.`{k}`")) for k in keys]
+    marked = (target.withColumn("_upsert_known", F.lit(True)).alias("t")
+              .join(source.alias("s"), on, "right").select("s.*", "t._upsert_known"))
+    new = marked.where(F.col("_upsert_known").isNull()).drop("_upsert_known")
+    known = marked.where(F.col("_upsert_known")).drop("_upsert_known")
     merged = known.count()
     if merged:
         # Merge before appending: the appended keys are new, so they cannot collide.

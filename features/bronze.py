@@ -261,13 +261,18 @@ def latest_per_key(df: DataFrame, source: Source, keys: list[str] | None = None)
     keys = list(keys or source.key)
     # Most keys come once: only the rows of repeated keys are sorted (a window over the
     # whole batch sorted every row, about 40% slower on 4M transactions).
-    repeated = df.groupBy(*keys).count().where("count > 1").select(*keys).alias("r")
-    rows = df.alias("d")
-    on = [F.col(f"d.`{k}`").eqNullSafe(F.col(f"r.`{k}`")) for k in keys]  # a null key is a key too
-    once = rows.join(repeated, on, "left_anti").select("d.*").withColumn("_version", version_column(source))
+    # The repeated keys are the join's left (build) side and the batch streams past them:
+    # with the batch on the left, a hash join holds the whole batch in memory (14M holdings
+    # rows: 9.7 GB and 43 s, against 2.3 GB and 27 s this way round).
+    repeated = (df.groupBy(*keys).count().where("count > 1").select(*keys)
+                .withColumn("_repeated", F.lit(True)).alias("r"))
+    on = [F.col(f"r.`{k}`").eqNullSafe(F.col(f"d.`{k}`")) for k in keys]  # a null key is a key too
+    marked = (repeated.join(df.alias("d"), on, "right").select("d.*", "r._repeated")
+              .withColumn("_version", version_column(source)))
+    once = marked.where(F.col("_repeated").isNull()).drop("_repeated")
     w = Window.partitionBy(*keys).orderBy(F.col("_version").desc())
-    latest = (rows.join(repeated, on, "left_semi").select("d.*").withColumn("_version", version_column(source))
-                  .withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn"))
+    latest = (marked.where(F.col("_repeated")).drop("_repeated")
+              .withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn"))
     return once.unionByName(latest)
 
 
