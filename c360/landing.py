@@ -271,7 +271,7 @@ def _field_count(text: str) -> int:
         return text.count(",") + 1
 
 
-def _read_csv(path: str, header: list[str]) -> tuple[pa.Table, list[int], list[dict]]:
+def _read_csv(path: str, header: list[str]) -> tuple[pa.Table, np.ndarray, list[dict]]:
     import pyarrow.compute as pc
     import pyarrow.csv as pcsv
 
@@ -323,7 +323,7 @@ def _read_csv(path: str, header: list[str]) -> tuple[pa.Table, list[int], list[d
         {"_line": line, "_raw": text, "_row_error": f"wrong column count: expected {expected}, got {_field_count(text)}"}
         for line, (_, text) in zip(invalid_lines, invalid)
     ]
-    return table, lines.tolist(), bad
+    return table, lines, bad
 
 
 def _to_text(arr: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -349,7 +349,7 @@ def _to_text(arr: pa.ChunkedArray) -> pa.ChunkedArray:
     return arr.cast(pa.string())
 
 
-def _read_parquet(path: str) -> tuple[pa.Table, list[int], list[dict]]:
+def _read_parquet(path: str) -> tuple[pa.Table, np.ndarray, list[dict]]:
     import pyarrow.parquet as pq
 
     try:
@@ -359,7 +359,7 @@ def _read_parquet(path: str) -> tuple[pa.Table, list[int], list[dict]]:
         raise
     except Exception as exc:
         raise FileError(_explain(exc)) from None
-    return table, list(range(1, table.num_rows + 1)), []
+    return table, np.arange(1, table.num_rows + 1, dtype=np.int64), []
 
 
 def _json_text(v) -> str | None:
@@ -454,8 +454,9 @@ def make_reader(output_columns: list[str]):
         for name in out_names:
             cols[name] = table.column(name).combine_chunks() if name in table.column_names \
                 else pa.nulls(n, pa.string())
-        cols["_source_file"] = pa.array([path] * n, pa.string())
-        cols["_delivery_date"] = pa.array([day] * n, pa.date32())
+        # per-file constants are repeated in Arrow, not built from Python lists (millions of rows)
+        cols["_source_file"] = pa.repeat(pa.scalar(path, pa.string()), n)
+        cols["_delivery_date"] = pa.repeat(pa.scalar(day, pa.date32()), n)
         cols["_line"] = pa.array(lines, pa.int64())
         cols["_raw"] = pa.nulls(n, pa.string())
         cols["_row_error"] = pa.nulls(n, pa.string())
