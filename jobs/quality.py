@@ -187,8 +187,12 @@ def to_expectation(check: Check, index: int):
     try:
         if check.type == EXISTS_IN_TABLE:
             col, ref_col = kw["column"], kw["ref_column"]
-            query = (f"SELECT t.{_q(col)} FROM " + "{batch}" + f" t LEFT ANTI JOIN {ref_view(kw['ref_table'])} r "
-                     f"ON t.{_q(col)} = r.{_q(ref_col)} WHERE t.{_q(col)} IS NOT NULL")
+            # The referenced values (distinct, see run) are the join's left (build) side and the
+            # checked table streams past them. Written as "t LEFT ANTI JOIN r" the engine held
+            # the checked column in memory: 124 s against 15 s for 49M transactions' account_id
+            # in 2.7M accounts (the same 154 orphans).
+            query = (f"SELECT t.{_q(col)} FROM {ref_view(kw['ref_table'])} r RIGHT JOIN " + "{batch}"
+                     + f" t ON t.{_q(col)} = r.{_q(ref_col)} WHERE r.{_q(ref_col)} IS NULL AND t.{_q(col)} IS NOT NULL")
             mostly = float(kw.get("mostly", 1.0))
             share = "Every" if mostly >= 1.0 else f"At least {mostly:.4g} of the"
             return ExpectColumnValuesToExistInTable(
@@ -496,7 +500,7 @@ def run(spark: SparkSession, settings: Settings, layer: str, as_of: date, run_id
                     if not lake.exists(ref_path):
                         skipped.append(f"{check.label}: {ref} absent")
                         continue
-                    lake.read(spark, ref_path).select(check.kwargs["ref_column"]) \
+                    lake.read(spark, ref_path).select(check.kwargs["ref_column"]).distinct() \
                         .createOrReplaceTempView(ref_view(ref))
                     views.add(ref_view(ref))
                 elif check.type in RUNTIME_TYPES:
