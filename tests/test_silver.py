@@ -36,10 +36,12 @@ def test_mask_free_text(spark):
     df = spark.createDataFrame([("请回电13800138000，谢谢",), ("mail me at li.lei@bank.cn please",),
                                 ("身份证110101199001011234有问题",), ("order 12345 is fine",),
                                 ("13812345678,13912345678",), ("call 139-1234-5678 or 139 1234 5678",),
-                                ("11010119900101123X 110101199001011234",)], "t string")
+                                ("11010119900101123X 110101199001011234",), ("no numbers here, 谢谢",), (None,),
+                                ("x@y.cn",)], "t string")
     got = [r[0] for r in df.select(mask_free_text(df.t)).collect()]
     assert got == ["请回电[phone]，谢谢", "mail me at [email] please", "身份证[id]有问题", "order 12345 is fine",
-                   "[phone],[phone]", "call [phone] or [phone]", "[id] [id]"]
+                   "[phone],[phone]", "call [phone] or [phone]", "[id] [id]", "no numbers here, 谢谢", None,
+                   "[email]"]
 
 
 def test_conform_normalises_categories_and_drops_bookkeeping(spark):
@@ -51,6 +53,14 @@ def test_conform_normalises_categories_and_drops_bookkeeping(spark):
     assert r["category"] == "service_attitude"
     assert r["description"] == "call me [phone]"
     assert "_version" not in r.asDict() and r["_source_file"] == "f.csv"
+
+
+def test_conform_keeps_the_latest_version_of_a_repeated_key(spark):
+    df = spark.createDataFrame(
+        [("K1", "C1", "late", "2"), ("K1", "C1", "early", "1"), ("K2", "C2", "only", "1"), ("K1", "C1", "mid", "15")],
+        "complaint_id string, customer_id string, description string, _version string")
+    got = {r["complaint_id"]: r["description"] for r in conform(df, SOURCES["complaints"]).collect()}
+    assert got == {"K1": "late", "K2": "only"}  # "2" > "15" > "1": versions compare as text
 
 
 def test_scd2_collapses_unchanged_versions(spark):
