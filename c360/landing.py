@@ -372,18 +372,35 @@ def _json_text(v) -> str | None:
     return json.dumps(v, ensure_ascii=False, default=lambda o: float(o) if isinstance(o, Decimal) else str(o))
 
 
-def _read_jsonl(path: str) -> tuple[pa.Table, list[int], list[dict]]:
-    rows: list[dict] = []
-    lines: list[int] = []
-    bad: list[dict] = []
+def _read_jsonl(path: str) -> tuple[pa.Table, list[int] | np.ndarray, list[dict]]:
     try:
         with open(path, "rb") as f:
             data = f.read()
-        text = data.decode("utf-8-sig")  # a leading BOM is not part of the first line
-    except UnicodeDecodeError:
-        raise FileError("file is not valid UTF-8 text (wrong encoding?)") from None
     except OSError as exc:
         raise FileError(_explain(exc)) from None
+    return _parse_jsonl(data)
+
+
+def _parse_jsonl(data: bytes, arrow: bool = True) -> tuple[pa.Table, list[int] | np.ndarray, list[dict]]:
+    """Rows of text (one column per key), their line numbers, and the malformed lines.
+
+    A plain file (every line one flat object; strings, integers, booleans and nulls) is
+    parsed by Arrow (:func:`_arrow_jsonl`, about 20x faster); anything else line by line
+    in Python, which keeps what Arrow cannot: decimal digits as delivered, nested values as
+    JSON text, blank lines skipped with the numbering kept, a malformed line rejected alone.
+    ``arrow=False``: always line by line (the reference the Arrow path is tested against).
+    """
+    data = data.removeprefix(codecs.BOM_UTF8)  # a leading BOM is not part of the first line
+    fast = _arrow_jsonl(data) if arrow else None
+    if fast is not None:
+        return fast[0], fast[1], []
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FileError("file is not valid UTF-8 text (wrong encoding?)") from None
+    rows: list[dict] = []
+    lines: list[int] = []
+    bad: list[dict] = []
     # numbers keep their delivered digits: a float would round 1234567890123456.78
     decode = json.JSONDecoder(parse_float=Decimal).decode
     names_seen: dict[str, str] = {}  # delivered key -> pipeline name (a file repeats its keys)
@@ -416,6 +433,65 @@ def _read_jsonl(path: str) -> tuple[pa.Table, list[int], list[dict]]:
             names.update(dict.fromkeys(r))
     table = pa.table({n: pa.array([r.get(n) for r in rows], pa.string()) for n in names}) if rows else pa.table({})
     return table, lines, bad
+
+
+_BLANK_LINE = re.compile(rb"\n[ \t\r]*\n")
+# An integer or boolean standing as an object member's value. Quoting it makes every value
+# text, as the line-by-line parser keeps it (a column mixing numbers and text, as dirty
+# deliveries do, is then no problem for Arrow). Matched inside a string value, the quotes
+# would end that string early and make the line invalid JSON: Arrow fails, never misreads.
+# "-0" and fractions are left alone (Python reads -0 as 0; digits of fractions): Arrow then
+# fails on them too, and the line-by-line parser takes the file.
+_BARE_VALUE = re.compile(rb":([ \t]*)(-?[1-9][0-9]*|0|true|false)([ \t\r]*[,}])")
+_SAMPLE_LINES = 200
+
+
+def _arrow_jsonl(data: bytes) -> tuple[pa.Table, np.ndarray] | None:
+    """``data`` (JSON Lines, no BOM) parsed by Arrow, every value as text; None when the
+    file is not plain enough to give exactly what :func:`_parse_jsonl`'s line-by-line
+    parser gives: a blank line, a malformed line, a key repeated (also after
+    :func:`normalise_name`), a number with a fraction, a nested value, or a key first seen
+    after the first lines whose values Arrow takes for timestamps.
+    """
+    import pyarrow.json as pj
+
+    body = data[:-1] if data.endswith(b"\n") else data
+    if not body.strip() or _BLANK_LINE.search(b"\n" + body + b"\n"):
+        return None
+    keys: dict[str, None] = {}
+    for line in body.split(b"\n", _SAMPLE_LINES)[:_SAMPLE_LINES]:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            return None
+        if not isinstance(obj, dict):
+            return None
+        keys.update(dict.fromkeys(obj))
+    # Every value is text now: Arrow is told so (left to itself it makes ISO dates timestamps).
+    quoted = _BARE_VALUE.sub(rb':\1"\2"\3', body)
+    schema = pa.schema([(k, pa.string()) for k in keys])
+    try:
+        table = pj.read_json(pa.BufferReader(quoted),
+                             read_options=pj.ReadOptions(use_threads=False, block_size=16 << 20),
+                             parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
+        return None
+    n = body.count(b"\n") + 1
+    if table.num_rows != n:
+        return None
+    cols: dict[str, pa.ChunkedArray] = {}
+    for raw, col in zip(table.column_names, table.columns):
+        name, t = normalise_name(raw), col.type
+        if not name or name in cols:
+            return None
+        if pa.types.is_null(t):
+            col = pa.chunked_array([pa.nulls(len(col), pa.string())])
+        elif pa.types.is_string(t) or pa.types.is_large_string(t):
+            col = col.cast(pa.string())
+        else:
+            return None  # timestamps Arrow inferred for a late key, fractions, nested values
+        cols[name] = col
+    return pa.table(cols), np.arange(1, n + 1, dtype=np.int64)
 
 
 def make_reader(output_columns: list[str]):

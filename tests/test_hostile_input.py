@@ -21,11 +21,13 @@ runs on small DataFrames in the shared Sail session; only the last tests run the
 
 from __future__ import annotations
 
+import atexit
 import csv
 import gzip
 import io
 import json
 import re
+import shutil
 import tempfile
 import warnings
 from datetime import date, datetime, timedelta, timezone
@@ -41,7 +43,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from c360 import lake
 from c360.contract import SOURCES
-from c360.landing import inspect, make_reader
+from c360.landing import _arrow_jsonl, _parse_jsonl, inspect, make_reader
 from conftest import write_landing
 from features.bronze import ValidationRules, validate
 from jobs import ingest
@@ -54,7 +56,9 @@ FORMATS = ("csv", "csv.gz", "jsonl", "parquet")
 EXTRA = "channel_detail"  # an unknown extra column, delivered as "Channel Detail"
 
 # Nothing generated inside the repository: no example database, Hypothesis' home in /tmp.
-set_hypothesis_home_dir(tempfile.mkdtemp(prefix="c360-hypothesis-"))
+_HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="c360-hypothesis-")
+atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
+set_hypothesis_home_dir(_HYPOTHESIS_HOME)
 PURE = hsettings(max_examples=30, deadline=None, database=None,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 WITH_ENGINE = hsettings(max_examples=25, deadline=None, database=None,
@@ -293,6 +297,52 @@ def write_file(folder: Path, d: dict, data: bytes) -> Path:
 
 # ---------------------------------------------------------------------------------------
 # Properties of the reader alone (no engine)
+
+# Values a JSON Lines delivery may hold, tricky for the Arrow path: text that looks like a
+# member value (":1,", ":true}"), quotes and escapes, integers beyond 64 bits, -0, fractions,
+# nested values, and keys that need normalising or collide once normalised.
+_JSON_TEXT = st.text(alphabet=st.sampled_from(list('ab:,}{"\\ 0129-.T\té中\u2028')), max_size=10)
+_JSON_VALUE = st.one_of(st.none(), _JSON_TEXT, st.booleans(), st.integers(-(2 ** 70), 2 ** 70), st.just(-0.0),
+                        st.decimals(allow_nan=False, allow_infinity=False, places=2, max_value=10 ** 6,
+                                    min_value=-10 ** 6), st.lists(st.integers(0, 9), max_size=2))
+_JSON_KEYS = st.sampled_from(["txn_id", "amount", "Customer ID", "customer_id", "flag", "ts"])
+
+
+@st.composite
+def json_lines(draw):
+    plain = draw(st.booleans())  # only strings, integers, booleans and nulls: Arrow must take it
+    # (text holding ":" may look like a member value to the quoting: Arrow then steps aside)
+    value = st.one_of(st.none(), _JSON_TEXT.filter(lambda t: ":" not in t), st.booleans(),
+                      st.integers(-(2 ** 70), 2 ** 70)) if plain else _JSON_VALUE
+    keys = st.sampled_from(["txn_id", "amount", "Customer ID", "flag", "ts"]) if plain else _JSON_KEYS
+    rows = draw(st.lists(st.dictionaries(keys, value, max_size=5), min_size=1, max_size=8))
+    sep = draw(st.sampled_from([(",", ":"), (", ", ": ")]))
+    eol = draw(st.sampled_from(["\n", "\r\n"]))
+    ascii_only = draw(st.booleans())
+    # decimals as JSON numbers with a fraction (the line-by-line parser keeps their digits)
+    lines = [json.dumps({k: float(v) if isinstance(v, Decimal) else v for k, v in r.items()},
+                        separators=sep, ensure_ascii=ascii_only) for r in rows]
+    if not plain and draw(st.booleans()):
+        lines.insert(draw(st.integers(0, len(lines))), draw(st.sampled_from(["", "  ", "not json", "[1]"])))
+    text = eol.join(lines) + (eol if draw(st.booleans()) else "")
+    return plain, text.encode()
+
+
+@PURE
+@given(json_lines())
+def test_arrow_json_lines_read_equals_the_line_by_line_read_or_steps_aside(case):
+    plain, data = case
+    slow, slow_lines, slow_bad = _parse_jsonl(data, arrow=False)
+    fast = _arrow_jsonl(data)
+    if plain:
+        assert fast is not None  # a plain file is Arrow's
+    if fast is None:
+        return
+    table, lines = fast
+    assert slow_bad == []
+    assert list(lines) == list(slow_lines)
+    assert {n: table.column(n).to_pylist() for n in table.column_names} == \
+        {n: slow.column(n).to_pylist() for n in slow.column_names}
 
 @PURE
 @given(deliveries())
