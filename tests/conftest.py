@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -10,7 +12,8 @@ import pytest
 
 os.environ.setdefault("RUST_LOG", "warn")
 # compiled models (models/compiled.py) of this session: not the user's cache
-os.environ["C360_MODEL_CACHE"] = tempfile.mkdtemp(prefix="c360-test-models-")
+os.environ["C360_MODEL_CACHE"] = _MODEL_CACHE = tempfile.mkdtemp(prefix="c360-test-models-")
+atexit.register(shutil.rmtree, _MODEL_CACHE, ignore_errors=True)
 
 from c360.engine import spark_session  # noqa: E402
 from c360.settings import load_settings  # noqa: E402
