@@ -129,13 +129,12 @@ def _file_rows_df(spark: SparkSession, files: list[LandingFile]) -> DataFrame:
 
 def read_landing_files(spark: SparkSession, source: Source, files: list[LandingFile],
                        read_tasks: int = 8) -> DataFrame:
-    """Text rows of ``files``, read in the engine by at most ``read_tasks`` tasks."""
+    """Text rows of ``files`` with their file's checksum, read in the engine by at most
+    ``read_tasks`` tasks."""
     extras = sorted({c for f in files for c in f.header} - set(source.column_names))
     reader, ddl, _ = make_reader(source.column_names + extras)
     files_df = _file_rows_df(spark, files)
-    text = files_df.repartition(max(1, min(len(files), read_tasks))).mapInArrow(reader, ddl)
-    return text.join(files_df.select(F.col("path").alias("_source_file"), F.col("sha256").alias("_file_sha256")),
-                     "_source_file")
+    return files_df.repartition(max(1, min(len(files), read_tasks))).mapInArrow(reader, ddl)
 
 
 def ingest_source(spark: SparkSession, settings: Settings, source: Source, files: list[LandingFile],

@@ -285,7 +285,7 @@ def read_delivery(path: Path) -> tuple[object, pa.Table]:
         [pa.field(n, pa.string()) for n in TXN.column_names + extras]
         + [pa.field("_source_file", pa.string()), pa.field("_delivery_date", pa.date32()),
            pa.field("_line", pa.int64()), pa.field("_raw", pa.string()), pa.field("_row_error", pa.string()),
-           pa.field("_file_error", pa.string())])
+           pa.field("_file_error", pa.string()), pa.field("_file_sha256", pa.string())])
     return lf, pa.Table.from_batches(batches, schema)
 
 

@@ -6,12 +6,13 @@ import gzip
 import json
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from c360 import lake
+from c360 import lake, landing
 from c360.contract import SOURCES
 from conftest import write_landing
 from jobs import ingest, silver
@@ -156,6 +157,10 @@ def test_every_bad_row_is_quarantined_with_its_reason_and_no_good_row_is_lost(sp
     # G2's quoted value spans two lines, so B7 starts on physical line 11
     assert q[11].reason == "txn_ts in the future (after the delivery date)"
     assert all(r.source_file.endswith("/transactions/2026-06-01/t.csv") for r in q.values())
+    # every row, kept or quarantined, carries its file's checksum (the reader passes it on)
+    sha = landing.sha256_of(Path(s.landing) / "transactions" / "2026-06-01" / "t.csv")
+    assert {r.file_sha256 for r in q.values()} == {sha}
+    assert {r._file_sha256 for r in table(spark, s, "bronze", "transactions").collect()} == {sha}
 
 
 def test_corrupt_files_are_quarantined_whole_and_other_sources_load(spark, lake_settings):
@@ -177,6 +182,9 @@ def test_corrupt_files_are_quarantined_whole_and_other_sources_load(spark, lake_
     assert reasons["gbk.csv"] == "file is not valid UTF-8 text (wrong encoding?)"
     assert reasons["no-key.csv"].startswith("missing required column(s): customer_id")
     assert reasons["t.csv.gz"].startswith("truncated or corrupt compressed file")
+    # a file the engine's reader gave up on is quarantined with its checksum
+    (row,) = table(spark, s, "quarantine", "transactions").collect()
+    assert row.file_sha256 == landing.sha256_of(Path(s.landing) / "transactions" / "2026-06-01" / "t.csv.gz")
 
 
 def test_parquet_and_jsonl_deliveries(spark, lake_settings):
