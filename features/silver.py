@@ -194,33 +194,43 @@ def attribute_events(events: DataFrame, context: DataFrame | None = None,
     attributes one new day of events without re-reading the whole history.
     """
     cols = events.columns
-    rows = events.withColumn("_ctx", F.lit(False))
+    others = [c for c in cols if c != "customer_id"]
+    login_cols = ["session_id", "device_id", "event_ts", "event_id", "customer_id"]
+    known = events.where(F.col("customer_id").isNotNull())
+    logins = known.select(*login_cols)
     if context is not None:
-        rows = rows.unionByName(context.select(*cols).where(F.col("customer_id").isNotNull())
-                                .withColumn("_ctx", F.lit(True)))
-    session_w = Window.partitionBy("session_id")
-    device_w = Window.partitionBy("device_id").orderBy("event_ts", "event_id") \
-        .rowsBetween(Window.unboundedPreceding, 0)
-    with_session = rows.withColumn(
-        "_session_customers", F.size(F.collect_set("customer_id").over(session_w))) \
-        .withColumn("_session_customer", F.first("customer_id", ignorenulls=True).over(session_w))
+        logins = logins.unionByName(context.where(F.col("customer_id").isNotNull()).select(*login_cols))
+    # Sessions with exactly one customer, the anonymous events' build side (few columns).
+    sessions = (logins.where(F.col("session_id").isNotNull()).groupBy("session_id")
+                .agg(F.count_distinct("customer_id").alias("_n"), F.max("customer_id").alias("_session_customer"))
+                .where("_n = 1").select(F.col("session_id").alias("_sid"), "_session_customer"))
+    anonymous = sessions.join(events.where(F.col("customer_id").isNull()), F.col("_sid") == F.col("session_id"),
+                              "right").drop("_sid")
+    by_session = anonymous.where(F.col("_session_customer").isNotNull())
+    rest = anonymous.where(F.col("_session_customer").isNull()).drop("_session_customer")
+    # The rest: the device's latest earlier login. Only the logins' few columns and the
+    # events still anonymous are sorted (a window over every event and column held ~14 GB
+    # for 8M events).
     login = F.when(F.col("customer_id").isNotNull(), F.struct(F.col("event_ts").alias("ts"),
                                                                F.col("customer_id").alias("cid")))
-    with_device = with_session.withColumn("_device_login", F.last(login, ignorenulls=True).over(device_w))
+    device_w = Window.partitionBy("device_id").orderBy("event_ts", "event_id") \
+        .rowsBetween(Window.unboundedPreceding, 0)
+    marked = (logins.select("device_id", "event_ts", "event_id", login.alias("_login"), F.lit(False).alias("_anon"))
+              .unionByName(rest.withColumn("_login", login).withColumn("_anon", F.lit(True)),
+                           allowMissingColumns=True))
+    by_device = marked.withColumn("_device_login", F.last("_login", ignorenulls=True).over(device_w)) \
+        .where(F.col("_anon"))
     device_customer = F.col("_device_login.cid")
     if device_lookback_days is not None:
         recent = F.col("_device_login.ts") >= F.col("event_ts") - F.expr(f"INTERVAL {int(device_lookback_days)} DAYS")
         device_customer = F.when(recent, device_customer)
-    with_device = with_device.withColumn("_device_customer", device_customer)
-    session_ok = F.col("session_id").isNotNull() & (F.col("_session_customers") == 1)
-    return with_device.where(~F.col("_ctx")).select(
-        *[c for c in cols if c != "customer_id"],
-        F.coalesce(F.col("customer_id"), F.when(session_ok, F.col("_session_customer")),
-                   F.col("_device_customer")).alias("customer_id"),
-        F.when(F.col("customer_id").isNotNull(), F.lit("login"))
-         .when(session_ok, F.lit("session"))
-         .when(F.col("_device_customer").isNotNull(), F.lit("device")).alias("attributed_by"),
-    )
+    return known.select(*others, "customer_id", F.when(F.col("customer_id").isNotNull(), F.lit("login"))
+                        .alias("attributed_by")).unionByName(
+        by_session.select(*others, F.col("_session_customer").alias("customer_id"),
+                          F.when(F.col("_session_customer").isNotNull(), F.lit("session")).alias("attributed_by"))
+    ).unionByName(
+        by_device.select(*others, device_customer.alias("customer_id"),
+                         F.when(device_customer.isNotNull(), F.lit("device")).alias("attributed_by")))
 
 
 def with_partition_date(df: DataFrame, event_time: str, granularity: str, bank_timezone: str) -> DataFrame:
