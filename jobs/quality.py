@@ -53,7 +53,11 @@ from great_expectations.compatibility.pydantic import ValidationError as GXValid
 from great_expectations.core.run_identifier import RunIdentifier  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier  # noqa: E402
-from great_expectations.expectations.expectation import ColumnMapExpectation  # noqa: E402
+from great_expectations.expectations.expectation import (  # noqa: E402
+    ColumnMapExpectation,
+    ColumnPairMapExpectation,
+    MulticolumnMapExpectation,
+)
 from great_expectations.expectations.registry import get_expectation_impl  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -344,7 +348,9 @@ def _outcome(check: Check, r) -> Outcome:
         if rows:
             details["unexpected_rows"] = [{k: str(v) for k, v in dict(x).items()} for x in list(rows)[:EXAMPLES]]
     elif res.get("partial_unexpected_list"):
-        details["partial_unexpected_list"] = [str(v) for v in res["partial_unexpected_list"][:EXAMPLES]]
+        # a value, or for a compound check a row (column -> value)
+        details["partial_unexpected_list"] = [{k: str(x) for k, x in v.items()} if isinstance(v, dict) else str(v)
+                                              for v in res["partial_unexpected_list"][:EXAMPLES]]
     if observed is None and unexpected is not None and res.get("element_count") is not None:
         pct = res.get("unexpected_percent")
         observed = f"{unexpected} of {res['element_count']} unexpected" + (f" ({pct:.4g}%)" if pct else "")
@@ -449,9 +455,11 @@ def validate_table(ctx, ds, table: str, expectations: list, df, run_name: str, r
 
 
 def _all_or_nothing(check: Check, exp) -> bool:
-    """A check that passes only with no unexpected row at all: a column map expectation
-    (not null, in set, between, unique...) without ``mostly``."""
-    return (isinstance(exp, ColumnMapExpectation) and check.type not in CUSTOM_TYPES
+    """A check that passes only with no unexpected row at all: a map expectation over one
+    column (not null, in set, between, unique...), a pair or several columns (compound key
+    unique...), without ``mostly``."""
+    return (isinstance(exp, (ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation))
+            and check.type not in CUSTOM_TYPES
             and float(check.kwargs.get("mostly", 1.0)) >= 1.0)
 
 

@@ -184,6 +184,25 @@ def test_rerun_of_the_same_run_replaces_its_results(spark, lake_copy):
     assert (Path(s.lake) / "reports" / "dq" / "index.html").is_file()
 
 
+def test_duplicate_compound_key_fails_with_its_count_and_examples(spark, lake_copy):
+    """A compound-key check runs all-or-nothing first; failing, it runs again for its count
+    and example rows."""
+    s = lake_copy
+    path = lake.table_path(s.lake, "silver", "holdings")
+    one = lake.read(spark, path).orderBy("account_id", "snapshot_date").limit(1)
+    (dup,) = one.select("account_id", "snapshot_date").collect()
+    lake.append(one, path)
+    with pytest.raises(StepFailed) as excinfo:
+        quiet_run(spark, s, "dq_silver", "dupkey")
+    assert gate_error(excinfo) == ("quality gate failed: silver/holdings "
+                                   "expect_compound_columns_to_be_unique(account_id,snapshot_date): 2 unexpected")
+    (row,) = table(spark, s, "ops", "dq_results").where("run_id = 'dupkey' AND NOT success").collect()
+    assert (row.suite, row.expectation, row.unexpected_count) == \
+        ("silver/holdings", "expect_compound_columns_to_be_unique", 2)
+    assert json.loads(row.details)["partial_unexpected_list"] == \
+        [{"account_id": dup.account_id, "snapshot_date": dup.snapshot_date.isoformat()}] * 2
+
+
 def test_duplicate_key_in_silver_stops_the_run(spark, lake_copy):
     s = lake_copy
     path = lake.table_path(s.lake, "silver", "transactions")
