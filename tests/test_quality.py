@@ -185,8 +185,8 @@ def test_rerun_of_the_same_run_replaces_its_results(spark, lake_copy):
 
 
 def test_duplicate_compound_key_fails_with_its_count_and_examples(spark, lake_copy):
-    """A compound-key check runs all-or-nothing first; failing, it runs again for its count
-    and example rows."""
+    """A compound key check (a GROUP BY, see jobs.quality.ExpectKeyToBeUnique) gives its
+    count and example rows."""
     s = lake_copy
     path = lake.table_path(s.lake, "silver", "holdings")
     one = lake.read(spark, path).orderBy("account_id", "snapshot_date").limit(1)
@@ -199,7 +199,7 @@ def test_duplicate_compound_key_fails_with_its_count_and_examples(spark, lake_co
     (row,) = table(spark, s, "ops", "dq_results").where("run_id = 'dupkey' AND NOT success").collect()
     assert (row.suite, row.expectation, row.unexpected_count) == \
         ("silver/holdings", "expect_compound_columns_to_be_unique", 2)
-    assert json.loads(row.details)["partial_unexpected_list"] == \
+    assert json.loads(row.details)["unexpected_rows"] == \
         [{"account_id": dup.account_id, "snapshot_date": dup.snapshot_date.isoformat()}] * 2
 
 
@@ -217,7 +217,7 @@ def test_duplicate_key_in_silver_stops_the_run(spark, lake_copy):
     row = table(spark, s, "ops", "dq_results").where("run_id = 'dup' AND NOT success").collect()
     assert [(r.suite, r.expectation, r.column, r.severity, r.unexpected_count) for r in row] == \
         [("silver/transactions", "expect_column_values_to_be_unique", "txn_id", "critical", 2)]
-    assert json.loads(row[0].details)["partial_unexpected_list"] == ["T1", "T1"]
+    assert json.loads(row[0].details)["unexpected_rows"] == [{"txn_id": "T1"}, {"txn_id": "T1"}]
 
 
 def test_orphan_transaction_is_caught(spark, lake_copy):
@@ -629,3 +629,28 @@ def test_recommendation_above_risk_tolerance_is_critical(spark, gold_copy):
     assert (row.suite, row.severity, row.unexpected_count) == ("gold/recommendations", "critical", 2)
     assert sorted((r["customer_id"], r["product_code"]) for r in json.loads(row.details)["unexpected_rows"]) == \
         [("C1", "FD05"), ("C3", "CC01")]
+
+
+def test_key_uniqueness_query_returns_every_row_of_a_repeated_key_and_skips_null_keys(spark):
+    """The GROUP BY standing in for GE's uniqueness expectations (jobs.quality.ExpectKeyToBeUnique)
+    counts rows as GE does: every row of a repeated key; rows whose whole key is null are not checked."""
+    from c360.quality import Check
+    from jobs.quality import ExpectKeyToBeUnique, to_expectation
+
+    df = spark.createDataFrame([("A", 1), ("A", 1), ("A", 1), ("A", 2), ("B", None), ("B", None), (None, None),
+                                (None, None), (None, 3), ("C", 1)], "k string, d int")
+    df.createOrReplaceTempView("uq_batch")
+
+    def unexpected(check):
+        exp = to_expectation(check, 0)
+        assert isinstance(exp, ExpectKeyToBeUnique)
+        rows = spark.sql(exp.unexpected_rows_query.replace("{batch}", "uq_batch")).collect()
+        return sorted(tuple(r) for r in rows)
+
+    single = Check("t", "expect_column_values_to_be_unique", {"column": "k"})
+    assert unexpected(single) == [("A",)] * 4 + [("B",)] * 2
+    compound = Check("t", "expect_compound_columns_to_be_unique", {"column_list": ["k", "d"]})
+    assert unexpected(compound) == [("A", 1)] * 3 + [("B", None)] * 2
+    # with mostly, GE's own expectation (a share of the rows may repeat)
+    lenient = Check("t", "expect_column_values_to_be_unique", {"column": "k", "mostly": 0.5})
+    assert not isinstance(to_expectation(lenient, 0), ExpectKeyToBeUnique)
