@@ -483,8 +483,8 @@ def validate_table(ctx, ds, table: str, expectations: list, df, run_name: str, r
 
 def _all_or_nothing(check: Check, exp) -> bool:
     """A check that passes only with no unexpected row at all: a map expectation over one
-    column (not null, in set, between, unique...), a pair or several columns (compound key
-    unique...), without ``mostly``."""
+    column (not null, in set, between...), a pair or several columns, without ``mostly``.
+    (Key uniqueness without ``mostly`` is not one of them: :class:`ExpectKeyToBeUnique`.)"""
     return (isinstance(exp, (ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation))
             and check.type not in CUSTOM_TYPES
             and float(check.kwargs.get("mostly", 1.0)) >= 1.0)
