@@ -360,6 +360,15 @@ def _short(value: Any, limit: int = 500) -> str | None:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _example(v: Any) -> Any:
+    """An unexpected value as text: a value, a pair's values (a list) or a row (column -> value)."""
+    if isinstance(v, dict):
+        return {k: str(x) for k, x in v.items()}
+    if isinstance(v, (tuple, list)):
+        return [str(x) for x in v]
+    return str(v)
+
+
 def _outcome(check: Check, r) -> Outcome:
     res = dict(r.result or {})
     details: dict[str, Any] = {}
@@ -369,15 +378,13 @@ def _outcome(check: Check, r) -> Outcome:
     unexpected = res.get("unexpected_count")
     observed = res.get("observed_value")
     if check.type in CUSTOM_TYPES or r.expectation_config.type in ("unexpected_rows_expectation",
-                                                                    "expect_key_to_be_unique"):
+                                                                    ExpectKeyToBeUnique.expectation_type):
         unexpected = observed if isinstance(observed, int) else None
         rows = (res.get("details") or {}).get("unexpected_rows")
         if rows:
             details["unexpected_rows"] = [{k: str(v) for k, v in dict(x).items()} for x in list(rows)[:EXAMPLES]]
     elif res.get("partial_unexpected_list"):
-        # a value, or for a compound check a row (column -> value)
-        details["partial_unexpected_list"] = [{k: str(x) for k, x in v.items()} if isinstance(v, dict) else str(v)
-                                              for v in res["partial_unexpected_list"][:EXAMPLES]]
+        details["partial_unexpected_list"] = [_example(v) for v in res["partial_unexpected_list"][:EXAMPLES]]
     if observed is None and unexpected is not None and res.get("element_count") is not None:
         pct = res.get("unexpected_percent")
         observed = f"{unexpected} of {res['element_count']} unexpected" + (f" ({pct:.4g}%)" if pct else "")

@@ -14,7 +14,7 @@ import io
 import json
 import shutil
 import warnings
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -201,6 +201,28 @@ def test_duplicate_compound_key_fails_with_its_count_and_examples(spark, lake_co
         ("silver/holdings", "expect_compound_columns_to_be_unique", 2)
     assert json.loads(row.details)["unexpected_rows"] == \
         [{"account_id": dup.account_id, "snapshot_date": dup.snapshot_date.isoformat()}] * 2
+
+
+def test_unordered_pair_in_bronze_fails_with_its_count_and_examples(spark, lake_copy):
+    """A column pair check (ended_at after started_at) runs in the all-or-nothing first pass;
+    failing there, it runs again for its count and examples."""
+    s = lake_copy
+    path = lake.table_path(s.lake, "bronze", "interactions")
+    one = lake.read(spark, path).where("ended_at IS NOT NULL").orderBy("interaction_id").limit(1)
+    bad = one.withColumn("interaction_id", F.lit("I-BAD")) \
+        .withColumn("ended_at", F.col("started_at") - F.expr("INTERVAL 1 HOUR")) \
+        .withColumn("_ingested_at", F.current_timestamp())
+    lake.append(bad, path)
+    with pytest.raises(StepFailed) as excinfo:
+        quiet_run(spark, s, "dq_bronze", "order")
+    assert gate_error(excinfo).startswith(
+        "quality gate failed: bronze/interactions expect_column_pair_values_a_to_be_greater_than_b")
+    assert gate_error(excinfo).endswith(": 1 unexpected")
+    (row,) = table(spark, s, "ops", "dq_results").where("run_id = 'order' AND NOT success").collect()
+    assert (row.suite, row.unexpected_count) == ("bronze/interactions", 1)
+    (started,) = one.select("started_at").collect()
+    ended = started.started_at - timedelta(hours=1)
+    assert json.loads(row.details)["partial_unexpected_list"] == [[str(ended), str(started.started_at)]]
 
 
 def test_duplicate_key_in_silver_stops_the_run(spark, lake_copy):
