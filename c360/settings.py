@@ -413,7 +413,8 @@ class Prediction(_Strict):
     one evaluation would cost more than it saves.)"""
 
     # Compile each model with lleaves (models/compiled.py): same scores, about 2.3x faster
-    # than LightGBM's own prediction; False, or lleaves missing: LightGBM predicts.
+    # than LightGBM's own prediction; False, or lleaves missing: LightGBM predicts. The
+    # train step compiles each champion it promotes (jobs.train.compile_champion).
     compiled: bool = True
     # Where compiled models are kept (one file per model and CPU); None: $C360_MODEL_CACHE,
     # else ~/.cache/c360/compiled-models. A local directory of the machine that scores.

@@ -370,6 +370,7 @@ def test_train_job_on_a_small_generated_bank(spark, settings, tmp_path, monkeypa
     # first version: champion exactly when it beats the popularity baseline, else challenger
     assert n["promoted"] == (n["map_at_7"] > n["baseline_popularity_map_at_7"])
     assert n["aliases"] == ({"champion": "1"} if n["promoted"] else {"challenger": "1"})
+    assert n["compiled_for_scoring"] == n["promoted"]  # a champion is compiled for the score step
     # no gold/customer_segments here: the segments step's value-tier rule on each snapshot's features
     assert n["segment_baseline_grouping"] == "value_tier (segments rule at each snapshot)"
 
@@ -408,6 +409,7 @@ def test_train_job_on_a_small_generated_bank(spark, settings, tmp_path, monkeypa
 def test_champion_beats_popularity_on_a_medium_bank_and_a_worse_challenger_stays(spark, settings, tmp_path,
                                                                                   monkeypatch):
     from jobs import train
+    from models import compiled
     from models.registry import load_champion
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -420,6 +422,11 @@ def test_champion_beats_popularity_on_a_medium_bank_and_a_worse_challenger_stays
     assert a["promoted"] and a["auc"] > 0.7
     champ = load_champion(st, "next_best_product")
     assert (champ.version, champ.kind) == ("1", n["kind"])
+    # each new champion was compiled by training, under the key the score step looks up
+    assert n["compiled_for_scoring"] and a["compiled_for_scoring"]
+    for name in ("next_best_product", "attrition_risk"):
+        key = compiled.cache_key(load_champion(st, name).booster.model_to_string())
+        assert (compiled.default_cache_dir() / f"{key}.so").is_file(), name
 
     # a crippled model, compared with the champion re-scored on the same OOT snapshot: stays challenger
     m = st.models
@@ -428,7 +435,7 @@ def test_champion_beats_popularity_on_a_medium_bank_and_a_worse_challenger_stays
             update={"n_estimators": 1, "num_leaves": 2, "colsample_bytree": 0.05})})
     st2 = st.model_copy(update={"models": m.model_copy(update={"next_best_product": weak})})
     again = train.run(spark, st2, AS_OF, tasks=("next_best_product",))["next_best_product"]
-    assert again["version"] == "2" and not again["promoted"]
+    assert again["version"] == "2" and not again["promoted"] and not again["compiled_for_scoring"]
     assert again["previous_champion_map_at_7"] == pytest.approx(n["map_at_7"])  # same data, same model
     assert again["aliases"] == {"champion": "1", "challenger": "2"}
     assert load_champion(st, "next_best_product").version == "1"
