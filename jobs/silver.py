@@ -11,7 +11,8 @@ nothing new and writes nothing. The first run (or a table without ``partition_da
 builds the whole table.
 
 Customers come from every delivered version (``bronze/customers_versions``) as SCD2
-history and are rebuilt each run with the small product catalogue; raw PII goes only to
+history; a run recomputes only the customers with a newly ingested version
+(:func:`refresh_customers`) and rebuilds the small product catalogue; raw PII goes only to
 ``restricted/customer_pii``; digital events get their customer through logins (earlier
 days' logins are read as context); survey comments get a sentiment score
 (``features.sentiment``), computed once per new row. A column a source adds beyond the
@@ -21,9 +22,12 @@ where only columns declared non-PII in ``privacy.non_pii_extra_columns`` do.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import shutil
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -72,12 +76,7 @@ def run(spark: SparkSession, settings: Settings, progress=None) -> dict[str, dic
             continue
         out = lake.table_path(settings.lake, "silver", name)
         if name == "customers":
-            versions = _contract_only(
-                lake.read(spark, lake.table_path(settings.lake, "bronze", "customers_versions")), source, settings)
-            lake.overwrite(customer_pii(versions, source, key),
-                           lake.table_path(settings.lake, "restricted", "customer_pii"))
-            lake.overwrite(customers_silver(versions, source, key), out)
-            changed[name] = -1  # rebuilt
+            changed[name] = refresh_customers(spark, settings, source, key)
         elif not source.event_time:
             lake.overwrite(conform(_contract_only(lake.read(spark, bronze_path), source), source), out)
             changed[name] = -1
@@ -94,6 +93,75 @@ def run(spark: SparkSession, settings: Settings, progress=None) -> dict[str, dic
         progress("silver", len(names), len(names))
     return {"rows": rows, "changed_rows": changed, "partitions_written": {n: len(p) for n, p in partitions.items()},
             "partitions": {n: p[:31] for n, p in partitions.items() if p}}
+
+
+CUSTOMERS_MARK = "silver/customers"
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A short name of the PII key that does not reveal it (HMAC of a fixed text): tokens made
+    under another key cannot be kept next to new ones."""
+    return hmac.new(key, b"c360 pii key fingerprint", hashlib.sha256).hexdigest()[:16]
+
+
+def _columns(df: DataFrame) -> list[tuple[str, str]]:
+    return sorted((f.name, f.dataType.simpleString()) for f in df.schema.fields)
+
+
+def refresh_customers(spark: SparkSession, settings: Settings, source: Source, key: bytes) -> int:
+    """Bring ``silver/customers`` (SCD2 history, :func:`features.silver.customers_silver`) and
+    ``restricted/customer_pii`` (:func:`features.silver.customer_pii`) up to date with every
+    delivered version (``bronze/customers_versions``).
+
+    A customer's rows depend on that customer's versions alone, so only the customers with a
+    version ingested after the tables' watermark (``ops/derived_watermarks``, kept per PII
+    key fingerprint) are recomputed, each from all of its versions; every other customer's
+    rows are kept as they are, and the result is what a rebuild gives. Both tables are
+    staged and replaced, then the watermark moves: a run stopped half-way is redone. Rebuilt
+    whole on the first run, after a stopped rebuild, under another PII key, or when the
+    columns changed (``privacy.non_pii_extra_columns``). At 1M customers the rebuild took
+    20 s of every daily run (SCD2 windows, signatures and HMAC tokens over 1.16M versions).
+    Returns the customers recomputed (-1: rebuilt)."""
+    versions = _contract_only(
+        lake.read(spark, lake.table_path(settings.lake, "bronze", "customers_versions")), source, settings)
+    out = lake.table_path(settings.lake, "silver", "customers")
+    pii_out = lake.table_path(settings.lake, "restricted", "customer_pii")
+    mark = f"{CUSTOMERS_MARK} key={key_fingerprint(key)}"
+    since = ops.derived_watermark(spark, settings.lake, mark) if lake.exists(out) and lake.exists(pii_out) else None
+    lineage = "_ingested_at" in versions.columns
+    through = versions.agg(F.max("_ingested_at").alias("t")).first()["t"] if lineage else None
+    # incremental only when the tables would have the same columns now (schemas only:
+    # nothing is computed for this check)
+    incremental = since is not None and lineage and \
+        _columns(customers_silver(versions, source, key)) == _columns(lake.read(spark, out)) and \
+        _columns(customer_pii(versions, source, key)) == _columns(lake.read(spark, pii_out))
+    if incremental:
+        if through is None or through <= since:
+            return 0
+        ids = versions.where(F.col("_ingested_at") > F.lit(since)).select("customer_id").distinct()
+        mine = versions.join(ids, "customer_id", "left_semi")
+        n = ids.count()
+        for new, path, layer in ((customers_silver(mine, source, key), out, "silver"),
+                                 (customer_pii(mine, source, key), pii_out, "restricted")):
+            # the result reads the table it replaces: staged first (in the table's own layer)
+            staging = lake.table_path(settings.lake, layer, f"_staging/{Path(path).name}")
+            try:
+                kept = lake.read(spark, path).join(ids, "customer_id", "left_anti")
+                lake.overwrite(kept.unionByName(new), staging)
+                lake.overwrite(lake.read(spark, staging), path)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        ops.save_derived_watermark(spark, settings.lake, mark, through)
+        return n
+    if since is not None:
+        log.info("silver customers: the columns changed since the last run; rebuilding")
+    if lake.exists(out) or lake.exists(pii_out):
+        ops.save_derived_watermark(spark, settings.lake, mark, None)  # until the rebuild completes
+    lake.overwrite(customer_pii(versions, source, key), pii_out)
+    lake.overwrite(customers_silver(versions, source, key), out)
+    if through is not None:
+        ops.save_derived_watermark(spark, settings.lake, mark, through)
+    return -1
 
 
 def _watermark(spark: SparkSession, out: str):

@@ -7,6 +7,7 @@ import warnings
 from datetime import date, timedelta
 
 import pytest
+from pyspark.sql import functions as F
 
 from c360 import lake
 from c360.contract import SOURCES
@@ -74,13 +75,82 @@ def test_daily_runs_end_where_a_full_rebuild_ends(lakes, spark):
 def test_a_repeated_run_finds_nothing_new_and_writes_nothing(lakes, spark):
     daily, *_ = lakes
     names = [*SOURCES, silver.DAILY]
+    pii = lake.table_path(daily.lake, "restricted", "customer_pii")
     before = {n: lake.version(lake.table_path(daily.lake, "silver", n)) for n in names}
+    pii_before = lake.version(pii)
     again = _silver(spark, daily)
-    assert all(again["changed_rows"][n] == 0 for n in again["changed_rows"] if n not in ("customers", "product_catalog"))
+    assert all(again["changed_rows"][n] == 0 for n in again["changed_rows"] if n != "product_catalog")
     assert again["partitions_written"][silver.DAILY] == 0
     after = {n: lake.version(lake.table_path(daily.lake, "silver", n)) for n in names}
-    event_sources = [n for n in SOURCES if SOURCES[n].event_time and n != "customers"] + [silver.DAILY]
-    assert {n: after[n] for n in event_sources} == {n: before[n] for n in event_sources}
+    kept = [n for n in SOURCES if SOURCES[n].event_time or n == "customers"] + [silver.DAILY]
+    assert {n: after[n] for n in kept} == {n: before[n] for n in kept}
+    assert lake.version(pii) == pii_before
+
+
+def _pii(spark, s):
+    return lake.read(spark, lake.table_path(s.lake, "restricted", "customer_pii"))
+
+
+def test_customers_are_recomputed_only_when_they_have_a_new_version(lakes, spark, tmp_path):
+    """A delivery changing two customers recomputes those two, from all of their versions;
+    silver/customers and restricted/customer_pii then equal a rebuild from the same bronze."""
+    import csv
+    import shutil
+
+    daily, _, first, *_ = lakes
+    assert first["changed_rows"]["customers"] == -1  # the first run built them
+    s = daily.with_paths(landing=tmp_path / "landing", lake=tmp_path / "lake")
+    shutil.copytree(daily.landing, s.landing)
+    shutil.copytree(daily.lake, s.lake)
+    first_delivery = sorted((s.landing / "customers").glob("*/*.csv"))[0]  # every customer
+    with first_delivery.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len({r["customer_id"] for r in rows[:2]}) == 2
+    changed = [dict(r, city="Testville", updated_at="2026-07-01T09:00:00") for r in rows[:2]]
+    day = AS_OF + timedelta(days=1)
+    (s.landing / "customers" / day.isoformat()).mkdir()
+    with (s.landing / "customers" / day.isoformat() / "customers_changes.csv").open("w", encoding="utf-8",
+                                                                                   newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(changed)
+    ingest.run(spark, s, as_of=day)
+    assert _silver(spark, s)["changed_rows"]["customers"] == 2
+    now = _table(spark, s, "customers").where("is_current AND city = 'Testville'")
+    assert sorted(r.customer_id for r in now.collect()) == sorted(r["customer_id"] for r in changed)
+
+    rebuilt = s.with_paths(landing=s.landing, lake=tmp_path / "rebuilt")
+    shutil.copytree(lake.table_path(s.lake, "bronze", ""), lake.table_path(rebuilt.lake, "bronze", ""))
+    assert _silver(spark, rebuilt)["changed_rows"]["customers"] == -1
+    for a, b in ((_table(spark, s, "customers"), _table(spark, rebuilt, "customers")),
+                 (_pii(spark, s), _pii(spark, rebuilt))):
+        cols = [c for c in b.columns if c not in LINEAGE]
+        assert sorted(a.columns) == sorted(b.columns)
+        a, b = a.select(*cols), b.select(*cols)
+        assert a.count() == b.count() > 0
+        assert a.exceptAll(b).count() == 0 and b.exceptAll(a).count() == 0
+
+
+def test_another_pii_key_rebuilds_the_customers(lakes, spark, tmp_path, monkeypatch):
+    """Tokens made under one key are never kept next to another key's: a new key rebuilds."""
+    import shutil
+
+    from c360.privacy import pii_key
+    from features.silver import hmac_token
+
+    daily, *_ = lakes
+    other = daily.with_paths(landing=daily.landing, lake=tmp_path / "rekeyed")
+    shutil.copytree(daily.lake, other.lake)
+    monkeypatch.setenv(other.privacy.key_env, "another-secret-key-of-enough-length-0123456789")
+    key = pii_key(other)
+    res = _silver(spark, other)
+    assert res["changed_rows"]["customers"] == -1
+    pii = _pii(spark, other)
+    want = pii.select("customer_id", hmac_token(pii.phone, key).alias("t"))
+    assert pii.where(pii.phone.isNotNull()).count() > 0
+    current = _table(spark, other, "customers").where("is_current").select("customer_id", "phone_token")
+    assert current.join(want, "customer_id").where("NOT (phone_token <=> t)").count() == 0
+    assert _silver(spark, other)["changed_rows"]["customers"] == 0  # and the new key's watermark holds
 
 
 def test_event_tables_are_partitioned_by_local_business_day(lakes, spark):
