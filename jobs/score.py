@@ -157,17 +157,18 @@ def exclusion_counts(annotated: DataFrame, profile: DataFrame, catalog: DataFram
         *[F.sum(F.col(f"_fails_{r}").cast("bigint")).alias(r) for r in rules.CANDIDATE_RULES]).collect()
     first = {r["exclusion_reason"]: int(r["n"]) for r in rows}
     each = {rule: sum(int(r[rule] or 0) for r in rows) for rule in rules.CANDIDATE_RULES}
+    # the pairs before the candidates (customer x catalogue product), counted without making
+    # them: every customer with each inactive product; the held pairs of active products
     prods = products(catalog)
     customers = profile.select("customer_id").distinct()
-    pre = customers.crossJoin(prods.select("product_code", "active")) \
-        .join(held.withColumn("_held", F.lit(True)), KEYS, "left") \
-        .agg(F.sum(F.when(~F.col("active"), 1).otherwise(0)).alias("inactive_product"),
-             F.sum(F.when(F.col("active") & F.col("_held").isNotNull(), 1).otherwise(0)).alias("already_held"),
-             F.count_distinct("customer_id").alias("customers")).first()
-    by_reason = {"inactive_product": int(pre["inactive_product"] or 0), "already_held": int(pre["already_held"] or 0)}
+    n_customers = customers.count()
+    n_inactive = prods.where(~F.col("active")).select("product_code").distinct().count()
+    held_active = held.join(prods.where(F.col("active")).select("product_code").distinct(), "product_code") \
+        .join(customers, "customer_id", "left_semi").count()  # held: distinct pairs (held_products)
+    by_reason = {"inactive_product": n_customers * n_inactive, "already_held": held_active}
     by_reason.update({r: first.get(r, 0) for r in rules.CANDIDATE_RULES})
     each = {"inactive_product": by_reason["inactive_product"], "already_held": by_reason["already_held"], **each}
-    return {"customers": int(pre["customers"] or 0), "candidates": sum(first.values()),
+    return {"customers": n_customers, "candidates": sum(first.values()),
             "eligible": first.get(None, 0), "excluded_by_reason": by_reason, "failing_by_rule": each,
             "exclusion_counting": "first failing rule in order " + ", ".join(rules.EXCLUSION_ORDER)}
 
