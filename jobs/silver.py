@@ -154,7 +154,8 @@ def refresh_customers(spark: SparkSession, settings: Settings, source: Source, k
         ops.save_derived_watermark(spark, settings.lake, mark, through)
         return n
     if since is not None:
-        log.info("silver customers: the columns changed since the last run; rebuilding")
+        log.info("silver customers: the columns changed since the last run (or the versions carry no "
+                 "_ingested_at); rebuilding")
     if lake.exists(out) or lake.exists(pii_out):
         ops.save_derived_watermark(spark, settings.lake, mark, None)  # until the rebuild completes
     lake.overwrite(customer_pii(versions, source, key), pii_out)
