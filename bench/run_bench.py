@@ -15,6 +15,8 @@ compare   the profile's transaction aggregation on the same silver transactions:
           against each other.
 daily     the held-back day is delivered into the landing zone, then the daily steps run
           for ``--as-of + 1`` (ingest, silver, profile, segments, score, export).
+          ``--redo daily`` first rewinds the lake to before the earlier daily run (Delta
+          restore), so the same day is measured again in a fresh process.
 layout    which files and partitions the daily run wrote (from the Delta logs), and file
           counts and average file size per table.
 models    train (next best product and attrition; month-end profiles missing from
@@ -295,6 +297,7 @@ class Bench:
         self.engine = None
         self._engine_cm = None
         self.settings = None
+        self.previous: dict[str, dict] = {}  # a phase's result from an earlier run, while it is redone
 
     # ---- state and results
 
@@ -351,6 +354,7 @@ class Bench:
                     say(f"{phase}: done in an earlier run with the same parameters (--fresh to redo)")
                     continue
                 say(f"=== {phase}")
+                self.previous[phase] = self.state["phases"].get(phase, {})
                 started = time.perf_counter()
                 self.mem.reset_window("phase")
                 self.state["phases"][phase] = {"status": "running"}
@@ -566,6 +570,9 @@ class Bench:
 
         if not self.done("full"):
             raise RuntimeError("the daily phase needs the full phase first")
+        before = self.previous.get("daily", {}).get("versions_before")
+        if before and self.state.get("lake_as_of") == self.next_day.isoformat():
+            self.rewind(before)
         delivered = self.deliver()
         say(f"  delivered {self.next_day}: " + ", ".join(f"{k} {v['files']} file(s)" for k, v in delivered.items()))
         names = [s for s in self.args.daily_steps if s in pipeline.STEPS]
@@ -573,6 +580,31 @@ class Bench:
         self.state["lake_as_of"] = self.next_day.isoformat()
         res["delivered"] = delivered
         return res
+
+    def rewind(self, versions: dict[str, int]) -> None:
+        """Put the lake back as it was before an earlier daily run (``--redo daily`` measures
+        the same day again without a new full phase): every Delta table is restored to its
+        version then (delta-rs ``restore``, a new commit), tables that run created are removed,
+        and the day's deliveries go back to ``held_back``. Files the export step wrote are
+        overwritten by the new run."""
+        from deltalake import DeltaTable
+
+        from c360 import ops
+
+        restored, removed = 0, 0
+        for table, version in sorted(ops.snapshot_versions(self.lake).items()):
+            if "/_" in table:
+                continue
+            if table not in versions:
+                shutil.rmtree(self.lake / table)
+                removed += 1
+            elif version != versions[table]:
+                DeltaTable(str(self.lake / table)).restore(versions[table])
+                restored += 1
+        moved = self.hold_back()
+        self.state["lake_as_of"] = self.as_of.isoformat()
+        say(f"  rewound the lake to before the earlier daily run: {restored} table(s) restored, "
+            f"{removed} removed, {sum(moved.values())} delivery file(s) held back again")
 
     def phase_models(self) -> dict:
         if not (self.done("full") and self.state.get("lake_as_of")):
