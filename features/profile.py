@@ -167,6 +167,8 @@ def profile_features(customers: DataFrame, at: AsOf, conf: dict) -> DataFrame:
 # ---------------------------------------------------------------------------------------
 # holdings: the latest snapshot of each account at as_of, and 90 days before
 
+BALANCE_LAG_DAYS = 90  # the balances of aum_90d_ago and the changes over 90 days
+
 def _held(at_date: Column) -> Column:
     return (F.col("status") != "closed") & (F.col("opened_date") <= at_date) & \
         (F.col("closed_date").isNull() | (F.col("closed_date") > at_date))
@@ -184,12 +186,17 @@ def latest_snapshots(holdings: DataFrame) -> DataFrame:
 
 
 def holdings_inputs(holdings: DataFrame, catalog: DataFrame, at: AsOf,
-                    latest: DataFrame | None = None) -> dict[str, DataFrame]:
-    """One row per account: its latest snapshot at as_of, family, and balance 90 days before.
+                    latest: DataFrame | None = None, lagged: DataFrame | None = None) -> dict[str, DataFrame]:
+    """One row per account: its latest snapshot at as_of, family, and balance
+    :data:`BALANCE_LAG_DAYS` days before.
 
     ``latest``: :func:`latest_snapshots` of all of ``holdings``, given only when no snapshot
-    is after as_of (then it is the latest snapshot at as_of of every account)."""
+    is after as_of (then it is the latest snapshot at as_of of every account). ``lagged``:
+    :func:`latest_snapshots` of the snapshots on or before as_of minus
+    :data:`BALANCE_LAG_DAYS` days, given only when exactly that (``silver/holdings_lagged``).
+    Either, when missing, is computed from ``holdings``."""
     fam = catalog.select("product_code", "family")
+    lag = BALANCE_LAG_DAYS
 
     def latest_at(on: Column) -> DataFrame:
         return latest_snapshots(at.partitions(holdings).where(F.col("snapshot_date") <= on))
@@ -197,10 +204,10 @@ def holdings_inputs(holdings: DataFrame, catalog: DataFrame, at: AsOf,
     now = latest if latest is not None else latest_at(at.date_lit())
     # The balance of the last snapshot 90 days back, unless the account had closed by then:
     # a closing date known at as_of applies even when that older snapshot predates it.
-    before = latest_at(at.date_lit(90)).select(
+    before = (lagged if lagged is not None else latest_at(at.date_lit(lag))).select(
         "account_id", F.col("balance").cast("double").alias("_balance_then"),
-        _held(at.date_lit(90)).alias("_held_then"))
-    closed_now = F.col("closed_date").isNotNull() & (F.col("closed_date") <= at.date_lit(90))
+        _held(at.date_lit(lag)).alias("_held_then"))
+    closed_now = F.col("closed_date").isNotNull() & (F.col("closed_date") <= at.date_lit(lag))
     rows = now.join(fam, "product_code", "left").join(before, "account_id", "left") \
         .withColumn("balance_90d_ago", F.when(F.col("_held_then") & ~closed_now, F.col("_balance_then"))).select(
         "customer_id", "account_id", "product_code", "family", "status", "opened_date", "closed_date",
@@ -642,7 +649,8 @@ def customer_360(tables: dict[str, DataFrame], at: AsOf, conf: dict,
     ``tables``: silver ``customers`` (SCD2), ``product_catalog``, ``holdings``,
     ``transactions`` or its daily summary ``transactions_daily`` (:func:`transactions_daily`,
     used when given), ``holdings_latest`` (:func:`latest_snapshots`, optional: only when no
-    snapshot is after as_of), ``events``, ``interactions``, ``feedback`` (with
+    snapshot is after as_of), ``holdings_lagged`` (optional: the latest snapshots at as_of
+    minus :data:`BALANCE_LAG_DAYS` days, see :func:`holdings_inputs`), ``events``, ``interactions``, ``feedback`` (with
     ``sentiment_score``), ``complaints``, ``campaign_responses``. A missing source (a bank
     without that system) gives that family's defaults.
     Output: ``customer_id``, ``as_of_date`` and every declared feature, typed as declared,
@@ -657,7 +665,8 @@ def customer_360(tables: dict[str, DataFrame], at: AsOf, conf: dict,
     catalog = tables.get("product_catalog")
     families: list[tuple[str, dict[str, DataFrame]]] = []
     if "holdings" in tables and catalog is not None:
-        families.append(("holdings", holdings_inputs(tables["holdings"], catalog, at, tables.get("holdings_latest"))))
+        families.append(("holdings", holdings_inputs(tables["holdings"], catalog, at, tables.get("holdings_latest"),
+                                                     tables.get("holdings_lagged"))))
     daily = tables.get("transactions_daily")
     if daily is None and "transactions" in tables:
         daily = transactions_daily(tables["transactions"], at.bank_timezone)

@@ -30,7 +30,9 @@ SILVER_INPUTS = ("customers", "product_catalog", "holdings", "transactions", "ev
 def silver_tables(spark: SparkSession, settings: Settings, as_of: date | None = None) -> dict:
     """The silver tables the profile reads, plus the silver step's derived tables that may
     stand in for a source: ``transactions_daily`` when current, ``holdings_latest`` when
-    current and no snapshot is after ``as_of`` (:func:`jobs.silver.holdings_latest`)."""
+    current and no snapshot is after ``as_of`` (:func:`jobs.silver.holdings_latest`),
+    ``holdings_lagged`` when current and cut for this ``as_of``
+    (:func:`jobs.silver.holdings_lagged`)."""
     tables = {}
     for name in SILVER_INPUTS:
         path = lake.table_path(settings.lake, "silver", name)
@@ -44,9 +46,11 @@ def silver_tables(spark: SparkSession, settings: Settings, as_of: date | None = 
     elif lake.exists(daily):
         log.warning("silver/%s is behind silver/transactions (a silver run stopped?): the profile reads every "
                     "transaction instead, which is much slower; run the silver step first", silver.DAILY)
-    latest = silver.holdings_latest(spark, settings, as_of) if as_of is not None else None
-    if latest is not None:
-        tables[silver.LATEST] = latest
+    if as_of is not None:
+        for name, current in ((silver.LATEST, silver.holdings_latest), (silver.LAGGED, silver.holdings_lagged)):
+            table = current(spark, settings, as_of)
+            if table is not None:
+                tables[name] = table
     return tables
 
 

@@ -36,7 +36,7 @@ from c360 import lake, ops
 from c360.contract import SOURCES, Source
 from c360.privacy import pii_key
 from c360.settings import Settings
-from features.profile import latest_snapshots, transactions_daily
+from features.profile import BALANCE_LAG_DAYS, latest_snapshots, transactions_daily
 from features.sentiment import sentiment_columns
 from features.silver import attribute_events, conform, customer_pii, customers_silver, silver_extras, with_partition_date
 
@@ -87,7 +87,9 @@ def run(spark: SparkSession, settings: Settings, progress=None) -> dict[str, dic
                 rows[DAILY] = lake.row_count(lake.table_path(settings.lake, "silver", DAILY)) or 0
             elif name == "holdings":
                 changed[LATEST] = refresh_holdings_latest(spark, settings, rebuild=rebuilt)
-                rows[LATEST] = lake.row_count(lake.table_path(settings.lake, "silver", LATEST)) or 0
+                changed[LAGGED] = refresh_holdings_lagged(spark, settings, rebuild=rebuilt)
+                for derived in (LATEST, LAGGED):
+                    rows[derived] = lake.row_count(lake.table_path(settings.lake, "silver", derived)) or 0
         rows[name] = lake.row_count(out) or 0
     if progress:
         progress("silver", len(names), len(names))
@@ -271,8 +273,10 @@ def refresh_transactions_daily(spark: SparkSession, settings: Settings, rebuild:
 
 
 LATEST = "holdings_latest"
+LAGGED = "holdings_lagged"
+CUT = "_cut_date"  # the snapshot date up to which silver/holdings_lagged holds the latest
 # derived silver table -> the silver table it is made from
-DERIVED = {DAILY: "transactions", LATEST: "holdings"}
+DERIVED = {DAILY: "transactions", LATEST: "holdings", LAGGED: "holdings"}
 
 
 def refresh_holdings_latest(spark: SparkSession, settings: Settings, rebuild: bool = False) -> int:
@@ -285,24 +289,76 @@ def refresh_holdings_latest(spark: SparkSession, settings: Settings, rebuild: bo
     customers). The score step's window over every snapshot, which it replaces, took 41 s
     and 4.5 GB. ``rebuild`` or a missing table: from every snapshot. Returns the holdings
     rows read (0: nothing new, nothing written)."""
+    return _refresh_latest(spark, settings, LATEST, None, rebuild)
+
+
+def refresh_holdings_lagged(spark: SparkSession, settings: Settings, rebuild: bool = False) -> int:
+    """Bring ``silver/holdings_lagged`` up to date: one row per account, its latest snapshot
+    on or before the cut date :data:`features.profile.BALANCE_LAG_DAYS` days before the
+    newest snapshot in ``silver/holdings`` (column ``_cut_date``). A daily profile needs
+    exactly that for the balances 90 days back; without it, it takes the latest snapshot
+    per account over every snapshot up to then (a window over 23.9M rows at 1M customers,
+    most of the profile's 40 s holdings family).
+
+    Kept like :func:`refresh_holdings_latest`: the table so far plus the snapshots after
+    its cut up to the new cut, plus rows ingested after its watermark (late deliveries)
+    with a snapshot on or before the new cut. A cut that moved back (an older snapshot
+    became the newest, e.g. after a rebuild of holdings), ``rebuild`` or a missing table:
+    from every snapshot up to the cut. Returns the holdings rows read."""
+    latest = lake.table_path(settings.lake, "silver", LATEST)
+    if not lake.exists(latest):
+        return 0
+    newest = lake.read(spark, latest).agg(F.max("snapshot_date").alias("d")).first()["d"]
+    if newest is None:
+        return 0
+    return _refresh_latest(spark, settings, LAGGED, newest - timedelta(days=BALANCE_LAG_DAYS), rebuild)
+
+
+def _refresh_latest(spark: SparkSession, settings: Settings, name: str, cut: date | None, rebuild: bool) -> int:
+    """Latest snapshot per account into ``silver/<name>``, of every snapshot (``cut`` None) or
+    of those on or before ``cut`` (stored in column :data:`CUT`); see the two callers."""
     src = lake.table_path(settings.lake, "silver", "holdings")
-    out = lake.table_path(settings.lake, "silver", LATEST)
+    out = lake.table_path(settings.lake, "silver", name)
     if not lake.exists(src):
         return 0
+    mark = f"silver/{name}"
     silver = lake.read(spark, src)
-    since = None if rebuild or not lake.exists(out) else ops.derived_watermark(spark, settings.lake, f"silver/{LATEST}")
-    changed = silver if since is None else silver.where(F.col("_ingested_at") > F.lit(since))
+    since = None if rebuild or not lake.exists(out) else ops.derived_watermark(spark, settings.lake, mark)
+    previous_cut = None
+    if cut is not None:
+        if since is not None:
+            previous_cut = lake.read(spark, out).agg(F.max(CUT).alias("c")).first()["c"]
+            if previous_cut is None or previous_cut > cut:
+                since = None  # an empty table or a cut that moved back: from every snapshot
+        # partition_date is the snapshot's day or month start, never after it: prunes
+        silver = silver.where((F.col(PARTITION) <= F.lit(cut)) & (F.col("snapshot_date") <= F.lit(cut)))
+    if since is None:
+        changed = silver
+    else:
+        new = F.col("_ingested_at") > F.lit(since)
+        if previous_cut is not None and previous_cut < cut:
+            new = new | (F.col("snapshot_date") > F.lit(previous_cut))
+        changed = silver.where(new)
+    # Rows loaded with a snapshot after the cut do not belong in a cut table (later cuts read
+    # them by date): its watermark may move to the source's latest load, read before the rows.
+    newest_load = None if cut is None else \
+        lake.read(spark, src).agg(F.max("_ingested_at").alias("m")).first()["m"]
     # bounded: one row per partition
     found = changed.groupBy(PARTITION).agg(F.count(F.lit(1)).alias("n"), F.max("_ingested_at").alias("through")) \
         .collect()
-    if since is not None and not found:
+    through = max((t for t in [since, newest_load, *(r["through"] for r in found)] if t is not None), default=None)
+    if since is not None and not found and previous_cut == cut:
+        if through is not None and through > since:
+            ops.save_derived_watermark(spark, settings.lake, mark, through)
         return 0
     counts = sorted((str(r[PARTITION]), int(r["n"])) for r in found)
-    through = max((r["through"] for r in found if r["through"] is not None), default=since)
-    staging = [lake.table_path(settings.lake, "silver", f"_staging/{LATEST}_{i}") for i in (0, 1)]
+    staging = [lake.table_path(settings.lake, "silver", f"_staging/{name}_{i}") for i in (0, 1)]
     current = None if since is None else lake.read(spark, out)
+    if current is not None and CUT in current.columns:
+        current = current.drop(CUT)
     try:
         first = 0
+        n = -1
         # whole partitions, oldest first, at most silver.batch_rows rows a chunk
         for n, (last, _) in enumerate(plan_chunks(counts, settings.silver.batch_rows)):
             upto = next(i for i, (p, _) in enumerate(counts) if p == last) + 1
@@ -314,11 +370,16 @@ def refresh_holdings_latest(spark: SparkSession, settings: Settings, rebuild: bo
             current = lake.read(spark, staging[n % 2])
         if current is None:  # an empty source on a first build
             current = latest_snapshots(silver)
+        elif n < 0:  # only the cut moved: the same rows, staged so the table is not read while replaced
+            lake.overwrite(current, staging[0])
+            current = lake.read(spark, staging[0])
+        if cut is not None:
+            current = current.withColumn(CUT, F.lit(cut))
         lake.overwrite(current, out)
     finally:
         for path in staging:
             shutil.rmtree(path, ignore_errors=True)
-    ops.save_derived_watermark(spark, settings.lake, f"silver/{LATEST}", through)
+    ops.save_derived_watermark(spark, settings.lake, mark, through)
     return sum(int(r["n"]) for r in found)
 
 
@@ -346,6 +407,18 @@ def holdings_latest(spark: SparkSession, settings: Settings, as_of: date) -> Dat
     latest = lake.read(spark, lake.table_path(settings.lake, "silver", LATEST))
     newest = latest.agg(F.max("snapshot_date").alias("d")).first()["d"]
     return latest if newest is None or newest <= as_of else None
+
+
+def holdings_lagged(spark: SparkSession, settings: Settings, as_of: date) -> DataFrame | None:
+    """``silver/holdings_lagged`` without its cut column when it holds the latest snapshots
+    at ``as_of`` minus :data:`features.profile.BALANCE_LAG_DAYS` days: current
+    (:func:`is_current`) and cut at exactly that date. None otherwise (the profile then takes
+    the latest snapshots up to that date from every snapshot)."""
+    if not is_current(spark, settings, LAGGED):
+        return None
+    lagged = lake.read(spark, lake.table_path(settings.lake, "silver", LAGGED))
+    cut = lagged.agg(F.max(CUT).alias("c")).first()["c"]
+    return lagged.drop(CUT) if cut == as_of - timedelta(days=BALANCE_LAG_DAYS) else None
 
 
 def _days_of(partitions: list[str], granularity: str) -> str:

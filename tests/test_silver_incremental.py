@@ -314,3 +314,100 @@ def test_the_latest_holdings_follow_silver_and_stand_in_only_when_valid(lakes, s
                                   small.silver.batch_rows)) == len(partitions)
     assert silver.refresh_holdings_latest(spark, small, rebuild=True) == holdings.count()
     assert _same(_table(spark, small, silver.LATEST), latest)
+
+
+HOLDINGS_DDL = ("account_id string, customer_id string, product_code string, opened_date date, closed_date date, "
+                "status string, balance decimal(18,2), credit_limit decimal(18,2), currency string, "
+                "snapshot_date date, partition_date date, _ingested_at timestamp")
+
+
+def test_the_lagged_holdings_follow_the_cut_and_late_rows_and_stand_in_only_for_their_as_of(spark, lake_settings):
+    """silver/holdings_lagged: the latest snapshot per account on or before the newest
+    snapshot minus 90 days. Each refresh equals the latest snapshots computed from every
+    snapshot up to the cut, including a late delivery for an old date; the profile's
+    holdings family from it equals the one without it; it is offered only for the as_of
+    it was cut for, and only while current."""
+    from datetime import datetime, timezone
+
+    from c360 import ops
+    from features.profile import BALANCE_LAG_DAYS, AsOf, aggregate_family, holdings_inputs, latest_snapshots
+
+    s = lake_settings
+    src = lake.table_path(s.lake, "silver", "holdings")
+    out = lake.table_path(s.lake, "silver", silver.LAGGED)
+    d = date.fromisoformat
+
+    def load(rows, at: datetime):
+        df = spark.createDataFrame(
+            [(a, c, p, d(o), None, "active", bal, None, "CNY", d(snap), d(snap), at) for a, c, p, o, bal, snap in rows],
+            HOLDINGS_DDL)
+        df.write.format("delta").mode("append").partitionBy("partition_date").save(src)
+
+    def expected(cut: date):
+        return latest_snapshots(lake.read(spark, src).where(F.col("snapshot_date") <= F.lit(cut)))
+
+    def lagged():
+        return _table(spark, s, silver.LAGGED)
+
+    def refresh() -> int:  # in the silver step's order: the newest snapshot comes from holdings_latest
+        silver.refresh_holdings_latest(spark, s)
+        return silver.refresh_holdings_lagged(spark, s)
+
+    t1, t2, t3 = (datetime(2026, 7, day, 1, tzinfo=timezone.utc) for day in (1, 2, 3))
+    from decimal import Decimal as D
+    load([("A", "c1", "SA001", "2025-12-01", D("100"), "2026-01-10"),
+          ("A", "c1", "SA001", "2025-12-01", D("200"), "2026-03-01"),
+          ("A", "c1", "SA001", "2025-12-01", D("300"), "2026-04-05"),
+          ("A", "c1", "SA001", "2025-12-01", D("400"), "2026-06-30"),
+          ("B", "c2", "TD003", "2026-01-20", D("50"), "2026-02-01"),
+          ("C", "c2", "SA001", "2026-04-01", D("70"), "2026-04-02")], t1)
+    assert refresh() == 3  # the snapshots up to 2026-04-01
+    assert date(2026, 6, 30) - timedelta(days=BALANCE_LAG_DAYS) == date(2026, 4, 1)
+    got = {r["account_id"]: (r["balance"], r[silver.CUT]) for r in lagged().collect()}
+    assert got == {"A": (D("200.00"), date(2026, 4, 1)), "B": (D("50.00"), date(2026, 4, 1))}
+    assert _same(lagged().drop(silver.CUT), expected(date(2026, 4, 1)))
+
+    # the next day: a new snapshot moves the cut by a day, and a late row for B arrives
+    load([("A", "c1", "SA001", "2025-12-01", D("500"), "2026-07-01"),
+          ("B", "c2", "TD003", "2026-01-20", D("60"), "2026-03-15")], t2)
+    assert refresh() == 2  # C's 04-02 snapshot and B's late row
+    got = {r["account_id"]: r["balance"] for r in lagged().collect()}
+    assert got == {"A": D("200.00"), "B": D("60.00"), "C": D("70.00")}
+    assert _same(lagged().drop(silver.CUT), expected(date(2026, 4, 2)))
+    assert ops.derived_watermark(spark, s.lake, f"silver/{silver.LAGGED}") == t2.replace(tzinfo=None)  # UTC
+
+    # offered only for the as_of it was cut for
+    table = silver.holdings_lagged(spark, s, date(2026, 7, 1))
+    assert table is not None and silver.CUT not in table.columns
+    assert silver.holdings_lagged(spark, s, date(2026, 6, 30)) is None
+
+    # the profile's holdings family is the same with and without it
+    catalog = spark.createDataFrame([("SA001", "savings"), ("TD003", "time_deposit")], "product_code string, family string")
+    at = AsOf(date(2026, 7, 1), s.bank.timezone)
+    holdings = lake.read(spark, src)
+    with_lagged = aggregate_family("holdings", holdings_inputs(holdings, catalog, at, lagged=table), at)
+    without = aggregate_family("holdings", holdings_inputs(holdings, catalog, at), at)
+    assert _same(with_lagged, without)
+    assert with_lagged.where("customer_id = 'c2'").first()["aum_90d_ago"] == 130.0  # B 60 + C 70
+
+    # nothing new: nothing written
+    version = lake.version(out)
+    assert refresh() == 0 and lake.version(out) == version
+    # a load after the cut only (nothing for this table) moves the watermark, keeps it current
+    load([("A", "c1", "SA001", "2025-12-01", D("450"), "2026-06-01")], t3)
+    assert not silver.is_current(spark, s, silver.LAGGED)
+    assert refresh() == 0 and lake.version(out) == version
+    assert silver.is_current(spark, s, silver.LAGGED)
+    # a refresh that stopped (watermark behind the source): not offered
+    ops.save_derived_watermark(spark, s.lake, f"silver/{silver.LAGGED}", t1)
+    assert silver.holdings_lagged(spark, s, date(2026, 7, 1)) is None
+    # a cut that moved back (holdings rebuilt without the newest days): from every snapshot
+    holdings.where(F.col("snapshot_date") <= F.lit(date(2026, 6, 1))).write.format("delta").mode("overwrite") \
+        .save(src + "_older")
+    import shutil
+    shutil.rmtree(src)
+    shutil.move(src + "_older", src)
+    silver.refresh_holdings_latest(spark, s, rebuild=True)
+    assert silver.refresh_holdings_lagged(spark, s) == 3  # every snapshot up to 2026-03-03
+    assert _same(lagged().drop(silver.CUT), expected(date(2026, 3, 3)))
+    assert {r["account_id"] for r in lagged().collect()} == {"A", "B"}
