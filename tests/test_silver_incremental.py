@@ -353,7 +353,7 @@ def test_the_lagged_holdings_follow_the_cut_and_late_rows_and_stand_in_only_for_
         silver.refresh_holdings_latest(spark, s)
         return silver.refresh_holdings_lagged(spark, s)
 
-    t1, t2, t3 = (datetime(2026, 7, day, 1, tzinfo=timezone.utc) for day in (1, 2, 3))
+    t1, t2, t3, t4 = (datetime(2026, 7, day, 1, tzinfo=timezone.utc) for day in (1, 2, 3, 4))
     from decimal import Decimal as D
     load([("A", "c1", "SA001", "2025-12-01", D("100"), "2026-01-10"),
           ("A", "c1", "SA001", "2025-12-01", D("200"), "2026-03-01"),
@@ -398,6 +398,12 @@ def test_the_lagged_holdings_follow_the_cut_and_late_rows_and_stand_in_only_for_
     assert not silver.is_current(spark, s, silver.LAGGED)
     assert refresh() == 0 and lake.version(out) == version
     assert silver.is_current(spark, s, silver.LAGGED)
+    # a newer snapshot whose cut (2026-04-04) adds no snapshot: the same rows under the new cut
+    load([("A", "c1", "SA001", "2025-12-01", D("600"), "2026-07-03")], t4)
+    assert refresh() == 0 and lake.version(out) > version
+    assert {r[silver.CUT] for r in lagged().collect()} == {date(2026, 4, 4)}
+    assert _same(lagged().drop(silver.CUT), expected(date(2026, 4, 4)))
+    assert silver.holdings_lagged(spark, s, date(2026, 7, 3)) is not None
     # a refresh that stopped (watermark behind the source): not offered
     ops.save_derived_watermark(spark, s.lake, f"silver/{silver.LAGGED}", t1)
     assert silver.holdings_lagged(spark, s, date(2026, 7, 1)) is None
