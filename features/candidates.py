@@ -132,7 +132,8 @@ def candidates(profile: DataFrame, catalog: DataFrame, held: DataFrame, signals:
     ``profile``: customer 360 rows at one as_of, at least :func:`pair_inputs` (pass only
     those at scale and add the rest with :func:`with_profile`). Output: the ``profile``
     columns, the product columns (:data:`PRODUCT_FEATURES`, ``product_name``) and the pair
-    features (:data:`PAIR_FEATURES`). Eligibility and suitability are *not* applied here
+    features (:data:`PAIR_FEATURES`), then the columns of ``signals`` (per customer and
+    product, null for pairs without a row there). Eligibility and suitability are *not* applied here
     (scoring does that, and counts what it excludes); training sees every candidate.
     """
     keys = ["customer_id", "product_code"]

@@ -432,3 +432,18 @@ def test_sample_rate_takes_enough_customer_buckets_for_the_sample():
     assert score.sample_rate(5_000_000, 5000) == 1
     assert score.sample_rate(100, 5000) == 1000 and score.sample_rate(0, 5000) == 1000
     assert score.sample_rate(10_000, 5000) == 500
+
+
+def test_left_join_keeps_every_big_row_once_with_the_small_columns_after(spark):
+    """features.candidates.left_join: a left join written as a right join (the small side
+    is the one held in memory): every row of the big side once, in its column order, the
+    small side's other columns after, null where no key matches."""
+    from features.candidates import left_join
+
+    big = spark.createDataFrame([("c1", "P1", 1), ("c1", "P2", 2), ("c2", "P1", 3)],
+                                "customer_id string, product_code string, n int")
+    small = spark.createDataFrame([("P1", "c1", True, 7)], "product_code string, customer_id string, seen boolean, k int")
+    out = left_join(big, small, ["customer_id", "product_code"])
+    assert out.columns == ["customer_id", "product_code", "n", "seen", "k"]
+    assert sorted(tuple(r) for r in out.collect()) == [
+        ("c1", "P1", 1, True, 7), ("c1", "P2", 2, None, None), ("c2", "P1", 3, None, None)]
