@@ -21,6 +21,7 @@ have (VACUUM, OPTIMIZE, history) uses the ``deltalake`` package on the same tabl
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -90,6 +91,20 @@ def overwrite(df: DataFrame, path: str, schema: StructType | None = None, partit
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
+
+
+def overwrite_staged(df: DataFrame, path: str, staging: str, partition_by: list[str] | None = None,
+                     replace_where: str | None = None) -> None:
+    """:func:`overwrite` for a ``df`` that reads the table it replaces: ``df`` is written to
+    the table ``staging`` first and the table replaced from there (rows partitioned by
+    ``partition_by`` before the write), then ``staging`` is removed, whatever happened."""
+    try:
+        overwrite(df, staging)
+        staged = read(df.sparkSession, staging)
+        overwrite(staged.repartition(*partition_by) if partition_by else staged, path, partition_by=partition_by,
+                  replace_where=replace_where)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def append(df: DataFrame, path: str, schema: StructType | None = None) -> None:

@@ -168,6 +168,8 @@ def profile_features(customers: DataFrame, at: AsOf, conf: dict) -> DataFrame:
 # holdings: the latest snapshot of each account at as_of, and 90 days before
 
 BALANCE_LAG_DAYS = 90  # the balances of aum_90d_ago and the changes over 90 days
+# the silver step's tables that stand in for windows over every snapshot (customer_360's ``tables``)
+LATEST_TABLE, LAGGED_TABLE = "holdings_latest", "holdings_lagged"
 
 def _held(at_date: Column) -> Column:
     return (F.col("status") != "closed") & (F.col("opened_date") <= at_date) & \
@@ -665,8 +667,8 @@ def customer_360(tables: dict[str, DataFrame], at: AsOf, conf: dict,
     catalog = tables.get("product_catalog")
     families: list[tuple[str, dict[str, DataFrame]]] = []
     if "holdings" in tables and catalog is not None:
-        families.append(("holdings", holdings_inputs(tables["holdings"], catalog, at, tables.get("holdings_latest"),
-                                                     tables.get("holdings_lagged"))))
+        families.append(("holdings", holdings_inputs(tables["holdings"], catalog, at, tables.get(LATEST_TABLE),
+                                                     tables.get(LAGGED_TABLE))))
     daily = tables.get("transactions_daily")
     if daily is None and "transactions" in tables:
         daily = transactions_daily(tables["transactions"], at.bank_timezone)

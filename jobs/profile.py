@@ -47,10 +47,7 @@ def silver_tables(spark: SparkSession, settings: Settings, as_of: date | None = 
         log.warning("silver/%s is behind silver/transactions (a silver run stopped?): the profile reads every "
                     "transaction instead, which is much slower; run the silver step first", silver.DAILY)
     if as_of is not None:
-        for name, current in ((silver.LATEST, silver.holdings_latest), (silver.LAGGED, silver.holdings_lagged)):
-            table = current(spark, settings, as_of)
-            if table is not None:
-                tables[name] = table
+        tables.update(silver.holdings_stand_ins(spark, settings, as_of))
     return tables
 
 

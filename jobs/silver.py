@@ -36,7 +36,7 @@ from c360 import lake, ops
 from c360.contract import SOURCES, Source
 from c360.privacy import pii_key
 from c360.settings import Settings
-from features.profile import BALANCE_LAG_DAYS, latest_snapshots, transactions_daily
+from features.profile import BALANCE_LAG_DAYS, LAGGED_TABLE, LATEST_TABLE, latest_snapshots, transactions_daily
 from features.sentiment import sentiment_columns
 from features.silver import attribute_events, conform, customer_pii, customers_silver, silver_extras, with_partition_date
 
@@ -146,13 +146,9 @@ def refresh_customers(spark: SparkSession, settings: Settings, source: Source, k
         for new, path, layer in ((customers_silver(mine, source, key), out, "silver"),
                                  (customer_pii(mine, source, key), pii_out, "restricted")):
             # the result reads the table it replaces: staged first (in the table's own layer)
-            staging = lake.table_path(settings.lake, layer, f"_staging/{Path(path).name}")
-            try:
-                kept = lake.read(spark, path).join(ids, "customer_id", "left_anti")
-                lake.overwrite(kept.unionByName(new), staging)
-                lake.overwrite(lake.read(spark, staging), path)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+            kept = lake.read(spark, path).join(ids, "customer_id", "left_anti")
+            lake.overwrite_staged(kept.unionByName(new), path,
+                                  lake.table_path(settings.lake, layer, f"_staging/{Path(path).name}"))
         ops.save_derived_watermark(spark, settings.lake, mark, through)
         return n
     if since is not None:
@@ -272,8 +268,8 @@ def refresh_transactions_daily(spark: SparkSession, settings: Settings, rebuild:
     return parts
 
 
-LATEST = "holdings_latest"
-LAGGED = "holdings_lagged"
+LATEST = LATEST_TABLE
+LAGGED = LAGGED_TABLE
 CUT = "_cut_date"  # the snapshot date up to which silver/holdings_lagged holds the latest
 # derived silver table -> the silver table it is made from
 DERIVED = {DAILY: "transactions", LATEST: "holdings", LAGGED: "holdings"}
@@ -370,12 +366,12 @@ def _refresh_latest(spark: SparkSession, settings: Settings, name: str, cut: dat
             current = lake.read(spark, staging[n % 2])
         if current is None:  # an empty source on a first build
             current = latest_snapshots(silver)
-        elif n < 0:  # only the cut moved: the same rows, staged so the table is not read while replaced
-            lake.overwrite(current, staging[0])
-            current = lake.read(spark, staging[0])
         if cut is not None:
             current = current.withColumn(CUT, F.lit(cut))
-        lake.overwrite(current, out)
+        if n < 0 and since is not None:  # only the cut moved: the same rows, read from the table itself
+            lake.overwrite_staged(current, out, staging[0])
+        else:
+            lake.overwrite(current, out)
     finally:
         for path in staging:
             shutil.rmtree(path, ignore_errors=True)
@@ -407,6 +403,14 @@ def holdings_latest(spark: SparkSession, settings: Settings, as_of: date) -> Dat
     latest = lake.read(spark, lake.table_path(settings.lake, "silver", LATEST))
     newest = latest.agg(F.max("snapshot_date").alias("d")).first()["d"]
     return latest if newest is None or newest <= as_of else None
+
+
+def holdings_stand_ins(spark: SparkSession, settings: Settings, as_of: date) -> dict[str, DataFrame]:
+    """The derived holdings tables that may stand in for a window over silver holdings at
+    ``as_of`` (:func:`holdings_latest`, :func:`holdings_lagged`), by the names
+    :func:`features.profile.customer_360` reads them under."""
+    found = {LATEST: holdings_latest(spark, settings, as_of), LAGGED: holdings_lagged(spark, settings, as_of)}
+    return {name: table for name, table in found.items() if table is not None}
 
 
 def holdings_lagged(spark: SparkSession, settings: Settings, as_of: date) -> DataFrame | None:
@@ -450,12 +454,9 @@ def _apply(spark: SparkSession, settings: Settings, source: Source, new: DataFra
             kept = lake.read(spark, out).where(_in_partitions(dates)) \
                 .join(staged.select(*source.key), list(source.key), "left_anti")
             result = kept.unionByName(changed, allowMissingColumns=True)
-            # the result reads the partitions it replaces: materialise it before the overwrite
-            rewrite = lake.table_path(settings.lake, "silver", f"_staging/{name}_rewrite")
-            lake.overwrite(result, rewrite)
-            lake.overwrite(lake.read(spark, rewrite).repartition(PARTITION), out, partition_by=[PARTITION],
-                           replace_where=_in_partitions(dates))
-            shutil.rmtree(rewrite, ignore_errors=True)
+            # the result reads the partitions it replaces: materialised before the overwrite
+            lake.overwrite_staged(result, out, lake.table_path(settings.lake, "silver", f"_staging/{name}_rewrite"),
+                                  partition_by=[PARTITION], replace_where=_in_partitions(dates))
         else:
             lake.overwrite(changed.repartition(PARTITION), out, partition_by=[PARTITION])
         return n_changed, dates

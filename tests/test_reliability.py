@@ -472,3 +472,23 @@ def test_running_the_daily_steps_twice_for_one_as_of_changes_no_gold_partition(l
             assert_unique(spark, path, GOLD_KEYS[name], t, partition)
     # the CRM export folder is rewritten byte for byte
     assert {p.name: p.read_bytes() for p in sorted(export_dir.iterdir())} == exported
+
+
+def test_overwrite_staged_replaces_a_table_from_a_frame_that_reads_it(spark, tmp_path):
+    """c360.lake.overwrite_staged: a frame computed from the table it replaces (here the
+    table plus one row, and a replaceWhere of one partition) lands whole, and the staging
+    table is gone afterwards."""
+    from pyspark.sql import functions as F
+
+    from c360 import lake
+
+    path, staging = str(tmp_path / "t"), str(tmp_path / "_staging_t")
+    spark.createDataFrame([(1, "a"), (2, "b")], "id int, p string").write.format("delta").partitionBy("p").save(path)
+    grown = lake.read(spark, path).unionByName(spark.createDataFrame([(3, "a")], "id int, p string"))
+    lake.overwrite_staged(grown, path, staging, partition_by=["p"])
+    assert sorted(tuple(r) for r in lake.read(spark, path).collect()) == [(1, "a"), (2, "b"), (3, "a")]
+    assert not lake.exists(staging)
+    doubled = lake.read(spark, path).where("p = 'a'").withColumn("id", F.col("id") * 10)
+    lake.overwrite_staged(doubled, path, staging, partition_by=["p"], replace_where="p = 'a'")
+    assert sorted(tuple(r) for r in lake.read(spark, path).collect()) == [(2, "b"), (10, "a"), (30, "a")]
+    assert not lake.exists(staging)

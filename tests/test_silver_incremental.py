@@ -380,6 +380,9 @@ def test_the_lagged_holdings_follow_the_cut_and_late_rows_and_stand_in_only_for_
     table = silver.holdings_lagged(spark, s, date(2026, 7, 1))
     assert table is not None and silver.CUT not in table.columns
     assert silver.holdings_lagged(spark, s, date(2026, 6, 30)) is None
+    # the profile job takes both stand-ins, under the names customer_360 reads, for that as_of only
+    assert set(silver.holdings_stand_ins(spark, s, date(2026, 7, 1))) == {"holdings_latest", "holdings_lagged"}
+    assert silver.holdings_stand_ins(spark, s, date(2026, 6, 30)) == {}
 
     # the profile's holdings family is the same with and without it
     catalog = spark.createDataFrame([("SA001", "savings"), ("TD003", "time_deposit")], "product_code string, family string")
