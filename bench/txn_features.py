@@ -1,8 +1,8 @@
 """The profile's transaction aggregation, three ways, for the engine comparison of the bench.
 
 - :func:`spark_txn_features`: the pipeline's own code (``features.profile``
-  ``transactions_daily`` + ``transactions_inputs`` + ``aggregate_family("transactions")``,
-  from the raw transactions as DuckDB gets them) on any Spark session:
+  ``transactions_rows`` + ``transactions_inputs`` + ``aggregate_family("transactions")``,
+  from the raw transactions as DuckDB gets them, as ``customer_360`` reads raw transactions) on any Spark session:
   Sail through Spark Connect, or classic JVM Spark (``bench/jvm_txn.py``).
 - :data:`DUCKDB_SQL` / :func:`duckdb_txn_features`: the same features written once more by
   hand in DuckDB SQL, the single-node reference.
@@ -38,11 +38,11 @@ def feature_columns() -> list[str]:
 
 def spark_txn_features(txns, as_of: date, bank_timezone: str, profile_conf: dict):
     """The pipeline's transaction features per customer (a DataFrame; not computed yet)."""
-    from features.profile import AsOf, aggregate_family, transactions_daily, transactions_inputs
+    from features.profile import AsOf, aggregate_family, transactions_inputs, transactions_rows
 
     at = AsOf(as_of, bank_timezone)
-    daily = transactions_daily(txns, bank_timezone)
-    out = aggregate_family("transactions", transactions_inputs(daily, at, profile_conf), at)
+    out = aggregate_family("transactions", transactions_inputs(transactions_rows(txns, bank_timezone), at,
+                                                               profile_conf), at)
     return out.select("customer_id", *feature_columns())
 
 

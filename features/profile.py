@@ -21,6 +21,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
+from features.localtime import local_time
 from features.registry import REGISTRY, Feature, by_family, declare
 
 FAMILY_PRODUCTS = ("current_account", "savings", "time_deposit", "wealth_management", "fund", "insurance",
@@ -66,7 +67,7 @@ class AsOf:
         return F.lit((self.as_of - timedelta(days=days_before)).isoformat()).cast("date")
 
     def local(self, ts: Column) -> Column:
-        return F.from_utc_timestamp(ts, self.bank_timezone)
+        return local_time(ts, self.bank_timezone)
 
     def partitions(self, df: DataFrame, days: int | None = None) -> DataFrame:
         """Skip silver partitions that cannot hold rows of the window (no-op when the
@@ -86,9 +87,12 @@ def _count_if(cond: Column) -> Column:
 
 
 def _sum_if(cond: Column, value: Column) -> Column:
-    # Summed as decimals (exact, so independent of the order the engine adds rows in: a
-    # double sum can differ in its last bits from one run to the next), then made a double.
-    return F.sum(F.when(cond, value.cast("decimal(38,6)")).otherwise(F.lit(0).cast("decimal(38,6)"))).cast("double")
+    """Sum of ``value`` over the rows where ``cond`` holds (0 without any), as a double.
+    ``value`` is a decimal (every amount of the contract is) or an integer: summed exactly,
+    so independent of the order the engine adds rows in (a double sum can differ in its
+    last bits from one run to the next), and made a double once. Rows failing ``cond``
+    are null, which the sum skips: faster than adding zeros, and no cast per row."""
+    return F.coalesce(F.sum(F.when(cond, value)).cast("double"), F.lit(0.0))
 
 
 def _ratio(num: str, den: str) -> Column:
@@ -274,10 +278,47 @@ declare(
 # ---------------------------------------------------------------------------------------
 # transactions
 
+def _txn_rows_base(txns: DataFrame, bank_timezone: str) -> DataFrame:
+    local = local_time(F.col("txn_ts"), bank_timezone)
+    return txns.where(F.col("customer_id").isNotNull() & F.col("txn_ts").isNotNull()).select(
+        "customer_id", F.to_date(local).alias("day"), F.hour(local).alias("_hour"), "direction", "channel",
+        "merchant_category", "counterparty", F.col("amount").cast("decimal(18,2)").alias("amount"),
+        *[c for c in ("_ingested_at", "partition_date") if c in txns.columns])
+
+
+def _txn_measures() -> tuple[dict[str, Column], dict[str, Column]]:
+    """What a transaction adds to its summary row: ``(counts, amounts)``, each a column of
+    the base rows (an indicator, or the amount when the condition holds, else 0)."""
+    debit, credit = F.col("direction") == "debit", F.col("direction") == "credit"
+    counts = {"n": F.lit(True), "n_debit": debit, "n_credit": credit,  # n: every row
+              **{f"n_h{h:02d}": F.col("_hour") == h for h in range(24)},
+              **{f"n_{ch}": F.col("channel") == ch for ch in TXN_CHANNELS}}
+    amounts = {"inflow": credit, "outflow": debit,
+               **{f"spend_{cat}": debit & (F.col("merchant_category") == cat) for cat in SPEND_CATEGORIES},
+               "spend_categorised": debit & F.col("merchant_category").isNotNull()}
+    zero = F.lit(0).cast("decimal(18,2)")
+    return ({k: F.when(c, F.lit(1).cast("bigint")).otherwise(F.lit(0).cast("bigint")) for k, c in counts.items()},
+            {k: F.when(c, F.col("amount")).otherwise(zero) for k, c in amounts.items()})
+
+
+def _debit_amount() -> Column:
+    return F.when(F.col("direction") == "debit", F.col("amount"))
+
+
+def _named_credit() -> Column:
+    return F.when((F.col("direction") == "credit") & F.col("counterparty").isNotNull(),
+                  F.struct("counterparty", "amount"))
+
+
+TXN_SUMMARY_COLUMNS = ("n", "n_debit", "n_credit", "inflow", "outflow", "max_debit",
+                       *[f"n_h{h:02d}" for h in range(24)], *[f"n_{ch}" for ch in TXN_CHANNELS],
+                       *[f"spend_{cat}" for cat in SPEND_CATEGORIES], "spend_categorised", "credits")
+MONTHS_365D = 13  # calendar months a 365-day window can touch
+
+
 def transactions_daily(txns: DataFrame, bank_timezone: str) -> DataFrame:
     """Silver transactions summarised per customer and local day (``day``, the bank's time
-    zone): what the transactions family needs, so a profile reads one compact row per
-    customer and active day instead of every transaction of the year.
+    zone), the table the profile job reads (``silver/transactions_daily``).
 
     Columns: ``n``, ``n_debit``, ``n_credit``; ``inflow``, ``outflow`` (exact decimal sums)
     and ``max_debit``; ``n_h00`` .. ``n_h23`` (transactions per local hour, so the night
@@ -287,38 +328,45 @@ def transactions_daily(txns: DataFrame, bank_timezone: str) -> DataFrame:
     name a counterparty as ``(counterparty, amount)``, sorted (the salary rule's thresholds
     are settings too); ``_ingested_at``, the latest ingest time among the day's rows.
     Rows without a customer are left out (a profile cannot use them).
+    :func:`transactions_rows` gives the same columns with one row per transaction.
     """
-    local = F.from_utc_timestamp(F.col("txn_ts"), bank_timezone)
-    rows = txns.where(F.col("customer_id").isNotNull() & F.col("txn_ts").isNotNull()).select(
-        "customer_id", F.to_date(local).alias("day"), F.hour(local).alias("_hour"), "direction", "channel",
-        "merchant_category", "counterparty", F.col("amount").cast("decimal(18,2)").alias("amount"),
-        *(["_ingested_at"] if "_ingested_at" in txns.columns else []))
-    debit, credit = F.col("direction") == "debit", F.col("direction") == "credit"
-    zero = F.lit(0).cast("decimal(18,2)")
-
-    def total(cond: Column) -> Column:
-        return F.sum(F.when(cond, F.col("amount")).otherwise(zero))
-
-    aggs = [
-        F.count(F.lit(1)).alias("n"), _count_if(debit).alias("n_debit"), _count_if(credit).alias("n_credit"),
-        total(credit).alias("inflow"), total(debit).alias("outflow"),
-        F.max(F.when(debit, F.col("amount"))).alias("max_debit"),
-        *[_count_if(F.col("_hour") == h).alias(f"n_h{h:02d}") for h in range(24)],
-        *[_count_if(F.col("channel") == ch).alias(f"n_{ch}") for ch in TXN_CHANNELS],
-        *[total(debit & (F.col("merchant_category") == cat)).alias(f"spend_{cat}") for cat in SPEND_CATEGORIES],
-        total(debit & F.col("merchant_category").isNotNull()).alias("spend_categorised"),
-        F.array_sort(F.collect_list(F.when(credit & F.col("counterparty").isNotNull(),
-                                           F.struct("counterparty", "amount")))).alias("credits"),
-    ]
-    if "_ingested_at" in txns.columns:
-        aggs.append(F.max("_ingested_at").alias("_ingested_at"))
-    return rows.groupBy("customer_id", "day").agg(*aggs)
+    rows = _txn_rows_base(txns, bank_timezone)
+    counts, amounts = _txn_measures()
+    # n is a count: a sum of a constant is folded into a column the engine writes as
+    # non-nullable, unlike the table's
+    measures = {**{k: F.sum(c) for k, c in (counts | amounts).items()}, "n": F.count(F.lit(1)),
+                "max_debit": F.max(_debit_amount()),
+                "credits": F.array_sort(F.collect_list(_named_credit()))}
+    return rows.groupBy("customer_id", "day").agg(
+        *[measures[k].alias(k) for k in TXN_SUMMARY_COLUMNS],
+        *([F.max("_ingested_at").alias("_ingested_at")] if "_ingested_at" in txns.columns else []))
 
 
-def transactions_inputs(daily: DataFrame, at: AsOf, conf: dict) -> dict[str, DataFrame]:
-    """The customer-days of the last 365 days (from :func:`transactions_daily`) with window
-    flags and the night count, plus monthly and salary summaries. Windows are whole local
-    days ending with ``as_of``: the same instants as the cutoff windows of the other families."""
+def transactions_rows(txns: DataFrame, bank_timezone: str) -> DataFrame:
+    """Silver transactions in the shape of :func:`transactions_daily`, one row per
+    transaction: a transaction is the summary of itself (``n`` = 1, its amount in
+    ``inflow`` or ``outflow``, 1 in its hour's and channel's count, ``credits`` a list of
+    at most one; null when none). Amounts are the transaction's ``decimal(18,2)`` rather
+    than a day's sum. :func:`transactions_inputs` and the features give the same values for
+    either shape; this one needs no grouping by customer and day (44M groups at 1M
+    customers), so the profile uses it when it is given raw transactions rather than the
+    stored daily summary.
+    """
+    counts, amounts = _txn_measures()
+    credit = _named_credit()
+    measures = counts | amounts | {"max_debit": _debit_amount(),
+                                   "credits": F.when(credit.isNotNull(), F.array(credit))}
+    return _txn_rows_base(txns, bank_timezone).select(
+        "customer_id", "day", *[measures[k].alias(k) for k in TXN_SUMMARY_COLUMNS],
+        *[c for c in ("_ingested_at", "partition_date") if c in txns.columns])
+
+
+def transactions_inputs(summary: DataFrame, at: AsOf, conf: dict) -> dict[str, DataFrame]:
+    """The transaction summaries of the last 365 days (:func:`transactions_daily` or
+    :func:`transactions_rows`: the features give the same values for both) with window
+    flags, the night count and the calendar month (``_month_back``: 0 for as_of's month, 1
+    for the one before, ...), plus the salary candidates. Windows are whole local days
+    ending with ``as_of``: the same instants as the cutoff windows of the other families."""
     night = conf.get("night_hours", {"start": 22, "end": 6})
     night_hours = [h for h in range(24) if h >= night["start"] or h < night["end"]]
     day = F.col("day")
@@ -326,16 +374,16 @@ def transactions_inputs(daily: DataFrame, at: AsOf, conf: dict) -> dict[str, Dat
     def after(days: int) -> Column:
         return day > at.date_lit(days)
 
-    rows = daily.where(after(365) & (day <= at.date_lit())) \
+    month_index = F.year(day) * 12 + F.month(day)
+    rows = at.partitions(summary, 365).where(after(365) & (day <= at.date_lit())) \
         .withColumn("_in30", after(30)).withColumn("_in90", after(90)) \
         .withColumn("_prev90", ~after(90) & after(180)) \
         .withColumn("_n_night", sum((F.col(f"n_h{h:02d}") for h in night_hours), F.lit(0).cast("bigint"))) \
         .withColumn("_weekend", F.dayofweek(day).isin(1, 7)) \
-        .withColumn("_month", F.trunc(day, "month"))
-    monthly = rows.where(F.col("n_debit") > 0).groupBy("customer_id", "_month") \
-        .agg(F.sum("outflow").alias("month_outflow"))
+        .withColumn("_month", F.trunc(day, "month")) \
+        .withColumn("_month_back", F.lit(at.as_of.year * 12 + at.as_of.month) - month_index)
     sal = conf.get("salary", {"min_months": 2, "min_amount": 2000})
-    credits = rows.where(F.col("_in90") & (F.size("credits") > 0)) \
+    credits = at.partitions(rows, 90).where(F.col("_in90") & (F.col("n_credit") > 0) & (F.size("credits") > 0)) \
         .select("customer_id", "_month", F.explode("credits").alias("c")) \
         .select("customer_id", "_month", F.col("c.counterparty").alias("counterparty"), F.col("c.amount").alias("amount"))
     salary = credits.where(F.col("amount") >= sal["min_amount"]) \
@@ -345,7 +393,7 @@ def transactions_inputs(daily: DataFrame, at: AsOf, conf: dict) -> dict[str, Dat
              (F.sum("amount").cast("double") / F.count(F.lit(1))).alias("avg_amount"),
              F.count(F.lit(1)).alias("n")) \
         .where(F.col("months") >= sal["min_months"])
-    return {"txns": rows, "monthly": monthly, "salary": salary}
+    return {"txns": rows, "salary": salary}
 
 
 def _txn_window(days: int) -> Column:
@@ -360,6 +408,20 @@ def _in90_sum(col: str, cond: Column | None = None) -> Column:
 def _in90_share(col: str, cond: Column | None = None) -> Column:
     """Transactions counted in ``col`` over all transactions, last 90 days (null without any)."""
     return F.when(_in90_sum("n") > 0, _in90_sum(col, cond) / _in90_sum("n"))
+
+
+def _active_days(days: int) -> Column:
+    """Distinct days with a row among the last ``days`` days (as_of included), exact for
+    summaries of any grain (a day may have several rows): one bit per day in masks of 63
+    days, OR-ed together, then counted. A distinct count in the same aggregation as the
+    sums doubled the time of the whole transactions family on Sail."""
+    back = F.datediff(F.col("_as_of"), F.col("day"))
+    total = F.lit(0).cast("bigint")
+    for lo in range(0, days, 63):
+        bit = F.expr(f"shiftleft(CAST(1 AS BIGINT), CAST(datediff(_as_of, day) - {lo} AS INT))")
+        mask = F.bit_or(F.when((back >= lo) & (back < min(lo + 63, days)), bit))
+        total = total + F.coalesce(F.bit_count(mask), F.lit(0)).cast("bigint")
+    return total
 
 
 declare(
@@ -379,7 +441,7 @@ declare(
     Feature("days_since_last_txn", "transactions", "Days since the last transaction (recency).", "bigint",
             window=365, agg=lambda: F.datediff(F.max(F.col("_as_of")), F.max("day")).cast("bigint")),
     Feature("active_days_90d", "transactions", "Distinct days with a transaction in the last 90 days.", "bigint",
-            90, fill=0, agg=lambda: _count_if(F.col("_in90"))),
+            90, fill=0, agg=lambda: _active_days(90)),
     Feature("outflow_prev_90d", "transactions", "Debits in the 90 days before the last 90 (CNY).", window=180,
             fill=0.0, agg=lambda: _sum_if(F.col("_prev90"), F.col("outflow"))),
     Feature("night_ratio_90d", "transactions", "Share of transactions at night (local time) in 90 days.",
@@ -399,9 +461,25 @@ declare(
     Feature("spend_trend_90d", "transactions", "Debits of the last 90 days over the 90 days before (1 = flat).",
             window=180, post=lambda: _ratio("outflow_90d", "outflow_prev_90d")),
 )
+def _monthly_outflow_cv() -> Column:
+    """Coefficient of variation (population standard deviation over mean) of the debits of
+    each calendar month of the window that has any, in the same pass as the other
+    features: one exact sum per month (null when the month has no debit), then
+    the two-pass formula over those at most 13 values of the row (equal months give
+    exactly 0)."""
+    months = [F.sum(F.when((F.col("_month_back") == k) & (F.col("n_debit") > 0),
+                           F.col("outflow"))).cast("double")
+              for k in range(MONTHS_365D)]
+    present = sum((F.when(m.isNotNull(), 1).otherwise(0) for m in months), F.lit(0))
+    n = F.when(present > 0, present.cast("double"))  # null, not a division by zero, without any
+    mean = sum((F.coalesce(m, F.lit(0.0)) for m in months), F.lit(0.0)) / n
+    var = sum((F.coalesce((m - mean) * (m - mean), F.lit(0.0)) for m in months), F.lit(0.0)) / n
+    return F.sqrt(var) / F.greatest(mean, F.lit(1e-9))
+
+
 declare(
     Feature("outflow_volatility_365d", "transactions", "Coefficient of variation of monthly debits over a year.",
-            window=365, agg=lambda: F.stddev_pop("month_outflow") / F.greatest(F.avg("month_outflow"), F.lit(1e-9))),
+            window=365, agg=lambda: _monthly_outflow_cv()),
     Feature("salary_months_90d", "transactions", "Months of the last 3 with a salary-like regular credit.",
             "bigint", 90, fill=0, agg=lambda: F.max("months")),
     Feature("salary_amount", "transactions", "Average salary-like credit in the last 90 days (CNY).", window=90,
@@ -409,7 +487,7 @@ declare(
     Feature("is_salary_customer", "transactions", "Receives a regular salary-like credit.", "boolean",
             post=lambda: F.col("salary_months_90d") >= 2),
 )
-FEATURE_INPUT = {"outflow_volatility_365d": "monthly", "salary_months_90d": "salary", "salary_amount": "salary"}
+FEATURE_INPUT = {"salary_months_90d": "salary", "salary_amount": "salary"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -568,7 +646,7 @@ declare(
     Feature("days_since_last_complaint", "complaints", "Days since the last complaint (null: never).", "bigint",
             agg=lambda: F.datediff(F.max(F.col("_as_of")), F.to_date(F.max("opened_at")))),
     Feature("compensation_365d", "complaints", "Compensation paid for complaints in 365 days (CNY).", window=365,
-            fill=0.0, agg=lambda: _sum_if(F.col("_in365"), F.col("compensation_amount").cast("double"))),
+            fill=0.0, agg=lambda: _sum_if(F.col("_in365"), F.col("compensation_amount"))),
 )
 
 
@@ -650,7 +728,7 @@ def customer_360(tables: dict[str, DataFrame], at: AsOf, conf: dict,
 
     ``tables``: silver ``customers`` (SCD2), ``product_catalog``, ``holdings``,
     ``transactions`` or its daily summary ``transactions_daily`` (:func:`transactions_daily`,
-    used when given), ``holdings_latest`` (:func:`latest_snapshots`, optional: only when no
+    used when given; raw transactions are read as :func:`transactions_rows`), ``holdings_latest`` (:func:`latest_snapshots`, optional: only when no
     snapshot is after as_of), ``holdings_lagged`` (optional: the latest snapshots at as_of
     minus :data:`BALANCE_LAG_DAYS` days, see :func:`holdings_inputs`), ``events``, ``interactions``, ``feedback`` (with
     ``sentiment_score``), ``complaints``, ``campaign_responses``. A missing source (a bank
@@ -669,11 +747,11 @@ def customer_360(tables: dict[str, DataFrame], at: AsOf, conf: dict,
     if "holdings" in tables and catalog is not None:
         families.append(("holdings", holdings_inputs(tables["holdings"], catalog, at, tables.get(LATEST_TABLE),
                                                      tables.get(LAGGED_TABLE))))
-    daily = tables.get("transactions_daily")
-    if daily is None and "transactions" in tables:
-        daily = transactions_daily(tables["transactions"], at.bank_timezone)
-    if daily is not None:
-        families.append(("transactions", transactions_inputs(daily, at, conf)))
+    summary = tables.get("transactions_daily")
+    if summary is None and "transactions" in tables:
+        summary = transactions_rows(tables["transactions"], at.bank_timezone)
+    if summary is not None:
+        families.append(("transactions", transactions_inputs(summary, at, conf)))
     if "events" in tables and catalog is not None:
         families.append(("digital", digital_inputs(tables["events"], catalog, at)))
     if "interactions" in tables:

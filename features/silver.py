@@ -19,6 +19,7 @@ from pyspark.sql.window import Window
 from c360.contract import Source, column_name
 from c360.privacy import hmac_pads
 from features.bronze import keep_latest
+from features.localtime import local_time
 
 # Free-text categorical columns normalised to lower snake case in silver.
 LOWER_CASE = {
@@ -241,7 +242,7 @@ def with_partition_date(df: DataFrame, event_time: str, granularity: str, bank_t
     """
     col = F.col(event_time)
     is_date = dict(df.dtypes).get(event_time) == "date"
-    day = col if is_date else F.to_date(F.from_utc_timestamp(col, bank_timezone))
+    day = col if is_date else F.to_date(local_time(col, bank_timezone))
     if granularity == "month":
         day = F.trunc(day, "MM")
     elif granularity != "day":

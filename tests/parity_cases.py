@@ -490,6 +490,38 @@ def case_transactions_family(spark):
     return aggregate_family("transactions", transactions_inputs(_daily_input(spark), at, conf), at)
 
 
+@case
+def case_transactions_family_from_rows(spark):
+    """The same features from one row per transaction (``transactions_rows``), as the
+    profile reads raw transactions: the same values as from the daily summary."""
+    from features.profile import AsOf, aggregate_family, transactions_inputs, transactions_rows
+
+    at = AsOf(date(2026, 6, 30), "Asia/Shanghai")
+    conf = {"night_hours": {"start": 22, "end": 6}, "salary": {"min_months": 2, "min_amount": 2000}}
+    rows = [(c, ts(t), Decimal(a), d, ch, cat, cp) for c, t, a, d, ch, cat, cp in DAILY_TXNS]
+    df = typed_input(spark, "customer_id string, txn_ts timestamp, amount decimal(18,2), direction string, "
+                            "channel string, merchant_category string, counterparty string", rows)
+    return aggregate_family("transactions", transactions_inputs(transactions_rows(df, "Asia/Shanghai"), at, conf),
+                            at)
+
+
+LOCAL_TIMES = ["2026-06-29T16:30:00Z", "2026-03-08T06:59:59Z", "2026-03-08T07:00:00Z", "2026-11-01T05:30:00Z",
+               "2026-11-01T06:30:00Z", "1988-07-01T00:00:00Z", "1991-09-14T17:30:00Z"]
+
+
+@case
+def case_local_time(spark):
+    """``local_time`` against the engine's own zone lookup: a fixed-offset zone (Shanghai,
+    whose 1988-1991 summer time comes before the fixed offset), a zone with daylight
+    saving (New York, around its 2026 changes) and a half-hour offset (Kolkata)."""
+    from features.localtime import local_time
+
+    df = typed_input(spark, "i int, ts timestamp", [(i, ts(t)) for i, t in enumerate(LOCAL_TIMES)])
+    zones = {"sh": "Asia/Shanghai", "ny": "America/New_York", "in": "Asia/Kolkata"}
+    return df.select("i", *[c for k, z in zones.items() for c in (
+        local_time(F.col("ts"), z).alias(k), F.from_utc_timestamp("ts", z).alias(f"{k}_engine"))])
+
+
 def run_all(spark: SparkSession, names: list[str] | None = None) -> dict[str, dict]:
     """Render every case (or ``names``); a case that raises gives ``{"error": ...}``."""
     import time

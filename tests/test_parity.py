@@ -417,6 +417,24 @@ def expect_transactions_family(rows, schema):
     assert (c1["salary_months_90d"], float(c1["salary_amount"])) == (2, pytest.approx(23999.99 / 3))
     assert (c2["txn_count_90d"], c2["txn_count_365d"], c2["days_since_last_txn"]) == (0, 1, 120)
     assert float(c2["spend_share_fuel_365d"]) == 1.0 and c2["salary_months_90d"] is None
+    # debits per month: 390.50 in June 2026, 70.00 in July 2025; C2 one month only
+    assert float(c1["outflow_volatility_365d"]) == pytest.approx(160.25 / 230.25)
+    assert float(c2["outflow_volatility_365d"]) == 0.0
+
+
+def expect_transactions_family_from_rows(rows, schema):
+    expect_transactions_family(rows, schema)
+
+
+def expect_local_time(rows, schema):
+    r = _by(rows, "i")
+    for row in r.values():
+        assert (row["sh"], row["ny"], row["in"]) == (row["sh_engine"], row["ny_engine"], row["in_engine"])
+    assert r[0]["sh"] == "2026-06-30T00:30:00Z"  # wall-clock times, rendered as UTC strings
+    assert (r[1]["ny"], r[2]["ny"]) == ("2026-03-08T01:59:59Z", "2026-03-08T03:00:00Z")  # spring forward
+    assert (r[3]["ny"], r[4]["ny"]) == ("2026-11-01T01:30:00Z", "2026-11-01T01:30:00Z")  # fall back
+    assert (r[5]["sh"], r[6]["sh"]) == ("1988-07-01T09:00:00Z", "1991-09-15T01:30:00Z")  # summer time then
+    assert r[0]["in"] == "2026-06-29T22:00:00Z"
 
 
 def expect_latest_snapshots(rows, schema):

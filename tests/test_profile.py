@@ -269,8 +269,56 @@ def test_profile_from_the_daily_summary_equals_the_profile_from_transactions(spa
         .collect()[0].asDict()
     assert raw == daily
     assert (raw["txn_count_365d"], raw["max_ticket_365d"], raw["salary_months_90d"]) == (8, 250, 2)
+    # seven transactions on four days in 90 days: distinct days, not rows
+    assert (raw["txn_count_90d"], raw["active_days_90d"]) == (7, 4)
+    # debits: 390 in June 2026, 70 in July 2025 (the year's first day)
+    assert raw["outflow_volatility_365d"] == pytest.approx(160 / 230)
     assert raw["night_ratio_90d"] == pytest.approx(3 / 7)  # 23:00, 00:30 and 23:59 local
     assert raw["avg_ticket_90d"] == pytest.approx(390 / 3)
+
+
+def test_transactions_rows_have_the_daily_summary_columns_one_row_per_transaction(spark):
+    from features.profile import transactions_daily, transactions_rows
+
+    txns = silver(spark, "transactions", DAILY_ROWS)
+    rows = transactions_rows(txns, "Asia/Shanghai")
+    daily = transactions_daily(txns, "Asia/Shanghai")
+    assert rows.columns == daily.columns
+    assert [t for t in rows.dtypes if not t[1].startswith("decimal")] == \
+        [t for t in daily.dtypes if not t[1].startswith("decimal")]
+    got = {(r.day, r.n_h23, r.n_h00, r.n_h09, r.n_h10): r for r in rows.collect()}
+    assert len(got) == 5  # the row without a customer is left out
+    t1 = got[(date(2026, 6, 30), 1, 0, 0, 0)]
+    assert (t1.n, t1.n_debit, t1.n_credit, t1.outflow, t1.inflow, t1.max_debit, t1.spend_dining, t1.n_pos) == \
+        (1, 1, 0, 100, 0, 100, 100, 1)
+    assert t1.credits is None
+    t3 = got[(date(2026, 6, 30), 0, 0, 1, 0)]
+    assert (t3.n_credit, t3.inflow, t3.max_debit, t3.spend_categorised, t3.n_online) == (1, 8000, None, 0, 1)
+    assert [(c.counterparty, c.amount) for c in t3.credits] == [("ACME", 8000)]
+    assert got[(date(2026, 6, 30), 0, 0, 0, 1)].credits is None  # a credit without a counterparty
+
+
+def test_active_days_and_volatility_at_any_grain(spark):
+    """active_days_90d counts distinct days (bit masks of 63 days: days 0, 62, 63 and 89
+    back, two rows on one day, day 90 outside); monthly debits that are all equal have a
+    volatility of exactly 0, a single month too."""
+    from features.profile import aggregate_family, transactions_daily, transactions_inputs, transactions_rows
+
+    def local_noon(d):  # 04:00 UTC is noon in Shanghai
+        return datetime(d.year, d.month, d.day, 4)
+
+    from datetime import timedelta
+    days_back = [0, 0, 62, 63, 89, 90]
+    rows = [_txn(i, local_noon(AS_OF - timedelta(days=b))) for i, b in enumerate(days_back)]
+    rows += [_txn(20 + m, local_noon(date(2026, m, 15)), customer_id="C2", amount=125.5) for m in (1, 2, 3)]
+    rows += [_txn(30, local_noon(date(2026, 2, 1)), customer_id="C3", amount=10)]
+    txns = silver(spark, "transactions", rows)
+    for shape in (transactions_rows, transactions_daily):
+        out = {r.customer_id: r for r in aggregate_family(
+            "transactions", transactions_inputs(shape(txns, AT.bank_timezone), AT, CONF), AT).collect()}
+        assert (out["C1"].active_days_90d, out["C1"].txn_count_90d) == (4, 5), shape.__name__
+        assert (out["C2"].outflow_volatility_365d, out["C3"].outflow_volatility_365d) == (0.0, 0.0), shape.__name__
+        assert out["C2"].active_days_90d == 0  # January to March 15: all more than 90 days back
 
 
 def test_latest_snapshots_keep_each_accounts_newest_row(spark):
