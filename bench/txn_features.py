@@ -2,7 +2,8 @@
 
 - :func:`spark_txn_features`: the pipeline's own code (``features.profile``
   ``transactions_rows`` + ``transactions_inputs`` + ``aggregate_family("transactions")``,
-  from the raw transactions as DuckDB gets them, as ``customer_360`` reads raw transactions) on any Spark session:
+  from the raw transactions as DuckDB gets them, as ``customer_360`` reads raw transactions:
+  hashed by customer first, ``profile.aggregate_partitions``) on any Spark session:
   Sail through Spark Connect, or classic JVM Spark (``bench/jvm_txn.py``).
 - :data:`DUCKDB_SQL` / :func:`duckdb_txn_features`: the same features written once more by
   hand in DuckDB SQL, the single-node reference.
@@ -38,11 +39,11 @@ def feature_columns() -> list[str]:
 
 def spark_txn_features(txns, as_of: date, bank_timezone: str, profile_conf: dict):
     """The pipeline's transaction features per customer (a DataFrame; not computed yet)."""
-    from features.profile import AsOf, aggregate_family, transactions_inputs, transactions_rows
+    from features.profile import AsOf, aggregate_family, by_customer, transactions_inputs, transactions_rows
 
     at = AsOf(as_of, bank_timezone)
-    out = aggregate_family("transactions", transactions_inputs(transactions_rows(txns, bank_timezone), at,
-                                                               profile_conf), at)
+    rows = transactions_rows(by_customer(txns, profile_conf.get("aggregate_partitions", 0)), bank_timezone)
+    out = aggregate_family("transactions", transactions_inputs(rows, at, profile_conf), at)
     return out.select("customer_id", *feature_columns())
 
 

@@ -159,6 +159,7 @@ class Profile(_Strict):
     default_city_tier: int = Field(3, ge=1, le=5)
     salary: Salary = Salary()
     night_hours: NightHours = NightHours()
+    aggregate_partitions: int = Field(16, ge=0, le=4096)
 
     _check_age = field_validator("age_bands")(classmethod(lambda cls, v: _bands_ascending(v)))
     _check_income = field_validator("income_bands")(classmethod(lambda cls, v: _bands_ascending(v)))

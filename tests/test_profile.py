@@ -268,6 +268,10 @@ def test_profile_from_the_daily_summary_equals_the_profile_from_transactions(spa
     daily = customer_360(base | {"transactions_daily": transactions_daily(txns, AT.bank_timezone)}, AT, CONF) \
         .collect()[0].asDict()
     assert raw == daily
+    assert CONF["aggregate_partitions"] == 16  # hashed by customer first (the default)
+    unhashed = customer_360(base | {"transactions": txns}, AT, CONF | {"aggregate_partitions": 0}) \
+        .collect()[0].asDict()
+    assert unhashed == raw
     assert (raw["txn_count_365d"], raw["max_ticket_365d"], raw["salary_months_90d"]) == (8, 250, 2)
     # seven transactions on four days in 90 days: distinct days, not rows
     assert (raw["txn_count_90d"], raw["active_days_90d"]) == (7, 4)
@@ -296,6 +300,20 @@ def test_transactions_rows_have_the_daily_summary_columns_one_row_per_transactio
     assert (t3.n_credit, t3.inflow, t3.max_debit, t3.spend_categorised, t3.n_online) == (1, 8000, None, 0, 1)
     assert [(c.counterparty, c.amount) for c in t3.credits] == [("ACME", 8000)]
     assert got[(date(2026, 6, 30), 0, 0, 0, 1)].credits is None  # a credit without a counterparty
+
+
+def test_by_customer_puts_each_customer_in_one_of_n_partitions(spark):
+    from pyspark.sql import functions as F
+
+    from features.profile import by_customer
+
+    df = spark.createDataFrame([(f"C{i % 50}", i) for i in range(400)], "customer_id string, x int")
+    placed = by_customer(df, 4).select("customer_id", F.spark_partition_id().alias("p"))
+    per_customer = placed.groupBy("customer_id").agg(F.count_distinct("p").alias("n"), F.count("*").alias("rows"))
+    assert {(r.n, r.rows) for r in per_customer.collect()} == {(1, 8)}
+    assert {r.p for r in placed.select("p").distinct().collect()} <= {0, 1, 2, 3}
+    assert len({r.p for r in placed.select("p").distinct().collect()}) > 1
+    assert by_customer(df, 0) is df
 
 
 def test_active_days_and_volatility_at_any_grain(spark):
