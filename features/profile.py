@@ -471,25 +471,34 @@ declare(
     Feature("spend_trend_90d", "transactions", "Debits of the last 90 days over the 90 days before (1 = flat).",
             window=180, post=lambda: _ratio("outflow_90d", "outflow_prev_90d")),
 )
-def _monthly_outflow_cv() -> Column:
-    """Coefficient of variation (population standard deviation over mean) of the debits of
-    each calendar month of the window that has any, in the same pass as the other
-    features: one exact sum per month (null when the month has no debit), then
-    the two-pass formula over those at most 13 values of the row (equal months give
-    exactly 0)."""
-    months = [F.sum(F.when((F.col("_month_back") == k) & (F.col("n_debit") > 0),
-                           F.col("outflow"))).cast("double")
-              for k in range(MONTHS_365D)]
-    present = sum((F.when(m.isNotNull(), 1).otherwise(0) for m in months), F.lit(0))
-    n = F.when(present > 0, present.cast("double"))  # null, not a division by zero, without any
-    mean = sum((F.coalesce(m, F.lit(0.0)) for m in months), F.lit(0.0)) / n
-    var = sum((F.coalesce((m - mean) * (m - mean), F.lit(0.0)) for m in months), F.lit(0.0)) / n
-    return F.sqrt(var) / F.greatest(mean, F.lit(1e-9))
+def _monthly_outflows() -> Column:
+    """The debits of each calendar month of the window (as_of's month first), one exact sum
+    each, null for a month without debits: computed in the same pass as the other
+    features, gathered in an array for :func:`_coefficient_of_variation`."""
+    return F.array(*[
+        F.sum(F.when((F.col("_month_back") == k) & (F.col("n_debit") > 0), F.col("outflow"))).cast("double")
+        for k in range(MONTHS_365D)])
+
+
+def _coefficient_of_variation(df: DataFrame, name: str) -> DataFrame:
+    """Column ``name`` (the month values of :func:`_monthly_outflows`) becomes the population
+    standard deviation over the mean of the months present: the two-pass formula over the
+    at most 13 values of the row (equal months give exactly 0; null without any), the
+    count and mean computed first as columns. Written as one expression (the mean inside
+    every month's term) the engine took 1.4 s to plan it; with array functions, 15 s more
+    to run it at 1M customers."""
+    ms = [F.col(name)[k] for k in range(MONTHS_365D)]
+    present = sum((F.when(m.isNotNull(), 1).otherwise(0) for m in ms), F.lit(0))
+    df = df.withColumn("_cv_n", F.when(present > 0, present.cast("double")))  # null, not a division by zero
+    df = df.withColumn("_cv_mean", sum((F.coalesce(m, F.lit(0.0)) for m in ms), F.lit(0.0)) / F.col("_cv_n"))
+    var = sum((F.coalesce((m - F.col("_cv_mean")) * (m - F.col("_cv_mean")), F.lit(0.0)) for m in ms),
+              F.lit(0.0)) / F.col("_cv_n")
+    return df.withColumn(name, F.sqrt(var) / F.greatest(F.col("_cv_mean"), F.lit(1e-9))).drop("_cv_n", "_cv_mean")
 
 
 declare(
     Feature("outflow_volatility_365d", "transactions", "Coefficient of variation of monthly debits over a year.",
-            window=365, agg=lambda: _monthly_outflow_cv()),
+            window=365, agg=_monthly_outflows, finish=_coefficient_of_variation),
     Feature("salary_months_90d", "transactions", "Months of the last 3 with a salary-like regular credit.",
             "bigint", 90, fill=0, agg=lambda: F.max("months")),
     Feature("salary_amount", "transactions", "Average salary-like credit in the last 90 days (CNY).", window=90,
@@ -725,6 +734,9 @@ def aggregate_family(family: str, inputs: dict[str, DataFrame], at: AsOf) -> Dat
             continue
         part = df.withColumn("_as_of", at.date_lit()).groupBy("customer_id") \
             .agg(*[f.agg().alias(f.name) for f in mine])
+        for f in mine:
+            if f.finish:
+                part = f.finish(part, f.name)
         out = part if out is None else out.join(part, "customer_id", "full")
     return out
 

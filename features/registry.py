@@ -2,7 +2,8 @@
 
 A declaration carries the feature's name, family, window (days, or None), type and
 description, and how to compute it: an aggregate expression over the family's input rows
-(``agg``), or an expression over already-aggregated columns (``post``). The family
+(``agg``, optionally ``finish``-ed right after the grouping), or an expression over
+already-aggregated columns (``post``). The family
 modules in :mod:`features.profile` build their DataFrames from these declarations, and
 the feature catalogue (``features/CATALOGUE.md``) is generated from the same list, so the
 documentation cannot drift from the code.
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame
 
 FAMILIES = {
     "profile": "Who the customer is: age, tenure, income, place, consent, risk assessment.",
@@ -37,6 +38,10 @@ class Feature:
     agg: Callable[[], Column] | None = field(default=None, compare=False, repr=False)
     post: Callable[[], Column] | None = field(default=None, compare=False, repr=False)
     fill: object = None  # value when the customer has no input rows (e.g. 0 for counts)
+    # ``finish(df, name)``, right after the grouping, turns the ``agg`` column ``name`` of
+    # ``df`` into the feature: for a statistic of several aggregates that ``agg`` gathers,
+    # computed in steps (one nested expression took the engine seconds to plan)
+    finish: Callable[[DataFrame, str], DataFrame] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if self.family not in FAMILIES:
