@@ -5,7 +5,7 @@
   from the raw transactions as DuckDB gets them, as ``customer_360`` reads raw transactions:
   hashed by customer first, ``profile.aggregate_partitions``) on any Spark session:
   Sail through Spark Connect, or classic JVM Spark (``bench/jvm_txn.py``).
-- :data:`DUCKDB_SQL` / :func:`duckdb_txn_features`: the same features written once more by
+- :func:`duckdb_sql`: the same features written once more by
   hand in DuckDB SQL, the single-node reference.
 - :func:`compare_outputs`: checks, in DuckDB, that two engines' outputs hold the same
   customers and the same value of every feature (relative tolerance for sums of doubles).

@@ -45,7 +45,7 @@ def silver_tables(spark: SparkSession, settings: Settings, as_of: date | None = 
         tables[silver.DAILY] = lake.read(spark, daily)
     elif lake.exists(daily):
         log.warning("silver/%s is behind silver/transactions (a silver run stopped?): the profile reads every "
-                    "transaction instead, which is much slower; run the silver step first", silver.DAILY)
+                    "transaction instead (slower); run the silver step first", silver.DAILY)
     if as_of is not None:
         tables.update(silver.holdings_stand_ins(spark, settings, as_of))
     return tables
