@@ -93,6 +93,17 @@ def overwrite(df: DataFrame, path: str, schema: StructType | None = None, partit
     writer.save(path)
 
 
+def by_partition(df: DataFrame, *columns: str) -> DataFrame:
+    """``df`` hash-partitioned on ``columns`` into ``spark.sql.shuffle.partitions`` parts, so
+    that a write partitioned by those columns puts each partition value in one file.
+
+    The count is passed explicitly: Sail 0.7 reads ``repartition(col)`` without one as a
+    single partition (one task wrote every row; 7.5M transactions into 57 day partitions
+    took 11-17 s, against 5-8 s in 8 parts). JVM Spark uses the same setting either way."""
+    n = int(df.sparkSession.conf.get("spark.sql.shuffle.partitions") or 8)
+    return df.repartition(n, *columns)
+
+
 def overwrite_staged(df: DataFrame, path: str, staging: str, partition_by: list[str] | None = None,
                      replace_where: str | None = None) -> None:
     """:func:`overwrite` for a ``df`` that reads the table it replaces: ``df`` is written to
@@ -101,7 +112,7 @@ def overwrite_staged(df: DataFrame, path: str, staging: str, partition_by: list[
     try:
         overwrite(df, staging)
         staged = read(df.sparkSession, staging)
-        overwrite(staged.repartition(*partition_by) if partition_by else staged, path, partition_by=partition_by,
+        overwrite(by_partition(staged, *partition_by) if partition_by else staged, path, partition_by=partition_by,
                   replace_where=replace_where)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

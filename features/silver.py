@@ -106,20 +106,21 @@ def _extra_name(name: str, source: Source) -> str:
     return f"extra_{safe}" if safe in reserved else safe
 
 
-def conform(df: DataFrame, source: Source) -> DataFrame:
+def conform(df: DataFrame, source: Source, deduplicate: bool = True) -> DataFrame:
     """One row per key with canonical spellings; bronze bookkeeping dropped, lineage kept.
 
     Enums were canonicalised when validated; here free-text categories become lower
     snake case, currencies and product codes upper case, and comments lose any contact
     details typed into them. If a key still has several rows (it should not after the
-    bronze MERGE) the latest version wins.
+    bronze MERGE) the latest version wins; ``deduplicate=False`` skips that check for input
+    known to hold one row per key (a grouping over every key of the input).
 
     Extra delivered columns (outside the contract; which ones reach this point is the
     caller's choice, see :func:`silver_extras`) are kept as strings under a sanitised name
     (``extra_<name>`` when silver derives a column of that name); rows delivered before the
     column existed have null in it.
     """
-    if "_version" in df.columns:
+    if deduplicate and "_version" in df.columns:
         df = keep_latest(df, list(source.key), "_version")
     for c in LOWER_CASE.get(source.name, []):
         if c in df.columns:
