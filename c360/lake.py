@@ -177,14 +177,17 @@ def upsert(
     A ``MERGE`` joins and rewrites whole target files, which at tens of millions of rows
     costs minutes and gigabytes even when every key is new (the usual case for events,
     transactions and snapshots). Here both halves are split against one pinned version
-    of the table: the new keys are appended (a plain write), and the keys already there
-    are merged with ``update_when`` (skipped when there are none). The result equals
+    of the table: the keys already there are found by a join of key columns only and
+    staged (``<layer>/_staging/<name>_known``, few rows: re-sent and corrected ones), the
+    source rows with those keys are merged with ``update_when`` (skipped when there are
+    none), and every other source row is appended (a plain write). The result equals
     :func:`merge`'s. Re-running after a crash between the two writes is safe: the rows
     appended by the first attempt are then "already there" and merge onto themselves.
 
-    ``source`` must hold at most one row per key and is read twice: pass a table, not an
-    expensive plan. Returns ``{"appended": n, "merged": m}`` (``merged`` counts the source
-    rows whose key existed, updated or not).
+    ``source`` must hold at most one row per key. It is read four times (statistics,
+    known keys, merge, append), three of them for its key columns only: a table, or a
+    cheap plan over one. Returns ``{"appended": n, "merged": m}`` (``merged`` counts the
+    source rows whose key existed, updated or not).
     """
     from pyspark.sql import functions as F
 
@@ -205,20 +208,32 @@ def upsert(
         cond = [col.between(F.lit(lo), F.lit(hi))] if lo is not None else []
         cond += [col.isNull()] if stats[f"nulls{i}"] else []
         target = target.where(cond[0] if len(cond) == 1 else cond[0] | cond[1])
-    # The target's keys are the join's left (build) side and the batch streams past them:
-    # a hash join holds its left side in memory, and the batch has every column.
-    on = [F.col(f"t.`{k}`").eqNullSafe(F.col(f"s.`{k}`")) for k in keys]
-    marked = (target.withColumn("_upsert_known", F.lit(True)).alias("t")
-              .join(source.alias("s"), on, "right").select("s.*", "t._upsert_known"))
-    new = marked.where(F.col("_upsert_known").isNull()).drop("_upsert_known")
-    known = marked.where(F.col("_upsert_known")).drop("_upsert_known")
-    merged = known.count()
-    if merged:
-        # Merge before appending: the appended keys are new, so they cannot collide.
-        merge(spark, known, path, keys, update_when=update_when)
-    if merged == stats["n"]:
-        return {"appended": 0, "merged": merged}
-    append(new, path)
+
+    def on(left: str, right: str):
+        return [F.col(f"{left}.`{k}`").eqNullSafe(F.col(f"{right}.`{k}`")) for k in keys]
+
+    # The target's keys are the join's left (build) side and the batch's keys stream past.
+    known_path = str(Path(path).parent / "_staging" / f"{Path(path).name}_known")
+    try:
+        overwrite(target.alias("t").join(source.select(*keys).alias("s"), on("t", "s"), "inner")
+                  .select(*[F.col(f"t.`{k}`") for k in keys]), known_path)
+        merged = row_count(known_path) or 0
+        if merged:
+            # Merge before appending: the appended keys are new, so they cannot collide.
+            known = read(spark, known_path)
+            merge(spark, known.alias("k").join(source.alias("s"), on("k", "s"), "inner").select("s.*"), path, keys,
+                  update_when=update_when)
+            if merged == stats["n"]:
+                return {"appended": 0, "merged": merged}
+            # the few known keys are the build side; the batch streams past them
+            new = (known.withColumn("_upsert_known", F.lit(True)).alias("k")
+                   .join(source.alias("s"), on("k", "s"), "right")
+                   .where(F.col("k._upsert_known").isNull()).select("s.*"))
+        else:
+            new = source
+        append(new, path)
+    finally:
+        shutil.rmtree(known_path, ignore_errors=True)
     return {"appended": stats["n"] - merged, "merged": merged}
 
 

@@ -34,7 +34,7 @@ from c360 import lake, ops
 from c360.contract import SOURCES, Source
 from c360.landing import LandingFile, discover, make_reader
 from c360.settings import Settings
-from features.bronze import ValidationRules, bronze_schema, latest_per_key, validate
+from features.bronze import ValidationRules, bronze_schema, latest_per_key, repeated_keys, validate, with_version
 
 log = logging.getLogger(__name__)
 
@@ -176,21 +176,28 @@ def ingest_source(spark: SparkSession, settings: Settings, source: Source, files
     good = staged.where("_reason IS NULL").drop("_reason", "_raw")
     extras = [c for c in good.columns if c not in source.column_names and not c.startswith("_")]
     schema = bronze_schema(source, extras)
-    # New keys are appended, keys bronze already holds are merged (lake.upsert); the
-    # deduplicated batch is staged because the upsert reads it more than once.
+    # New keys are appended, keys bronze already holds are merged (lake.upsert), which reads
+    # its source twice. Only the keys repeated within the batch are staged (a grouping over
+    # the key columns); the latest rows are then picked from the staged batch on each read,
+    # and with no repeated key every good row is taken as it is. Staging the deduplicated
+    # batch instead wrote every row once more (12-14 s per 7.5M transactions, 22 s per 14M
+    # holdings rows at 1M customers).
     targets = [(lake.table_path(lake_dir, "bronze", source.name), list(source.key))]
     if source.name in VERSIONED:  # every distinct version of a key, not just the latest
         targets.append((lake.table_path(lake_dir, "bronze", f"{source.name}_versions"),
                         list(VERSIONED[source.name])))
+    repeated_staging = f"{staging}__repeated"
     for target, keys in targets:
-        rows_staging = f"{staging}__rows"
-        lake.overwrite(latest_per_key(good, source, keys).withColumn("_batch_id", F.lit(batch_id))
-                       .withColumn("_ingested_at", now).to(schema), rows_staging)
-        clock.lap(f"deduplicated for {Path(target).name}")
+        lake.overwrite(repeated_keys(good, keys), repeated_staging)
+        n_repeated = lake.row_count(repeated_staging) or 0
+        rows = latest_per_key(good, source, keys, repeated=lake.read(spark, repeated_staging)) if n_repeated \
+            else with_version(good, source)
+        rows = rows.withColumn("_batch_id", F.lit(batch_id)).withColumn("_ingested_at", now).to(schema)
+        clock.lap(f"{n_repeated:,} keys repeated in the batch for {Path(target).name}")
         lake.create_if_missing(spark, target, bronze_schema(source))
-        done = lake.upsert(spark, lake.read(spark, rows_staging), target, keys, update_when="s._version >= t._version")
+        done = lake.upsert(spark, rows, target, keys, update_when="s._version >= t._version")
         clock.lap(f"{Path(target).name}: {done['appended']:,} appended, {done['merged']:,} merged")
-        shutil.rmtree(rows_staging, ignore_errors=True)
+    shutil.rmtree(repeated_staging, ignore_errors=True)
 
     # 3. per-file counts (one row per file: bounded)
     counts = {r["_source_file"]: r.asDict() for r in staged.groupBy("_source_file").agg(
