@@ -9,7 +9,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from c360.contract import SOURCES
-from features.bronze import ValidationRules, latest_per_key, validate
+from features.bronze import ValidationRules, latest_per_key, repeated_keys, validate, with_version
 from helpers import customer, text_rows, txn
 
 RULES = ValidationRules(bank_timezone="Asia/Shanghai", max_future_days=1, min_date=date(1900, 1, 1))
@@ -179,3 +179,27 @@ def test_latest_per_key_keeps_single_keys_and_one_row_per_repeated_key_null_incl
     assert got == {("C1", "only"), ("C2", "new"), (None, "null-later")}
     versions = latest_per_key(df, src, ["customer_id", "updated_at"]).collect()
     assert sorted(r.tag for r in versions) == ["new", "null-later", "old", "only"]
+
+
+def test_repeated_keys_given_beforehand_give_the_same_latest_rows(spark):
+    """What ingest does: the repeated keys are found first (null key included), and
+    latest_per_key given them keeps the same rows as when it finds them itself; with_version
+    (no repeated key) only adds the version."""
+    src = SOURCES["customers"]
+    schema = "customer_id string, updated_at string, _delivery_date date, _line long, tag string"
+    df = spark.createDataFrame([
+        ("C1", "2026-06-01 09:00:00", date(2026, 6, 1), 1, "only"),
+        ("C2", "2026-06-02 09:00:00", date(2026, 6, 1), 2, "new"),
+        ("C2", "2026-06-01 09:00:00", date(2026, 6, 1), 3, "old"),
+        (None, None, date(2026, 6, 1), 4, "null-first"),
+        (None, None, date(2026, 6, 2), 5, "null-later"),
+    ], schema).withColumn("updated_at", F.col("updated_at").cast("timestamp"))
+    repeated = repeated_keys(df, ["customer_id"])
+    assert sorted((r.customer_id or "") for r in repeated.collect()) == ["", "C2"]
+    given = {(r.customer_id, r.tag, r._version) for r in latest_per_key(df, src, repeated=repeated).collect()}
+    assert given == {(r.customer_id, r.tag, r._version) for r in latest_per_key(df, src).collect()}
+    assert {(c, t) for c, t, _ in given} == {("C1", "only"), ("C2", "new"), (None, "null-later")}
+    once = df.where("_line = 1")
+    assert repeated_keys(once, ["customer_id"]).count() == 0
+    (r,) = with_version(once, src).collect()
+    assert r.tag == "only" and r._version == latest_per_key(once, src).first()._version

@@ -340,6 +340,7 @@ def test_upsert_appends_new_keys_and_merges_known_ones_null_keys_included(spark,
     lake.append(spark.createDataFrame([(1, "a"), (None, "b"), (50, "z")], schema), path)
     src = spark.createDataFrame([(None, "B"), (2, "c"), (1, "A")], schema)
     assert lake.upsert(spark, src, path, ["k"], update_when="") == {"appended": 1, "merged": 2}
+    assert not list((tmp_path / "_staging").glob("*")), "the staged known keys are removed"
     assert sorted(lake.read(spark, path).collect(), key=lambda r: (r.k is not None, r.k)) == [
         (None, "B"), (1, "A"), (2, "c"), (50, "z")]
     # a condition keeps the newer row; an empty batch writes nothing
@@ -349,6 +350,17 @@ def test_upsert_appends_new_keys_and_merges_known_ones_null_keys_included(spark,
     v = lake.version(path)
     assert lake.upsert(spark, spark.createDataFrame([], schema), path, ["k"]) == {"appended": 0, "merged": 0}
     assert lake.version(path) == v
+
+
+def test_by_partition_puts_each_partition_value_in_one_file(spark, tmp_path):
+    """Rows spread over several tasks, hashed by the partition column before a partitioned
+    write: one file per value (not one per task and value), every row kept."""
+    df = spark.createDataFrame([(i, f"2026-06-0{1 + i % 3}") for i in range(30)], "k long, d string").repartition(4)
+    path = str(tmp_path / "p")
+    lake.overwrite(lake.by_partition(df, "d"), path, partition_by=["d"])
+    assert sorted(p.parent.name for p in Path(path).glob("d=*/*.parquet")) == [
+        "d=2026-06-01", "d=2026-06-02", "d=2026-06-03"]
+    assert sorted(r.k for r in lake.read(spark, path).collect()) == list(range(30))
 
 
 def test_files_recorded_without_a_modification_time_are_hashed_once_more_then_not(spark, lake_settings, hashed):
