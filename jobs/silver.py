@@ -36,7 +36,8 @@ from c360 import lake, ops
 from c360.contract import SOURCES, Source
 from c360.privacy import pii_key
 from c360.settings import Settings
-from features.profile import BALANCE_LAG_DAYS, LAGGED_TABLE, LATEST_TABLE, latest_snapshots, transactions_daily
+from features.profile import (BALANCE_LAG_DAYS, LAGGED_TABLE, LATEST_TABLE, by_customer, latest_snapshots,
+                              transactions_daily)
 from features.sentiment import sentiment_columns
 from features.silver import attribute_events, conform, customer_pii, customers_silver, silver_extras, with_partition_date
 
@@ -259,7 +260,10 @@ def refresh_transactions_daily(spark: SparkSession, settings: Settings, rebuild:
         if len(parts) > step:
             log.info("silver %s: partitions %s to %s (%d of %d)", DAILY, chunk[0], chunk[-1], i + len(chunk),
                      len(parts))
-        daily = transactions_daily(silver.where(_in_partitions(chunk)), settings.bank.timezone)
+        # hashed by customer first, like the profile's aggregation: each task's groups stay
+        # in cache (a month at 1M customers: 10-17 s -> 8-9 s)
+        daily = transactions_daily(by_customer(silver.where(_in_partitions(chunk)), settings.profile.aggregate_partitions),
+                                   settings.bank.timezone)
         # a rebuild's first chunk replaces the whole table (days that lost their rows go too)
         replace = None if since is None and i == 0 else _days_of(chunk, granularity)
         lake.overwrite(lake.by_partition(daily, "day"), out, partition_by=["day"], replace_where=replace)
@@ -440,26 +444,26 @@ def _apply(spark: SparkSession, settings: Settings, source: Source, new: DataFra
     The rewrite replaces partitions with the changed rows plus whatever it takes from the
     table itself: the rows of partitions the table already holds, minus the changed keys,
     and (events) the earlier logins. Only those are staged before the write, and only when
-    there are some: a chunk of a rebuild or a daily run mostly falls in new partitions, and
-    staging the whole result wrote every row twice (at 1M customers, 4-5 s per 7.5M
-    transactions)."""
+    there are some: a chunk of a rebuild or a daily run mostly falls in new partitions.
+    Staging the whole result as well wrote every row twice more (at 1M customers, 8-9 s
+    per 7.5M transactions)."""
     name = source.name
     granularity = settings.silver.partition.get(name, settings.silver.default_partition)
     # bronze holds one row per key (ingest upserts), so the chunk needs no deduplication
     conformed = with_partition_date(conform(_contract_only(new, source), source, deduplicate=False),
                                     source.event_time, granularity, settings.bank.timezone)
-    # Stage the changed rows once: the partition list and the rewrite both read it.
-    staging = lake.table_path(settings.lake, "silver", f"_staging/{name}")
     kept_path = lake.table_path(settings.lake, "silver", f"_staging/{name}_kept")
     context_path = lake.table_path(settings.lake, "silver", f"_staging/{name}_context")
-    lake.overwrite(conformed, staging)
     try:
-        staged = lake.read(spark, staging)
-        dates = sorted(str(r[0]) for r in staged.select(PARTITION).distinct().collect())  # bounded: one per day
+        # The partitions and their row counts read only the event time (and the chunk's
+        # bounds) from bronze; the rows themselves are conformed once, in the write (staging
+        # them first cost a write and a read of every row: 3.5-5 s per 7.5M transactions).
+        counts = conformed.groupBy(PARTITION).count().collect()  # bounded: one row per partition
+        dates = sorted(str(r[0]) for r in counts)
         if not dates:
             return 0, []
-        n_changed = lake.row_count(staging) or 0
-        changed = _enrich(spark, settings, name, staged, out if incremental else None, dates, context_path)
+        n_changed = sum(int(r["count"]) for r in counts)
+        changed = _enrich(spark, settings, name, conformed, out if incremental else None, dates, context_path)
         if not incremental:
             lake.overwrite(lake.by_partition(changed, PARTITION), out, partition_by=[PARTITION])
             return n_changed, dates
@@ -467,14 +471,14 @@ def _apply(spark: SparkSession, settings: Settings, source: Source, new: DataFra
         held = [d for d in dates if d in present]
         if held:
             kept = lake.read(spark, out).where(_in_partitions(held)) \
-                .join(staged.select(*source.key), list(source.key), "left_anti")
+                .join(conformed.select(*source.key), list(source.key), "left_anti")
             lake.overwrite(kept, kept_path)
             changed = lake.read(spark, kept_path).unionByName(changed, allowMissingColumns=True)
         lake.overwrite(lake.by_partition(changed, PARTITION), out, partition_by=[PARTITION],
                        replace_where=_in_partitions(dates))
         return n_changed, dates
     finally:
-        for path in (staging, kept_path, context_path):
+        for path in (kept_path, context_path):
             shutil.rmtree(path, ignore_errors=True)
 
 
