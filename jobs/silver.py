@@ -87,8 +87,11 @@ def run(spark: SparkSession, settings: Settings, progress=None) -> dict[str, dic
                 partitions[DAILY] = refresh_transactions_daily(spark, settings, rebuild=rebuilt)
                 rows[DAILY] = lake.row_count(lake.table_path(settings.lake, "silver", DAILY)) or 0
             elif name == "holdings":
-                changed[LATEST] = refresh_holdings_latest(spark, settings, rebuild=rebuilt)
-                changed[LAGGED] = refresh_holdings_lagged(spark, settings, rebuild=rebuilt)
+                if rebuilt:
+                    changed[LATEST], changed[LAGGED] = rebuild_holdings_derived(spark, settings)
+                else:
+                    changed[LATEST] = refresh_holdings_latest(spark, settings)
+                    changed[LAGGED] = refresh_holdings_lagged(spark, settings)
                 for derived in (LATEST, LAGGED):
                     rows[derived] = lake.row_count(lake.table_path(settings.lake, "silver", derived)) or 0
         rows[name] = lake.row_count(out) or 0
@@ -312,6 +315,38 @@ def refresh_holdings_lagged(spark: SparkSession, settings: Settings, rebuild: bo
     if newest is None:
         return 0
     return _refresh_latest(spark, settings, LAGGED, newest - timedelta(days=BALANCE_LAG_DAYS), rebuild)
+
+
+def rebuild_holdings_derived(spark: SparkSession, settings: Settings) -> tuple[int, int]:
+    """Build ``silver/holdings_latest`` and ``silver/holdings_lagged`` from scratch (after
+    silver holdings was), the lagged table first: the latest snapshot per account is then
+    taken over the lagged rows and the snapshots after their cut only, a quarter of a
+    year's snapshots, instead of every snapshot once more (at 1M customers each table took
+    45-50 s from every snapshot). Gives the tables and watermarks of
+    :func:`refresh_holdings_latest` and :func:`refresh_holdings_lagged` with ``rebuild``.
+    Returns the holdings rows read for each (latest, lagged)."""
+    src = lake.table_path(settings.lake, "silver", "holdings")
+    if not lake.exists(src):
+        return 0, 0
+    holdings = lake.read(spark, src)
+    # read before the rows: a load after it is picked up by the next run
+    bounds = holdings.agg(F.max("snapshot_date").alias("d"), F.max("_ingested_at").alias("t")).first()
+    if bounds["d"] is None:  # no snapshot dates: nothing to cut at
+        return (refresh_holdings_latest(spark, settings, rebuild=True),
+                refresh_holdings_lagged(spark, settings, rebuild=True))
+    cut = bounds["d"] - timedelta(days=BALANCE_LAG_DAYS)
+    n_lagged = _refresh_latest(spark, settings, LAGGED, cut, rebuild=True)
+    out = lake.table_path(settings.lake, "silver", LATEST)
+    mark = f"silver/{LATEST}"
+    if lake.exists(out):
+        ops.save_derived_watermark(spark, settings.lake, mark, None)  # until the rebuild completes
+    # snapshot dates after the cut lie in partitions from the cut's month on (day or month);
+    # snapshot_date is part of the holdings key, never null in silver
+    after = holdings.where((F.col(PARTITION) >= F.trunc(F.lit(cut), "month")) & (F.col("snapshot_date") > F.lit(cut)))
+    lagged = lake.read(spark, lake.table_path(settings.lake, "silver", LAGGED)).drop(CUT)
+    lake.overwrite(latest_snapshots(lagged.unionByName(after)), out)
+    ops.save_derived_watermark(spark, settings.lake, mark, bounds["t"])
+    return n_lagged + after.count(), n_lagged
 
 
 def _refresh_latest(spark: SparkSession, settings: Settings, name: str, cut: date | None, rebuild: bool) -> int:

@@ -163,18 +163,23 @@ def test_a_missing_version_value_never_wins(spark):
     assert r["closed_at"] is not None
 
 
-def test_latest_per_key_keeps_single_keys_and_one_row_per_repeated_key_null_included(spark):
-    """Rows of keys that come once pass as they are; a repeated key (a null key too) keeps
-    its latest version only."""
-    src = SOURCES["customers"]
+def _customer_versions(spark):
+    """Customer rows: C1 once, C2 in two versions (the later one "new"), the null key twice."""
     schema = "customer_id string, updated_at string, _delivery_date date, _line long, tag string"
-    df = spark.createDataFrame([
+    return spark.createDataFrame([
         ("C1", "2026-06-01 09:00:00", date(2026, 6, 1), 1, "only"),
         ("C2", "2026-06-01 09:00:00", date(2026, 6, 1), 2, "old"),
         ("C2", "2026-06-02 09:00:00", date(2026, 6, 1), 3, "new"),
         (None, None, date(2026, 6, 1), 4, "null-first"),
         (None, None, date(2026, 6, 2), 5, "null-later"),
     ], schema).withColumn("updated_at", F.col("updated_at").cast("timestamp"))
+
+
+def test_latest_per_key_keeps_single_keys_and_one_row_per_repeated_key_null_included(spark):
+    """Rows of keys that come once pass as they are; a repeated key (a null key too) keeps
+    its latest version only."""
+    src = SOURCES["customers"]
+    df = _customer_versions(spark)
     got = {(r.customer_id, r.tag) for r in latest_per_key(df, src).collect()}
     assert got == {("C1", "only"), ("C2", "new"), (None, "null-later")}
     versions = latest_per_key(df, src, ["customer_id", "updated_at"]).collect()
@@ -186,14 +191,7 @@ def test_repeated_keys_given_beforehand_give_the_same_latest_rows(spark):
     latest_per_key given them keeps the same rows as when it finds them itself; with_version
     (no repeated key) only adds the version."""
     src = SOURCES["customers"]
-    schema = "customer_id string, updated_at string, _delivery_date date, _line long, tag string"
-    df = spark.createDataFrame([
-        ("C1", "2026-06-01 09:00:00", date(2026, 6, 1), 1, "only"),
-        ("C2", "2026-06-02 09:00:00", date(2026, 6, 1), 2, "new"),
-        ("C2", "2026-06-01 09:00:00", date(2026, 6, 1), 3, "old"),
-        (None, None, date(2026, 6, 1), 4, "null-first"),
-        (None, None, date(2026, 6, 2), 5, "null-later"),
-    ], schema).withColumn("updated_at", F.col("updated_at").cast("timestamp"))
+    df = _customer_versions(spark)
     repeated = repeated_keys(df, ["customer_id"])
     assert sorted((r.customer_id or "") for r in repeated.collect()) == ["", "C2"]
     given = {(r.customer_id, r.tag, r._version) for r in latest_per_key(df, src, repeated=repeated).collect()}

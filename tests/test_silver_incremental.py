@@ -321,6 +321,50 @@ HOLDINGS_DDL = ("account_id string, customer_id string, product_code string, ope
                 "snapshot_date date, partition_date date, _ingested_at timestamp")
 
 
+def _load_holdings(spark, src: str, rows, at) -> None:
+    """Append silver holdings rows (account, customer, product, opened, balance, snapshot)
+    loaded at ``at``, partitioned by their snapshot day."""
+    d = date.fromisoformat
+    spark.createDataFrame(
+        [(a, c, p, d(o), None, "active", bal, None, "CNY", d(snap), d(snap), at) for a, c, p, o, bal, snap in rows],
+        HOLDINGS_DDL).write.format("delta").mode("append").partitionBy("partition_date").save(src)
+
+
+def test_a_rebuild_makes_the_lagged_holdings_first_and_the_latest_from_them(spark, lake_settings):
+    """After silver holdings is rebuilt, the lagged table is built first and the latest
+    snapshots are taken over its rows plus the snapshots after its cut: both tables and
+    their watermarks are what a rebuild of each from every snapshot gives."""
+    from datetime import datetime, timezone
+    from decimal import Decimal as D
+
+    from features.profile import latest_snapshots
+
+    s = lake_settings
+    src = lake.table_path(s.lake, "silver", "holdings")
+    t1, t2 = (datetime(2026, 7, day, 1, tzinfo=timezone.utc) for day in (1, 2))
+    _load_holdings(spark, src, [("A", "c1", "SA001", "2025-12-01", D("100"), "2026-01-10"),
+                                ("A", "c1", "SA001", "2025-12-01", D("200"), "2026-03-01"),
+                                ("A", "c1", "SA001", "2025-12-01", D("300"), "2026-04-05"),
+                                ("B", "c2", "TD003", "2026-01-20", D("50"), "2026-02-01"),
+                                ("C", "c2", "SA001", "2026-04-01", D("70"), "2026-03-20")], t1)
+    _load_holdings(spark, src, [("A", "c1", "SA001", "2025-12-01", D("400"), "2026-06-30"),
+                                ("C", "c2", "SA001", "2026-04-01", D("80"), "2026-03-20")], t2)  # C re-sent later
+    # cut 2026-06-30 - 90 days = 2026-04-01: 5 snapshots up to it, 2 after it
+    assert silver.rebuild_holdings_derived(spark, s) == (7, 5)
+    latest, lagged = _table(spark, s, silver.LATEST), _table(spark, s, silver.LAGGED)
+    assert {r["account_id"]: r["balance"] for r in latest.collect()} == {
+        "A": D("400.00"), "B": D("50.00"), "C": D("80.00")}
+    assert {(r["account_id"], r["balance"], r[silver.CUT]) for r in lagged.collect()} == {
+        ("A", D("200.00"), date(2026, 4, 1)), ("B", D("50.00"), date(2026, 4, 1)), ("C", D("80.00"), date(2026, 4, 1))}
+    assert silver.is_current(spark, s, silver.LATEST) and silver.is_current(spark, s, silver.LAGGED)
+    assert _same(latest, latest_snapshots(lake.read(spark, src)))
+    built = {n: sorted(_table(spark, s, n).collect()) for n in (silver.LATEST, silver.LAGGED)}
+    # the same as each rebuilt from every snapshot
+    assert silver.refresh_holdings_latest(spark, s, rebuild=True) == 7
+    assert silver.refresh_holdings_lagged(spark, s, rebuild=True) == 5
+    assert {n: sorted(_table(spark, s, n).collect()) for n in built} == built
+
+
 def test_the_lagged_holdings_follow_the_cut_and_late_rows_and_stand_in_only_for_their_as_of(spark, lake_settings):
     """silver/holdings_lagged: the latest snapshot per account on or before the newest
     snapshot minus 90 days. Each refresh equals the latest snapshots computed from every
@@ -338,10 +382,7 @@ def test_the_lagged_holdings_follow_the_cut_and_late_rows_and_stand_in_only_for_
     d = date.fromisoformat
 
     def load(rows, at: datetime):
-        df = spark.createDataFrame(
-            [(a, c, p, d(o), None, "active", bal, None, "CNY", d(snap), d(snap), at) for a, c, p, o, bal, snap in rows],
-            HOLDINGS_DDL)
-        df.write.format("delta").mode("append").partitionBy("partition_date").save(src)
+        _load_holdings(spark, src, rows, at)
 
     def expected(cut: date):
         return latest_snapshots(lake.read(spark, src).where(F.col("snapshot_date") <= F.lit(cut)))
