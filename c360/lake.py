@@ -217,7 +217,7 @@ def upsert(
     try:
         overwrite(target.alias("t").join(source.select(*keys).alias("s"), on("t", "s"), "inner")
                   .select(*[F.col(f"t.`{k}`") for k in keys]), known_path)
-        merged = row_count(known_path) or 0
+        merged = count_rows(spark, known_path)
         if merged:
             # Merge before appending: the appended keys are new, so they cannot collide.
             known = read(spark, known_path)
@@ -258,15 +258,27 @@ def log_version(path: str) -> int | None:
 
 
 def row_count(path: str) -> int | None:
-    """Rows in the current version, from the Delta log's file statistics (no data scan)."""
+    """Rows in the current version, from the Delta log's file statistics (no data scan);
+    None when the table does not exist or a file has no row count in the log."""
     if not exists(path):
         return None
     from deltalake import DeltaTable
 
     actions = DeltaTable(path).get_add_actions(flatten=True)
+    if actions.num_rows == 0:
+        return 0
     if "num_records" not in actions.schema.names:
         return None
-    return int(sum(v for v in actions.column("num_records").to_pylist() if v is not None))
+    counts = actions.column("num_records").to_pylist()
+    return None if any(v is None for v in counts) else int(sum(counts))
+
+
+def count_rows(spark: SparkSession, path: str) -> int:
+    """Rows in the table: from the Delta log (:func:`row_count`) when every file has its
+    statistics, otherwise counted by the engine. For decisions that must be right, where
+    a writer that keeps no statistics would make :func:`row_count` None."""
+    n = row_count(path)
+    return n if n is not None else read(spark, path).count()
 
 
 def version(path: str) -> int | None:

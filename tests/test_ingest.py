@@ -352,6 +352,21 @@ def test_upsert_appends_new_keys_and_merges_known_ones_null_keys_included(spark,
     assert lake.version(path) == v
 
 
+def test_upsert_counts_known_keys_in_the_engine_when_the_log_has_no_row_counts(spark, tmp_path, monkeypatch):
+    """A writer that keeps no statistics (row_count None) must not make upsert take known
+    keys for new ones: the known keys are then counted by the engine."""
+    from pyspark.sql import types as T
+
+    schema = T.StructType([T.StructField("k", T.LongType()), T.StructField("v", T.StringType())])
+    path = str(tmp_path / "t")
+    lake.append(spark.createDataFrame([(1, "a"), (2, "b")], schema), path)
+    monkeypatch.setattr(lake, "row_count", lambda p: None)
+    assert lake.count_rows(spark, path) == 2
+    src = spark.createDataFrame([(2, "B"), (3, "c")], schema)
+    assert lake.upsert(spark, src, path, ["k"], update_when="") == {"appended": 1, "merged": 1}
+    assert sorted(lake.read(spark, path).collect()) == [(1, "a"), (2, "B"), (3, "c")]
+
+
 def test_by_partition_puts_each_partition_value_in_one_file(spark, tmp_path):
     """Rows spread over several tasks, hashed by the partition column before a partitioned
     write: one file per value (not one per task and value), every row kept."""
