@@ -184,7 +184,7 @@ def upsert(
     :func:`merge`'s. Re-running after a crash between the two writes is safe: the rows
     appended by the first attempt are then "already there" and merge onto themselves.
 
-    ``source`` must hold at most one row per key. It is read four times (statistics,
+    ``source`` must hold at most one row per key. It is read up to four times (statistics,
     known keys, merge, append), three of them for its key columns only: a table, or a
     cheap plan over one. Returns ``{"appended": n, "merged": m}`` (``merged`` counts the
     source rows whose key existed, updated or not).
@@ -271,6 +271,20 @@ def row_count(path: str) -> int | None:
         return None
     counts = actions.column("num_records").to_pylist()
     return None if any(v is None for v in counts) else int(sum(counts))
+
+
+def partition_values(path: str, column: str) -> set[str] | None:
+    """The values of partition ``column`` in the table's current files, as strings, from
+    the Delta log (no data scan); None when the log does not list them (callers must then
+    take every value as present)."""
+    from deltalake import DeltaTable
+
+    actions = DeltaTable(path).get_add_actions(flatten=True)
+    # the flattened name differs between deltalake releases
+    for name in (f"partition.{column}", f"partition_values.{column}"):
+        if name in actions.schema.names:
+            return {str(v) for v in actions.column(name).to_pylist() if v is not None}
+    return set() if actions.num_rows == 0 else None
 
 
 def count_rows(spark: SparkSession, path: str) -> int:

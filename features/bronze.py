@@ -301,8 +301,8 @@ def with_version(df: DataFrame, source: Source) -> DataFrame:
     return df.withColumn("_version", version_column(source))
 
 
-__all__ = ["ValidationRules", "validate", "keep_latest", "latest_per_key", "repeated_keys", "with_version", "version_column", "render_csv_line",
-           "parse_timestamp", "parse_bool", "READER_COLUMNS", "STRING"]
+__all__ = ["ValidationRules", "validate", "keep_latest", "latest_per_key", "repeated_keys", "with_version",
+           "version_column", "render_csv_line", "parse_timestamp", "parse_bool", "READER_COLUMNS", "STRING"]
 
 
 def spark_type(col: ContractColumn):

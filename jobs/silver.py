@@ -502,8 +502,8 @@ def _apply(spark: SparkSession, settings: Settings, source: Source, new: DataFra
         if not incremental:
             lake.overwrite(lake.by_partition(changed, PARTITION), out, partition_by=[PARTITION])
             return n_changed, dates
-        present = _partition_values(out)
-        held = [d for d in dates if d in present]
+        present = lake.partition_values(out, PARTITION)
+        held = dates if present is None else [d for d in dates if d in present]
         if held:
             kept = lake.read(spark, out).where(_in_partitions(held)) \
                 .join(conformed.select(*source.key), list(source.key), "left_anti")
@@ -515,17 +515,6 @@ def _apply(spark: SparkSession, settings: Settings, source: Source, new: DataFra
     finally:
         for path in (kept_path, context_path):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _partition_values(path: str) -> set[str]:
-    """The ``partition_date`` values the table's current files hold (from its Delta log)."""
-    from deltalake import DeltaTable
-
-    actions = DeltaTable(path).get_add_actions(flatten=True)
-    column = f"partition.{PARTITION}"
-    if column not in actions.schema.names:
-        return set()
-    return {str(v) for v in actions.column(column).to_pylist() if v is not None}
 
 
 def _enrich(spark: SparkSession, settings: Settings, name: str, staged: DataFrame, existing: str | None,

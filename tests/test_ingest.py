@@ -376,6 +376,10 @@ def test_by_partition_puts_each_partition_value_in_one_file(spark, tmp_path):
     assert sorted(p.parent.name for p in Path(path).glob("d=*/*.parquet")) == [
         "d=2026-06-01", "d=2026-06-02", "d=2026-06-03"]
     assert sorted(r.k for r in lake.read(spark, path).collect()) == list(range(30))
+    # the partition values from the log: what silver's partition rewrite checks first
+    assert lake.partition_values(path, "d") == {"2026-06-01", "2026-06-02", "2026-06-03"}
+    lake.create_if_missing(spark, str(tmp_path / "empty"), df.schema, partition_by=["d"])
+    assert lake.partition_values(str(tmp_path / "empty"), "d") == set()
 
 
 def test_files_recorded_without_a_modification_time_are_hashed_once_more_then_not(spark, lake_settings, hashed):
