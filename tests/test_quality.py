@@ -242,6 +242,29 @@ def test_duplicate_key_in_silver_stops_the_run(spark, lake_copy):
     assert json.loads(row[0].details)["unexpected_rows"] == [{"txn_id": "T1"}, {"txn_id": "T1"}]
 
 
+def test_more_unexpected_rows_than_fetched_are_counted_exactly(spark, lake_copy):
+    """The unexpected rows are fetched once, up to 200; with more than that the count is
+    still exact (a second query counts them) and 20 examples are kept."""
+    s = lake_copy
+    path = lake.table_path(s.lake, "silver", "transactions")
+    t1 = lake.read(spark, path).where("txn_id = 'T1'")
+    lake.append(t1.crossJoin(spark.range(130).select(F.col("id").alias("_copy"))).drop("_copy"), path)
+    with pytest.raises(Exception) as excinfo:
+        validate(spark, s, "silver", "many", ["silver/transactions"], config=parse_config({"incremental": False}))
+    assert gate_error(excinfo) == ("quality gate failed: silver/transactions "
+                                   "expect_column_values_to_be_unique(txn_id): 131 unexpected")
+    row = table(spark, s, "ops", "dq_results").where("run_id = 'many' AND NOT success").first()
+    assert row.unexpected_count == 131
+    assert json.loads(row.details)["unexpected_rows"] == [{"txn_id": "T1"}] * 20
+    # 131 rows of one key are 131 unexpected rows: fewer than 200, fetched and counted at once;
+    # a second key repeated 100 times brings 231, more than one fetch holds
+    t2 = lake.read(spark, path).where("txn_id = 'T2'")
+    lake.append(t2.crossJoin(spark.range(99).select(F.col("id").alias("_copy"))).drop("_copy"), path)
+    with pytest.raises(Exception) as excinfo:
+        validate(spark, s, "silver", "more", ["silver/transactions"], config=parse_config({"incremental": False}))
+    assert gate_error(excinfo).endswith("expect_column_values_to_be_unique(txn_id): 231 unexpected")
+
+
 def test_orphan_transaction_is_caught(spark, lake_copy):
     s = lake_copy
     orphan = BANK["transactions"][0] | dict(txn_id="T99", customer_id="C404")
