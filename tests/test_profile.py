@@ -346,8 +346,13 @@ def test_latest_snapshots_keep_each_accounts_newest_row(spark):
             # the same account and date delivered again: the later ingest wins
             ("A2", date(2026, 6, 30), 300, utc(2026, 7, 1)), ("A2", date(2026, 6, 30), 310, utc(2026, 7, 2)),
             ("A2", date(2026, 4, 30), 290, utc(2026, 7, 3)),  # a late, older snapshot
-            ("A3", date(2026, 1, 31), 50, None)]
+            ("A3", date(2026, 1, 31), 50, None),
+            # a null date never beats a date; an account with only null dates keeps one row
+            ("A4", None, 70, utc(2026, 7, 5)), ("A4", date(2026, 3, 31), 60, utc(2026, 4, 1)),
+            ("A5", None, 80, utc(2026, 7, 1))]
     df = spark.createDataFrame(rows, "account_id string, snapshot_date date, balance int, _ingested_at timestamp")
     got = {r.account_id: (r.snapshot_date, r.balance) for r in latest_snapshots(df).collect()}
-    assert got == {"A1": (date(2026, 6, 30), 200), "A2": (date(2026, 6, 30), 310), "A3": (date(2026, 1, 31), 50)}
+    assert got == {"A1": (date(2026, 6, 30), 200), "A2": (date(2026, 6, 30), 310), "A3": (date(2026, 1, 31), 50),
+                   "A4": (date(2026, 3, 31), 60), "A5": (None, 80)}
+    assert latest_snapshots(df).count() == 5
     assert latest_snapshots(df).columns == df.columns
