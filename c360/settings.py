@@ -70,23 +70,6 @@ class Ingest(_Strict):
     # Upper bound of one ingest batch, in delivered (on-disk) megabytes: a year of history
     # is loaded in delivery-date order, a batch at a time, so memory stays bounded.
     batch_mb: int = Field(256, ge=1, le=1_000_000)
-    # The same bound for files of a format with fewer rows per megabyte (JSON lines repeat
-    # every column name in every row), by format: csv, jsonl, parquet.
-    batch_mb_by_format: dict[str, int] = Field(default_factory=lambda: {"jsonl": 1280})
-
-    @field_validator("batch_mb_by_format")
-    @classmethod
-    def _known_formats(cls, v: dict[str, int]) -> dict[str, int]:
-        from c360.landing import FORMATS
-
-        unknown = sorted(set(v) - set(FORMATS.values()))
-        if unknown:
-            raise ValueError(f"unknown format {', '.join(unknown)}; the formats are "
-                             f"{', '.join(sorted(set(FORMATS.values())))}")
-        bad = sorted(k for k, mb in v.items() if not 1 <= mb <= 1_000_000)
-        if bad:
-            raise ValueError(f"{', '.join(bad)}: megabytes must be between 1 and 1000000")
-        return v
 
 
 class Silver(_Strict):

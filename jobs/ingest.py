@@ -24,7 +24,6 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
-from fractions import Fraction
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -101,28 +100,20 @@ def _plan(files: list[LandingFile], done: set[str], as_of: date | None):
     return to_read, unreadable, duplicates, skipped
 
 
-def plan_batches(files: list[LandingFile], max_bytes: int,
-                 max_bytes_by_format: dict[str, int] | None = None) -> list[list[LandingFile]]:
+def plan_batches(files: list[LandingFile], max_bytes: int) -> list[list[LandingFile]]:
     """``files`` in delivery-date order, cut into consecutive batches of at most ``max_bytes``
     (a bigger file is a batch of its own). Older deliveries are loaded first, so a batch
-    never holds data delivered after the next batch's. ``max_bytes_by_format``: another
-    bound for files of a format (``jsonl``: far fewer rows per byte than CSV); a file then
-    counts for its share of its own format's bound."""
-    bounds = max_bytes_by_format or {}
-
-    def share(f: LandingFile) -> Fraction:  # exact: a batch may fill its bound to the byte
-        return Fraction(f.size_bytes, bounds.get(f.fmt or "", max_bytes))
-
+    never holds data delivered after the next batch's."""
     ordered = sorted(files, key=lambda f: (f.delivery_date or date.min, f.path))
     batches: list[list[LandingFile]] = []
-    used = Fraction(0)
+    size = 0
     for f in ordered:
-        if batches and used + share(f) <= 1.0:
+        if batches and size + f.size_bytes <= max_bytes:
             batches[-1].append(f)
-            used += share(f)
+            size += f.size_bytes
         else:
             batches.append([f])
-            used = share(f)
+            size = f.size_bytes
     return batches
 
 
@@ -274,8 +265,7 @@ def run(spark: SparkSession, settings: Settings, as_of: date | None = None, sour
     for f in to_read:
         by_source.setdefault(f.source, []).append(f)
     batches = [(name, part) for name in names
-               for part in plan_batches(by_source.get(name, []), settings.ingest.batch_mb << 20,
-                                        {fmt: mb << 20 for fmt, mb in settings.ingest.batch_mb_by_format.items()})]
+               for part in plan_batches(by_source.get(name, []), settings.ingest.batch_mb << 20)]
     for i, (name, src_files) in enumerate(batches):
         if progress:
             mb = sum(f.size_bytes for f in src_files) / 1e6

@@ -265,25 +265,6 @@ def test_plan_batches_cuts_a_backlog_by_size_in_delivery_order():
     assert ingest.plan_batches([], 100) == []
 
 
-def test_plan_batches_bounds_each_format_by_its_own_size():
-    """JSON lines may fill a batch up to their own bound; a file counts for its share of its
-    format's bound, so mixed formats share one batch in proportion."""
-    from c360.landing import LandingFile
-
-    def f(day, size, fmt):
-        return LandingFile("events", f"/l/{day}/{size}.{fmt}", date.fromisoformat(day), fmt, size, f"{day}{size}")
-
-    files = [f("2026-06-01", 200, "jsonl"), f("2026-06-02", 200, "jsonl"), f("2026-06-03", 100, "jsonl"),
-             f("2026-06-04", 50, "csv"), f("2026-06-05", 60, "csv")]
-    batches = ingest.plan_batches(files, 100, {"jsonl": 500})
-    assert [[(x.delivery_date.day, x.size_bytes) for x in b] for b in batches] == [
-        [(1, 200), (2, 200), (3, 100)],  # the JSON bound, exactly
-        [(4, 50)],                       # half the CSV bound; with the next file 1.1 of it
-        [(5, 60)],
-    ]
-    assert ingest.plan_batches(files, 100) == [[x] for x in files[:3]] + [[files[3]], [files[4]]]
-
-
 def _txn_day(day: str, first: int, n: int, extra: list[str] = ()) -> str:
     lines = [TXN_HEADER] + [txn_line(f"T{i:06d}", amount=f"{i % 997}.25", ts=f"{day}T10:00:00",
                                      desc="x" * 40) for i in range(first, first + n)]

@@ -42,8 +42,6 @@ def test_local_then_environment_override(tmp_path):
     ("models: {prediction: {compiled: sometimes}}", "models.prediction.compiled"),
     ("models: {prediction: {cache: /tmp}}", "models.prediction.cache"),
     ("- a list", "mapping"),
-    ("ingest: {batch_mb_by_format: {xml: 100}}", "unknown format xml; the formats are csv, jsonl, parquet"),
-    ("ingest: {batch_mb_by_format: {jsonl: 0}}", "jsonl: megabytes must be between 1 and 1000000"),
 ])
 def test_invalid_configuration_fails_with_a_clear_message(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
