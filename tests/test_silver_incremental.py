@@ -454,3 +454,40 @@ def test_the_lagged_holdings_follow_the_cut_and_late_rows_and_stand_in_only_for_
     assert silver.refresh_holdings_lagged(spark, s) == 3  # every snapshot up to 2026-03-03
     assert _same(lagged().drop(silver.CUT), expected(date(2026, 3, 3)))
     assert {r["account_id"] for r in lagged().collect()} == {"A", "B"}
+
+
+@pytest.mark.xfail(strict=True, reason="known defect: silver rewrites only the partitions a chunk's rows fall in, "
+                                       "so a key whose event time moved to another day keeps its old row too")
+def test_a_corrected_event_time_moves_the_row_to_its_new_partition(lakes, spark, tmp_path):
+    """A re-delivered transaction whose txn_ts moved to another day is in silver once, in
+    the new day's partition: the old day's partition loses it (and its day summary)."""
+    import csv
+    import io
+    import shutil
+
+    from conftest import write_landing
+
+    daily, *_ = lakes
+    s = daily.with_paths(landing=tmp_path / "landing", lake=tmp_path / "lake")
+    shutil.copytree(daily.lake, s.lake)
+    shutil.copytree(daily.landing, s.landing)
+    before = _table(spark, s, "transactions")
+    row = before.where(F.col("partition_date") == F.lit(str(AS_OF - timedelta(days=1))).cast("date")) \
+        .orderBy("txn_id").first()
+    cols = SOURCES["transactions"].column_names
+    bronze = lake.read(spark, lake.table_path(s.lake, "bronze", "transactions")).where(F.col("txn_id") == row.txn_id)
+    values = bronze.select(*[F.col(c).cast("string") for c in cols]).first().asDict()
+    values["txn_ts"] = f"{AS_OF - timedelta(days=4)}T12:00:00"
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(cols)
+    w.writerow(["" if values[c] is None else values[c] for c in cols])
+    write_landing(s.landing, "transactions", str(AS_OF), "correction.csv", out.getvalue())
+    ingest.run(spark, s, as_of=AS_OF)
+    result = _silver(spark, s)
+    after = _table(spark, s, "transactions")
+    assert row.partition_date == AS_OF - timedelta(days=1)
+    assert [r.partition_date for r in after.where(F.col("txn_id") == row.txn_id).collect()] == \
+        [AS_OF - timedelta(days=4)]
+    assert after.count() == before.count()
+    assert str(AS_OF - timedelta(days=1)) in result["partitions"]["transactions"]
