@@ -88,11 +88,8 @@ def run(spark: SparkSession, settings: Settings, progress=None) -> dict[str, dic
                 partitions[DAILY] = refresh_transactions_daily(spark, settings, rebuild=rebuilt)
                 rows[DAILY] = lake.row_count(lake.table_path(settings.lake, "silver", DAILY)) or 0
             elif name == "holdings":
-                if rebuilt:
-                    changed[LATEST], changed[LAGGED] = rebuild_holdings_derived(spark, settings)
-                else:
-                    changed[LATEST] = refresh_holdings_latest(spark, settings)
-                    changed[LAGGED] = refresh_holdings_lagged(spark, settings)
+                changed[LATEST] = refresh_holdings_latest(spark, settings, rebuild=rebuilt)
+                changed[LAGGED] = refresh_holdings_lagged(spark, settings, rebuild=rebuilt)
                 for derived in (LATEST, LAGGED):
                     rows[derived] = lake.row_count(lake.table_path(settings.lake, "silver", derived)) or 0
         rows[name] = lake.row_count(out) or 0
@@ -316,37 +313,6 @@ def refresh_holdings_lagged(spark: SparkSession, settings: Settings, rebuild: bo
     return _refresh_latest(spark, settings, LAGGED, newest - timedelta(days=BALANCE_LAG_DAYS), rebuild)
 
 
-def rebuild_holdings_derived(spark: SparkSession, settings: Settings) -> tuple[int, int]:
-    """Build ``silver/holdings_latest`` and ``silver/holdings_lagged`` from scratch (after
-    silver holdings was), the lagged table first: the latest snapshot per account is then
-    taken over the lagged rows and the snapshots after their cut only, a quarter of a
-    year's snapshots, instead of every snapshot once more. Gives the tables and watermarks of
-    :func:`refresh_holdings_latest` and :func:`refresh_holdings_lagged` with ``rebuild``.
-    Returns the holdings rows read for each (latest, lagged)."""
-    src = lake.table_path(settings.lake, "silver", "holdings")
-    if not lake.exists(src):
-        return 0, 0
-    holdings = lake.read(spark, src)
-    # read before the rows: a load after it is picked up by the next run
-    bounds = holdings.agg(F.max("snapshot_date").alias("d"), F.max("_ingested_at").alias("t")).first()
-    if bounds["d"] is None:  # no snapshot dates: nothing to cut at
-        return (refresh_holdings_latest(spark, settings, rebuild=True),
-                refresh_holdings_lagged(spark, settings, rebuild=True))
-    cut = bounds["d"] - timedelta(days=BALANCE_LAG_DAYS)
-    n_lagged = _refresh_latest(spark, settings, LAGGED, cut, rebuild=True)
-    out = lake.table_path(settings.lake, "silver", LATEST)
-    mark = f"silver/{LATEST}"
-    if lake.exists(out):
-        ops.save_derived_watermark(spark, settings.lake, mark, None)  # until the rebuild completes
-    # snapshot dates after the cut lie in partitions from the cut's month on (day or month);
-    # snapshot_date is part of the holdings key, never null in silver
-    after = holdings.where((F.col(PARTITION) >= F.trunc(F.lit(cut), "month")) & (F.col("snapshot_date") > F.lit(cut)))
-    lagged = lake.read(spark, lake.table_path(settings.lake, "silver", LAGGED)).drop(CUT)
-    lake.overwrite(latest_snapshots(lagged.unionByName(after)), out)
-    ops.save_derived_watermark(spark, settings.lake, mark, bounds["t"])
-    return n_lagged + after.count(), n_lagged
-
-
 def _refresh_latest(spark: SparkSession, settings: Settings, name: str, cut: date | None, rebuild: bool) -> int:
     """Latest snapshot per account into ``silver/<name>``, of every snapshot (``cut`` None) or
     of those on or before ``cut`` (stored in column :data:`CUT`); see the two callers."""
@@ -376,11 +342,9 @@ def _refresh_latest(spark: SparkSession, settings: Settings, name: str, cut: dat
     # them by date): its watermark may move to the source's latest load, read before the rows.
     newest_load = None if cut is None else \
         lake.read(spark, src).agg(F.max("_ingested_at").alias("m")).first()["m"]
-    # bounded: one row per partition
-    found = changed.groupBy(PARTITION).agg(F.count(F.lit(1)).alias("n"), F.max("_ingested_at").alias("through")) \
-        .collect()
-    through = max((t for t in [since, newest_load, *(r["through"] for r in found)] if t is not None), default=None)
-    if since is not None and not found and previous_cut == cut:
+    found = changed.agg(F.count(F.lit(1)).alias("n"), F.max("_ingested_at").alias("through")).first()
+    through = max((t for t in [since, newest_load, found["through"]] if t is not None), default=None)
+    if since is not None and not found["n"] and previous_cut == cut:
         if through is not None and through > since:
             ops.save_derived_watermark(spark, settings.lake, mark, through)
         return 0
@@ -396,7 +360,7 @@ def _refresh_latest(spark: SparkSession, settings: Settings, name: str, cut: dat
     else:  # the result reads the table it replaces: staged first
         lake.overwrite_staged(result, out, lake.table_path(settings.lake, "silver", f"_staging/{name}"))
     ops.save_derived_watermark(spark, settings.lake, mark, through)
-    return sum(int(r["n"]) for r in found)
+    return int(found["n"])
 
 
 def is_current(spark: SparkSession, settings: Settings, derived: str) -> bool:
@@ -498,9 +462,9 @@ def _apply(spark: SparkSession, settings: Settings, source: Source, new: DataFra
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _enrich(spark: SparkSession, settings: Settings, name: str, staged: DataFrame, existing: str | None,
+def _enrich(spark: SparkSession, settings: Settings, name: str, rows: DataFrame, existing: str | None,
             dates: list[str], context_path: str) -> DataFrame:
-    """Source-specific silver columns for the changed rows (attribution, sentiment).
+    """Source-specific silver columns for the changed ``rows`` (attribution, sentiment).
     Rows read from ``existing`` (events: the logins before the changed days) are staged at
     ``context_path`` first, as the result replaces partitions of that table."""
     if name == "events":
@@ -512,10 +476,10 @@ def _enrich(spark: SparkSession, settings: Settings, name: str, staged: DataFram
                 (F.col(PARTITION) >= F.lit(first).cast("date")) & (F.col(PARTITION) <= F.lit(dates[-1]).cast("date"))
                 & (F.col("attributed_by") == "login")).select(*LOGIN_COLUMNS), context_path)
             context = lake.read(spark, context_path)
-        return attribute_events(staged, context=context, device_lookback_days=settings.silver.device_lookback_days)
+        return attribute_events(rows, context=context, device_lookback_days=settings.silver.device_lookback_days)
     if name == "feedback":
-        return sentiment_columns(staged, "comment")
-    return staged
+        return sentiment_columns(rows, "comment")
+    return rows
 
 
 __all__ = ["run"]
