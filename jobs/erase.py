@@ -78,7 +78,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from c360 import lake, lock, ops
+from c360 import csvsafe, lake, lock, ops
 from c360.settings import Settings
 from jobs.export import sha256
 
@@ -298,7 +298,8 @@ def export_folders(root: Path) -> list[Path]:
 
 def _filter_csv(path: Path, customer_id: str, out: Path | None) -> tuple[int, int]:
     """Rows of the customer and rows kept; with ``out``, the kept rows are written there
-    with the export's own CSV dialect (so the other rows' bytes are unchanged)."""
+    in the export's own format (:mod:`c360.csvsafe`: the cells as read, quoted as the
+    export quotes them, a lone CR included), so the other rows' bytes are unchanged."""
     removed = kept = 0
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.reader(f)
@@ -306,21 +307,20 @@ def _filter_csv(path: Path, customer_id: str, out: Path | None) -> tuple[int, in
         if not header or "customer_id" not in header:
             return 0, 0
         i = header.index("customer_id")
-        w = None
+        g = None
         if out is not None:
             g = open(out, "w", encoding="utf-8", newline="")
-            w = csv.writer(g, lineterminator="\n")
-            w.writerow(header)
+            g.write(csvsafe.line(header))
         try:
             for row in reader:
                 if len(row) > i and row[i] == customer_id:
                     removed += 1
                 else:
                     kept += 1
-                    if w is not None:
-                        w.writerow(row)
+                    if g is not None:
+                        g.write(csvsafe.line(row))
         finally:
-            if w is not None:
+            if g is not None:
                 g.close()
     return removed, kept
 

@@ -20,6 +20,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from c360 import csvsafe
 from c360.settings import Settings
 from features.candidates import attrition_label, month_end_snapshots
 from models import registry, training
@@ -164,7 +165,7 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
             "baseline_auc": 0.5, **{f"binary_{k}": v for k, v in conf.params.as_kwargs().items()},
         }
         def artifacts(d: Path) -> None:
-            table.to_csv(d / "calibration.csv", index=False)
+            csvsafe.write_frame(table, d / "calibration.csv")
             reliability_chart(table, d / "reliability.png",
                               f"attrition risk, OOT {oot}: AUC {oot_auc or float('nan'):.3f}, ECE {ece:.3f}")
             h = training.html_table

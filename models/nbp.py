@@ -32,7 +32,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from c360 import lake
+from c360 import csvsafe, lake
 from c360.settings import Settings
 from features.candidates import (adoptions, candidates, held_products, label, month_end_snapshots, pair_inputs,
                                  product_signals, with_profile)
@@ -344,7 +344,7 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
             **{f"{winner}_{k}": v for k, v in (conf.ranker if winner == "ranker" else conf.binary).as_kwargs().items()},
         }
         def artifacts(d: Path) -> None:
-            products.to_csv(d / "per_product.csv", index=False)
+            csvsafe.write_frame(products, d / "per_product.csv")
             (d / "evaluation_report.html").write_text(
                 _report(as_of, winner, by_kind, base, grouping, champion, champion_map, products, description),
                 encoding="utf-8")

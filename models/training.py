@@ -34,7 +34,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from c360 import lake
+from c360 import csvsafe, lake
 from c360.settings import ConfigError, LgbmParams, Models, Sampling, Settings
 from models.frame import FeatureSpec, fit_spec, prepare
 
@@ -479,7 +479,7 @@ def log_training_run(settings, experiment: str, run_name: str, tags: dict, param
                 d = Path(tmp)
                 log_json(description, d / "training_set.json")
                 (d / registry.SPEC_ARTIFACT).write_text(spec.to_json(), encoding="utf-8")
-                importance_table(booster).to_csv(d / "feature_importance.csv", index=False)
+                csvsafe.write_frame(importance_table(booster), d / "feature_importance.csv")
                 importance_chart(booster, d / "feature_importance.png", f"{title}: feature importance")
                 write_artifacts(d)
                 for f in sorted(d.iterdir()):

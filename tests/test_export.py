@@ -202,9 +202,11 @@ def test_export_refuses_a_date_that_was_not_scored(spark, exported):
         export.run(spark, exported["settings"], date(2026, 7, 31))
 
 
-def test_csv_sink_writes_what_the_csv_module_writes(tmp_path):
-    """The vectorised CSV writer gives the bytes of csv.writer (which jobs.erase uses to
-    rewrite exports): quoting only when needed, doubled quotes, floats as repr, nulls empty."""
+def test_csv_sink_quotes_and_neutralises_text_only(tmp_path):
+    """The vectorised CSV writer: text quoted when it holds a comma, a quote, LF or CR (a
+    lone CR too), quotes doubled; text a spreadsheet would run as a formula prefixed with
+    ``'``; numbers (negative ones too), dates and nulls as they are. Python's csv module
+    reads every row back whole."""
     import datetime as dt
 
     import pyarrow as pa
@@ -216,16 +218,122 @@ def test_csv_sink_writes_what_the_csv_module_writes(tmp_path):
     rows = [("C1", 1, 0.1, dt.date(2026, 7, 31), "您最近在手机银行多次浏览了该产品。"),
             ("C,2", None, 1.0, None, 'say "hi"'), (None, 3, 1e-05, dt.date(2026, 1, 1), "line\nbreak"),
             ("", -4, None, dt.date(2026, 1, 2), "cr\rx"), ("x y", 5, -0.0, None, "a,b"),
-            ("C6", 6, 0.123456, dt.date(2026, 8, 1), "")]
+            ("C6", 6, 0.123456, dt.date(2026, 8, 1), ""), ("-7", -7, -0.5, None, "=1+1"),
+            ("C8", 8, -1e-05, None, " @x")]
     table = pa.Table.from_pylist([dict(zip(schema.names, r)) for r in rows], schema=schema)
     sink = _CsvSink(tmp_path / "x.csv", schema)
     sink.write(table.slice(0, 2))
     sink.write(table.slice(2, 0))
     sink.write(table.slice(2))
     sink.close()
-    expected = io.StringIO()
-    w = csv.writer(expected, lineterminator="\n")
-    w.writerow(schema.names)
-    w.writerows(rows)
-    assert (tmp_path / "x.csv").read_bytes() == expected.getvalue().encode("utf-8")
+    assert (tmp_path / "x.csv").read_bytes().decode("utf-8") == (
+        "id,rank,score,valid_until,text\n"
+        "C1,1,0.1,2026-07-31,您最近在手机银行多次浏览了该产品。\n"
+        '"C,2",,1.0,,"say ""hi"""\n'
+        ',3,1e-05,2026-01-01,"line\nbreak"\n'
+        ',-4,,2026-01-02,"cr\rx"\n'
+        'x y,5,-0.0,,"a,b"\n'
+        "C6,6,0.123456,2026-08-01,\n"
+        "'-7,-7,-0.5,,'=1+1\n"
+        "C8,8,-1e-05,,' @x\n")
+    with open(tmp_path / "x.csv", encoding="utf-8", newline="") as f:
+        back = list(csv.reader(f))
+    assert len(back) == len(rows) + 1 and back[4] == ["", "-4", "", "2026-01-02", "cr\rx"]
     assert sink.rows == len(rows)
+
+
+@pytest.mark.parametrize("value, cell", [
+    ('=HYPERLINK("http://x","click")', "'=HYPERLINK(\"http://x\",\"click\")"), ("+1", "'+1"), ("-2+3", "'-2+3"),
+    ("@SUM(A1)", "'@SUM(A1)"), ("\tX", "'\tX"), ("\rX", "'\rX"), ("  =1+1", "'  =1+1"), ("\n-1", "'\n-1"),
+    ("a\rb", "a\rb"), ("a=b", "a=b"), ("1-2", "1-2"), ("'=x", "'=x"), ("", ""), (" x", " x"), ("智能活期宝", "智能活期宝"),
+])
+def test_neutralise_text_cells(value, cell):
+    import pyarrow as pa
+
+    from c360 import csvsafe
+
+    assert csvsafe.neutralise(value) == cell
+    assert csvsafe.neutralise(cell) == cell  # twice is once
+    assert csvsafe.text_cells(pa.array([value])).to_pylist() == [csvsafe.quote(cell)]
+
+
+HOSTILE_NAMES = {"P1": '=HYPERLINK("http://x","click")', "P2": "+1", "P3": "-2+3", "P4": "@SUM(A1)", "P5": "\tX",
+                 "P6": "a\rb", "=P7": " =cmd|' /C calc'!A0"}
+
+
+def test_hostile_product_names_reach_the_csv_as_text(settings, spark, tmp_path):
+    """Product names (and a product code) delivered by the bank that a spreadsheet would run
+    as formulas, or that hold a lone CR, end up in the CRM CSV as text cells with a leading
+    ``'``; the file reads back with the Parquet copy's row count (no row split), the
+    numbers (a negative score) stay numbers, and the Parquet copy keeps the raw values."""
+    s = settings.with_paths(landing=tmp_path / "landing", lake=tmp_path / "lake")
+    d = D2
+    lake.write_partition(spark.createDataFrame([("C1", d, True, 40, "R3")], "customer_id string, as_of_date date, "
+                                               "marketing_consent boolean, age bigint, risk_tolerance string"),
+                         lake.table_path(s.lake, "gold", "customer_360"), "as_of_date", export.partition(d))
+    codes = sorted(HOSTILE_NAMES)
+    recs = [("C1", d, rank, code, 0.5 - rank / 10, "理由", "-reason, \r", "3") for rank, code in enumerate(codes, 1)]
+    df = spark.createDataFrame(recs, "customer_id string, as_of_date date, rank int, product_code string, "
+                                     "score double, reason_text_zh string, reason_text_en string, model_version string") \
+        .withColumn("reason_codes", F.array(F.lit("views_product_90d")))
+    lake.write_partition(df, lake.table_path(s.lake, "gold", "recommendations"), "as_of_date", export.partition(d),
+                         schema=RECOMMENDATIONS_SCHEMA)
+    lake.overwrite(spark.createDataFrame([(c, n, "fund", "R1", 18, 80, True) for c, n in HOSTILE_NAMES.items()],
+                                         "product_code string, product_name string, family string, "
+                                         "risk_level string, min_age int, max_age int, active boolean"),
+                   lake.table_path(s.lake, "silver", "product_catalog"))
+    m = export.run(spark, s, d, run_id="hostile")
+    folder = export.export_root(s) / d.isoformat()
+    parquet = pq.read_table(folder / "recommendations.parquet")
+    rows = read_csv(folder / "recommendations.csv")
+    assert len(rows) == parquet.num_rows == m["rows"] == len(HOSTILE_NAMES)
+    raw = dict(zip(parquet.column("product_code").to_pylist(), parquet.column("product_name").to_pylist()))
+    assert raw == HOSTILE_NAMES  # the system copy keeps what was delivered
+    got = {r["product_code"]: r["product_name"] for r in rows}
+    assert got == {("'" + c if c.startswith("=") else c): ("'" + n if n != "a\rb" else n)
+                   for c, n in HOSTILE_NAMES.items()}
+    assert {r["reason_text_en"] for r in rows} == {"'-reason, \r"}
+    assert [float(r["score"]) for r in rows] == pytest.approx([0.5 - k / 10 for k in range(1, 8)])
+    assert rows[-1]["score"] == "-0.2"  # a negative number stays a number
+    changes = read_csv(folder / "changes.csv")
+    assert len(changes) == len(HOSTILE_NAMES) and "'=P7" in {r["product_code"] for r in changes}
+    numbers = {"rank", "score", "previous_rank", "previous_score"}
+    for name in ("recommendations.csv", "changes.csv"):
+        for row in read_csv(folder / name):
+            text = [v for k, v in row.items() if k not in numbers]
+            assert not [v for v in text if v.lstrip(" \n")[:1] in ("=", "+", "-", "@", "\t", "\r")], row
+
+
+def test_erasure_rewrite_keeps_the_export_format(tmp_path):
+    """jobs.erase rewrites an undelivered export's CSV without a customer: the other rows keep
+    their bytes (neutralised cells, a quoted lone CR) and read back whole."""
+    import pyarrow as pa
+
+    from jobs.erase import _filter_csv
+    from jobs.export import _CsvSink
+
+    schema = pa.schema([("customer_id", pa.string()), ("product_name", pa.string()), ("score", pa.float64())])
+    rows = [("C1", "a\rb", -0.5), ("C2", "=1+1", 0.25), ("C3", "x,y", 1.0)]
+    sink = _CsvSink(tmp_path / "in.csv", schema)
+    sink.write(pa.Table.from_pylist([dict(zip(schema.names, r)) for r in rows], schema=schema))
+    sink.close()
+    assert _filter_csv(tmp_path / "in.csv", "C2", tmp_path / "out.csv") == (1, 2)
+    before = (tmp_path / "in.csv").read_bytes().decode("utf-8")
+    assert (tmp_path / "out.csv").read_bytes().decode("utf-8") == before.replace("C2,'=1+1,0.25\n", "")
+    assert read_csv(tmp_path / "out.csv") == [{"customer_id": "C1", "product_name": "a\rb", "score": "-0.5"},
+                                              {"customer_id": "C3", "product_name": "x,y", "score": "1.0"}]
+
+
+def test_csv_artifacts_of_training_are_safe(tmp_path):
+    """MLflow CSV artifacts (per-product metrics keyed by delivered product codes, feature
+    importance, calibration) go through the same writer."""
+    import pandas as pd
+
+    from c360 import csvsafe
+
+    frame = pd.DataFrame({"product_code": ["=P1", "a\rb", None, "SV"], "auc": [0.5, -0.25, float("nan"), 1.0],
+                          "n": [1, -2, 3, 4]})
+    csvsafe.write_frame(frame, tmp_path / "per_product.csv")
+    assert (tmp_path / "per_product.csv").read_bytes().decode("utf-8") == (
+        "product_code,auc,n\n'=P1,0.5,1\n\"a\rb\",-0.25,-2\n,,3\nSV,1.0,4\n")
+    assert len(read_csv(tmp_path / "per_product.csv")) == 4
