@@ -17,13 +17,15 @@ as_of is skipped and listed with the reason, as is a comparison without a previo
 
 Every result goes to the Delta table ``ops/dq_results`` (MERGE on run_id, suite,
 expectation, column: a re-run of the same run replaces its rows), and the Data Docs site is
-updated under ``<lake>/reports/dq``. A failed ``critical`` expectation then raises
+updated under ``<lake>/reports/dq``; the pages show delivered values (example unexpected
+values, observed values) as escaped text (:func:`html_escaped`), never as markup. A failed ``critical`` expectation then raises
 :class:`QualityGateFailed`, which stops the run; failed ``warning`` ones are only reported.
 """
 
 from __future__ import annotations
 
 import copy
+import html
 import json
 import logging
 import math
@@ -513,7 +515,37 @@ def validate_table(ctx, ds, table: str, expectations: list, df, run_name: str, r
     result = cp.run(batch_parameters={"dataframe": df},
                     run_id=RunIdentifier(run_name=run_name, run_time=run_time))
     (vrid, vr), = result.run_results.items()
+    # What Data Docs render: the stored copy, with delivered values as HTML text.
+    ctx.validation_results_store.set(vrid, html_escaped(vr))
     return vr, vrid
+
+
+def _escape_values(value: Any) -> Any:
+    if isinstance(value, str):
+        return html.escape(value, quote=True)
+    if isinstance(value, dict):
+        return {k: _escape_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_escape_values(v) for v in value]
+    return value
+
+
+def html_escaped(vr):
+    """A copy of a suite validation result whose ``result`` values (observed values, example
+    unexpected values and rows) are HTML-escaped text.
+
+    GE's Data Docs put those values into table cells as they are (its ``.j2`` templates are
+    not auto-escaped; only string-template parameters are escaped), so a delivered value
+    such as ``<script>...</script>`` would run in the reader's browser. The copy is what
+    the GE validation store keeps and Data Docs render; ``ops/dq_results`` and the run's
+    messages take the values from the original, unchanged. Expectation arguments and
+    exception messages are left to GE, which escapes them (escaping them here too would
+    show ``&amp;lt;`` on the page)."""
+    out = copy.deepcopy(vr)
+    for r in out.results:
+        if r.result:
+            r.result = _escape_values(dict(r.result))
+    return out
 
 
 def _all_or_nothing(check: Check, exp) -> bool:

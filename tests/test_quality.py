@@ -318,6 +318,45 @@ def test_contract_violation_in_bronze_is_caught(spark, lake_copy):
         "bronze/transactions expect_column_values_to_be_in_set(channel): 1 unexpected")
 
 
+HOSTILE = ("<script>alert(1)</script>", "<img src=x onerror=alert(1)>")
+
+
+def test_data_docs_show_delivered_values_as_text(spark, lake_copy):
+    """Delivered values that look like HTML reach the Data Docs as escaped text: a channel
+    and a direction outside their enums (GE's example values, shown on the page) and a
+    repeated transaction id (the example rows of our own unexpected-rows expectations)
+    never become markup or script, in the pages or in the JSON they embed."""
+    s = lake_copy
+    path = lake.table_path(s.lake, "bronze", "transactions")
+    bad = lake.read(spark, path).where("txn_id = 'T3'").withColumn("txn_id", F.lit(HOSTILE[1])) \
+        .withColumn("channel", F.lit(HOSTILE[0])).withColumn("direction", F.lit(HOSTILE[1])) \
+        .withColumn("_ingested_at", F.current_timestamp())
+    lake.append(bad.unionByName(bad), path)
+    with pytest.raises(Exception) as excinfo:
+        validate(spark, s, "bronze", "hostile", ["bronze/transactions"])
+    msg = gate_error(excinfo)
+    assert "expect_column_values_to_be_unique(txn_id): 2 unexpected" in msg
+    assert "expect_column_values_to_be_in_set(channel): 2 unexpected" in msg
+    assert "expect_column_values_to_be_in_set(direction): 2 unexpected" in msg
+    # the lake keeps the delivered values as they are (ops/dq_results is for systems)
+    rows = {(r.expectation, r.column): json.loads(r.details) for r in
+            table(spark, s, "ops", "dq_results").where("run_id = 'hostile' AND NOT success").collect()}
+    assert rows["expect_column_values_to_be_unique", "txn_id"]["unexpected_rows"] == [{"txn_id": HOSTILE[1]}] * 2
+    assert rows["expect_column_values_to_be_in_set", "channel"]["partial_unexpected_list"] == [HOSTILE[0]] * 2
+    assert rows["expect_column_values_to_be_in_set", "direction"]["partial_unexpected_list"] == [HOSTILE[1]] * 2
+    docs = Path(s.lake) / "reports" / "dq"
+    pages = {p: p.read_text(encoding="utf-8") for p in docs.rglob("*") if p.is_file()
+             and p.suffix in (".html", ".json", ".js")}
+    hostile_pages = [p for p, text in pages.items() if "hostile" in str(p)]
+    assert hostile_pages, sorted(pages)
+    for p, text in pages.items():
+        for raw in ("<script>alert", "<img src=x", "onerror=alert(1)>"):
+            assert raw not in text, f"{p.relative_to(docs)} holds {raw!r} unescaped"
+    shown = "".join(pages[p] for p in hostile_pages)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in shown  # still shown, as text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in shown
+
+
 def test_row_checks_see_only_new_rows_and_cross_row_checks_the_whole_table(spark, lake_copy):
     """After a table passed, its row-level checks look at the rows ingested since; a bad
     row among those stops the run and keeps the watermark where it was. Uniqueness still
