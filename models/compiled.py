@@ -270,7 +270,9 @@ def warm(model_text: str, cache_dir: Path | str | None = None) -> bool:
 
 
 def predictor(model_text: str, use_compiled: bool, cache_dir: Path | str | None = None) -> Predictor:
-    """The compiled predictor when asked for and possible, else LightGBM's (one thread)."""
+    """The compiled predictor when asked for and possible, else LightGBM's (one thread): also,
+    with a warning, when the cache is refused or its entry does not match its record (a
+    worker does not repair the entry; :func:`warm` does)."""
     if use_compiled and available():
         try:
             return compiled(model_text, cache_dir)
