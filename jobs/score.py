@@ -84,7 +84,9 @@ def model_names(settings: Settings) -> tuple[str, str]:
 
 
 def champion_or_none(settings: Settings, name: str):
-    """(champion, None), or (None, why) when registered model ``name`` has no champion."""
+    """(champion, None), or (None, why) when registered model ``name`` has no usable champion:
+    none yet, or one :func:`models.registry.load_champion` refuses (not a LightGBM text model,
+    or not the model text whose hash was recorded at registration)."""
     from models.registry import NoChampionError, load_champion
 
     try:
@@ -343,8 +345,9 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> 
     nbp_name, attrition_name = model_names(settings)
     champion, why = champion_or_none(settings, nbp_name)
     if champion is None:
-        # A new installation scores nothing until the first model is promoted; the daily
-        # run still builds profiles and segments. Recorded in the run log, not an error.
+        # A new installation scores nothing until the first model is promoted (nor with a
+        # refused champion: the reason says why); the daily run still builds profiles and
+        # segments. Recorded in the run log, not an error.
         log.warning("score skipped: %s", why)
         return {"skipped": f"{why} (train a model: `c360 run --steps train` or the c360_train DAG)"}
 

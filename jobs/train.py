@@ -54,14 +54,19 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None,
 def compile_champion(settings: Settings, result: dict) -> bool:
     """Compile the champion that ``result`` (a trainer's) has just promoted into the cache the
     score step reads (:func:`models.compiled.warm`, same model text as the score step's);
-    False when nothing was promoted, compiled prediction is off, or compiling failed (the
-    score step then compiles or falls back to LightGBM itself)."""
+    False when nothing was promoted, compiled prediction is off, the champion is refused
+    (:class:`models.registry.ModelRefusedError`: logged, the score step skips it with the
+    reason) or compiling failed (the score step then compiles or falls back to LightGBM)."""
     prediction = settings.models.prediction
     if not result.get("promoted") or not prediction.compiled:
         return False
     from models import compiled
 
-    champion = registry.load_champion(settings, result["model"])
+    try:
+        champion = registry.load_champion(settings, result["model"])
+    except registry.ModelRefusedError as exc:
+        log.error("champion not compiled: %s", exc)
+        return False
     t = time.time()
     ok = compiled.warm(champion.booster.model_to_string(), prediction.cache_dir)
     log.info("champion %s v%s %s in %.1f s", result["model"], champion.version,

@@ -9,6 +9,17 @@
 - Scoring reads only ``champion`` through :func:`load_champion`: the LightGBM booster, the
   :class:`~models.frame.FeatureSpec` saved with it (``feature_spec.json``), its kind.
 
+Loading a model must not run code that whoever can write the tracking store put there
+(scoring runs as the account that reads the customers' data). So the champion is read only
+as LightGBM model text (``model.lgb`` of MLflow's ``lightgbm`` flavour for a ``Booster``),
+parsed by LightGBM, never through MLflow's loaders: any other model (a scikit-learn wrapper
+or a ``python_function`` model, which MLflow keeps as pickles) is refused
+(:class:`ModelRefusedError`, naming model and version), and inside :func:`mlflow_session`
+MLflow's own pickle loading is off (``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``). When a
+version is registered, the SHA-256 of its model text is recorded as the version's tag
+``model_sha256`` (:func:`hash_model_version`); :func:`load_champion` refuses a champion
+whose stored text no longer has that hash, or that has none.
+
 MLflow keeps the tracking URI in a process global *and* in ``os.environ``; every function
 here sets it only for its own duration (:func:`mlflow_session`) and restores both after, so
 two lakes in one process (tests) never mix.
@@ -16,6 +27,8 @@ two lakes in one process (tests) never mix.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import math
 import os
@@ -42,10 +55,19 @@ CHALLENGER = "challenger"
 SPEC_ARTIFACT = "feature_spec.json"
 KIND_TAG = "kind"           # model version tag: "ranker" | "binary"
 METRIC_TAG = "gate_metric"  # model version tag: the metric the gate compared
+MODEL_HASH_TAG = "model_sha256"  # model version tag: SHA-256 of its model text, recorded at registration
+MODEL_FILE = "model.lgb"    # the model text in MLflow's lightgbm flavour of a Booster
+BOOSTER_CLASS = "lightgbm.basic.Booster"
 
 
 class NoChampionError(LookupError):
     """The registered model has no ``champion`` version (or does not exist)."""
+
+
+class ModelRefusedError(NoChampionError):
+    """A version is not loaded: it is not a LightGBM text model (loading it would unpickle,
+    i.e. run, whatever the artifact holds), or its model text does not have the SHA-256
+    recorded when it was registered. For the score step the model has no usable champion."""
 
 
 @dataclass
@@ -57,6 +79,7 @@ class ChampionModel:
     run_id: str
     name: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
+    sha256: str = ""  # of the model text, as recorded at registration
 
 
 # ---------------------------------------------------------------------------- the gate
@@ -97,16 +120,21 @@ def artifact_root(settings: "Settings") -> str:
     return (Path(settings.lake).resolve() / "mlruns").as_uri()
 
 
+NO_PICKLE = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+
+
 @contextmanager
 def mlflow_session(settings: "Settings") -> Iterator["MlflowClient"]:
-    """Point MLflow (fluent API and a client) at this lake's tracking URI for the block."""
+    """Point MLflow (fluent API and a client) at this lake's tracking URI for the block, with
+    its pickle deserialisation off."""
     import mlflow
     from mlflow import MlflowClient
 
     uri = tracking_uri(settings)
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", NO_PICKLE)}
+    os.environ[NO_PICKLE] = "false"  # MLflow's loaders refuse pickled models (read per load)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
@@ -202,12 +230,75 @@ def apply_gate(settings: "Settings", name: str, version: str, metric: str, new_m
                           aliases(client, name))
 
 
+def _flavour_problem(mlmodel: Any) -> str | None:
+    """None when an ``MLmodel`` document describes a LightGBM Booster saved as model text
+    (flavours ``lightgbm`` and MLflow's own ``python_function`` for it, nothing else), else why not."""
+    flavours = mlmodel.get("flavors") if isinstance(mlmodel, dict) else None
+    flavours = flavours if isinstance(flavours, dict) else {}
+    lgb = flavours.get("lightgbm")
+    if not isinstance(lgb, dict):
+        return f"no LightGBM flavour (flavours: {', '.join(map(str, flavours)) or 'none'})"
+    if lgb.get("model_class") != BOOSTER_CLASS:
+        return (f"its lightgbm flavour holds a {lgb.get('model_class')} ({lgb.get('serialization_format')}), "
+                "which loading would unpickle; only Booster model text is loaded")
+    if lgb.get("data") != MODEL_FILE or lgb.get("code"):
+        return f"its lightgbm flavour reads {lgb.get('data')!r} (code {lgb.get('code')!r}), not {MODEL_FILE!r} alone"
+    others = sorted(map(str, set(flavours) - {"lightgbm", "python_function"}))
+    pyfunc = flavours.get("python_function", {})
+    if others or not isinstance(pyfunc, dict) or (pyfunc and (
+            pyfunc.get("loader_module") != "mlflow.lightgbm" or pyfunc.get("code") or "python_model" in pyfunc)):
+        return f"other flavours or a python_function that is not LightGBM's own ({', '.join(others) or 'pyfunc'})"
+    return None
+
+
+def _model_text(client: "MlflowClient", name: str, version: str) -> bytes:
+    """The stored model text of a version, after :func:`_flavour_problem` accepted its ``MLmodel``
+    (read as plain YAML); :class:`ModelRefusedError` otherwise. Nothing is unpickled."""
+    import yaml
+    from mlflow.artifacts import download_artifacts
+
+    uri = client.get_model_version_download_uri(name, version)
+    with tempfile.TemporaryDirectory() as tmp:
+        mlmodel = Path(download_artifacts(artifact_uri=f"{uri}/MLmodel", dst_path=tmp))
+        try:
+            problem = _flavour_problem(yaml.safe_load(mlmodel.read_text(encoding="utf-8")))
+        except (UnicodeDecodeError, yaml.YAMLError) as exc:
+            problem = f"its MLmodel file cannot be read ({type(exc).__name__})"
+        if problem:
+            raise ModelRefusedError(f"model {name} version {version}: refused, not a LightGBM text model: {problem}")
+        return Path(download_artifacts(artifact_uri=f"{uri}/{MODEL_FILE}", dst_path=tmp)).read_bytes()
+
+
+def hash_model_version(client: "MlflowClient", name: str, version: str, expected_text: str | None = None) -> str:
+    """Record the SHA-256 of the stored model text of ``version`` as its tag ``model_sha256``
+    and return it. With ``expected_text`` (the booster just logged) the stored text must be
+    exactly that text; :class:`ModelRefusedError` otherwise, or when the version is not a
+    LightGBM text model."""
+    data = _model_text(client, name, str(version))
+    if expected_text is not None and data != expected_text.encode("utf-8"):
+        raise ModelRefusedError(f"model {name} version {version}: refused, its stored {MODEL_FILE} is not the "
+                                "model that was logged")
+    digest = hashlib.sha256(data).hexdigest()
+    client.set_model_version_tag(name, str(version), MODEL_HASH_TAG, digest)
+    return digest
+
+
+def record_model_hash(settings: "Settings", name: str, version: str) -> str:
+    """:func:`hash_model_version` for a version registered without a hash (by hand, or before
+    hashes were recorded): whoever runs it vouches for the stored model text."""
+    with mlflow_session(settings) as client:
+        return hash_model_version(client, name, version)
+
+
 def load_champion(settings: "Settings", name: str) -> ChampionModel:
     """The ``champion`` version of registered model ``name``: booster, feature spec, kind.
 
-    Raises :class:`NoChampionError` (naming the model) when there is none.
+    The booster is parsed by LightGBM from the version's model text, whose SHA-256 must be
+    the one recorded at registration. Raises :class:`NoChampionError` (naming the model)
+    when there is none, :class:`ModelRefusedError` (naming model and version, and why) when
+    it is not a LightGBM text model, has no recorded hash or no longer matches it.
     """
-    import mlflow
+    import lightgbm as lgb
 
     with mlflow_session(settings) as client:
         mv = _version_by_alias(client, name, CHAMPION)
@@ -215,16 +306,29 @@ def load_champion(settings: "Settings", name: str) -> ChampionModel:
             raise NoChampionError(
                 f"registered model {name!r} has no '{CHAMPION}' version in {tracking_uri(settings)}: "
                 "run the train step first (or check that a trained version passed the promotion gate)")
-        booster = mlflow.lightgbm.load_model(f"models:/{name}/{mv.version}")
-        if not hasattr(booster, "model_to_string"):  # a scikit-learn wrapper was logged
-            booster = booster.booster_
+        version = str(mv.version)
+        data = _model_text(client, name, version)
+        digest, recorded = hashlib.sha256(data).hexdigest(), (mv.tags or {}).get(MODEL_HASH_TAG)
+        if not recorded:
+            raise ModelRefusedError(
+                f"model {name} version {version}: refused, it has no {MODEL_HASH_TAG} tag (the hash of its {MODEL_FILE} "
+                "recorded at registration): retrain, or check it and run models.registry.record_model_hash")
+        if not hmac.compare_digest(digest, str(recorded)):
+            raise ModelRefusedError(
+                f"model {name} version {version}: refused, the SHA-256 of its {MODEL_FILE} ({digest[:12]}...) is "
+                f"not the one recorded at registration ({str(recorded)[:12]}...): the artifact was changed")
+        try:
+            booster = lgb.Booster(model_str=data.decode("utf-8"))
+        except (UnicodeDecodeError, lgb.basic.LightGBMError) as exc:
+            raise ModelRefusedError(f"model {name} version {version}: refused, LightGBM cannot read its "
+                                    f"{MODEL_FILE} ({type(exc).__name__}: {str(exc)[:100]})") from exc
         with tempfile.TemporaryDirectory() as tmp:
             path = client.download_artifacts(mv.run_id, SPEC_ARTIFACT, tmp)
             spec = FeatureSpec.from_json(Path(path).read_text(encoding="utf-8"))
         run = client.get_run(mv.run_id)
         kind = (mv.tags or {}).get(KIND_TAG) or run.data.params.get("model_kind") or "binary"
-        return ChampionModel(booster=booster, spec=spec, version=str(mv.version), kind=kind, run_id=mv.run_id,
-                             name=name, metrics=dict(run.data.metrics))
+        return ChampionModel(booster=booster, spec=spec, version=version, kind=kind, run_id=mv.run_id,
+                             name=name, metrics=dict(run.data.metrics), sha256=digest)
 
 
 def champion_or_none(settings: "Settings", name: str) -> ChampionModel | None:
@@ -232,6 +336,9 @@ def champion_or_none(settings: "Settings", name: str) -> ChampionModel | None:
     gate falls back to the metric the champion's own run logged)."""
     try:
         return load_champion(settings, name)
+    except ModelRefusedError as exc:
+        log.warning("champion of %s is not re-evaluated: %s", name, exc)
+        return None
     except NoChampionError:
         return None
     except Exception as exc:  # noqa: BLE001 - a broken champion must not block training
@@ -252,6 +359,7 @@ def describe(settings: "Settings", name: str) -> dict[str, Any]:
     return {"aliases": al, "latest_version": None if latest is None else str(latest)}
 
 
-__all__ = ["ChampionModel", "NoChampionError", "GateResult", "promote", "tracking_uri", "artifact_root",
+__all__ = ["ChampionModel", "NoChampionError", "ModelRefusedError", "GateResult", "promote", "hash_model_version",
+           "record_model_hash", "tracking_uri", "artifact_root",
            "mlflow_session", "ensure_experiment", "apply_gate", "load_champion", "champion_or_none", "aliases",
            "describe"]

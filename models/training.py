@@ -433,10 +433,15 @@ def log_lightgbm_model(booster, X_example: pd.DataFrame, registered_name: str) -
     """Log the booster (signature + input example) and register it; returns the new version.
 
     The signature describes the prepared frame of :func:`models.frame.prepare` (categoricals
-    as strings); scoring applies ``prepare`` with the ``feature_spec.json`` of the run.
+    as strings); scoring applies ``prepare`` with the ``feature_spec.json`` of the run. The
+    booster (a ``lightgbm.Booster``: kept as model text, never pickled) is checked back from
+    the store and the SHA-256 of its text recorded on the version
+    (:func:`models.registry.hash_model_version`), which scoring verifies.
     """
     import mlflow
     from mlflow.models import infer_signature
+
+    from models import registry
 
     example = X_example.head(5).copy()
     for c in example.columns:
@@ -454,7 +459,9 @@ def log_lightgbm_model(booster, X_example: pd.DataFrame, registered_name: str) -
                                          pip_requirements=model_requirements())
     finally:
         mlog.setLevel(level)
-    return str(info.registered_model_version)
+    version = str(info.registered_model_version)
+    registry.hash_model_version(mlflow.MlflowClient(), registered_name, version, booster.model_to_string())
+    return version
 
 
 def log_training_run(settings, experiment: str, run_name: str, tags: dict, params: dict, metrics: dict,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -149,3 +150,127 @@ def test_first_attrition_version_needs_auc_above_half_plus_margin(registry_setti
     v2 = _log_version(lake_settings, "attrition_gate_test", 0.0, seed=6)
     g = apply_gate(lake_settings, "attrition_gate_test", v2, "auc", 0.58, 0.5, margin=0.05)
     assert g.promoted is True and g.aliases == {CHAMPION: "2"}
+
+
+# ---------------------------------------------------------------------------- only LightGBM text, as promoted
+
+def _model_dir(settings, name: str, version: str):
+    """The local folder holding the artifacts of a registered version (file store in the lake)."""
+    from urllib.parse import urlparse
+
+    from models.registry import mlflow_session
+
+    with mlflow_session(settings) as client:
+        uri = client.get_model_version_download_uri(name, version)
+    return Path(urlparse(uri).path)
+
+
+def _register_as_champion(settings, name: str, log) -> str:
+    """A run with the feature spec whose model ``log(registered_model_name)`` logs; champion."""
+    import mlflow
+
+    from models import registry
+
+    _, spec, _ = _tiny_model(1)
+    with mlflow_session(settings) as client:
+        exp = registry.ensure_experiment(client, settings, "c360-test")
+        with mlflow.start_run(experiment_id=exp):
+            mlflow.log_text(spec.to_json(), registry.SPEC_ARTIFACT)
+            version = str(log(name).registered_model_version)
+        client.set_registered_model_alias(name, CHAMPION, version)
+    return version
+
+
+def test_a_pickled_champion_is_refused_and_never_unpickled(registry_settings, no_env_uri, tmp_path):
+    import pickle
+
+    import lightgbm as lgb
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from jobs.score import champion_or_none
+    from models.registry import ModelRefusedError
+
+    _, _, X = _tiny_model(1)
+    y = (X["x"] > 0).astype(int)
+    wrapper = lgb.LGBMClassifier(n_estimators=3, num_leaves=4, min_child_samples=5, verbose=-1, n_jobs=1).fit(X, y)
+    name = "nbp_pickled_test"
+    version = _register_as_champion(registry_settings, name, lambda n: mlflow.lightgbm.log_model(
+        wrapper, name="model", registered_model_name=n, serialization_format="cloudpickle",
+        pip_requirements=["lightgbm"]))
+    # whoever can write the store swaps the pickle for one that runs code when it is loaded
+    marker = tmp_path / "code-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return eval, (f"__import__('pathlib').Path({str(marker)!r}).write_text('ran') "
+                          f"and __import__('pickle').loads({pickle.dumps(wrapper)!r})",)
+
+    (_model_dir(registry_settings, name, version) / "model.pkl").write_bytes(pickle.dumps(Payload()))
+
+    with pytest.raises(ModelRefusedError, match=rf"{name} version {version}.*lightgbm.sklearn.LGBMClassifier"):
+        load_champion(registry_settings, name)  # before: unpickled (the marker written), then used
+    assert not marker.exists()
+    # the score step skips that model with the reason (as without a champion), it does not fail
+    champion, why = champion_or_none(registry_settings, name)
+    assert champion is None and f"{name} version {version}" in why and "refused" in why
+    # and MLflow's own loaders refuse pickles inside a session of this project
+    with mlflow_session(registry_settings):
+        with pytest.raises(MlflowException, match="MLFLOW_ALLOW_PICKLE_DESERIALIZATION"):
+            mlflow.lightgbm.load_model(f"models:/{name}/{version}")
+    assert not marker.exists()
+
+    # a pyfunc model (a cloudpickled Python object): refused by name and version, not a crash
+    class Echo(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return model_input
+
+    name = "nbp_pyfunc_test"
+    version = _register_as_champion(registry_settings, name, lambda n: mlflow.pyfunc.log_model(
+        name="model", python_model=Echo(), registered_model_name=n, pip_requirements=["lightgbm"]))
+    with pytest.raises(ModelRefusedError, match=rf"{name} version {version}.*no LightGBM flavour"):
+        load_champion(registry_settings, name)  # before: an MlflowException the score step did not catch
+
+
+def test_the_champion_must_match_the_hash_recorded_when_it_was_registered(registry_settings, no_env_uri):
+    import hashlib
+    import re
+
+    import mlflow
+
+    from jobs.score import champion_or_none
+    from models.registry import MODEL_HASH_TAG, ModelRefusedError, record_model_hash
+
+    name = "nbp_tamper_test"
+    version = _log_version(registry_settings, name, 0.2, seed=7)
+    assert apply_gate(registry_settings, name, version, "map_at_7", 0.2, 0.1).promoted
+    stored = _model_dir(registry_settings, name, version) / "model.lgb"
+    text = stored.read_bytes()
+    with mlflow_session(registry_settings) as client:
+        tag = client.get_model_version(name, version).tags[MODEL_HASH_TAG]
+    assert tag == hashlib.sha256(text).hexdigest()  # recorded at registration
+    champ = load_champion(registry_settings, name)
+    assert champ.sha256 == tag and champ.booster.model_to_string().encode("utf-8") == text
+
+    # one leaf value changed in the stored artifact: a valid LightGBM model, another one
+    tampered = re.sub(rb"leaf_value=(\S+)", b"leaf_value=9.5", text, count=1)
+    assert tampered != text
+    stored.write_bytes(tampered)
+    with pytest.raises(ModelRefusedError, match=rf"{name} version {version}: .*SHA-256"):
+        load_champion(registry_settings, name)  # before: loaded and scored with
+    champion, why = champion_or_none(registry_settings, name)
+    assert champion is None and "SHA-256" in why
+    stored.write_bytes(text)
+    assert load_champion(registry_settings, name).version == version
+
+    # a version registered without a hash (by hand, or before hashes were recorded) is refused
+    # until someone who checked it records one
+    booster, _, _ = _tiny_model(8)
+    name = "nbp_unhashed_test"
+    version = _register_as_champion(registry_settings, name, lambda n: mlflow.lightgbm.log_model(
+        booster, name="model", registered_model_name=n, pip_requirements=["lightgbm"]))
+    with pytest.raises(ModelRefusedError, match=rf"{name} version {version}: .*no {MODEL_HASH_TAG} tag"):
+        load_champion(registry_settings, name)
+    assert record_model_hash(registry_settings, name, version) == hashlib.sha256(
+        booster.model_to_string().encode("utf-8")).hexdigest()
+    assert load_champion(registry_settings, name).booster.model_to_string() == booster.model_to_string()

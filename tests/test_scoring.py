@@ -130,11 +130,13 @@ def train_tiny(kind: str, seed: int = 7):
 
 def register_champion(settings, name: str, booster, spec: FeatureSpec, kind: str = "binary") -> str:
     """Log ``booster`` and ``feature_spec.json`` to the lake's MLflow (as the train step
-    does), register it as ``name`` and point the ``champion`` alias at it; the version."""
+    does), register it as ``name`` with the hash of its text and point the ``champion``
+    alias at it; the version."""
     import mlflow
     import mlflow.lightgbm
 
-    from models.registry import CHAMPION, KIND_TAG, SPEC_ARTIFACT, ensure_experiment, mlflow_session
+    from models.registry import (CHAMPION, KIND_TAG, SPEC_ARTIFACT, ensure_experiment, hash_model_version,
+                                 mlflow_session)
 
     with mlflow_session(settings) as client:
         with mlflow.start_run(experiment_id=ensure_experiment(client, settings, "test-scoring")):
@@ -143,6 +145,7 @@ def register_champion(settings, name: str, booster, spec: FeatureSpec, kind: str
                                              pip_requirements=["lightgbm"])
         version = str(info.registered_model_version)
         client.set_model_version_tag(name, version, KIND_TAG, kind)
+        hash_model_version(client, name, version, booster.model_to_string())
         client.set_registered_model_alias(name, CHAMPION, version)
     return version
 

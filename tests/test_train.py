@@ -302,7 +302,8 @@ def test_in_engine_scoring_matches_local_prediction(spark, tmp_path):
     planted = tmp_path / "planted"
     compiled.compiled(other.model_to_string(), planted)
     key, other_key = compiled.cache_key(booster.model_to_string()), compiled.cache_key(other.model_to_string())
-    shutil.move(planted / f"{other_key}.so", planted / f"{key}.so")
+    for ext in (".so", ".json"):  # the compiled file with its size and hash record
+        shutil.move(planted / f"{other_key}{ext}", planted / f"{key}{ext}")
     scored = training.score_in_engine(df, {"score": (booster.model_to_string(), spec)},
                                       ["customer_id", "product_code", "snapshot_date", "label"],
                                       Prediction(compiled=True, cache_dir=planted))
