@@ -1,7 +1,8 @@
 """Silver transforms: bronze rows in, clean, conformed and private rows out.
 
 - :func:`conform`: one row per key, canonical spellings, no bronze bookkeeping columns;
-- :func:`tokenise`: PII columns replaced by keyed HMAC tokens (computed in the engine);
+- :func:`tokenise`: PII columns replaced by keyed HMAC tokens (computed in the engine's Python
+  workers, which read the key: it is never in the query plan);
 - :func:`mask_free_text`: phone numbers, emails and national ids inside comments removed;
 - :func:`scd2`: the versions of a record as SCD type 2 history (valid_from/valid_to);
 - :func:`attribute_events`: anonymous digital events given to a customer through the
@@ -12,12 +13,13 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from c360.contract import Source, column_name
-from c360.privacy import hmac_pads
+from c360.privacy import KeyRef, hmac_hex
 from features.bronze import keep_latest
 from features.localtime import local_time
 
@@ -41,14 +43,35 @@ _EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 _NATIONAL_ID = r"(^|[^0-9])[0-9]{17}[0-9Xx]([^0-9]|$)"
 
 
-def hmac_token(value: Column, key: bytes) -> Column:
-    """HMAC-SHA256 of the UTF-8 text of ``value`` as 64 hex characters (null stays null)."""
-    ipad, opad = hmac_pads(key)
-    inner = F.sha2(F.concat(F.unhex(F.lit(ipad)), F.encode(value.cast("string"), "UTF-8")), 256)
-    return F.when(value.isNotNull(), F.sha2(F.concat(F.unhex(F.lit(opad)), F.unhex(inner)), 256))
+def _token_udf(ref: KeyRef):
+    """A pandas UDF: string -> HMAC-SHA256 hex under the key ``ref`` names.
+
+    Built per call, with a session active (under Spark Connect a UDF made without one is a
+    classic-Spark UDF). The function is pickled into the plan with ``ref`` alone (names and
+    a fingerprint); :func:`c360.privacy.hmac_hex` is pickled by reference and reads the key
+    in the worker, so the key and its HMAC pads never appear in a plan.
+    """
+    from pyspark.sql.functions import pandas_udf
+
+    def token(values: pd.Series) -> pd.Series:
+        return hmac_hex(values, ref)
+
+    return pandas_udf(token, "string")
 
 
-def tokenise(df: DataFrame, columns: list[str], key: bytes) -> DataFrame:
+def hmac_token(value: Column, key: KeyRef) -> Column:
+    """HMAC-SHA256 of the UTF-8 text of ``value`` as 64 hex characters (null stays null).
+
+    ``key`` names the key (:func:`c360.privacy.pii_key_ref`); the engine's Python workers
+    read it (see :mod:`c360.privacy`).
+    """
+    if not isinstance(key, KeyRef):
+        raise TypeError("hmac_token needs a c360.privacy.KeyRef (where the key is), not the key: "
+                        "a key would be written into the query plan")
+    return _token_udf(key)(value.cast("string"))
+
+
+def tokenise(df: DataFrame, columns: list[str], key: KeyRef) -> DataFrame:
     """Replace each PII column ``c`` by ``c_token`` (keyed HMAC); the raw column is dropped."""
     out = df
     for c in columns:
@@ -156,7 +179,7 @@ def scd2(versions: DataFrame, key: list[str], order_by: str, tracked: list[str])
         .drop("_sig", "_prev_sig")
 
 
-def customers_silver(versions: DataFrame, source: Source, key: bytes) -> DataFrame:
+def customers_silver(versions: DataFrame, source: Source, key: KeyRef) -> DataFrame:
     """The customer master as SCD2 history, PII tokenised, ``birth_month`` kept for age.
 
     Tracked attributes are every contract column except the key and ``updated_at``, and
@@ -170,7 +193,7 @@ def customers_silver(versions: DataFrame, source: Source, key: bytes) -> DataFra
     return tokenise(history, source.pii_columns, key)
 
 
-def customer_pii(versions: DataFrame, source: Source, key: bytes) -> DataFrame:
+def customer_pii(versions: DataFrame, source: Source, key: KeyRef) -> DataFrame:
     """The restricted table: current raw PII per customer, with its tokens for re-identification."""
     w = Window.partitionBy("customer_id").orderBy(F.col("updated_at").desc())
     current = versions.withColumn("_rn", F.row_number().over(w)).where("_rn = 1")

@@ -6,30 +6,93 @@ import hashlib
 import hmac
 from datetime import date, datetime
 
+import pytest
 from pyspark.sql import types as T
 
 from c360.contract import SOURCES
+from c360.privacy import KeyRef
 from features.bronze import ValidationRules, validate
-from features.silver import attribute_events, conform, customers_silver, hmac_token, mask_free_text, scd2, tokenise
+from features.silver import (attribute_events, conform, customer_pii, customers_silver, hmac_token, mask_free_text,
+                             scd2, tokenise)
 from helpers import customer, text_rows
 
 KEY = b"test-key-0123456789abcdef"
+KEY_ENV = "C360_TEST_SILVER_PII_KEY"
 RULES = ValidationRules()
 
 
-def test_hmac_token_matches_python_hmac(spark):
+@pytest.fixture
+def key(monkeypatch) -> KeyRef:
+    """KEY, where the token UDF finds it: an environment variable of this process (the
+    embedded engine's Python workers run here)."""
+    monkeypatch.setenv(KEY_ENV, KEY.decode())
+    return KeyRef.from_env(KEY_ENV)
+
+
+def test_hmac_token_matches_python_hmac(spark, key):
     df = spark.createDataFrame([("王小明",), ("13800138000",), (None,)], "v string")
-    got = [r[0] for r in df.select(hmac_token(df.v, KEY)).collect()]
+    got = [r[0] for r in df.select(hmac_token(df.v, key)).collect()]
     assert got[:2] == [hmac.new(KEY, v.encode(), hashlib.sha256).hexdigest() for v in ("王小明", "13800138000")]
     assert got[2] is None
 
 
-def test_tokenise_drops_raw_columns_and_is_deterministic(spark):
+def test_tokenise_drops_raw_columns_and_is_deterministic(spark, key):
     df = spark.createDataFrame([("C1", "a@b.cn"), ("C2", "a@b.cn")], "customer_id string, email string")
-    out = tokenise(df, ["email"], KEY)
+    out = tokenise(df, ["email"], key)
     assert out.columns == ["customer_id", "email_token"]
     a, b = [r.email_token for r in out.orderBy("customer_id").collect()]
     assert a == b and len(a) == 64 and "a@b.cn" not in a
+
+
+def _hmac_pads(key: bytes) -> tuple[bytes, bytes]:
+    """The inner and outer HMAC-SHA256 pads of ``key`` (RFC 2104)."""
+    k = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+    return bytes(b ^ 0x36 for b in k), bytes(b ^ 0x5C for b in k)
+
+
+def test_the_pii_key_is_in_no_query_plan(spark, monkeypatch, capsys):
+    """The plans of silver customers and restricted customer_pii (sent to the engine, shown
+    in its UI and logs) hold neither the key nor its HMAC pads, in any spelling; the tokens
+    are still the HMAC-SHA256 of each value under that key."""
+    import base64
+
+    secret = b"plan-secret-Kx9-0123456789-abcdefghij"
+    monkeypatch.setenv("C360_TEST_PLAN_PII_KEY", secret.decode())
+    ref = KeyRef.from_env("C360_TEST_PLAN_PII_KEY")
+    src = SOURCES["customers"]
+    versions = validate(text_rows(spark, "customers", [customer(phone="13800138000")]), src, RULES) \
+        .drop("_reason", "_raw", "_line", "_delivery_date")
+    ipad, opad = _hmac_pads(secret)
+    needles = {"key": secret, "key hex": secret.hex().encode(), "key base64": base64.b64encode(secret).rstrip(b"="),
+               "ipad": ipad, "opad": opad, "ipad hex": ipad.hex().encode(), "opad hex": opad.hex().encode(),
+               "ipad base64": base64.b64encode(ipad)[:40], "opad base64": base64.b64encode(opad)[:40]}
+    for name, df in (("silver", customers_silver(versions, src, ref)), ("restricted", customer_pii(versions, src, ref))):
+        proto = df._plan.to_proto(spark.client).SerializeToString()
+        df.explain(extended=True)
+        shown = capsys.readouterr().out.encode()
+        assert b"phone_token" in shown  # the engine's plan text was captured
+        for where, text in (("Spark Connect plan", proto), ("explain", shown), ("plan repr", repr(df._plan).encode())):
+            for needle_name, needle in needles.items():
+                for spelling in {needle, needle.upper(), needle.lower()}:
+                    assert spelling not in text, f"{name}: the {needle_name} is in the {where}"
+        phone_token = df.first()["phone_token"]
+        assert phone_token == hmac.new(secret, b"13800138000", hashlib.sha256).hexdigest()
+
+
+def test_tokens_need_a_key_reference_and_the_same_key_where_they_are_computed(spark, monkeypatch):
+    """A key given as bytes would go into the plan: refused. A worker whose key differs from
+    the one the job started with refuses to make tokens (they would not join the lake's)."""
+    df = spark.createDataFrame([("a",)], "v string")
+    with pytest.raises(TypeError, match="KeyRef"):
+        hmac_token(df.v, KEY)
+    monkeypatch.setenv("C360_TEST_MOVED_PII_KEY", "the-key-the-job-started-with")
+    ref = KeyRef.from_env("C360_TEST_MOVED_PII_KEY")
+    monkeypatch.setenv("C360_TEST_MOVED_PII_KEY", "another-key-on-the-workers")
+    with pytest.raises(Exception, match="differs from the one the job started with"):
+        df.select(hmac_token(df.v, ref)).collect()
+    monkeypatch.delenv("C360_TEST_MOVED_PII_KEY")
+    with pytest.raises(Exception, match=r"no PII key in \$C360_TEST_MOVED_PII_KEY where the tokens are computed"):
+        df.select(hmac_token(df.v, ref)).collect()
 
 
 def test_mask_free_text(spark):
@@ -78,13 +141,13 @@ def test_scd2_collapses_unchanged_versions(spark):
     ]
 
 
-def test_customers_silver_has_history_tokens_and_birth_month_only(spark):
+def test_customers_silver_has_history_tokens_and_birth_month_only(spark, key):
     src = SOURCES["customers"]
     versions = validate(text_rows(spark, "customers", [
         customer(risk_tolerance="R2", updated_at="2026-01-01T09:00:00"),
         customer(risk_tolerance="R4", updated_at="2026-03-01T09:00:00", _line=3),
     ]), src, RULES).drop("_reason", "_raw", "_line", "_delivery_date")
-    out = customers_silver(versions, src, KEY)
+    out = customers_silver(versions, src, key)
     for pii in src.pii_columns:
         assert pii not in out.columns and f"{pii}_token" in out.columns
     rows = out.orderBy("valid_from").collect()
