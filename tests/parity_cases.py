@@ -324,6 +324,13 @@ FREE_TEXTS = [
     # two numbers one separator apart: both masked (the mask runs twice)
     ("M14", "13812345678,13912345678"),
     ("M15", "a@b.co,c@d.org 110101199003077777 110101199003077778"),
+    # other spellings: separators between the digits, full-width digits and signs
+    ("M16", "请回电138.0013.8000或(138) 0013 8000"),
+    ("M17", "+86 (138) 0013-8000，0086 138 0013 8000"),
+    ("M18", "电话１３８００１３８０００，＋８６　１３８－００１３－８０００"),
+    ("M19", "id 1101 0119 9001 0112 3X, 110101.19900101.123ｘ"),
+    ("M20", "身份证１１０１０１１９９００１０１１２３Ｘ mail li.lei＠bank.cn"),
+    ("M21", "paid 2026-06-30 12:00, order 12345, card 6222 0212 3456 7890, 全角１２３４５"),
 ]
 
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import hmac
+import shutil
+import tempfile
+import unicodedata
 from datetime import date, datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 from pyspark.sql import types as T
 
 from c360.contract import SOURCES
@@ -19,6 +26,10 @@ from helpers import customer, text_rows
 KEY = b"test-key-0123456789abcdef"
 KEY_ENV = "C360_TEST_SILVER_PII_KEY"
 RULES = ValidationRules()
+# Nothing generated inside the repository: no example database, Hypothesis' home in /tmp.
+_HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="c360-hypothesis-")
+atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
+set_hypothesis_home_dir(_HYPOTHESIS_HOME)
 
 
 @pytest.fixture
@@ -105,6 +116,89 @@ def test_mask_free_text(spark):
     assert got == ["请回电[phone]，谢谢", "mail me at [email] please", "身份证[id]有问题", "order 12345 is fine",
                    "[phone],[phone]", "call [phone] or [phone]", "[id] [id]", "no numbers here, 谢谢", None,
                    "[email]"]
+
+
+def _full_width(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else "\u3000" if c == " " else c for c in text)
+
+
+SPELLINGS = [  # (text, masked)
+    ("请回电138.0013.8000谢谢", "请回电[phone]谢谢"),
+    ("call (138) 0013 8000 now", "call [phone] now"),
+    ("call +86 138-0013-8000.", "call [phone]."),
+    ("电话：+86 (138) 0013-8000", "电话：[phone]"),
+    ("电话１３８００１３８０００", "电话[phone]"),
+    ("电话" + _full_width("+86 138-0013-8000") + "，谢谢", "电话[phone]，谢谢"),
+    ("0086 138 0013 8000", "[phone]"),
+    ("tel 138\u30000013\u30008000", "tel [phone]"),
+    ("id 1101 0119 9001 0112 3X ok", "id [id] ok"),
+    ("身份证110101.19900101.123x", "身份证[id]"),
+    ("身份证" + _full_width("11010119900101123X"), "身份证[id]"),
+    ("id 110101-19900101-1234 and phone 139 1234 5678", "id [id] and phone [phone]"),
+    ("mail li.lei＠bank.cn", "mail [email]"),
+    # not contact details: left as they are
+    ("card 6222 0212 3456 7890, amount 12345678901", "card 6222 0212 3456 7890, amount 12345678901"),
+    ("paid 2026-06-30 12:00, order 12345", "paid 2026-06-30 12:00, order 12345"),
+    ("account 6222021234567890123 stays", "account 6222021234567890123 stays"),
+    ("全角数字１２３４５", "全角数字１２３４５"),
+]
+
+
+def test_mask_free_text_finds_other_spellings(spark):
+    """Full-width digits, dots, brackets, spaces and dashes between the digits, country
+    prefixes: masked like the plain spelling; other numbers stay."""
+    df = spark.createDataFrame([(i, t) for i, (t, _) in enumerate(SPELLINGS)], "i int, t string")
+    got = [r[0] for r in df.orderBy("i").select(mask_free_text(df.t)).collect()]
+    assert got == [m for _, m in SPELLINGS]
+
+
+_SEPARATORS = [" ", "-", ".", "  ", " - ", "\u3000", "－", "．", "·", ") ", "\u00a0"]
+_PHONE_GROUPS = [(11,), (3, 4, 4), (3, 8), (3, 4, 4), (4, 4, 3), (1, 2, 4, 4)]
+_ID_GROUPS = [(18,), (6, 8, 4), (4, 4, 4, 4, 2), (6, 4, 4, 4), (3, 3, 4, 4, 4)]
+_PREFIXES = ["", "", "+86", "+86 ", "86", "0086 ", "(+86) ", "+86-"]
+# text around the numbers: no digits (the property is that no digit survives)
+_AROUND = st.text(alphabet=st.sampled_from(list("abcXYZ ,.:;!?()-+电话身份证号请联系谢谢，。：")), max_size=12)
+
+
+@st.composite
+def _spelled(draw) -> tuple[str, str]:
+    """(a phone or national id spelled some way, its digits)."""
+    if draw(st.booleans()):
+        digits = "1" + draw(st.sampled_from("3456789")) + draw(st.text("0123456789", min_size=9, max_size=9))
+        groups, prefix = draw(st.sampled_from(_PHONE_GROUPS)), draw(st.sampled_from(_PREFIXES))
+        bracket = draw(st.booleans()) and len(groups) > 1
+    else:
+        digits = draw(st.text("0123456789", min_size=17, max_size=17)) + draw(st.sampled_from("0123456789Xx"))
+        groups, prefix, bracket = draw(st.sampled_from(_ID_GROUPS)), "", False
+    parts, i = [], 0
+    for g in groups:
+        parts.append(digits[i:i + g])
+        i += g
+    if bracket:
+        parts[0] = f"({parts[0]})"
+    sep = draw(st.sampled_from(_SEPARATORS))
+    text = prefix + sep.join(parts) if sep != ") " else prefix + " ".join(parts)
+    if draw(st.booleans()):
+        text = _full_width(text)
+    return text, digits
+
+
+@settings(max_examples=25, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(_AROUND, _spelled(), _AROUND), min_size=1, max_size=40))
+def test_masked_text_keeps_no_digit_of_a_phone_or_id_in_any_spelling(spark, texts):
+    """Phones and national ids in many spellings inside random text: after masking, no
+    digit (ASCII or full-width) is left, so no run of the original digits either."""
+    rows = []
+    for i, (before, (spelled, _), after) in enumerate(texts):
+        # a word character between the text and the number, as in "tel138..." or "号1101..."
+        rows.append((i, f"{before}x {spelled} x{after}"))
+    df = spark.createDataFrame(rows, "i int, t string")
+    got = {r[0]: r[1] for r in df.select("i", mask_free_text(df.t)).collect()}
+    for i, text in rows:
+        out = unicodedata.normalize("NFKC", got[i])
+        assert not any(c.isdigit() for c in out), (text, got[i])
+        assert "[phone]" in out or "[id]" in out, (text, got[i])
 
 
 def test_conform_normalises_categories_and_drops_bookkeeping(spark):
