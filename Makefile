@@ -32,10 +32,16 @@ help:  ## list targets
 
 setup: .venv/.synced .venv/.airflow-env  ## install the locked environment into .venv
 
+# The demo targets (demo, airflow) run on a generated bank in development mode, asked for
+# here: PII tokens under the public built-in key unless C360_PII_KEY is set. Real data:
+# C360_ENV=production make airflow (or any env but development), with a key.
+C360_ENV ?= development
+
 demo: setup  ## generate a 10,000-customer bank into ./landing, run every step into ./lake, set up ./airflow_home
-	$(UV) run --frozen c360 demo
+	@echo "demo: C360_ENV=$(C360_ENV)$(if $(filter development,$(C360_ENV)), (the public built-in PII key unless C360_PII_KEY is set),)"
+	C360_ENV=$(C360_ENV) $(UV) run --frozen c360 demo
 	@$(MAKE) --no-print-directory airflow-init
-	@echo "Airflow is ready: uv run airflow dags test c360_daily 2026-06-30 (or make airflow for the UI)"
+	@echo "Airflow is ready: C360_ENV=$(C360_ENV) uv run airflow dags test c360_daily 2026-06-30 (or make airflow for the UI)"
 
 test: setup  ## run the test suite
 	$(UV) run --frozen pytest -q
@@ -56,7 +62,7 @@ bench: setup  ## end-to-end benchmark: full + daily run, DuckDB/Sail/JVM, mainte
 # Airflow, local: metadata (SQLite), logs and config in ./airflow_home (git-ignored), DAGs from ./dags.
 # c360 tasks share one pool slot, so a few executor workers are plenty (Airflow's default is 32).
 AIRFLOW_ENV := AIRFLOW_HOME=$(CURDIR)/airflow_home AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
-	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__PARALLELISM=4
+	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__PARALLELISM=4 C360_ENV=$(C360_ENV)
 
 airflow-init: setup  ## create ./airflow_home (metadata database, the c360_spark pool)
 	@mkdir -p airflow_home

@@ -57,6 +57,9 @@ for _p in (ROOT, ROOT / "bench"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 os.environ.setdefault("RUST_LOG", "warn")
+# A generated bank: the bench asks for development mode (the public built-in PII key) unless
+# the caller sets C360_ENV (and then a key).
+os.environ.setdefault("C360_ENV", "development")
 
 import txn_features  # noqa: E402
 

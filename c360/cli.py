@@ -87,7 +87,7 @@ def _run_guarded(fn, debug: bool) -> None:
         try:
             fn()
         except (CliError, ConfigError, ValueError) as exc:
-            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2 if isinstance(exc, (CliError, ConfigError)) else 1) from None
         except LakeBusy as exc:
             console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
@@ -302,6 +302,10 @@ def do_run(settings: Settings, as_of: date, steps: Optional[str]) -> None:
     names = parse_steps(steps)
     if not Path(settings.landing).is_dir() and "ingest" in names:
         raise CliError(f"landing zone {settings.landing} does not exist (run `c360 generate` first?)")
+    if "silver" in names:
+        from c360.privacy import pii_key_ref
+
+        pii_key_ref(settings)  # no PII key, no run: one line before anything starts (ConfigError)
     results = []
     run_id = uuid.uuid4().hex[:12]
     # the lake's lock across all steps, taken before the engine starts: a busy lake fails at once
@@ -355,9 +359,16 @@ def demo(
     debug: bool = typer.Option(False, help="show tracebacks"),
     customers: int = typer.Option(DEMO_CUSTOMERS, help="number of customers"),
 ) -> None:
-    """Generate a 10,000-customer bank (13 months to 2026-06-30) and run every step."""
+    """Generate a 10,000-customer bank (13 months to 2026-06-30) and run every step.
+
+    Runs in development mode (the public built-in PII key, unless a key is given) unless
+    ``env`` is set (``C360_ENV`` or ``conf/``)."""
     def go():
         s = _settings()
+        if "env" not in s.model_fields_set:  # the demo asks for development mode, and says so
+            s = s.model_copy(update={"env": "development"})
+            console.print("demo: development mode (C360_ENV=development): PII tokens use the public built-in "
+                          f"key unless ${s.privacy.key_env} or privacy.key_file gives one", highlight=False)
         # Deterministic: generating again writes the same files, which ingestion then skips.
         do_generate(customers, DEMO_DAYS, DEMO_AS_OF, DEMO_SEED, Path(s.landing), DEMO_DIRTY_RATE, overwrite=True)
         do_run(s, DEMO_AS_OF, None)

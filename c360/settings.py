@@ -441,7 +441,9 @@ class Models(_Strict):
 
 
 class Settings(_Strict):
-    env: Literal["development", "production", "staging", "test"] = "development"
+    # Fail closed: only an explicit ``development`` (C360_ENV, conf/local.yaml, `c360 demo`)
+    # lets the public built-in PII key be used (c360.privacy).
+    env: Literal["development", "production", "staging", "test"] = "production"
     paths: Paths = Paths()
     engine: Engine = Engine()
     bank: Bank = Bank()

@@ -22,8 +22,6 @@ where only columns declared non-PII in ``privacy.non_pii_extra_columns`` do.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import shutil
 from datetime import date, datetime, timedelta
@@ -34,7 +32,7 @@ from pyspark.sql import functions as F
 
 from c360 import lake, ops
 from c360.contract import SOURCES, Source
-from c360.privacy import pii_key
+from c360.privacy import KeyRef, pii_key_ref
 from c360.settings import Settings
 from features.profile import (BALANCE_LAG_DAYS, LAGGED_TABLE, LATEST_TABLE, by_customer, latest_snapshots,
                               transactions_daily)
@@ -64,7 +62,7 @@ def run(spark: SparkSession, settings: Settings, progress=None) -> dict[str, dic
     Returns ``rows`` (rows in each table afterwards, from the Delta log), ``changed_rows``
     (bronze rows processed this run) and ``partitions_written`` per table.
     """
-    key = pii_key(settings)
+    key = pii_key_ref(settings)  # fails closed without a key; names it, the workers read it
     rows: dict[str, int] = {}
     changed: dict[str, int] = {}
     partitions: dict[str, list[str]] = {}
@@ -102,17 +100,11 @@ def run(spark: SparkSession, settings: Settings, progress=None) -> dict[str, dic
 CUSTOMERS_MARK = "silver/customers"
 
 
-def key_fingerprint(key: bytes) -> str:
-    """A short name of the PII key that does not reveal it (HMAC of a fixed text): tokens made
-    under another key cannot be kept next to new ones."""
-    return hmac.new(key, b"c360 pii key fingerprint", hashlib.sha256).hexdigest()[:16]
-
-
 def _columns(df: DataFrame) -> list[tuple[str, str]]:
     return sorted((f.name, f.dataType.simpleString()) for f in df.schema.fields)
 
 
-def refresh_customers(spark: SparkSession, settings: Settings, source: Source, key: bytes) -> int:
+def refresh_customers(spark: SparkSession, settings: Settings, source: Source, key: KeyRef) -> int:
     """Bring ``silver/customers`` (SCD2 history, :func:`features.silver.customers_silver`) and
     ``restricted/customer_pii`` (:func:`features.silver.customer_pii`) up to date with every
     delivered version (``bronze/customers_versions``).
@@ -130,7 +122,7 @@ def refresh_customers(spark: SparkSession, settings: Settings, source: Source, k
         lake.read(spark, lake.table_path(settings.lake, "bronze", "customers_versions")), source, settings)
     out = lake.table_path(settings.lake, "silver", "customers")
     pii_out = lake.table_path(settings.lake, "restricted", "customer_pii")
-    mark = f"{CUSTOMERS_MARK} key={key_fingerprint(key)}"
+    mark = f"{CUSTOMERS_MARK} key={key.fingerprint}"
     since = ops.derived_watermark(spark, settings.lake, mark) if lake.exists(out) and lake.exists(pii_out) else None
     lineage = "_ingested_at" in versions.columns
     through = versions.agg(F.max("_ingested_at").alias("t")).first()["t"] if lineage else None

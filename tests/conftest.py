@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("RUST_LOG", "warn")
+# The tests ask for development mode explicitly (the public built-in PII key, unless
+# C360_PII_KEY is set); subprocesses (Sail servers, the JVM, Airflow) inherit it.
+os.environ["C360_ENV"] = "development"
 # compiled models (models/compiled.py) of this session: not the user's cache
 os.environ["C360_MODEL_CACHE"] = _MODEL_CACHE = tempfile.mkdtemp(prefix="c360-test-models-")
 atexit.register(shutil.rmtree, _MODEL_CACHE, ignore_errors=True)

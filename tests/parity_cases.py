@@ -15,6 +15,7 @@ anything that picks one of the two PySpark modes.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -24,6 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from c360.contract import SOURCES
+from c360.privacy import KeyRef
 from features import bronze, silver
 
 DELIVERY = date(2026, 6, 1)
@@ -31,6 +33,15 @@ RULES = bronze.ValidationRules(bank_timezone="Asia/Shanghai", max_future_days=1,
 # 45 bytes (the development key: padded to the 64-byte block) and 80 bytes (hashed first).
 PII_KEY = b"c360-development-key-do-not-use-in-production"
 LONG_PII_KEY = bytes(range(32, 112))
+# Tokens are computed by Python workers that read the key by name (c360.privacy.KeyRef): the
+# keys are put in this process's environment on import, before either engine starts its
+# workers (the JVM's inherit it).
+PII_KEY_ENV, LONG_PII_KEY_ENV = "C360_PARITY_PII_KEY", "C360_PARITY_LONG_PII_KEY"
+os.environ[PII_KEY_ENV], os.environ[LONG_PII_KEY_ENV] = PII_KEY.decode(), LONG_PII_KEY.decode()
+
+
+def _key(var: str) -> KeyRef:
+    return KeyRef.from_env(var)
 
 CASES: dict[str, Callable[[SparkSession], DataFrame]] = {}
 
@@ -313,6 +324,13 @@ FREE_TEXTS = [
     # two numbers one separator apart: both masked (the mask runs twice)
     ("M14", "13812345678,13912345678"),
     ("M15", "a@b.co,c@d.org 110101199003077777 110101199003077778"),
+    # other spellings: separators between the digits, full-width digits and signs
+    ("M16", "请回电138.0013.8000或(138) 0013 8000"),
+    ("M17", "+86 (138) 0013-8000，0086 138 0013 8000"),
+    ("M18", "电话１３８００１３８０００，＋８６　１３８－００１３－８０００"),
+    ("M19", "id 1101 0119 9001 0112 3X, 110101.19900101.123ｘ"),
+    ("M20", "身份证１１０１０１１９９００１０１１２３Ｘ mail li.lei＠bank.cn"),
+    ("M21", "paid 2026-06-30 12:00, order 12345, card 6222 0212 3456 7890, 全角１２３４５"),
 ]
 
 
@@ -335,14 +353,14 @@ TOKEN_ROWS = [
 def case_tokenise(spark):
     df = spark.createDataFrame(TOKEN_ROWS, "id string, full_name string, phone string, "
                                            "national_id string, birth_date date")
-    return silver.tokenise(df, ["full_name", "phone", "national_id", "birth_date", "not_a_column"], PII_KEY)
+    return silver.tokenise(df, ["full_name", "phone", "national_id", "birth_date", "not_a_column"], _key(PII_KEY_ENV))
 
 
 @case
 def case_hmac_long_key(spark):
     df = spark.createDataFrame(TOKEN_ROWS, "id string, full_name string, phone string, "
                                            "national_id string, birth_date date")
-    return df.select("id", "full_name", silver.hmac_token(F.col("full_name"), LONG_PII_KEY).alias("token"))
+    return df.select("id", "full_name", silver.hmac_token(F.col("full_name"), _key(LONG_PII_KEY_ENV)).alias("token"))
 
 
 BRONZE_TXN_SCHEMA = (
@@ -415,7 +433,7 @@ SILVER_CUSTOMER_ROWS = [
 def case_customers_silver(spark):
     df = text_input(spark, "customers", SILVER_CUSTOMER_ROWS, extras=("segment_hint",))
     versions = bronze.validate(df, SOURCES["customers"], RULES).where("_reason is null")
-    return silver.customers_silver(versions, SOURCES["customers"], PII_KEY)
+    return silver.customers_silver(versions, SOURCES["customers"], _key(PII_KEY_ENV))
 
 
 EVENTS = [

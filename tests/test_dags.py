@@ -209,6 +209,22 @@ def test_a_failed_quality_gate_fails_the_task_without_retries(airflow_env, monke
         tasks.run_pipeline_step("ingest", **context)
 
 
+def test_the_silver_task_without_a_pii_key_fails_without_retries(airflow_env, monkeypatch, tmp_path):
+    """An Airflow deployment given neither a key nor C360_ENV=development: the silver task
+    fails at once (no retry would help), naming how to give a key; no token is made."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    import jobs.airflow_tasks as tasks
+
+    for var in ("C360_ENV", "C360_PII_KEY", "C360_CONF_DIR", "SPARK_REMOTE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("C360_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("C360_LANDING", str(tmp_path / "landing"))
+    monkeypatch.setattr(tasks, "_variable", lambda name: None)
+    with pytest.raises(AirflowFailException, match=r"no PII key \(env=production\).*C360_PII_KEY"):
+        tasks.run_pipeline_step("silver", logical_date=datetime(2026, 6, 30, 2), run_id="no-key")
+
+
 def build_landing(landing: Path) -> str:
     """The generated small bank when the generator exists, else the hand-written one."""
     try:

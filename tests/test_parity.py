@@ -298,6 +298,14 @@ MASKED = {
     "M13": "Tel [phone]。",
     "M14": "[phone],[phone]",
     "M15": "[email],[email] [id] [id]",
+    # a number one character after another one: the first takes that character as its end,
+    # so the second is found from its bracket or its digits (what is left holds none of it)
+    "M16": "请回电[phone]或([phone]",
+    "M17": "[phone]，0086 [phone]",
+    "M18": "电话[phone]，＋[phone]",
+    "M19": "id [id], [id]",
+    "M20": "身份证[id] mail [email]",
+    "M21": "paid 2026-06-30 12:00, order 12345, card 6222 0212 3456 7890, 全角１２３４５",
 }
 
 

@@ -51,6 +51,7 @@ D = date(2026, 6, 30)
 D1 = D + timedelta(days=1)
 CUSTOMERS, DAYS, SEED, DIRTY_RATE = 500, 240, 3, 0.01
 RESTRICTED = ("bronze", "restricted", "quarantine")
+E2E_PII_KEY = "e2e-Secret-PII-key-7Hq2-0123456789"
 REPO_CONF = Path(__file__).resolve().parent.parent / "conf"
 # Small, fast models (the shape of conf/models.yaml): enough to train and register both.
 # On a bank this small, the customers whose only delivered row is defective (quarantined)
@@ -398,8 +399,9 @@ def bank(settings, spark, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("privacy")
     s = settings.with_paths(landing=root / "landing", lake=root / "lake")
+    # production (no C360_ENV) with a secret key, as a bank runs it
     env = {"C360_CONF_DIR": str(_conf_dir(root)), "MLFLOW_TRACKING_URI": None, "SPARK_REMOTE": None,
-           "C360_LAKE": None, "C360_LANDING": None, "C360_ENV": None}
+           "C360_LAKE": None, "C360_LANDING": None, "C360_ENV": None, "C360_PII_KEY": E2E_PII_KEY}
     paths = ["--landing", str(s.landing), "--lake", str(s.lake)]
     runner = CliRunner()
     steps = list(STEPS)  # every step, in order: up to train; the rest; daily (all but train)
@@ -487,6 +489,22 @@ def test_positive_control_the_scan_finds_pii_in_bronze(bank, needles):
     probe = Scan(needles)
     probe.logs([f"call +86 {phone[:3]}-{phone[3:7]}-{phone[7:]} now"], "probe")
     assert probe.hits == [("phone", phone, "probe")]
+
+
+def test_the_pii_key_is_in_no_file_and_no_log(bank):
+    """The runs' secret key (in any spelling) is in no file of the lake, restricted zones
+    included (Delta logs, MLflow, reports), and in no log line, CLI output or process output."""
+    import base64
+
+    key = E2E_PII_KEY.encode()
+    needles = [key, key.hex().encode(), key.hex().upper().encode(), base64.b64encode(key).rstrip(b"=")]
+    files = [p for p in Path(bank["settings"].lake).rglob("*") if p.is_file()]
+    assert len(files) > 200
+    for p in files:
+        data = p.read_bytes()
+        assert not any(n in data for n in needles), f"the PII key is in {p}"
+    lines = "\n".join(bank["logs"] + bank["cli"] + bank["fd"]).encode()
+    assert len(lines) > 10_000 and not any(n in lines for n in needles), "the PII key is in the logs"
 
 
 def _export_ids(path: Path) -> set[str]:

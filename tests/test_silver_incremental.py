@@ -135,14 +135,14 @@ def test_another_pii_key_rebuilds_the_customers(lakes, spark, tmp_path, monkeypa
     """Tokens made under one key are never kept next to another key's: a new key rebuilds."""
     import shutil
 
-    from c360.privacy import pii_key
+    from c360.privacy import pii_key_ref
     from features.silver import hmac_token
 
     daily, *_ = lakes
     other = daily.with_paths(landing=daily.landing, lake=tmp_path / "rekeyed")
     shutil.copytree(daily.lake, other.lake)
     monkeypatch.setenv(other.privacy.key_env, "another-secret-key-of-enough-length-0123456789")
-    key = pii_key(other)
+    key = pii_key_ref(other)
     res = _silver(spark, other)
     assert res["changed_rows"]["customers"] == -1
     pii = _pii(spark, other)
