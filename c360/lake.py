@@ -27,6 +27,8 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
+from c360 import faults
+
 LAYERS = ("bronze", "silver", "restricted", "quarantine", "gold", "ops", "marketing")
 
 
@@ -90,7 +92,9 @@ def overwrite(df: DataFrame, path: str, schema: StructType | None = None, partit
         writer = writer.option("overwriteSchema", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
+    faults.before_commit(df, path, partition_by)
     writer.save(path)
+    faults.after_commit(path)
 
 
 def by_partition(df: DataFrame, *columns: str) -> DataFrame:
@@ -121,7 +125,9 @@ def overwrite_staged(df: DataFrame, path: str, staging: str, partition_by: list[
 def append(df: DataFrame, path: str, schema: StructType | None = None) -> None:
     if schema is not None:
         df = df.to(schema)
+    faults.before_commit(df, path)
     df.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+    faults.after_commit(path)
 
 
 _view_counter = 0
@@ -157,10 +163,12 @@ def merge(
     if insert:
         clauses.append("WHEN NOT MATCHED THEN INSERT *")
     evolution = " WITH SCHEMA EVOLUTION" if schema_evolution else ""
+    faults.before_commit(source, path)
     try:
         spark.sql(f"MERGE{evolution} INTO delta.`{path}` t USING {view} s ON {on} {' '.join(clauses)}").collect()
     finally:
         spark.catalog.dropTempView(view)
+    faults.after_commit(path)
 
 
 def upsert(
@@ -312,7 +320,9 @@ def write_partition(df: DataFrame, path: str, partition_column: str, predicate: 
     if schema is not None:
         df = df.to(schema)
     writer = df.write.format("delta").partitionBy(partition_column)
+    faults.before_commit(df, path, [partition_column])
     if exists(path):
         writer.mode("overwrite").option("replaceWhere", predicate).option("mergeSchema", "true").save(path)
     else:
         writer.mode("append").save(path)
+    faults.after_commit(path)
