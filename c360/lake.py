@@ -22,6 +22,8 @@ have (VACUUM, OPTIMIZE, history) uses the ``deltalake`` package on the same tabl
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -44,7 +46,29 @@ def exists(path: str) -> bool:
     return log.is_dir() and any(log.glob("*.json"))
 
 
+# The open recordings of :func:`recording_reads` (usually none, or the running step's).
+_recordings: list[dict[str, int | None]] = []
+
+
+@contextmanager
+def recording_reads() -> Iterator[dict[str, int | None]]:
+    """Record the tables :func:`read` opens inside the block, as ``path -> version``: the
+    version asked for, else the latest committed one when the table was opened (what a
+    read without a version sees). The first read of a path counts. The pipeline records
+    each step's reads this way for the audit log's input versions (jobs/pipeline.py)."""
+    reads: dict[str, int | None] = {}
+    _recordings.append(reads)
+    try:
+        yield reads
+    finally:
+        _recordings.remove(reads)
+
+
 def read(spark: SparkSession, path: str, version: int | None = None) -> DataFrame:
+    if _recordings:
+        seen = version if version is not None else log_version(path)
+        for reads in _recordings:
+            reads.setdefault(str(path), seen)
     reader = spark.read.format("delta")
     if version is not None:
         reader = reader.option("versionAsOf", version)
