@@ -25,7 +25,7 @@ help:  ## list targets
 
 # The venv's Pythons find Airflow's home (./airflow_home) and the DAGs (./dags) by themselves:
 # a .pth file sets AIRFLOW_HOME, AIRFLOW__CORE__DAGS_FOLDER and AIRFLOW__CORE__LOAD_EXAMPLES
-# unless they are already set (jobs/airflow_tasks.py), so `uv run airflow ...` works as is.
+# unless they are already set (jobs/airflow_tasks.py), so `.venv/bin/airflow ...` works as is.
 .venv/.airflow-env: .venv/.synced jobs/airflow_tasks.py
 	$(UV) run --frozen python -c "from jobs.airflow_tasks import install_airflow_env; install_airflow_env()"
 	@touch $@
@@ -41,7 +41,7 @@ demo: setup  ## generate a 10,000-customer bank into ./landing, run every step i
 	@echo "demo: C360_ENV=$(C360_ENV)$(if $(filter development,$(C360_ENV)), (the public built-in PII key unless C360_PII_KEY is set),)"
 	C360_ENV=$(C360_ENV) $(UV) run --frozen c360 demo
 	@$(MAKE) --no-print-directory airflow-init
-	@echo "Airflow is ready: C360_ENV=$(C360_ENV) uv run airflow dags test c360_daily 2026-06-30 (or make airflow for the UI)"
+	@echo "Airflow is ready: C360_ENV=$(C360_ENV) .venv/bin/airflow dags test c360_daily 2026-06-30 (or make airflow for the UI)"
 
 test: setup  ## run the test suite
 	$(UV) run --frozen pytest -q
@@ -75,7 +75,7 @@ airflow: airflow-init  ## run Airflow (standalone) with the c360 DAGs; UI on htt
 	@echo "  (and kept in airflow_home/simple_auth_manager_passwords.json.generated)"
 	@echo "  c360_daily is paused: unpause it to run (catchup from C360_START_DATE, default 2026-06-30), or trigger a date."
 	@echo "  Data: ./landing and ./lake (Airflow Variables c360_landing, c360_lake, c360_spark_remote override them)."
-	@echo "  Same environment in another shell: $(AIRFLOW_ENV) uv run airflow ..."
+	@echo "  Same environment in another shell: $(AIRFLOW_ENV) $(CURDIR)/.venv/bin/airflow ..."
 	@echo
 	$(AIRFLOW_ENV) $(UV) run --frozen airflow standalone
 

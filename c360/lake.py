@@ -22,10 +22,14 @@ have (VACUUM, OPTIMIZE, history) uses the ``deltalake`` package on the same tabl
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
+
+from c360 import faults
 
 LAYERS = ("bronze", "silver", "restricted", "quarantine", "gold", "ops", "marketing")
 
@@ -42,7 +46,29 @@ def exists(path: str) -> bool:
     return log.is_dir() and any(log.glob("*.json"))
 
 
+# The open recordings of :func:`recording_reads` (usually none, or the running step's).
+_recordings: list[dict[str, int | None]] = []
+
+
+@contextmanager
+def recording_reads() -> Iterator[dict[str, int | None]]:
+    """Record the tables :func:`read` opens inside the block, as ``path -> version``: the
+    version asked for, else the latest committed one when the table was opened (what a
+    read without a version sees). The first read of a path counts. The pipeline records
+    each step's reads this way for the audit log's input versions (jobs/pipeline.py)."""
+    reads: dict[str, int | None] = {}
+    _recordings.append(reads)
+    try:
+        yield reads
+    finally:
+        _recordings.remove(reads)
+
+
 def read(spark: SparkSession, path: str, version: int | None = None) -> DataFrame:
+    if _recordings:
+        seen = version if version is not None else log_version(path)
+        for reads in _recordings:
+            reads.setdefault(str(path), seen)
     reader = spark.read.format("delta")
     if version is not None:
         reader = reader.option("versionAsOf", version)
@@ -90,7 +116,9 @@ def overwrite(df: DataFrame, path: str, schema: StructType | None = None, partit
         writer = writer.option("overwriteSchema", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
+    faults.before_commit(df, path, partition_by)
     writer.save(path)
+    faults.after_commit(path)
 
 
 def by_partition(df: DataFrame, *columns: str) -> DataFrame:
@@ -121,7 +149,9 @@ def overwrite_staged(df: DataFrame, path: str, staging: str, partition_by: list[
 def append(df: DataFrame, path: str, schema: StructType | None = None) -> None:
     if schema is not None:
         df = df.to(schema)
+    faults.before_commit(df, path)
     df.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+    faults.after_commit(path)
 
 
 _view_counter = 0
@@ -157,10 +187,12 @@ def merge(
     if insert:
         clauses.append("WHEN NOT MATCHED THEN INSERT *")
     evolution = " WITH SCHEMA EVOLUTION" if schema_evolution else ""
+    faults.before_commit(source, path)
     try:
         spark.sql(f"MERGE{evolution} INTO delta.`{path}` t USING {view} s ON {on} {' '.join(clauses)}").collect()
     finally:
         spark.catalog.dropTempView(view)
+    faults.after_commit(path)
 
 
 def upsert(
@@ -312,7 +344,9 @@ def write_partition(df: DataFrame, path: str, partition_column: str, predicate: 
     if schema is not None:
         df = df.to(schema)
     writer = df.write.format("delta").partitionBy(partition_column)
+    faults.before_commit(df, path, [partition_column])
     if exists(path):
         writer.mode("overwrite").option("replaceWhere", predicate).option("mergeSchema", "true").save(path)
     else:
         writer.mode("append").save(path)
+    faults.after_commit(path)

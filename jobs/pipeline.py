@@ -7,6 +7,7 @@ step does exactly the same thing whoever schedules it.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -101,30 +102,48 @@ STEPS: dict[str, Callable[..., Any]] = {
 }
 
 
-# What each step reads, for the audit log (``layer/`` prefixes or ``layer/name`` tables): the
-# versions of these tables at the step's start are recorded as its inputs. Its outputs are
-# the tables whose version the step moved.
+# What each step reads (``layer/`` prefixes or ``layer/name`` tables), as declared. The
+# audit log records what the step did read (:func:`_inputs`); tests/test_audit.py runs every
+# step and checks that the two agree, so this stays a true description of the steps.
+# ``ops/derived_watermarks`` tells whether silver's derived tables (daily transaction
+# summaries, latest and lagged holdings) are current.
 STEP_INPUTS: dict[str, tuple[str, ...]] = {
-    "ingest": ("ops/ingested_files",),
-    "dq_bronze": ("bronze/",),
-    "silver": ("bronze/",),
-    "dq_silver": ("silver/",),
-    "profile": ("silver/",),
-    "segments": ("gold/customer_360", "ops/persona_model"),
-    "train": ("gold/customer_360", "gold/customer_segments", "silver/holdings"),
-    "score": ("gold/customer_360", "gold/customer_segments", "silver/holdings", "silver/product_catalog",
-              "silver/campaign_responses"),
+    # bronze and quarantine: the tables it upserts into (their keys decide append or merge)
+    "ingest": ("ops/ingested_files", "bronze/", "quarantine/"),
+    "dq_bronze": ("bronze/", "ops/dq_watermarks"),
+    # silver/, restricted/: the incremental refresh merges new rows into what is there
+    "silver": ("bronze/", "silver/", "restricted/customer_pii", "ops/derived_watermarks"),
+    "dq_silver": ("silver/", "ops/dq_watermarks"),
+    "profile": ("silver/", "ops/derived_watermarks"),
+    # earlier dates' segments and personas: migration, persona stability
+    "segments": ("gold/customer_360", "gold/customer_segments", "gold/personas"),
+    # silver/: the features of past month ends it writes when missing; the persona model
+    # for the segment baseline
+    "train": ("silver/", "gold/customer_360", "gold/customer_segments", "gold/personas", "ops/persona_model",
+              "ops/derived_watermarks"),
+    "score": ("gold/customer_360", "silver/holdings", "silver/holdings_latest", "silver/product_catalog",
+              "silver/campaign_responses", "silver/events", "ops/derived_watermarks"),
     "dq_gold": ("gold/customer_360", "gold/customer_segments", "gold/recommendations", "silver/product_catalog"),
-    "export": ("gold/recommendations", "gold/customer_segments", "gold/customer_360"),
+    # ops/run_log: whether the day's score step succeeded, and why it skipped
+    "export": ("gold/recommendations", "gold/customer_segments", "gold/customer_360", "silver/product_catalog",
+               "silver/campaign_responses", "ops/run_log"),
 }
 # Bookkeeping tables every step writes; not outputs of the step itself.
 _BOOKKEEPING = ("ops/run_log", "ops/audit_log")
 
 
-def _inputs(step: str, versions: dict[str, int]) -> dict[str, int]:
-    wanted = STEP_INPUTS.get(step, ())
-    return {t: v for t, v in versions.items()
-            if any(t == w or (w.endswith("/") and t.startswith(w)) for w in wanted) and "/_staging" not in t}
+def _inputs(lake_dir, reads: dict[str, int | None], before: dict[str, int]) -> dict[str, int]:
+    """``layer/name -> version`` of the tables the step read (``reads``: path -> version,
+    from :func:`c360.lake.recording_reads`) at the version they had when it started.
+    Staging tables are not inputs, nor reads of versions the step wrote itself (tables it
+    created, or read back after writing them): those are its outputs."""
+    root = os.path.abspath(lake_dir)
+    out = {}
+    for path, version in reads.items():
+        table = Path(os.path.relpath(os.path.abspath(path), root)).as_posix()
+        if "/_" not in table and version is not None and before.get(table) == version:
+            out[table] = version
+    return out
 
 
 def _outputs(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -181,28 +200,30 @@ def _run_step(spark: SparkSession, settings: Settings, step: str, as_of: date, r
     _check_step_config(settings)
     started = ops.utcnow()
     before = ops.snapshot_versions(settings.lake)
+    reads: dict[str, int | None] = {}
     try:
-        metrics = STEPS[step](spark, settings, as_of, run_id, progress) or {}
+        with lake.recording_reads() as reads:
+            metrics = STEPS[step](spark, settings, as_of, run_id, progress) or {}
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         ops.record_step(spark, settings.lake, run_id, step, as_of, "failed", started, {}, error)
-        _audit(spark, settings, run_id, step, as_of, "failed", started, before, error)
+        _audit(spark, settings, run_id, step, as_of, "failed", started, before, reads, error)
         raise StepFailed(step, exc) from exc
     if is_dataclass(metrics):
         metrics = asdict(metrics)
     ops.record_step(spark, settings.lake, run_id, step, as_of, "succeeded", started, metrics, None)
-    _audit(spark, settings, run_id, step, as_of, "succeeded", started, before, None)
+    _audit(spark, settings, run_id, step, as_of, "succeeded", started, before, reads, None)
     return StepResult(step, "succeeded", (ops.utcnow() - started).total_seconds(), metrics)
 
 
 def _audit(spark: SparkSession, settings: Settings, run_id: str, step: str, as_of: date, status: str,
-           started, before: dict[str, int], error: str | None) -> None:
+           started, before: dict[str, int], reads: dict[str, int | None], error: str | None) -> None:
     """One ``ops/audit_log`` row: versions read and written, rows in what was written."""
     outputs = _outputs(before, ops.snapshot_versions(settings.lake))
     counts = {t: n for t in outputs if (n := lake.row_count(str(Path(settings.lake) / t))) is not None}
     ops.record_audit(spark, settings.lake, run_id=run_id, job=step, as_of=as_of, status=status,
-                     started_at=started, inputs=_inputs(step, before), outputs=outputs, row_counts=counts,
-                     error=error)
+                     started_at=started, inputs=_inputs(settings.lake, reads, before), outputs=outputs,
+                     row_counts=counts, error=error)
 
 
 def run_steps(spark: SparkSession, settings: Settings, as_of: date, steps: list[str], run_id: str | None = None,

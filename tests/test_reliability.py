@@ -3,8 +3,11 @@
 - A second run on a lake that another process holds refuses at once, with one line that
   names the holder (in process through ``run_step``, through the CLI, through an Airflow
   task, which Airflow retries); a SIGKILLed holder frees the lake at once.
-- ``c360 run`` killed with SIGKILL in the middle of a Delta write (bronze MERGE during
-  ingest, silver overwrite) and run again ends with exactly the tables of a clean run.
+- ``c360 run`` killed with SIGKILL inside a Delta write (data files written, no commit:
+  bronze during ingest, silver/transactions during silver) and right after a commit (bronze,
+  before its files are recorded as ingested), then run again, ends with exactly the tables
+  of a clean run. The kills land at named points through the test-only fault injection of
+  :mod:`c360.faults` (``C360_TEST_KILL_AT``), never at a moment guessed from the outside.
 - Running the daily steps twice for the same as_of leaves every gold partition unchanged.
 
 Banks are small (60 customers x 20 days); the lakes live under pytest's tmp paths.
@@ -30,6 +33,7 @@ import pytest
 from typer.testing import CliRunner
 
 from c360 import lake, lock
+from c360.faults import KILL_AT
 from c360.lock import LakeBusy, lake_lock
 
 REPO = Path(__file__).resolve().parents[1]
@@ -234,93 +238,30 @@ def committed_files(table: Path) -> set[str]:
     return out
 
 
-def start_run(landing: Path, lake_dir: Path, log_file: Path) -> subprocess.Popen:
+def start_run(landing: Path, lake_dir: Path, log_file: Path, kill_at: str | None = None) -> subprocess.Popen:
+    env = child_env(landing, lake_dir) | ({KILL_AT: kill_at} if kill_at else {})
     with open(log_file, "ab") as log:
         return subprocess.Popen([sys.executable, "-m", "c360.cli", "run", "--as-of", AS_OF.isoformat(),
-                                 "--steps", ",".join(CRASH_STEPS)], cwd=REPO, env=child_env(landing, lake_dir),
+                                 "--steps", ",".join(CRASH_STEPS)], cwd=REPO, env=env,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-class DirWatch:
-    """inotify on one directory (Linux, through libc): wakes up the moment an entry is
-    created in it, where a poll could miss the few milliseconds between a small write's
-    data file and its commit."""
-
-    IN_CREATE, IN_MOVED_TO = 0x100, 0x80
-
-    def __init__(self, path: Path):
-        import ctypes
-        import ctypes.util
-
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        if self.fd < 0 or libc.inotify_add_watch(self.fd, str(path).encode(), self.IN_CREATE | self.IN_MOVED_TO) < 0:
-            raise OSError(ctypes.get_errno(), f"inotify on {path}")
-
-    def names(self, timeout: float) -> list[str]:
-        import select
-        import struct
-
-        if not select.select([self.fd], [], [], timeout)[0]:
-            return []
-        buf, out = os.read(self.fd, 65536), []
-        while buf:
-            _, _, _, n = struct.unpack_from("iIII", buf)
-            out.append(buf[16:16 + n].rstrip(b"\0").decode())
-            buf = buf[16 + n:]
-        return out
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-def is_data_entry(name: str) -> bool:
-    """A data file, or a partition folder (created by a write before its files)."""
-    return name.endswith(".parquet") or ("=" in name and not name.startswith((".", "_")))
-
-
-def kill_during_write(proc: subprocess.Popen, lake_dir: Path, table: str, timeout: float = 600) -> str:
-    """SIGKILL ``proc`` the moment a write into ``table`` lays down its first data file or
-    partition folder; says whether that write had committed by the kill ("mid-write": the
-    table's Delta log did not move, the usual case) or not ("after-commit")."""
-    path = lake_dir / table
-    entries = lambda: {e.name for e in os.scandir(path)} if path.is_dir() else set()  # noqa: E731
-    baseline_files = data_files(path)  # orphans of an earlier killed write do not count
-    baseline_entries = entries()
-    watch = None
-    deadline = time.monotonic() + timeout
+def run_killed_at(landing: Path, lake_dir: Path, log_file: Path, kill_at: str) -> dict:
+    """``c360 run`` with the test-only fault injection ``C360_TEST_KILL_AT=kill_at``
+    (:mod:`c360.faults`): the run must die of SIGKILL at that point, releasing its lake.
+    Returns the step it died in and the table's data files no commit references."""
+    table = lake_dir / kill_at.partition(":")[2]
+    baseline = data_files(table)  # orphans of an earlier killed write do not count
+    proc = start_run(landing, lake_dir, log_file, kill_at)
     try:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"the run ended (exit {proc.returncode}) before writing {table}")
-            if watch is None and path.is_dir():
-                try:
-                    watch = DirWatch(path)
-                except OSError:
-                    watch = False  # no inotify: keep polling
-            if watch:
-                fresh = [n for n in watch.names(0.2) if is_data_entry(n)]
-            else:
-                time.sleep(0.001)
-                fresh = []
-            fresh += [n for n in entries() - baseline_entries if is_data_entry(n)]
-            if fresh or data_files(path) - baseline_files:
-                at_trigger = lake.log_version(str(path))
-                holder = lock.read_holder(lake_dir)
-                kill_group(proc)
-                assert holder["pid"] == proc.pid  # the run held its lake ...
-                assert not lock.is_locked(lake_dir)  # ... and the kill released it at once
-                new = data_files(path) - baseline_files
-                uncommitted = new - committed_files(path)
-                # mid-write: data files no commit references, or a partition folder only and no commit since
-                mid = bool(uncommitted) or (not new and lake.log_version(str(path)) == at_trigger)
-                return (f"{'mid-write' if mid else 'after-commit'} of {table} (step {holder['step']}, "
-                        f"{len(uncommitted)} uncommitted data file(s))")
+        code = proc.wait(timeout=900)
     finally:
-        if watch:
-            watch.close()
-    kill_group(proc)
-    pytest.fail(f"no write into {table} within {timeout} s")
+        kill_group(proc)
+    assert code == -signal.SIGKILL, (code, log_file.read_text(errors="replace")[-3000:])
+    holder = lock.read_holder(lake_dir)
+    assert holder["pid"] == proc.pid  # the run held its lake ...
+    assert not lock.is_locked(lake_dir)  # ... and the kill released it at once
+    return {"step": holder["step"], "uncommitted": (data_files(table) - baseline) - committed_files(table)}
 
 
 def business(df):
@@ -359,23 +300,31 @@ def test_sigkill_during_writes_then_rerun_equals_a_clean_run(landing, spark, set
     crash = tmp_path / "crash"
     log_file = tmp_path / "runs.log"
     timings = {}
-    # run 1: killed while ingest writes bronze/transactions (the sources before it loaded
-    # and their files recorded, no transactions file recorded yet)
     t0 = time.monotonic()
-    kills = [kill_during_write(start_run(landing, crash, log_file), crash, "bronze/transactions")]
+    # run 1: killed inside ingest's first write into bronze/transactions, its data files
+    # written and not committed (the sources before it loaded and their files recorded, no
+    # transactions file recorded yet)
+    kills = [run_killed_at(landing, crash, log_file, "before-commit:bronze/transactions")]
     recorded = {r.source for r in lake.read(spark, str(crash / "ops" / "ingested_files")).collect()}
     assert recorded and "transactions" not in recorded, recorded
-    # run 2: killed while silver overwrites silver/transactions
-    kills.append(kill_during_write(start_run(landing, crash, log_file), crash, "silver/transactions"))
-    assert "step ingest" in kills[0] and "step silver" in kills[1], kills
-    assert all(k.startswith("mid-write") for k in kills), kills  # killed inside the writes
+    # run 2: killed right after that write committed, before its files are recorded as ingested
+    kills.append(run_killed_at(landing, crash, log_file, "after-commit:bronze/transactions"))
+    assert lake.row_count(str(crash / "bronze" / "transactions")) > 0
+    recorded = {r.source for r in lake.read(spark, str(crash / "ops" / "ingested_files")).collect()}
+    assert "transactions" not in recorded, recorded
+    # run 3: killed inside silver's write of silver/transactions, data files not committed
+    kills.append(run_killed_at(landing, crash, log_file, "before-commit:silver/transactions"))
+    assert [k["step"] for k in kills] == ["ingest", "ingest", "silver"], kills
+    # the killed writes left data files that no commit references (what a crash inside a
+    # write leaves); the kill after the commit left none
+    assert kills[0]["uncommitted"] and kills[2]["uncommitted"] and not kills[1]["uncommitted"], kills
     timings["killed runs"] = time.monotonic() - t0
-    # run 3: to completion
+    # run 4: to completion
     t0 = time.monotonic()
     proc = start_run(landing, crash, log_file)
     assert proc.wait(timeout=900) == 0, log_file.read_text(errors="replace")[-3000:]
     timings["re-run"] = time.monotonic() - t0
-    print(f"\nkills: {kills}; timings: {timings}")
+    print(f"\nkills: {[(k['step'], len(k['uncommitted'])) for k in kills]}; timings: {timings}")
 
     # every table of the clean run, with the same rows; nothing else (no leftover staging)
     tables = lake.tables(ref)
@@ -492,3 +441,22 @@ def test_overwrite_staged_replaces_a_table_from_a_frame_that_reads_it(spark, tmp
     lake.overwrite_staged(doubled, path, staging, partition_by=["p"], replace_where="p = 'a'")
     assert sorted(tuple(r) for r in lake.read(spark, path).collect()) == [(2, "b"), (10, "a"), (30, "a")]
     assert not lake.exists(staging)
+
+
+def test_the_kill_hook_is_inert_unless_armed_for_that_table_and_refuses_a_malformed_point(monkeypatch):
+    """c360.faults: unset, or armed for another point or table, a write goes on untouched
+    (the frame is not even looked at: None stands in for it); a malformed value is an error,
+    not a silently ignored test."""
+    from c360 import faults
+
+    monkeypatch.delenv(KILL_AT, raising=False)
+    assert faults.before_commit(None, "/lake/bronze/transactions") is None
+    assert faults.after_commit("/lake/bronze/transactions") is None
+    monkeypatch.setenv(KILL_AT, "before-commit:silver/transactions")
+    assert faults.before_commit(None, "/lake/bronze/transactions") is None
+    assert faults.before_commit(None, "/lake/silver/_staging/transactions") is None
+    assert faults.after_commit("/lake/silver/transactions") is None
+    for bad in ("mid-write:bronze/transactions", "before-commit", "bronze/transactions"):
+        monkeypatch.setenv(KILL_AT, bad)
+        with pytest.raises(ValueError, match="expected <point>:<layer>/<name>"):
+            faults.after_commit("/lake/bronze/transactions")
