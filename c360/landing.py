@@ -293,15 +293,20 @@ def scan(landing: Path, sources: list[str] | None = None,
             if name.startswith("."):
                 note(path, source, "unexpected", "hidden entry: not read")
                 continue
+            link = False
             try:
-                if path.is_symlink():
+                link = path.is_symlink()
+                if link:
                     target = os.path.realpath(path)
                     if os.path.commonpath([real_root, target]) != real_root:
                         note(path, source, "outside", f"link to {target}, outside the landing zone: not followed")
                         continue
                 mode = path.stat().st_mode  # follows a link inside the zone
             except FileNotFoundError:
-                note(path, source, "unexpected", "link to a missing target: not read")
+                if link:
+                    note(path, source, "unexpected", "link to a missing target: not read")
+                else:
+                    note(path, source, "unreadable", f"vanished while listed: {LEFT_FOR_NEXT_RUN}")
                 continue
             except OSError as exc:
                 note(path, source, "unreadable",

@@ -105,7 +105,7 @@ STEPS: dict[str, Callable[..., Any]] = {
 # versions of these tables at the step's start are recorded as its inputs. Its outputs are
 # the tables whose version the step moved.
 STEP_INPUTS: dict[str, tuple[str, ...]] = {
-    "ingest": ("ops/ingested_files",),
+    "ingest": ("ops/ingested_files", "ops/landing_issues"),
     "dq_bronze": ("bronze/",),
     "silver": ("bronze/",),
     "dq_silver": ("silver/",),
