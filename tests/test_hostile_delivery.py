@@ -240,6 +240,16 @@ def test_wrong_case_source_folders_are_attributed_to_their_source(tmp_path):
     assert e.reason == "folder name differs from source 'transactions' in case only: not read"
 
 
+def test_a_landing_root_that_is_itself_a_link_is_read(tmp_path):
+    """The root is resolved first: only links from inside it to outside it are refused."""
+    real = tmp_path / "mnt" / "landing"
+    f = write_landing(real, "transactions", DAY, "t.csv", _txn_file("T1"))
+    (tmp_path / "landing").symlink_to(real, target_is_directory=True)
+    scan = landing.scan(tmp_path / "landing")
+    assert [x.path for x in scan.files] == [str(tmp_path / "landing" / f.relative_to(real))]
+    assert scan.files[0].problem is None and scan.unexpected == []
+
+
 # ---------------------------------------------------------------------------------------
 # Unreadable files, for real: read by a forked child without root's privileges
 
