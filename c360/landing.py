@@ -716,4 +716,5 @@ def make_reader(output_columns: list[str]):
     return read, ddl, meta
 
 
-__all__ = ["LandingFile", "Entry", "Scan", "scan", "discover", "inspect", "read_header", "make_reader", "FileError", "sha256_of"]
+__all__ = ["LandingFile", "Entry", "Scan", "scan", "discover", "inspect", "read_header", "make_reader", "FileError",
+           "sha256_of"]
