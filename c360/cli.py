@@ -143,13 +143,23 @@ def _results_tables(results) -> list[Table]:
         if r.step == "ingest":
             t = Table(title="Ingestion")
             for col in ("source", "files new", "skipped", "duplicate", "files quarantined",
-                        "rows read", "rows loaded", "rows quarantined"):
+                        "rows read", "rows loaded", "rows quarantined", "left for next run", "entries not read"):
                 t.add_column(col, justify="left" if col == "source" else "right")
             for name, m in r.metrics.items():
-                t.add_row(name, *(f"{m[k]:,}" for k in ("files_new", "files_skipped", "files_duplicate",
-                                                        "files_quarantined", "rows_read", "rows_loaded",
-                                                        "rows_quarantined")))
+                t.add_row(name, *(f"{m.get(k, 0):,}" for k in ("files_new", "files_skipped", "files_duplicate",
+                                                               "files_quarantined", "rows_read", "rows_loaded",
+                                                               "rows_quarantined", "files_deferred",
+                                                               "entries_not_read")))
             tables.append(t)
+            issues = [(name, i) for name, m in r.metrics.items() for i in m.get("issues") or []]
+            if issues:
+                n = Table(title="Landing entries not read",
+                          caption="new this run, and files left for the next run; all in ops/landing_issues")
+                for col in ("source", "path", "kind", "reason"):
+                    n.add_column(col)
+                for name, i in issues:
+                    n.add_row(name, i["path"], i["kind"], i["reason"])
+                tables.append(n)
             reasons: dict[str, int] = {}
             for m in r.metrics.values():
                 for k, v in m["reasons"].items():

@@ -2,6 +2,13 @@
 
 ``<landing>/<source>/<YYYY-MM-DD>/<name>.csv | .csv.gz | .parquet | .jsonl``
 
+Anything else in the landing zone is never read silently (:func:`scan`): a file in a folder
+that is not a date, or of an unsupported type, is rejected with its reason (a path problem:
+its checksum blocks nothing); every other entry (a nested folder, a loose file, a source
+folder in the wrong case, a hidden entry, a FIFO, a dangling link, a link resolving outside
+the landing zone) is listed with the reason it was not read. Links that resolve inside the
+landing zone are followed; links outside it are never followed, not even to hash a file.
+
 Discovery runs in the driver and only lists files, checksums them and reads their header
 (first line, Parquet footer, first JSON lines). Reading the rows runs inside the engine:
 a DataFrame of file paths goes through ``mapInArrow``, one task per file, so that a
@@ -21,7 +28,9 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import re
+import stat
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -55,6 +64,12 @@ def normalise_name(name: str) -> str:
     return column_name(name)
 
 
+BAD_DATE_FOLDER = "folder is not a YYYY-MM-DD delivery date"
+BAD_FILE_TYPE = "unsupported file type (expected .csv, .csv.gz, .parquet or .jsonl)"
+PATH_PROBLEMS = (BAD_DATE_FOLDER, BAD_FILE_TYPE)  # about where a file is, never about its bytes
+LEFT_FOR_NEXT_RUN = "left for the next run"
+
+
 @dataclass(frozen=True)
 class LandingFile:
     source: str
@@ -67,6 +82,26 @@ class LandingFile:
     problem: str | None = None  # set when the file cannot be ingested at all
     modified_ns: int | None = None  # the file's modification time when it was discovered
     known: bool = False  # recorded as ingested with this size and time: not read (nor hashed) again
+    # what ``problem`` is about: "path" (the folder or extension: the same bytes at a valid
+    # path are fine), "content" (the bytes: the same bytes anywhere are rejected), "io" (the
+    # file could not be read now, e.g. permission denied or vanished: left for the next run)
+    fault: str | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Something in the landing zone that is not read, and why (never skipped silently)."""
+
+    path: str
+    source: str | None  # the source folder it is in (or a wrong-case spelling of); None at the root
+    kind: str  # "unexpected" | "outside" (a link resolving outside the landing zone) | "unreadable"
+    reason: str
+
+
+@dataclass(frozen=True)
+class Scan:
+    files: list[LandingFile]
+    unexpected: list[Entry]
 
 
 def sha256_of(path: Path, chunk: int = 4 << 20) -> str:
@@ -149,40 +184,53 @@ def read_header(path: Path, fmt: str) -> list[str]:
     return names
 
 
+def _io_problem(exc: OSError) -> str:
+    return f"could not be read ({type(exc).__name__}: {exc.strerror or exc}): {LEFT_FOR_NEXT_RUN}"
+
+
 def inspect(path: Path, source: Source, delivery_date: date | None,
             known: dict[str, tuple[int, int | None, str]] | None = None) -> LandingFile:
     """Size, checksum and header of one file, or the reason it cannot be ingested.
 
-    ``known``: ``path -> (size, modified_ns, sha256)`` of files already ingested. A file
-    with the same path, size and modification time is not read again (its recorded checksum
-    stands): a daily run must not hash a year of deliveries. A file changed in place gets a
-    new time and is inspected (and, with new content, ingested) like any new file."""
-    st = path.stat()
-    size, mtime = st.st_size, st.st_mtime_ns
+    ``known``: ``path -> (size, modified_ns, sha256)`` of files already ingested (or
+    rejected). A file with the same path, size and modification time is not read again (its
+    recorded checksum stands): a daily run must not hash a year of deliveries. A file
+    changed in place gets a new time and is inspected (and, with new content, ingested)
+    like any new file. A path problem (folder, extension) is set on known files too.
+
+    Never raises for a file that cannot be read (permission denied, vanished): its problem
+    then has ``fault="io"``."""
     fmt = file_format(path)
-    rec = (known or {}).get(str(path))
-    if rec is not None and rec[0] == size and rec[1] == mtime:
-        return LandingFile(source=source.name, path=str(path), delivery_date=delivery_date, fmt=fmt,
-                           size_bytes=size, sha256=rec[2], modified_ns=mtime, known=True)
-    digest = sha256_of(path)
-    base = dict(source=source.name, path=str(path), delivery_date=delivery_date, fmt=fmt,
-                size_bytes=size, sha256=digest, modified_ns=mtime)
-    if delivery_date is None:
-        return LandingFile(**base, problem="folder is not a YYYY-MM-DD delivery date")
-    if fmt is None:
-        return LandingFile(**base, problem="unsupported file type (expected .csv, .csv.gz, .parquet or .jsonl)")
+    path_problem = BAD_DATE_FOLDER if delivery_date is None else BAD_FILE_TYPE if fmt is None else None
+    base = dict(source=source.name, path=str(path), delivery_date=delivery_date, fmt=fmt)
+    try:
+        st = path.stat()
+        size, mtime = st.st_size, st.st_mtime_ns
+        rec = (known or {}).get(str(path))
+        if rec is not None and rec[0] == size and rec[1] == mtime:
+            return LandingFile(**base, size_bytes=size, sha256=rec[2], modified_ns=mtime, known=True,
+                               problem=path_problem, fault="path" if path_problem else None)
+        digest = sha256_of(path)
+    except OSError as exc:
+        return LandingFile(**base, size_bytes=0, sha256="", problem=_io_problem(exc), fault="io")
+    base |= dict(size_bytes=size, sha256=digest, modified_ns=mtime)
+    if path_problem:
+        return LandingFile(**base, problem=path_problem, fault="path")
     if size == 0:
-        return LandingFile(**base, problem="empty file")
+        return LandingFile(**base, problem="empty file", fault="content")
     try:
         header = read_header(path, fmt)
-    except (ValueError, OSError, EOFError) as exc:
-        return LandingFile(**base, problem=str(exc))
+    except OSError as exc:  # opening failed (a broken compressed file is a ValueError)
+        return LandingFile(**base, problem=_io_problem(exc), fault="io")
+    except (ValueError, EOFError) as exc:
+        return LandingFile(**base, problem=str(exc), fault="content")
     except Exception as exc:  # a hostile file must never stop discovery of the others
-        return LandingFile(**base, problem=f"unreadable file ({type(exc).__name__}: {str(exc)[:160]})")
+        return LandingFile(**base, problem=f"unreadable file ({type(exc).__name__}: {str(exc)[:160]})",
+                           fault="content")
     missing = [c for c in source.required if c not in header]
     if missing:
         return LandingFile(**base, header=tuple(header),
-                           problem=f"missing required column(s): {', '.join(missing)}")
+                           problem=f"missing required column(s): {', '.join(missing)}", fault="content")
     return LandingFile(**base, header=tuple(header))
 
 
@@ -192,25 +240,120 @@ HASH_THREADS = 4
 def discover(landing: Path, sources: list[str] | None = None,
              known: dict[str, tuple[int, int | None, str]] | None = None) -> list[LandingFile]:
     """Every file under the landing zone for the given sources, in delivery order (files
-    in ``known`` unchanged are listed without being read: see :func:`inspect`)."""
+    in ``known`` unchanged are listed without being read: see :func:`inspect`); what is not
+    read is left out (:func:`scan` lists it)."""
+    return scan(landing, sources, known).files
+
+
+_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"))
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+def scan(landing: Path, sources: list[str] | None = None,
+         known: dict[str, tuple[int, int | None, str]] | None = None) -> Scan:
+    """The files to ingest under ``<landing>/<source>/<date>/`` for the given sources (all
+    when None), and every other entry of the landing zone with the reason it is not read.
+
+    - A link is followed only when it resolves inside the landing zone; one resolving
+      outside (a file, a folder, a device...) is listed as ``outside`` and never opened.
+    - Files in a folder that is not a YYYY-MM-DD date, or of an unsupported type, are
+      returned with a path problem (:data:`PATH_PROBLEMS`): rejected, never blocking.
+    - Nested folders, loose files (at the root or in a source folder), unknown or
+      wrong-case folders at the root, hidden entries (name starting with "."), FIFOs,
+      sockets, devices and dangling links are listed as ``unexpected``; a folder that
+      cannot be listed, as ``unreadable`` (the next run lists it again).
+    A listed folder's contents are not visited. Nothing is listed for a source not asked for.
+    """
+    root = Path(landing)
+    if not root.is_dir():
+        return Scan([], [])
+    real_root = os.path.realpath(root)
+    wanted = set(sources or SOURCES)
     todo: list[tuple[Path, Source, date | None]] = []
-    for name in sources or list(SOURCES):
-        src_dir = Path(landing) / name
-        if not src_dir.is_dir():
-            continue
-        for day_dir in sorted(p for p in src_dir.iterdir() if p.is_dir()):
-            day = None
-            if _DATE_DIR.match(day_dir.name):
-                try:
-                    day = date.fromisoformat(day_dir.name)
-                except ValueError:
-                    day = None
-            for f in sorted(p for p in day_dir.iterdir() if p.is_file() and not p.name.startswith(".")):
-                todo.append((f, SOURCES[name], day))
+    unexpected: list[Entry] = []
+
+    def note(path: Path, source: str | None, kind: str, reason: str) -> None:
+        if source is None or source in wanted:
+            unexpected.append(Entry(str(path), source, kind, reason))
+
+    def entries(folder: Path, source: str | None):
+        """(path, mode) of the folder's entries, links resolved (those outside noted)."""
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError as exc:
+            note(folder, source, "unreadable",
+                 f"folder could not be listed ({type(exc).__name__}: {exc.strerror or exc}): {LEFT_FOR_NEXT_RUN}")
+            return
+        for name in names:
+            path = folder / name
+            if name.startswith("."):
+                note(path, source, "unexpected", "hidden entry: not read")
+                continue
+            link = False
+            try:
+                link = path.is_symlink()
+                if link:
+                    target = os.path.realpath(path)
+                    if os.path.commonpath([real_root, target]) != real_root:
+                        note(path, source, "outside", f"link to {target}, outside the landing zone: not followed")
+                        continue
+                mode = path.stat().st_mode  # follows a link inside the zone
+            except FileNotFoundError:
+                if link:
+                    note(path, source, "unexpected", "link to a missing target: not read")
+                else:
+                    note(path, source, "unreadable", f"vanished while listed: {LEFT_FOR_NEXT_RUN}")
+                continue
+            except OSError as exc:
+                note(path, source, "unreadable",
+                     f"could not be read ({type(exc).__name__}: {exc.strerror or exc}): {LEFT_FOR_NEXT_RUN}")
+                continue
+            yield path, mode
+
+    by_lower = {n.lower(): n for n in SOURCES}
+    for path, mode in entries(root, None):
+        name = path.name
+        if name in SOURCES:
+            if name not in wanted:
+                continue
+            if not stat.S_ISDIR(mode):
+                note(path, name, "unexpected", "source entry is not a folder: not read")
+                continue
+            for day_dir, day_mode in entries(path, name):
+                if not stat.S_ISDIR(day_mode):
+                    note(day_dir, name, "unexpected",
+                         "file outside a delivery folder (expected <source>/<YYYY-MM-DD>/<file>): not read")
+                    continue
+                day = None
+                if _DATE_DIR.match(day_dir.name):
+                    try:
+                        day = date.fromisoformat(day_dir.name)
+                    except ValueError:
+                        day = None
+                for f, f_mode in entries(day_dir, name):
+                    if stat.S_ISREG(f_mode):
+                        todo.append((f, SOURCES[name], day))
+                    elif stat.S_ISDIR(f_mode):
+                        note(f, name, "unexpected", "folder inside a delivery folder: not read")
+                    else:
+                        note(f, name, "unexpected", f"{_kind(f_mode)}, not a regular file: not read")
+        elif name.lower() in by_lower and stat.S_ISDIR(mode):
+            src = by_lower[name.lower()]
+            note(path, src, "unexpected", f"folder name differs from source '{src}' in case only: not read")
+        elif stat.S_ISDIR(mode):
+            note(path, None, "unexpected", "folder is not a source: not read")
+        else:
+            note(path, None, "unexpected",
+                 "file at the landing root (expected <source>/<YYYY-MM-DD>/<file>): not read")
     # Checksums are computed in a few threads (hashlib releases the GIL on large buffers):
     # a year of deliveries at 1M customers (10,408 files, 8.3 GB) took 40 s in one.
     with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
-        return list(pool.map(lambda t: inspect(t[0], t[1], t[2], known), todo))
+        files = list(pool.map(lambda t: inspect(t[0], t[1], t[2], known), todo))
+    return Scan(files, unexpected)
 
 
 # ---------------------------------------------------------------------------------------
@@ -573,4 +716,5 @@ def make_reader(output_columns: list[str]):
     return read, ddl, meta
 
 
-__all__ = ["LandingFile", "discover", "inspect", "read_header", "make_reader", "FileError", "sha256_of"]
+__all__ = ["LandingFile", "Entry", "Scan", "scan", "discover", "inspect", "read_header", "make_reader", "FileError",
+           "sha256_of"]

@@ -3,6 +3,13 @@
 - ``ops/ingested_files``: every landing file seen, with size, checksum, row counts and
   what happened to it (loaded, quarantined, duplicate). A checksum found here is never
   ingested again, whatever the file's name.
+  A file rejected for its path (a folder that is not a date, an unsupported extension)
+  is recorded as ``rejected``: its checksum blocks nothing, so the same bytes delivered
+  again at a valid path are loaded.
+- ``ops/landing_issues``: every entry of the landing zone that was not read (a nested
+  folder, a loose or hidden file, a wrong-case source folder, a link outside the landing
+  zone, a file that could not be read now), one row per path and reason, with when it was
+  first and last seen.
 - ``ops/run_log``: one row per step of every run (status, timing, metrics, error).
 - ``ops/audit_log``: one row per job run (pipeline steps, erasures): who ran it, which
   table versions it read and wrote, row counts of what it wrote, status, duration, error.
@@ -31,7 +38,7 @@ INGESTED_FILES_SCHEMA = T.StructType([
     T.StructField("sha256", T.StringType()),
     T.StructField("size_bytes", T.LongType()),
     T.StructField("delivery_date", T.DateType()),
-    T.StructField("status", T.StringType()),  # loaded | quarantined | duplicate
+    T.StructField("status", T.StringType()),  # loaded | quarantined | duplicate | rejected (for its path)
     T.StructField("reason", T.StringType()),
     T.StructField("rows_read", T.LongType()),
     T.StructField("rows_loaded", T.LongType()),
@@ -39,6 +46,17 @@ INGESTED_FILES_SCHEMA = T.StructType([
     T.StructField("batch_id", T.StringType()),
     T.StructField("ingested_at", T.TimestampType()),
     T.StructField("modified_ns", T.LongType()),  # the file's modification time (ns) when it was read
+])
+
+LANDING_ISSUES_SCHEMA = T.StructType([
+    T.StructField("path", T.StringType()),
+    T.StructField("source", T.StringType()),  # null: at the landing root, of no source
+    T.StructField("kind", T.StringType()),  # unexpected | outside | unreadable
+    T.StructField("reason", T.StringType()),
+    T.StructField("first_seen_at", T.TimestampType()),
+    T.StructField("first_batch_id", T.StringType()),
+    T.StructField("last_seen_at", T.TimestampType()),
+    T.StructField("last_batch_id", T.StringType()),
 ])
 
 RUN_LOG_SCHEMA = T.StructType([
@@ -84,17 +102,24 @@ def utcnow() -> datetime:
 
 
 def ingested_checksums(spark: SparkSession, lake_dir) -> set[str]:
-    """Checksums of files already loaded or quarantined (bounded: one row per file)."""
+    """Checksums of files already loaded or quarantined for their content (bounded: one row
+    per file). Files rejected for their path are not in it, nor are those recorded as
+    ``quarantined`` for a path reason before the ``rejected`` status existed."""
+    from c360.landing import PATH_PROBLEMS
+
     path = lake.table_path(lake_dir, "ops", "ingested_files")
     if not lake.exists(path):
         return set()
-    rows = lake.read(spark, path).where("status IN ('loaded', 'quarantined')").select("sha256").distinct().collect()
+    path_reasons = ", ".join("'" + r.replace("'", "''") + "'" for r in PATH_PROBLEMS)
+    rows = lake.read(spark, path).where(
+        f"status = 'loaded' OR (status = 'quarantined' AND coalesce(reason, '') NOT IN ({path_reasons}))"
+    ).select("sha256").distinct().collect()
     return {r.sha256 for r in rows}
 
 
 def ingested_files(spark: SparkSession, lake_dir) -> dict[str, tuple[int, int | None, str]]:
-    """``path -> (size, modified_ns, sha256)`` of every file loaded or quarantined (bounded:
-    one row per file), for :func:`c360.landing.discover` to skip unchanged known files.
+    """``path -> (size, modified_ns, sha256)`` of every file loaded, quarantined or rejected
+    (bounded: one row per file), for :func:`c360.landing.discover` to skip unchanged known files.
     Files recorded before ``modified_ns`` existed are not in it (they are hashed again)."""
     path = lake.table_path(lake_dir, "ops", "ingested_files")
     if not lake.exists(path):
@@ -102,7 +127,7 @@ def ingested_files(spark: SparkSession, lake_dir) -> dict[str, tuple[int, int | 
     df = lake.read(spark, path)
     if "modified_ns" not in df.columns:
         return {}
-    rows = df.where("status IN ('loaded', 'quarantined') AND modified_ns IS NOT NULL") \
+    rows = df.where("status IN ('loaded', 'quarantined', 'rejected') AND modified_ns IS NOT NULL") \
         .orderBy("ingested_at").select("file_path", "size_bytes", "modified_ns", "sha256").collect()
     return {r.file_path: (r.size_bytes, r.modified_ns, r.sha256) for r in rows}  # the latest per path wins
 
@@ -136,6 +161,31 @@ def record_files(spark: SparkSession, lake_dir, rows: list[dict]) -> None:
     df = spark.createDataFrame([tuple(r.get(f.name) for f in INGESTED_FILES_SCHEMA.fields) for r in rows],
                                INGESTED_FILES_SCHEMA)
     lake.merge(spark, df, path, ["file_path", "sha256"], update_when="")
+
+
+def record_landing_issues(spark: SparkSession, lake_dir, entries: list[tuple[str, str | None, str, str]],
+                          batch_id: str) -> set[tuple[str, str]]:
+    """Record ``(path, source, kind, reason)`` entries not read by this run in
+    ``ops/landing_issues`` (one row per path and reason: a re-run only moves its
+    ``last_seen_*``); returns the ``(path, reason)`` pairs seen for the first time."""
+    if not entries:
+        return set()
+    path = lake.table_path(lake_dir, "ops", "landing_issues")
+    lake.create_if_missing(spark, path, LANDING_ISSUES_SCHEMA)
+    # bounded: one row per entry the landing zone should not hold
+    before = {(r.path, r.reason) for r in lake.read(spark, path).select("path", "reason").collect()}
+    now = utcnow()
+    rows = {(p, r): (p, src, kind, r, now, batch_id, now, batch_id) for p, src, kind, r in entries}
+    df = spark.createDataFrame(list(rows.values()), LANDING_ISSUES_SCHEMA)
+    view = "_landing_issues_seen"
+    df.createOrReplaceTempView(view)
+    try:
+        spark.sql(f"MERGE INTO delta.`{path}` t USING {view} s ON t.path = s.path AND t.reason = s.reason "
+                  "WHEN MATCHED THEN UPDATE SET last_seen_at = s.last_seen_at, last_batch_id = s.last_batch_id "
+                  "WHEN NOT MATCHED THEN INSERT *").collect()
+    finally:
+        spark.catalog.dropTempView(view)
+    return set(rows) - before
 
 
 def derived_watermark(spark: SparkSession, lake_dir, table: str) -> datetime | None:

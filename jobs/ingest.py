@@ -12,12 +12,21 @@ once, then
   version never overwrites a newer one; new columns are added),
 - record the batch's files in ``ops/ingested_files``.
 
+Nothing in the landing zone is lost, blocked or skipped silently: a file at a wrong path
+(folder not a date, unsupported extension) is quarantined with its reason and recorded as
+``rejected``, which blocks nothing (the same bytes at a valid path load); a file that cannot
+be read now (permission denied, vanished or changed while read) is left for the next run,
+unrecorded, and every other file and source loads; every other entry not read (nested
+folders, loose, hidden or wrong-case entries, links outside the landing zone) is counted in
+the results and listed in ``ops/landing_issues`` (see :func:`c360.landing.scan`).
+
 Each of these writes is idempotent, so a run killed at any point is safely re-run.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 import uuid
@@ -25,6 +34,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import NamedTuple
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -32,7 +42,7 @@ from pyspark.sql import types as T
 
 from c360 import lake, ops
 from c360.contract import SOURCES, Source
-from c360.landing import LandingFile, discover, make_reader
+from c360.landing import LEFT_FOR_NEXT_RUN, LandingFile, make_reader, scan
 from c360.settings import Settings
 from features.bronze import ValidationRules, bronze_schema, latest_per_key, repeated_keys, validate, with_version
 
@@ -67,6 +77,16 @@ class SourceResult:
     rows_quarantined: int = 0
     reasons: Counter = field(default_factory=Counter)
     error: str | None = None  # an unexpected failure: this source's new files were not recorded
+    files_deferred: int = 0  # could not be read now (permission, vanished): left for the next run
+    entries_not_read: int = 0  # nested folders, loose/hidden/wrong-case entries, links outside...
+    # ``{path, kind, reason}`` of the entries not read first seen in this run, and of every
+    # file left for the next run (at most MAX_ISSUES_LISTED; all are in ops/landing_issues)
+    issues: list = field(default_factory=list)
+
+
+# The results' key for entries at the landing root that belong to no source.
+LANDING_ROOT = "(landing)"
+MAX_ISSUES_LISTED = 100
 
 
 class IngestError(RuntimeError):
@@ -83,21 +103,54 @@ def rules_from(settings: Settings) -> ValidationRules:
                            min_date=settings.ingest.min_date)
 
 
-def _plan(files: list[LandingFile], done: set[str], as_of: date | None):
-    """Split discovered files into: to read, unreadable, duplicates in this run, skipped."""
-    to_read, unreadable, duplicates, skipped = [], [], [], []
+class Plan(NamedTuple):
+    to_read: list[LandingFile]
+    quarantine: list[LandingFile]  # content defects found at discovery: their checksum is recorded
+    rejected: list[LandingFile]  # path problems seen for the first time (folder, extension)
+    deferred: list[LandingFile]  # could not be read now: neither quarantined nor recorded
+    duplicates: list[tuple[LandingFile, LandingFile]]  # (file, the file of this run with its content)
+    skipped: list[LandingFile]  # already ingested (same checksum) or already rejected (same path)
+
+
+def _plan(files: list[LandingFile], done: set[str], as_of: date | None) -> Plan:
+    """Split discovered files by what happens to them (see :class:`Plan`).
+
+    A path rejection never takes part in the checksum checks: its bytes are neither
+    skipped as already done nor do they make another file of the run a duplicate."""
+    plan = Plan([], [], [], [], [], [])
     seen: dict[str, LandingFile] = {}
     for f in files:
         if as_of is not None and f.delivery_date is not None and f.delivery_date > as_of:
             continue  # delivered after as_of: a later run takes it
-        if f.sha256 in done:
-            skipped.append(f)
+        if f.fault == "io":
+            plan.deferred.append(f)
+        elif f.fault == "path":
+            # known: this path was recorded with this size and time: rejected already
+            (plan.skipped if f.known else plan.rejected).append(f)
+        elif f.sha256 in done:
+            plan.skipped.append(f)
         elif f.sha256 in seen:
-            duplicates.append((f, seen[f.sha256]))
+            plan.duplicates.append((f, seen[f.sha256]))
         else:
             seen[f.sha256] = f
-            (unreadable if f.problem else to_read).append(f)
-    return to_read, unreadable, duplicates, skipped
+            (plan.quarantine if f.problem else plan.to_read).append(f)
+    return plan
+
+
+def _changed_since_discovery(f: LandingFile) -> str | None:
+    """Why ``f`` may have failed to read for a reason other than its content (it vanished,
+    changed or cannot be opened now), or None when it is still as discovered."""
+    try:
+        st = os.stat(f.path)
+        if st.st_size != f.size_bytes or st.st_mtime_ns != f.modified_ns:
+            return f"changed while being read: {LEFT_FOR_NEXT_RUN}"
+        with open(f.path, "rb") as fh:
+            fh.read(1)
+    except FileNotFoundError:
+        return f"vanished while being read: {LEFT_FOR_NEXT_RUN}"
+    except OSError as exc:
+        return f"could not be read ({type(exc).__name__}: {exc.strerror or exc}): {LEFT_FOR_NEXT_RUN}"
+    return None
 
 
 def plan_batches(files: list[LandingFile], max_bytes: int) -> list[list[LandingFile]]:
@@ -154,6 +207,14 @@ def ingest_source(spark: SparkSession, settings: Settings, source: Source, files
     broken = everything.where("_file_error IS NOT NULL").select(
         "_source_file", "_file_sha256", "_delivery_date", F.col("_file_error").alias("_reason"))
     now = F.lit(ops.utcnow()).cast("timestamp")
+    # A file the reader failed on that vanished, changed or cannot be opened since discovery
+    # failed for that, not for its content: left for the next run (neither quarantined nor
+    # recorded, so its checksum blocks nothing). One row per broken file: bounded.
+    broken_files = {r["_source_file"]: r["_reason"] for r in broken.select("_source_file", "_reason").collect()}
+    by_path = {f.path: f for f in files}
+    deferred = {p: why for p in broken_files if (why := _changed_since_discovery(by_path[p]))}
+    if deferred:
+        broken = broken.where(~F.col("_source_file").isin(list(deferred)))
 
     # 1. quarantine: rejected rows, and files that could not be read
     q_rows = staged.where("_reason IS NOT NULL").select(
@@ -204,9 +265,10 @@ def ingest_source(spark: SparkSession, settings: Settings, source: Source, files
         F.count(F.lit(1)).alias("rows_read"),
         F.count_if(F.col("_reason").isNull()).alias("rows_loaded"),
         F.count_if(F.col("_reason").isNotNull()).alias("rows_quarantined")).collect()}
-    for r in broken.select("_source_file", "_reason").collect():
-        counts[r["_source_file"]] = {"file_error": r["_reason"], "rows_read": 0, "rows_loaded": 0,
-                                     "rows_quarantined": 0}
+    for path, reason in broken_files.items():
+        counts[path] = {"file_error": reason, "rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0}
+    for path, why in deferred.items():
+        counts[path] = {"deferred": why, "rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0}
     for r in staged.where("_reason IS NOT NULL").groupBy(
             F.regexp_extract("_reason", r"^([^:;']*)", 1).alias("kind")).count().collect():
         result.reasons[r["kind"].strip()] += r["count"]
@@ -234,35 +296,50 @@ def run(spark: SparkSession, settings: Settings, as_of: date | None = None, sour
     names = sources or list(SOURCES)
     # files already ingested and unchanged since (path, size, modification time) are not
     # hashed again: a daily run reads only the new deliveries, not a year of landing files
-    files = discover(Path(settings.landing), names, ops.ingested_files(spark, settings.lake))
+    found = scan(Path(settings.landing), names, ops.ingested_files(spark, settings.lake))
     done = ops.ingested_checksums(spark, settings.lake)
-    to_read, unreadable, duplicates, skipped = _plan(files, done, as_of)
+    plan = _plan(found.files, done, as_of)
     results = {n: SourceResult(n) for n in names}
-    for f in skipped:
+
+    def result(source: str | None) -> SourceResult:
+        key = source if source in results else LANDING_ROOT
+        return results.setdefault(key, SourceResult(key))
+
+    # entries not read: (path, source, kind, reason), recorded in ops/landing_issues at the end
+    not_read: list[tuple[str, str | None, str, str]] = []
+    for e in found.unexpected:
+        result(e.source).entries_not_read += 1
+        not_read.append((e.path, e.source, e.kind, e.reason))
+    for f in plan.deferred:
+        result(f.source).files_deferred += 1
+        not_read.append((f.path, f.source, "unreadable", f.problem))
+    for f in plan.skipped:
         results[f.source].files_skipped += 1
     # skipped by checksum after hashing (recorded before modification times were): remember
     # their time so the next run does not hash them again
-    ops.remember_modified(spark, settings.lake, [(f.path, f.sha256, f.modified_ns) for f in skipped
+    ops.remember_modified(spark, settings.lake, [(f.path, f.sha256, f.modified_ns) for f in plan.skipped
                                                  if not f.known and f.modified_ns is not None])
     now = ops.utcnow()
     records: list[dict] = []
-    for f, original in duplicates:
+    for f, original in plan.duplicates:
         results[f.source].files_duplicate += 1
         records.append(dict(source=f.source, file_path=f.path, sha256=f.sha256, size_bytes=f.size_bytes,
                             delivery_date=f.delivery_date, status="duplicate",
                             reason=f"same content as {original.path}", batch_id=batch_id, ingested_at=now,
                             modified_ns=f.modified_ns))
-    if unreadable:
-        _quarantine_unreadable(spark, settings, unreadable, batch_id)
-        for f in unreadable:
+    if plan.quarantine or plan.rejected:
+        _quarantine_unreadable(spark, settings, plan.quarantine + plan.rejected, batch_id)
+        for f in plan.quarantine + plan.rejected:
             results[f.source].files_quarantined += 1
             results[f.source].reasons[f.problem] += 1
+            # a path rejection is "rejected": its checksum blocks nothing (ops.ingested_checksums)
             records.append(dict(source=f.source, file_path=f.path, sha256=f.sha256, size_bytes=f.size_bytes,
-                                delivery_date=f.delivery_date, status="quarantined", reason=f.problem,
+                                delivery_date=f.delivery_date,
+                                status="rejected" if f.fault == "path" else "quarantined", reason=f.problem,
                                 rows_read=0, rows_loaded=0, rows_quarantined=0, batch_id=batch_id,
                                 ingested_at=now, modified_ns=f.modified_ns))
     by_source: dict[str, list[LandingFile]] = {}
-    for f in to_read:
+    for f in plan.to_read:
         by_source.setdefault(f.source, []).append(f)
     batches = [(name, part) for name in names
                for part in plan_batches(by_source.get(name, []), settings.ingest.batch_mb << 20)]
@@ -284,6 +361,10 @@ def run(spark: SparkSession, settings: Settings, as_of: date | None = None, sour
         loaded: list[dict] = []
         for f in src_files:
             c = counts.get(f.path, {"rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0})
+            if c.get("deferred"):  # vanished or changed while read: not recorded, the next run retries
+                res.files_deferred += 1
+                not_read.append((f.path, f.source, "unreadable", c["deferred"]))
+                continue
             status = "quarantined" if c.get("file_error") else "loaded"
             res.files_new += 1
             res.files_quarantined += status == "quarantined"
@@ -300,6 +381,7 @@ def run(spark: SparkSession, settings: Settings, as_of: date | None = None, sour
         # recorded per batch: a run stopped later resumes after this batch
         ops.record_files(spark, settings.lake, loaded)
     ops.record_files(spark, settings.lake, records)
+    _report_not_read(spark, settings, not_read, batch_id, result)
     if progress:
         progress("ingest", len(batches), len(batches))
     failed = {n: r.error for n, r in results.items() if r.error}
@@ -309,13 +391,26 @@ def run(spark: SparkSession, settings: Settings, as_of: date | None = None, sour
     return results
 
 
+def _report_not_read(spark: SparkSession, settings: Settings, entries: list[tuple[str, str | None, str, str]],
+                     batch_id: str, result) -> None:
+    """Record the entries not read in ``ops/landing_issues`` and list in the results those
+    seen for the first time, and every file left for the next run."""
+    new = ops.record_landing_issues(spark, settings.lake, entries, batch_id)
+    for path, source, kind, reason in entries:
+        res = result(source)
+        if ((path, reason) in new or kind == "unreadable") and len(res.issues) < MAX_ISSUES_LISTED:
+            res.issues.append({"path": path, "kind": kind, "reason": reason})
+
+
 def _quarantine_unreadable(spark: SparkSession, settings: Settings, files: list[LandingFile], batch_id: str) -> None:
+    """Quarantine files rejected as a whole at discovery (one row each, ``line`` 0)."""
     now = ops.utcnow()
-    by_source: dict[str, list] = {}
-    for f in files:
-        by_source.setdefault(f.source, []).append(
-            (f.source, f.problem, f.path, f.sha256, 0, None, f.delivery_date, batch_id, now))
+    by_source: dict[str, dict] = {}
+    for f in files:  # one row per quarantine key (checksum, line 0): the same bytes at two bad paths
+        by_source.setdefault(f.source, {}).setdefault(
+            f.sha256, (f.source, f.problem, f.path, f.sha256, 0, None, f.delivery_date, batch_id, now))
     for name, rows in by_source.items():
         path = lake.table_path(settings.lake, "quarantine", name)
         lake.create_if_missing(spark, path, QUARANTINE_SCHEMA)
-        lake.merge(spark, spark.createDataFrame(rows, QUARANTINE_SCHEMA), path, QUARANTINE_KEY, update_when=None)
+        lake.merge(spark, spark.createDataFrame(list(rows.values()), QUARANTINE_SCHEMA), path, QUARANTINE_KEY,
+                   update_when=None)

@@ -109,7 +109,7 @@ STEPS: dict[str, Callable[..., Any]] = {
 # summaries, latest and lagged holdings) are current.
 STEP_INPUTS: dict[str, tuple[str, ...]] = {
     # bronze and quarantine: the tables it upserts into (their keys decide append or merge)
-    "ingest": ("ops/ingested_files", "bronze/", "quarantine/"),
+    "ingest": ("ops/ingested_files", "ops/landing_issues", "bronze/", "quarantine/"),
     "dq_bronze": ("bronze/", "ops/dq_watermarks"),
     # silver/, restricted/: the incremental refresh merges new rows into what is there
     "silver": ("bronze/", "silver/", "restricted/customer_pii", "ops/derived_watermarks"),
