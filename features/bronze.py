@@ -41,6 +41,10 @@ _DIGITS_RE = r"^[+-]?[0-9]+$"
 # Anything else is malformed; in particular zone names or offsets with seconds, which the
 # engine's cast would otherwise half-understand and convert twice.
 _LOCAL_TS_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?)?$"
+# A date with a time of day, as Parquet timestamps are rendered (pandas writes a date column
+# as a timestamp at midnight): midnight is the date, any other time is rejected.
+_DATE_TIME_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?Z?$"
+_MIDNIGHT_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ]00:00(:00([.]0{1,9})?)?Z?$"
 _ZONED_TS_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?[ ]?(Z|[+-][0-9]{2}(:?[0-9]{2})?)$"
 
 # Metadata columns the reader adds to every row.
@@ -74,11 +78,17 @@ def parse_timestamp(text: Column, bank_timezone: str) -> Column:
     """ISO-8601 text to a UTC instant; text without an offset is in the bank's time zone.
 
     Null when the text is not ISO-8601 as the contract allows it or names an impossible
-    instant (month 13, offset beyond +-18:00...).
+    instant (month 13, offset beyond +-18:00...), and for a local time that does not exist
+    in the bank's zone because the clocks skip it (spring forward: 02:30 on the day Berlin
+    goes from 02:00 to 03:00); the engine would shift it by the gap. A local time that
+    occurs twice (fall back) is taken at its first occurrence, the daylight-saving offset:
+    02:30 on the day Berlin goes from 03:00 back to 02:00 is 00:30 UTC.
     """
     t = F.upper(F.trim(text))
+    local = t.try_cast("timestamp")
+    utc = F.to_utc_timestamp(local, bank_timezone)
     return (F.when(t.rlike(_ZONED_TS_RE), t.try_cast("timestamp"))
-             .when(t.rlike(_LOCAL_TS_RE), F.to_utc_timestamp(t.try_cast("timestamp"), bank_timezone)))
+             .when(t.rlike(_LOCAL_TS_RE) & (F.from_utc_timestamp(utc, bank_timezone) == local), utc))
 
 
 def parse_bool(text: Column) -> Column:
@@ -99,7 +109,9 @@ def _canonical_enum(text: Column, values: tuple[str, ...]) -> Column:
 def _typed(col: ContractColumn, text: Column, rules: ValidationRules) -> Column:
     t = F.trim(text)
     if col.type == DATE:
-        return F.when(t.rlike(_DATE_RE), t.try_cast("date"))
+        t = F.upper(t)
+        return (F.when(t.rlike(_DATE_RE), t.try_cast("date"))
+                 .when(t.rlike(_MIDNIGHT_RE), F.substring(t, 1, 10).try_cast("date")))
     if col.type == TIMESTAMP:
         return parse_timestamp(text, rules.bank_timezone)
     if col.type == DECIMAL:
@@ -123,14 +135,26 @@ def _problems(col: ContractColumn, text: Column, typed: Column, rules: Validatio
         out.append(F.when(~present | text.isNull(), F.lit(f"missing required field {name}")))
     bad_value = present & typed.isNull()
     if col.type == DATE:
-        looks_like_date = F.trim(text).rlike(_DATE_RE)
-        out.append(F.when(bad_value & looks_like_date, F.concat(F.lit(f"impossible date in {name}: '"), shown, F.lit("'"))))
-        out.append(F.when(bad_value & ~looks_like_date, F.concat(F.lit(f"malformed date in {name}: '"), shown, F.lit("'"))))
+        t = F.upper(F.trim(text))
+        looks_like_date = t.rlike(_DATE_RE)
+        with_time = t.rlike(_DATE_TIME_RE)
+        midnight = t.rlike(_MIDNIGHT_RE)
+        out.append(F.when(bad_value & (looks_like_date | midnight),
+                          F.concat(F.lit(f"impossible date in {name}: '"), shown, F.lit("'"))))
+        out.append(F.when(present & with_time & ~midnight,
+                          F.concat(F.lit(f"time of day in date {name}: '"), shown, F.lit("'"))))
+        out.append(F.when(bad_value & ~looks_like_date & ~with_time,
+                          F.concat(F.lit(f"malformed date in {name}: '"), shown, F.lit("'"))))
         out.append(F.when(typed < F.lit(rules.min_date), F.concat(F.lit(f"impossible date in {name}: '"), shown, F.lit("'"))))
     elif col.type == TIMESTAMP:
         t = F.upper(F.trim(text))
         shaped = t.rlike(_LOCAL_TS_RE) | t.rlike(_ZONED_TS_RE)
-        out.append(F.when(bad_value & shaped, F.concat(F.lit(f"impossible timestamp in {name}: '"), shown, F.lit("'"))))
+        # a well-formed, possible local time that parse_timestamp refused: the clocks skip it
+        skipped = bad_value & t.rlike(_LOCAL_TS_RE) & t.try_cast("timestamp").isNotNull()
+        out.append(F.when(skipped, F.concat(F.lit(f"nonexistent local time in {name}: '"), shown,
+                                            F.lit(f"' (skipped by a clock change in {rules.bank_timezone})"))))
+        out.append(F.when(bad_value & shaped & ~skipped,
+                          F.concat(F.lit(f"impossible timestamp in {name}: '"), shown, F.lit("'"))))
         out.append(F.when(bad_value & ~shaped, F.concat(F.lit(f"malformed timestamp in {name}: '"), shown, F.lit("'"))))
         out.append(F.when(typed < F.lit(rules.min_date).cast("timestamp"),
                           F.concat(F.lit(f"impossible timestamp in {name}: '"), shown, F.lit("'"))))

@@ -132,7 +132,7 @@ def read_landing_files(spark: SparkSession, source: Source, files: list[LandingF
     """Text rows of ``files`` with their file's checksum, read in the engine by at most
     ``read_tasks`` tasks."""
     extras = sorted({c for f in files for c in f.header} - set(source.column_names))
-    reader, ddl, _ = make_reader(source.column_names + extras)
+    reader, ddl, _ = make_reader(source.column_names + extras, source)
     files_df = _file_rows_df(spark, files)
     return files_df.repartition(max(1, min(len(files), read_tasks))).mapInArrow(reader, ddl)
 
