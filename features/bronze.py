@@ -307,6 +307,41 @@ def keep_latest(df: DataFrame, keys: list[str], order: str, repeated: DataFrame 
     return once.unionByName(latest)
 
 
+def repeated_in_file(df: DataFrame, source: Source, repeated: DataFrame) -> DataFrame:
+    """Rows of ``df`` (valid rows of a batch) whose key and version stand on a later line of
+    the same file too: one row for every such line but the last.
+
+    The version is what orders a key's versions in the contract (``version_by``, without the
+    delivery date): a customer delivered twice in one file with two ``updated_at`` is two
+    versions, not a repetition. Within one file nothing says which of two rows of one key
+    and version is meant, so the last line is kept (as :func:`latest_per_key` does); the
+    other lines come out here, with ``_kept_line`` (that last line), ``_conflict`` (true
+    when the row differs from the kept one in any column: it goes to quarantine; false for
+    an identical copy, dropped and counted) and ``_raw`` (its values as CSV, as typed).
+    ``repeated``: the keys (``source.key``) that occur more than once in ``df``
+    (:func:`repeated_keys`); only their rows are looked at, so a batch without repeated
+    keys costs nothing more.
+    """
+    keys = list(source.key)
+    versions = [{"_status_rank": "status"}.get(v, v) for v in source.version_by if v != "_delivery_date"]
+    group = ["_source_file"] + keys + [v for v in versions if v not in keys]
+    values = [c for c in df.columns if not c.startswith("_")]
+    r = repeated.select(*keys).alias("r")
+    rows = (r.join(df.alias("d"), [F.col(f"r.`{k}`").eqNullSafe(F.col(f"d.`{k}`")) for k in keys], "inner")
+            .select("d.*")
+            .withColumn("_content", F.to_json(F.struct(*[F.col(f"`{c}`") for c in values]))))
+    groups = (rows.groupBy(*group)
+              .agg(F.max("_line").alias("_kept_line"), F.max_by("_content", "_line").alias("_kept_content"),
+                   F.count(F.lit(1)).alias("_n"))
+              .where("_n > 1").alias("g"))
+    x = rows.alias("x")
+    out = groups.join(x, [F.col(f"g.`{k}`").eqNullSafe(F.col(f"x.`{k}`")) for k in group], "inner") \
+        .where(F.col("x._line") < F.col("g._kept_line"))
+    return out.select("x.*", "g._kept_line", (F.col("x._content") != F.col("g._kept_content")).alias("_conflict"),
+                      F.concat_ws(",", *[_quote_csv(F.col(f"x.`{c}`").cast("string")) for c in values]).alias("_raw")
+                      ).drop("_content")
+
+
 def latest_per_key(df: DataFrame, source: Source, keys: list[str] | None = None,
                    repeated: DataFrame | None = None) -> DataFrame:
     """Keep one row per key (``keys``, default the source key): the latest version (see
@@ -325,7 +360,8 @@ def with_version(df: DataFrame, source: Source) -> DataFrame:
     return df.withColumn("_version", version_column(source))
 
 
-__all__ = ["ValidationRules", "validate", "keep_latest", "latest_per_key", "repeated_keys", "with_version",
+__all__ = ["ValidationRules", "validate", "keep_latest", "latest_per_key", "repeated_keys", "repeated_in_file",
+           "with_version",
            "version_column", "render_csv_line", "parse_timestamp", "parse_bool", "READER_COLUMNS", "STRING"]
 
 
