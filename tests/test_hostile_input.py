@@ -863,3 +863,117 @@ def test_an_ambiguous_local_time_is_its_first_occurrence_and_an_offset_is_exact(
     r = validate(text_rows(spark, "transactions", [_txn_texts(1, txn_ts=text)], delivery_date=date(2026, 12, 31)),
                  TXN, rules).first()
     assert r["_reason"] is None and r["txn_ts"] == utc
+
+
+@PURE
+@given(st.lists(st.tuples(st.sampled_from([c for c in TXN.column_names if c != "txn_id"] + ["meta"]),
+                          st.one_of(st.dictionaries(st.sampled_from("abc"), st.integers(), max_size=2),
+                                    st.lists(st.integers(), max_size=2)),
+                          st.booleans()), min_size=1, max_size=6))
+def test_nested_json_values_reject_their_row_only_in_contract_columns(rows):
+    """A JSON object or array as the value of any contract column rejects its row (every
+    contract column holds one value); in an extra column it is kept as JSON text."""
+    lines = []
+    for i, (column, value, nested) in enumerate(rows):
+        lines.append(_txn_texts(i) | ({column: value} if nested else {}))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "n.jsonl"
+        path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in lines) + "\n")
+        lf, out = read_delivery(path)
+    got = {r["_line"]: r for r in out.to_pylist()}
+    assert sorted(got) == list(range(1, len(rows) + 1))
+    for i, (column, value, nested) in enumerate(rows):
+        row = got[i + 1]
+        if nested and column != "meta":
+            kind = "object" if isinstance(value, dict) else "array"
+            assert row["_row_error"] == f"{column} is a JSON {kind}, not a single value"
+            assert ROW_REASON.match(row["_row_error"]) and json.loads(row["_raw"]) == lines[i]
+        else:
+            assert row["_row_error"] is None and row["txn_id"] == f"T{i}"
+            if nested:
+                assert json.loads(row["meta"]) == value
+
+
+@PURE
+@given(st.lists(st.one_of(st.floats(min_value=0.01, max_value=1e17),
+                          st.decimals(min_value=Decimal("0.01"), max_value=Decimal(10) ** 14, places=2).map(float),
+                          st.sampled_from([0.1 + 0.2, 19.99 * 3, 1e16, 1e-05, 12.0, 1.5e15, float("nan"), float("inf")])),
+                min_size=1, max_size=8))
+def test_float_money_is_read_as_its_shortest_decimal_or_rejected_as_float_money(values):
+    """Money as float64 (pandas): read as the shortest decimal that reads back as the same
+    double; with more than 2 decimals the row is rejected as float money (its cents would be
+    a guess), otherwise the text is that decimal, without exponent."""
+    cols = {c: pa.array([v] * len(values), pa.string()) for c, v in _txn_texts(0).items()}
+    cols["txn_id"] = pa.array([f"T{i}" for i in range(len(values))])
+    cols["amount"] = pa.array(values, pa.float64())
+    with tempfile.TemporaryDirectory() as tmp:
+        pq.write_table(pa.table(cols), Path(tmp) / "f.parquet")
+        lf, out = read_delivery(Path(tmp) / "f.parquet")
+    got = {r["_line"]: r for r in out.to_pylist()}
+    for i, v in enumerate(values):
+        row = got[i + 1]
+        if v != v or v in (float("inf"),):
+            assert row["_row_error"] is None and row["amount"].lower() in ("nan", "inf")  # "not a decimal" later
+            continue
+        exact = Decimal(repr(v))
+        if exact.as_tuple().exponent < -2:
+            assert row["_row_error"] == (f"float money in amount: {exact:f} has more than 2 decimals "
+                                         "(deliver money as decimal or text)")
+        else:
+            assert row["_row_error"] is None and "e" not in row["amount"].lower()
+            assert Decimal(row["amount"]) == exact
+
+
+@hsettings(PURE, max_examples=40)
+@given(st.integers(0, 40), st.integers(0, 30), st.lists(st.sampled_from(TXN.column_names), unique=True))
+def test_a_file_is_held_back_exactly_when_its_new_columns_exceed_the_cap(n_new, cap, known_names):
+    """ingest.cap_new_columns: a file is quarantined whole exactly when it has more columns
+    than the cap that neither the contract nor bronze has (columns of the contract never
+    count), and its reason gives their number and the cap."""
+    from c360.landing import LandingFile
+    from c360.settings import load_settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        s = load_settings(environ={}).with_paths(lake=Path(tmp) / "lake")  # no bronze yet
+        s = s.model_copy(update={"ingest": s.ingest.model_copy(update={"max_new_columns_per_file": cap})})
+        header = tuple(TXN.required + [c for c in known_names if c not in TXN.required]
+                       + [f"new_{i}" for i in range(n_new)])
+        f = LandingFile(source="transactions", path=f"{tmp}/t.csv", delivery_date=DAY, fmt="csv", size_bytes=1,
+                        sha256="x", header=header)
+        to_read, capped = ingest.cap_new_columns(None, s, [f])
+    if n_new > cap:
+        assert to_read == [] and len(capped) == 1
+        assert capped[0].problem.startswith(f"{n_new} new columns, more than ingest.max_new_columns_per_file ({cap}): new_0")
+    else:
+        assert to_read == [f] and capped == []
+
+
+@WITH_ENGINE
+@given(st.lists(st.tuples(st.sampled_from(["K1", "K2", "K3", "\uff2b\uff11", "K1\u00a0"]), st.sampled_from(["1.00", "2.00"])),
+                min_size=1, max_size=12))
+def test_a_key_repeated_in_a_file_keeps_its_last_line_and_only_other_values_conflict(spark, rows):
+    """features.bronze.repeated_in_file on generated batches of two files: every line of a
+    key but the last of its file comes out, as a conflict exactly when its values differ
+    from the last line's; keys in other files never meet. (Spellings of one id are one key
+    once read: normalised here as the reader does.)"""
+    import pyarrow as _pa
+    from pyspark.sql import functions as F
+
+    from c360.landing import normalise_identifier
+    from features.bronze import repeated_in_file, repeated_keys
+    from helpers import text_rows
+
+    ids = normalise_identifier(_pa.array([k for k, _ in rows])).to_pylist()
+    texts = [_txn_texts(i, txn_id=k, amount=a) | {"_line": i + 2} for i, (k, a) in enumerate(zip(ids, [a for _, a in rows]))]
+    df = validate(text_rows(spark, "transactions", texts), TXN, RULES) \
+        .withColumn("_source_file", F.concat(F.lit("f"), (F.col("_line") % 2).cast("string"))).drop("_reason", "_raw")
+    out = {r["_line"]: r for r in repeated_in_file(df, TXN, repeated_keys(df, ["txn_id"])).collect()}
+    last: dict[tuple, int] = {}
+    for i, k in enumerate(ids):
+        last[(k, (i + 2) % 2)] = i + 2
+    want = {}
+    for i, (k, a) in enumerate(zip(ids, [a for _, a in rows])):
+        kept = last[(k, (i + 2) % 2)]
+        if kept != i + 2:
+            want[i + 2] = (kept, a != rows[kept - 2][1])
+    assert {line: (r["_kept_line"], r["_conflict"]) for line, r in out.items()} == want
