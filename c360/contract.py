@@ -18,6 +18,7 @@ STRING = "string"
 DATE = "date"
 TIMESTAMP = "timestamp"
 DECIMAL = "decimal"  # money: DECIMAL(18, 2)
+DECIMAL_SCALE = 2  # decimals of a DECIMAL value
 BOOL = "bool"
 INT = "int"  # 64-bit integer
 
@@ -65,6 +66,15 @@ class Source:
     @property
     def pii_columns(self) -> list[str]:
         return [c.name for c in self.columns if c.pii]
+
+    @property
+    def identifiers(self) -> list[str]:
+        """Text columns that identify something: the key's text columns and every ``*_id`` /
+        ``*_code`` column (references to other sources' keys). Their values are normalised
+        when read (:func:`c360.landing.normalise_identifier`), so that one id is one key
+        however it was spelled."""
+        return [c.name for c in self.columns if c.type == STRING and not c.enum
+                and (c.name in self.key or c.name.endswith(("_id", "_code")))]
 
     def column(self, name: str) -> Column:
         for c in self.columns:

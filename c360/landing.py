@@ -41,11 +41,17 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from c360.contract import SOURCES, Source, column_name
+from c360.contract import DECIMAL, DECIMAL_SCALE, SOURCES, Source, column_name
 
 _DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 FORMATS = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".jsonl": "jsonl"}
 OUTPUT_CHUNK_ROWS = 65_536
+# A field longer than this (in UTF-8 bytes) rejects its row ("field x too large"): no column
+# of the contract needs more, and a multi-megabyte value would be carried through bronze,
+# silver and every read of them. The quarantine keeps the row's text cut short.
+MAX_FIELD_BYTES = 1 << 20
+RAW_FIELD_CHARS = 1_000  # of each field, in the raw text kept for a row rejected while reading
+RAW_CHARS = 10_000  # of the raw text of such a row (and of a malformed JSON line)
 
 
 def file_format(path: Path) -> str | None:
@@ -432,15 +438,12 @@ def _read_csv(path: str, header: list[str]) -> tuple[pa.Table, np.ndarray, list[
         invalid.append((row.number or -1, row.text))
         return "skip"
 
-    try:
-        data = pa.input_stream(path, compression="detect").read()
-        if not _LINE_AFTER_HEADER.search(data):
-            # a header and nothing else: an empty delivery (the contract's "absent source")
-            return pa.table({c: pa.array([], pa.string()) for c in header}), [], []
-        table = pcsv.read_csv(
+    def parse(data: bytes, block_size: int) -> pa.Table:
+        invalid.clear()
+        return pcsv.read_csv(
             pa.BufferReader(data),
             read_options=pcsv.ReadOptions(use_threads=False, column_names=header, skip_rows=1,
-                                          block_size=8 << 20),
+                                          block_size=block_size),
             # blank lines are kept as records so that records keep their physical line numbers;
             # they are dropped below
             parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid,
@@ -450,6 +453,21 @@ def _read_csv(path: str, header: list[str]) -> tuple[pa.Table, np.ndarray, list[
             convert_options=pcsv.ConvertOptions(column_types={c: pa.string() for c in header}, null_values=[""],
                                                 strings_can_be_null=True, quoted_strings_can_be_null=True),
         )
+
+    try:
+        data = pa.input_stream(path, compression="detect").read()
+        if not _LINE_AFTER_HEADER.search(data):
+            # a header and nothing else: an empty delivery (the contract's "absent source")
+            return pa.table({c: pa.array([], pa.string()) for c in header}), [], []
+        try:
+            table = parse(data, 8 << 20)
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc):
+                raise
+            # A record longer than a block (a field of several MB) cannot be split into
+            # blocks: the file is read as one block (it is in memory already), and the
+            # record is rejected afterwards for its oversized field (make_reader).
+            table = parse(data, min(len(data) + 1, (1 << 31) - 1))
     except Exception as exc:
         raise FileError(_explain(exc)) from None
     newlines = np.zeros(table.num_rows, dtype=np.int64)
@@ -496,20 +514,114 @@ def _to_text(arr: pa.ChunkedArray) -> pa.ChunkedArray:
         if t.tz:
             return pc.strftime(arr.cast(pa.timestamp(t.unit, tz="UTC")), format="%Y-%m-%dT%H:%M:%SZ")
         return pc.strftime(arr, format="%Y-%m-%dT%H:%M:%S")
+    if pa.types.is_floating(t):
+        # The shortest decimal that reads back as the same double (Arrow's rendering: 0.1 is
+        # "0.1", 12.0 is "12", 0.1 + 0.2 is "0.30000000000000004"), written without an
+        # exponent, which no contract type accepts: 1e+16 is "10000000000000000".
+        text = arr.cast(pa.string())
+        if pc.any(pc.match_substring(text, "e")).as_py():
+            text = pa.chunked_array([pa.array([format(Decimal(v), "f") if v is not None and "e" in v else v
+                                               for v in text.to_pylist()], pa.string())])
+        return text
     return arr.cast(pa.string())
 
 
-def _read_parquet(path: str) -> tuple[pa.Table, np.ndarray, list[dict]]:
+def _raw_text(rows: pa.Table) -> list[str]:
+    """Rows as CSV records for the quarantine: every field cut to RAW_FIELD_CHARS, the
+    record to RAW_CHARS (a row rejected for a field of megabytes must not store it)."""
+    out = []
+    for row in rows.to_pylist():
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="").writerow(
+            ["" if v is None else v if len(v) <= RAW_FIELD_CHARS else v[:RAW_FIELD_CHARS] + "…" for v in row.values()])
+        out.append(buf.getvalue()[:RAW_CHARS])
+    return out
+
+
+def _reject(table: pa.Table, lines, reasons: np.ndarray) -> tuple[pa.Table, np.ndarray, list[dict]]:
+    """Rows of ``table`` whose ``reasons`` entry is set taken out, as reader errors (with
+    their line and raw text); the other rows and their lines."""
+    lines = np.asarray(lines, dtype=np.int64)
+    idx = np.flatnonzero(reasons != None)  # noqa: E711 (element-wise)
+    if not len(idx):
+        return table, lines, []
+    bad = [{"_line": int(lines[i]), "_raw": raw, "_row_error": reasons[i]}
+           for i, raw in zip(idx, _raw_text(table.take(pa.array(idx))))]
+    keep = np.ones(table.num_rows, dtype=bool)
+    keep[idx] = False
+    return table.filter(pa.array(keep)), lines[keep], bad
+
+
+def _no_reasons(n: int) -> np.ndarray:
+    return np.full(n, None, dtype=object)
+
+
+def _oversized(table: pa.Table, lines) -> tuple[pa.Table, np.ndarray, list[dict]]:
+    """Rows with a field over MAX_FIELD_BYTES taken out as reader errors (see :func:`_reject`)."""
+    import pyarrow.compute as pc
+
+    reasons = _no_reasons(table.num_rows)
+    for name, col in zip(table.column_names, table.columns):
+        sizes = pc.binary_length(col)
+        biggest = pc.max(sizes).as_py()
+        if biggest is None or biggest <= MAX_FIELD_BYTES:
+            continue
+        sizes = sizes.to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero(np.nan_to_num(sizes.astype(np.float64)) > MAX_FIELD_BYTES):
+            if reasons[i] is None:
+                reasons[i] = f"field {name} too large: {int(sizes[i]):,} bytes (limit {MAX_FIELD_BYTES:,})"
+    return _reject(table, lines, reasons)
+
+
+def normalise_identifier(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Identifier text as one key: Unicode NFKC (full-width "Ｃ１" is "C1", a no-break or
+    ideographic space a space), invisible format characters removed wherever they stand
+    (zero-width space and joiners, word joiner, BOM, direction marks: category Cf), then
+    white space of every kind trimmed at both ends. An id delivered as only such
+    characters becomes empty, which validation treats as missing."""
+    import pyarrow.compute as pc
+
+    if pc.all(pc.string_is_ascii(arr)).as_py() is not False:  # the common case: 0.05 s per 1M ids
+        return pc.ascii_trim_whitespace(arr)
+    arr = pc.replace_substring_regex(pc.utf8_normalize(arr, form="NFKC"), r"\p{Cf}", "")
+    return pc.utf8_trim_whitespace(arr)
+
+
+_FRACTION_BEYOND_SCALE = rf"[.][0-9]{{{DECIMAL_SCALE + 1},}}$"
+
+
+def _read_parquet(path: str, scalar: frozenset[str] = frozenset(), money: frozenset[str] = frozenset()
+                  ) -> tuple[pa.Table, np.ndarray, list[dict]]:
+    """Rows of text; a row is rejected for a nested value (struct, list, map) in one of the
+    ``scalar`` columns, or a float in one of the ``money`` columns whose shortest decimal
+    has more decimals than the contract's scale (see :func:`_to_text`)."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
-        table = pa.table({normalise_name(n): _to_text(table.column(n)) for n in table.column_names})
+        raw = pq.read_table(path)
+        cols, rejects = {}, []
+        for n in raw.column_names:
+            name, col = normalise_name(n), raw.column(n)
+            cols[name] = text = _to_text(col)
+            if name in scalar and pa.types.is_nested(col.type):
+                rejects.append((pc.is_valid(col), f"{name} is a nested Parquet value, not a single value"))
+            elif name in money and pa.types.is_floating(col.type):
+                rejects.append((pc.match_substring_regex(text, _FRACTION_BEYOND_SCALE), (
+                    name, f" has more than {DECIMAL_SCALE} decimals (deliver money as decimal or text)")))
+        table = pa.table(cols)
     except FileError:
         raise
     except Exception as exc:
         raise FileError(_explain(exc)) from None
-    return table, np.arange(1, table.num_rows + 1, dtype=np.int64), []
+    lines = np.arange(1, table.num_rows + 1, dtype=np.int64)
+    reasons = _no_reasons(table.num_rows)
+    for mask, reason in rejects:
+        for i in np.flatnonzero(mask.fill_null(False).to_numpy(zero_copy_only=False)):
+            if reasons[i] is None:
+                reasons[i] = reason if isinstance(reason, str) else \
+                    f"float money in {reason[0]}: {table.column(reason[0])[int(i)].as_py()}{reason[1]}"
+    return _reject(table, lines, reasons)
 
 
 def _json_text(v) -> str | None:
@@ -522,16 +634,17 @@ def _json_text(v) -> str | None:
     return json.dumps(v, ensure_ascii=False, default=lambda o: float(o) if isinstance(o, Decimal) else str(o))
 
 
-def _read_jsonl(path: str) -> tuple[pa.Table, list[int] | np.ndarray, list[dict]]:
+def _read_jsonl(path: str, scalar: frozenset[str] = frozenset()) -> tuple[pa.Table, list[int] | np.ndarray, list[dict]]:
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as exc:
         raise FileError(_explain(exc)) from None
-    return _parse_jsonl(data)
+    return _parse_jsonl(data, scalar=scalar)
 
 
-def _parse_jsonl(data: bytes, arrow: bool = True) -> tuple[pa.Table, list[int] | np.ndarray, list[dict]]:
+def _parse_jsonl(data: bytes, arrow: bool = True, scalar: frozenset[str] = frozenset()
+                 ) -> tuple[pa.Table, list[int] | np.ndarray, list[dict]]:
     """Rows of text (one column per key), their line numbers, and the malformed lines.
 
     A plain file (every line one flat object; strings, integers, booleans and nulls) is
@@ -540,6 +653,8 @@ def _parse_jsonl(data: bytes, arrow: bool = True) -> tuple[pa.Table, list[int] |
     in Python, which keeps what Arrow cannot: decimal digits as delivered, nested values as
     JSON text, blank lines skipped with the numbering kept, a malformed line rejected alone.
     ``arrow=False``: always line by line (the reference the Arrow path is tested against).
+    A line with a JSON object or array as the value of one of the ``scalar`` columns is
+    rejected (in any other column it is kept as JSON text). Arrow never takes such a file.
     """
     data = data.removeprefix(codecs.BOM_UTF8)  # a leading BOM is not part of the first line
     fast = _arrow_jsonl(data) if arrow else None
@@ -566,16 +681,21 @@ def _parse_jsonl(data: bytes, arrow: bool = True) -> tuple[pa.Table, list[int] |
             if not isinstance(obj, dict):
                 raise ValueError("not a JSON object")
         except ValueError as exc:
-            bad.append({"_line": i, "_raw": line[:10_000], "_row_error": f"malformed JSON line ({str(exc)[:80]})"})
+            bad.append({"_line": i, "_raw": line[:RAW_CHARS], "_row_error": f"malformed JSON line ({str(exc)[:80]})"})
             continue
         row = {}
         for k, v in obj.items():
             name = names_seen.get(k)
             if name is None:
                 name = names_seen[k] = normalise_name(k)
+            if type(v) in (dict, list) and name in scalar:
+                kind = "object" if type(v) is dict else "array"
+                bad.append({"_line": i, "_raw": line[:RAW_CHARS], "_row_error": f"{name} is a JSON {kind}, not a single value"})
+                break
             row[name] = v if v is None or type(v) is str else _json_text(v)
-        rows.append(row)
-        lines.append(i)
+        else:
+            rows.append(row)
+            lines.append(i)
     names: dict[str, None] = {}
     for r in rows[:1000]:
         names.update(dict.fromkeys(r))
@@ -645,8 +765,14 @@ def _arrow_jsonl(data: bytes) -> tuple[pa.Table, np.ndarray] | None:
     return pa.table(cols), np.arange(1, n + 1, dtype=np.int64)
 
 
-def make_reader(output_columns: list[str]):
+def make_reader(output_columns: list[str], source: Source | None = None):
     """A ``mapInArrow`` function: rows (path, fmt, header, delivery_date[, sha256]) -> text rows.
+
+    A row with a field over MAX_FIELD_BYTES is a reader error (``_row_error``, with the
+    row's text cut short in ``_raw``). With a ``source``, its contract columns are read as
+    single values (a nested JSON or Parquet value rejects the row; so does float money with
+    more decimals than the contract's: see :func:`_read_parquet`) and its identifier columns
+    are normalised (:func:`normalise_identifier`).
 
     Output columns: ``output_columns`` (strings; missing ones null) then ``_source_file``,
     ``_delivery_date``, ``_line``, ``_raw``, ``_row_error``, ``_file_error``, ``_file_sha256``
@@ -655,6 +781,9 @@ def make_reader(output_columns: list[str]):
     A file that cannot be read gives one row with ``_file_error`` set and ``_line`` 0.
     """
     out_names = list(output_columns)
+    scalar = frozenset(source.column_names if source else ())
+    money = frozenset(c.name for c in source.columns if c.type == DECIMAL) if source else frozenset()
+    identifiers = list(source.identifiers if source else ())
     meta = ["_source_file", "_delivery_date", "_line", "_raw", "_row_error", "_file_error", "_file_sha256"]
     schema = pa.schema([pa.field(n, pa.string()) for n in out_names]
                        + [pa.field("_source_file", pa.string()), pa.field("_delivery_date", pa.date32()),
@@ -667,11 +796,17 @@ def make_reader(output_columns: list[str]):
             if fmt == "csv":
                 table, lines, bad = _read_csv(path, header)
             elif fmt == "parquet":
-                table, lines, bad = _read_parquet(path)
+                table, lines, bad = _read_parquet(path, scalar, money)
             elif fmt == "jsonl":
-                table, lines, bad = _read_jsonl(path)
+                table, lines, bad = _read_jsonl(path, scalar)
             else:
                 raise FileError(f"unsupported format {fmt!r}")
+            table, lines, big = _oversized(table, lines)
+            bad += big
+            for name in identifiers:
+                if name in table.column_names:
+                    table = table.set_column(table.column_names.index(name), name,
+                                             normalise_identifier(table.column(name)))
         except Exception as exc:  # never let one hostile file fail the engine task (and the run)
             if not isinstance(exc, FileError):
                 exc = FileError(_explain(exc))

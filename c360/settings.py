@@ -70,6 +70,9 @@ class Ingest(_Strict):
     # Upper bound of one ingest batch, in delivered (on-disk) megabytes: a year of history
     # is loaded in delivery-date order, a batch at a time, so memory stays bounded.
     batch_mb: int = Field(256, ge=1, le=1_000_000)
+    # A file bringing more columns than this that neither the contract nor bronze has is
+    # quarantined whole (every new column stays in bronze and silver for good).
+    max_new_columns_per_file: int = Field(20, ge=0, le=10_000)
 
 
 class Silver(_Strict):

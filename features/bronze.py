@@ -10,8 +10,9 @@ small DataFrames and runs the same on Sail and on JVM Spark.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -41,6 +42,10 @@ _DIGITS_RE = r"^[+-]?[0-9]+$"
 # Anything else is malformed; in particular zone names or offsets with seconds, which the
 # engine's cast would otherwise half-understand and convert twice.
 _LOCAL_TS_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?)?$"
+# A date with a time of day, as Parquet timestamps are rendered (pandas writes a date column
+# as a timestamp at midnight): midnight is the date, any other time is rejected.
+_DATE_TIME_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?Z?$"
+_MIDNIGHT_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ]00:00(:00([.]0{1,9})?)?Z?$"
 _ZONED_TS_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?[ ]?(Z|[+-][0-9]{2}(:?[0-9]{2})?)$"
 
 # Metadata columns the reader adds to every row.
@@ -74,11 +79,45 @@ def parse_timestamp(text: Column, bank_timezone: str) -> Column:
     """ISO-8601 text to a UTC instant; text without an offset is in the bank's time zone.
 
     Null when the text is not ISO-8601 as the contract allows it or names an impossible
-    instant (month 13, offset beyond +-18:00...).
+    instant (month 13, offset beyond +-18:00...), and for a local time that does not exist
+    in the bank's zone because the clocks skip it (spring forward: 02:30 on the day Berlin
+    goes from 02:00 to 03:00); the engine would shift it by the gap. A local time that
+    occurs twice (fall back) is taken at its first occurrence, the daylight-saving offset:
+    02:30 on the day Berlin goes from 03:00 back to 02:00 is 00:30 UTC.
     """
     t = F.upper(F.trim(text))
+    local = t.try_cast("timestamp")
+    utc = F.to_utc_timestamp(local, bank_timezone)
+    exists = F.lit(True)
+    span = _skipping_days(bank_timezone)
+    if span is not None:
+        # converted back, a skipped time comes out an hour later; checked only on the days
+        # between the zone's first and last spring-forward (none since 1991 in Shanghai)
+        exists = F.when(F.substring(t, 1, 10).between(*span), F.from_utc_timestamp(utc, bank_timezone) == local) \
+            .otherwise(True)
     return (F.when(t.rlike(_ZONED_TS_RE), t.try_cast("timestamp"))
-             .when(t.rlike(_LOCAL_TS_RE), F.to_utc_timestamp(t.try_cast("timestamp"), bank_timezone)))
+             .when(t.rlike(_LOCAL_TS_RE) & exists, utc))
+
+
+@functools.lru_cache(maxsize=None)
+def _skipping_days(zone: str, since: int = 1800, until: int = 2200) -> tuple[str, str] | None:
+    """The first and last local day (``YYYY-MM-DD``, a day's margin either side) on which the
+    clocks of ``zone`` move forward, between the years ``since`` and ``until``; None when
+    they never do. A day-by-day scan of the zone's offsets (0.4 s, once per zone)."""
+    from zoneinfo import ZoneInfo
+
+    z = ZoneInfo(zone)
+    t, end, day = datetime(since, 1, 1, tzinfo=timezone.utc), datetime(until, 1, 1, tzinfo=timezone.utc), timedelta(days=1)
+    prev, first, last = t.astimezone(z).utcoffset(), None, None
+    while t < end:
+        t += day
+        off = t.astimezone(z).utcoffset()
+        if off > prev:
+            first, last = first or t, t
+        prev = off
+    if first is None:
+        return None
+    return f"{first - 2 * day:%Y-%m-%d}", f"{last + day:%Y-%m-%d}"
 
 
 def parse_bool(text: Column) -> Column:
@@ -99,7 +138,9 @@ def _canonical_enum(text: Column, values: tuple[str, ...]) -> Column:
 def _typed(col: ContractColumn, text: Column, rules: ValidationRules) -> Column:
     t = F.trim(text)
     if col.type == DATE:
-        return F.when(t.rlike(_DATE_RE), t.try_cast("date"))
+        t = F.upper(t)
+        return (F.when(t.rlike(_DATE_RE), t.try_cast("date"))
+                 .when(t.rlike(_MIDNIGHT_RE), F.substring(t, 1, 10).try_cast("date")))
     if col.type == TIMESTAMP:
         return parse_timestamp(text, rules.bank_timezone)
     if col.type == DECIMAL:
@@ -123,14 +164,26 @@ def _problems(col: ContractColumn, text: Column, typed: Column, rules: Validatio
         out.append(F.when(~present | text.isNull(), F.lit(f"missing required field {name}")))
     bad_value = present & typed.isNull()
     if col.type == DATE:
-        looks_like_date = F.trim(text).rlike(_DATE_RE)
-        out.append(F.when(bad_value & looks_like_date, F.concat(F.lit(f"impossible date in {name}: '"), shown, F.lit("'"))))
-        out.append(F.when(bad_value & ~looks_like_date, F.concat(F.lit(f"malformed date in {name}: '"), shown, F.lit("'"))))
+        t = F.upper(F.trim(text))
+        looks_like_date = t.rlike(_DATE_RE)
+        with_time = t.rlike(_DATE_TIME_RE)
+        midnight = t.rlike(_MIDNIGHT_RE)
+        out.append(F.when(bad_value & (looks_like_date | midnight),
+                          F.concat(F.lit(f"impossible date in {name}: '"), shown, F.lit("'"))))
+        out.append(F.when(present & with_time & ~midnight,
+                          F.concat(F.lit(f"time of day in date {name}: '"), shown, F.lit("'"))))
+        out.append(F.when(bad_value & ~looks_like_date & ~with_time,
+                          F.concat(F.lit(f"malformed date in {name}: '"), shown, F.lit("'"))))
         out.append(F.when(typed < F.lit(rules.min_date), F.concat(F.lit(f"impossible date in {name}: '"), shown, F.lit("'"))))
     elif col.type == TIMESTAMP:
         t = F.upper(F.trim(text))
         shaped = t.rlike(_LOCAL_TS_RE) | t.rlike(_ZONED_TS_RE)
-        out.append(F.when(bad_value & shaped, F.concat(F.lit(f"impossible timestamp in {name}: '"), shown, F.lit("'"))))
+        # a well-formed, possible local time that parse_timestamp refused: the clocks skip it
+        skipped = F.when(bad_value & t.rlike(_LOCAL_TS_RE), t.try_cast("timestamp").isNotNull()).otherwise(False)
+        out.append(F.when(skipped, F.concat(F.lit(f"nonexistent local time in {name}: '"), shown,
+                                            F.lit(f"' (skipped by a clock change in {rules.bank_timezone})"))))
+        out.append(F.when(bad_value & shaped & ~skipped,
+                          F.concat(F.lit(f"impossible timestamp in {name}: '"), shown, F.lit("'"))))
         out.append(F.when(bad_value & ~shaped, F.concat(F.lit(f"malformed timestamp in {name}: '"), shown, F.lit("'"))))
         out.append(F.when(typed < F.lit(rules.min_date).cast("timestamp"),
                           F.concat(F.lit(f"impossible timestamp in {name}: '"), shown, F.lit("'"))))
@@ -283,6 +336,41 @@ def keep_latest(df: DataFrame, keys: list[str], order: str, repeated: DataFrame 
     return once.unionByName(latest)
 
 
+def repeated_in_file(df: DataFrame, source: Source, repeated: DataFrame) -> DataFrame:
+    """Rows of ``df`` (valid rows of a batch) whose key and version stand on a later line of
+    the same file too: one row for every such line but the last.
+
+    The version is what orders a key's versions in the contract (``version_by``, without the
+    delivery date): a customer delivered twice in one file with two ``updated_at`` is two
+    versions, not a repetition. Within one file nothing says which of two rows of one key
+    and version is meant, so the last line is kept (as :func:`latest_per_key` does); the
+    other lines come out here, with ``_kept_line`` (that last line), ``_conflict`` (true
+    when the row differs from the kept one in any column: it goes to quarantine; false for
+    an identical copy, dropped and counted) and ``_raw`` (its values as CSV, as typed).
+    ``repeated``: the keys (``source.key``) that occur more than once in ``df``
+    (:func:`repeated_keys`); only their rows are looked at, so a batch without repeated
+    keys costs nothing more.
+    """
+    keys = list(source.key)
+    versions = [{"_status_rank": "status"}.get(v, v) for v in source.version_by if v != "_delivery_date"]
+    group = ["_source_file"] + keys + [v for v in versions if v not in keys]
+    values = [c for c in df.columns if not c.startswith("_")]
+    r = repeated.select(*keys).alias("r")
+    rows = (r.join(df.alias("d"), [F.col(f"r.`{k}`").eqNullSafe(F.col(f"d.`{k}`")) for k in keys], "inner")
+            .select("d.*")
+            .withColumn("_content", F.to_json(F.struct(*[F.col(f"`{c}`") for c in values]))))
+    groups = (rows.groupBy(*group)
+              .agg(F.max("_line").alias("_kept_line"), F.max_by("_content", "_line").alias("_kept_content"),
+                   F.count(F.lit(1)).alias("_n"))
+              .where("_n > 1").alias("g"))
+    x = rows.alias("x")
+    out = groups.join(x, [F.col(f"g.`{k}`").eqNullSafe(F.col(f"x.`{k}`")) for k in group], "inner") \
+        .where(F.col("x._line") < F.col("g._kept_line"))
+    return out.select("x.*", "g._kept_line", (F.col("x._content") != F.col("g._kept_content")).alias("_conflict"),
+                      F.concat_ws(",", *[_quote_csv(F.col(f"x.`{c}`").cast("string")) for c in values]).alias("_raw")
+                      ).drop("_content")
+
+
 def latest_per_key(df: DataFrame, source: Source, keys: list[str] | None = None,
                    repeated: DataFrame | None = None) -> DataFrame:
     """Keep one row per key (``keys``, default the source key): the latest version (see
@@ -301,7 +389,8 @@ def with_version(df: DataFrame, source: Source) -> DataFrame:
     return df.withColumn("_version", version_column(source))
 
 
-__all__ = ["ValidationRules", "validate", "keep_latest", "latest_per_key", "repeated_keys", "with_version",
+__all__ = ["ValidationRules", "validate", "keep_latest", "latest_per_key", "repeated_keys", "repeated_in_file",
+           "with_version",
            "version_column", "render_csv_line", "parse_timestamp", "parse_bool", "READER_COLUMNS", "STRING"]
 
 

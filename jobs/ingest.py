@@ -25,6 +25,7 @@ Each of these writes is idempotent, so a run killed at any point is safely re-ru
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -44,7 +45,8 @@ from c360 import lake, ops
 from c360.contract import SOURCES, Source
 from c360.landing import LEFT_FOR_NEXT_RUN, LandingFile, make_reader, scan
 from c360.settings import Settings
-from features.bronze import ValidationRules, bronze_schema, latest_per_key, repeated_keys, validate, with_version
+from features.bronze import (ValidationRules, bronze_schema, latest_per_key, repeated_in_file, repeated_keys, validate,
+                             with_version)
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,9 @@ class SourceResult:
     rows_loaded: int = 0
     rows_quarantined: int = 0
     reasons: Counter = field(default_factory=Counter)
+    # valid rows repeating the key and version of a later line of their file with the same
+    # values: loaded once (one with other values is quarantined: "conflicting duplicate key")
+    rows_repeated_in_file: int = 0
     error: str | None = None  # an unexpected failure: this source's new files were not recorded
     files_deferred: int = 0  # could not be read now (permission, vanished): left for the next run
     entries_not_read: int = 0  # nested folders, loose/hidden/wrong-case entries, links outside...
@@ -153,6 +158,35 @@ def _changed_since_discovery(f: LandingFile) -> str | None:
     return None
 
 
+def cap_new_columns(spark: SparkSession, settings: Settings, files: list[LandingFile]
+                    ) -> tuple[list[LandingFile], list[LandingFile]]:
+    """``files`` split into those to read and those with more new columns than
+    ``ingest.max_new_columns_per_file`` (with their ``problem`` set: quarantined whole).
+
+    A new column is in neither the contract nor the source's bronze table. Each one is
+    added to bronze and silver for good, so a file with thousands of them (a pivoted export,
+    a header shifted into the data) would slow every later run. The whole file is held back
+    rather than loaded without those columns: nothing is lost or half loaded, and the reason
+    names the columns, so the bank can fix and re-deliver it. Like any content defect its
+    checksum is recorded: after raising the cap, the same bytes need delivering again."""
+    cap = settings.ingest.max_new_columns_per_file
+    known: dict[str, set[str]] = {}
+    to_read, capped = [], []
+    for f in files:
+        if f.source not in known:
+            path = lake.table_path(settings.lake, "bronze", f.source)
+            known[f.source] = set(SOURCES[f.source].column_names) | \
+                (set(lake.read(spark, path).columns) if lake.exists(path) else set())
+        new = [c for c in f.header if c not in known[f.source]]
+        if len(new) <= cap:
+            to_read.append(f)
+            continue
+        shown = ", ".join(c[:40] for c in new[:5]) + (", ..." if len(new) > 5 else "")
+        capped.append(dataclasses.replace(
+            f, fault="content", problem=f"{len(new)} new columns, more than ingest.max_new_columns_per_file ({cap}): {shown}"))
+    return to_read, capped
+
+
 def plan_batches(files: list[LandingFile], max_bytes: int) -> list[list[LandingFile]]:
     """``files`` in delivery-date order, cut into consecutive batches of at most ``max_bytes``
     (a bigger file is a batch of its own). Older deliveries are loaded first, so a batch
@@ -185,7 +219,7 @@ def read_landing_files(spark: SparkSession, source: Source, files: list[LandingF
     """Text rows of ``files`` with their file's checksum, read in the engine by at most
     ``read_tasks`` tasks."""
     extras = sorted({c for f in files for c in f.header} - set(source.column_names))
-    reader, ddl, _ = make_reader(source.column_names + extras)
+    reader, ddl, _ = make_reader(source.column_names + extras, source)
     files_df = _file_rows_df(spark, files)
     return files_df.repartition(max(1, min(len(files), read_tasks))).mapInArrow(reader, ddl)
 
@@ -248,9 +282,13 @@ def ingest_source(spark: SparkSession, settings: Settings, source: Source, files
         targets.append((lake.table_path(lake_dir, "bronze", f"{source.name}_versions"),
                         list(VERSIONED[source.name])))
     repeated_staging = f"{staging}__repeated"
+    in_file: dict[str, int] = {}  # file -> rows quarantined as conflicting duplicates
     for target, keys in targets:
         lake.overwrite(repeated_keys(good, keys), repeated_staging)
         n_repeated = lake.count_rows(spark, repeated_staging)
+        if n_repeated and keys == list(source.key):
+            in_file = _quarantine_repeated_in_file(spark, good, source, lake.read(spark, repeated_staging),
+                                                   quarantine, batch_id, now, result)
         rows = latest_per_key(good, source, keys, repeated=lake.read(spark, repeated_staging)) if n_repeated \
             else with_version(good, source)
         rows = rows.withColumn("_batch_id", F.lit(batch_id)).withColumn("_ingested_at", now).to(schema)
@@ -265,6 +303,9 @@ def ingest_source(spark: SparkSession, settings: Settings, source: Source, files
         F.count(F.lit(1)).alias("rows_read"),
         F.count_if(F.col("_reason").isNull()).alias("rows_loaded"),
         F.count_if(F.col("_reason").isNotNull()).alias("rows_quarantined")).collect()}
+    for path, n in in_file.items():  # valid, but quarantined (above) rather than loaded
+        counts[path]["rows_loaded"] -= n
+        counts[path]["rows_quarantined"] += n
     for path, reason in broken_files.items():
         counts[path] = {"file_error": reason, "rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0}
     for path, why in deferred.items():
@@ -275,6 +316,31 @@ def ingest_source(spark: SparkSession, settings: Settings, source: Source, files
     shutil.rmtree(staging, ignore_errors=True)
     clock.lap("counted")
     return counts
+
+
+def _quarantine_repeated_in_file(spark: SparkSession, good: DataFrame, source: Source, repeated: DataFrame,
+                                 quarantine: str, batch_id: str, now, result: SourceResult) -> dict[str, int]:
+    """Quarantine the valid rows whose key and version a later line of their file repeats
+    with other values (:func:`features.bronze.repeated_in_file`; the last line is loaded),
+    count identical copies in ``result``; the quarantined rows per file out."""
+    rows = repeated_in_file(good, source, repeated)
+    keys = ", ".join(source.key)
+    lake.upsert(spark, rows.where("_conflict").select(
+        F.lit(source.name).alias("source"),
+        F.concat(F.lit(f"conflicting duplicate key in file: {keys} also on line "), F.col("_kept_line").cast("string"),
+                 F.lit(" with other values (that line was loaded)")).alias("reason"),
+        F.col("_source_file").alias("source_file"), F.col("_file_sha256").alias("file_sha256"),
+        F.col("_line").alias("line"), F.col("_raw").alias("raw"), F.col("_delivery_date").alias("delivery_date"),
+        F.lit(batch_id).alias("batch_id"), now.alias("quarantined_at")).to(QUARANTINE_SCHEMA),
+        quarantine, QUARANTINE_KEY, update_when=None)
+    per_file: dict[str, int] = {}
+    for r in rows.groupBy("_source_file", "_conflict").count().collect():  # one row per file: bounded
+        if r["_conflict"]:
+            per_file[r["_source_file"]] = r["count"]
+            result.reasons["conflicting duplicate key in file"] += r["count"]
+        else:
+            result.rows_repeated_in_file += r["count"]
+    return per_file
 
 
 class _Clock:
@@ -299,6 +365,8 @@ def run(spark: SparkSession, settings: Settings, as_of: date | None = None, sour
     found = scan(Path(settings.landing), names, ops.ingested_files(spark, settings.lake))
     done = ops.ingested_checksums(spark, settings.lake)
     plan = _plan(found.files, done, as_of)
+    to_read, capped = cap_new_columns(spark, settings, plan.to_read)
+    plan = plan._replace(to_read=to_read, quarantine=plan.quarantine + capped)
     results = {n: SourceResult(n) for n in names}
 
     def result(source: str | None) -> SourceResult:

@@ -201,3 +201,32 @@ def test_repeated_keys_given_beforehand_give_the_same_latest_rows(spark):
     assert repeated_keys(once, ["customer_id"]).count() == 0
     (r,) = with_version(once, src).collect()
     assert r.tag == "only" and r._version == latest_per_key(once, src).first()._version
+
+
+@pytest.mark.parametrize("text, value, reason", [
+    ("1990-01-15 00:00:00", date(1990, 1, 15), None),  # a spreadsheet's date
+    ("1990-01-15T00:00:00.000000000", date(1990, 1, 15), None),  # a pandas date in Parquet
+    ("1990-01-15T00:00Z", date(1990, 1, 15), None),
+    ("1990-01-15T10:00", None, "time of day in date birth_date: '1990-01-15T10:00'"),
+    ("1990-02-30T00:00:00", None, "impossible date in birth_date: '1990-02-30T00:00:00'"),
+    ("1990-01-15T00:00:00+08:00", None, "malformed date in birth_date: '1990-01-15T00:00:00+08:00'"),
+])
+def test_a_date_with_a_time_is_the_date_at_midnight_and_rejected_otherwise(spark, text, value, reason):
+    r = _validate(spark, "customers", [customer(birth_date=text)])[2]
+    assert (r["birth_date"] if r["_reason"] is None else None, r["_reason"]) == (value, reason)
+
+
+def test_repeated_in_file_compares_key_and_version(spark):
+    """Two versions of a customer in one file are history; one version twice with other
+    values is a conflict (the last line is kept); an identical copy is not."""
+    from features.bronze import repeated_in_file
+
+    rows = [customer(updated_at="2026-06-01T09:00:00"), customer(updated_at="2026-06-01T10:00:00"),
+            customer(updated_at="2026-06-01T10:00:00", city="北京"), customer(updated_at="2026-06-01T10:00:00", city="北京"),
+            customer(customer_id="C2")]
+    df = validate(text_rows(spark, "customers", rows), SOURCES["customers"], RULES).drop("_reason", "_raw") \
+        .withColumn("_file_sha256", F.lit("s"))
+    out = repeated_in_file(df, SOURCES["customers"], repeated_keys(df, ["customer_id"]))
+    got = {r["_line"]: (r["_kept_line"], r["_conflict"]) for r in out.collect()}
+    assert got == {3: (5, True), 4: (5, False)}
+    assert out.where("_line = 3").first()["_raw"].startswith("C1,王小明,")

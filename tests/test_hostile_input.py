@@ -13,7 +13,15 @@ defective rows mixed with valid ones. The properties:
 - a whole-file defect (truncated Parquet or gzip, bytes that are not UTF-8, a missing
   required column, an empty file, duplicate columns) rejects the file as a whole, with a
   reason naming the problem, and emits no row;
-- one hostile file does not stop the other files and sources of an ingest run.
+- one hostile file does not stop the other files and sources of an ingest run;
+- one hostile value rejects its row alone, whatever the format: a field over
+  ``MAX_FIELD_BYTES`` (also beyond the CSV reader's block size), a nested JSON or Parquet
+  value in a contract column, float money with more decimals than the contract's scale, a
+  date with a time of day, a local time that a DST change skips; the other rows load;
+- the spellings of one identifier (full-width forms, Unicode spaces and invisible format
+  characters around or inside it) are read as that identifier;
+- Parquet as pandas writes it (dates as midnight timestamps, money as float64) loads with
+  the values meant.
 
 The pure reader (``c360.landing``) is driven directly, without the engine; validation
 runs on small DataFrames in the shared Sail session; only the last tests run the ingest job.
@@ -43,7 +51,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from c360 import lake
 from c360.contract import SOURCES
-from c360.landing import _arrow_jsonl, _parse_jsonl, inspect, make_reader
+from c360.landing import MAX_FIELD_BYTES, _arrow_jsonl, _parse_jsonl, inspect, make_reader
 from conftest import write_landing
 from features.bronze import ValidationRules, validate
 from jobs import ingest
@@ -80,6 +88,12 @@ _ROW_REASON = "|".join([
     r"birth_date after onboarding_date",
     r"wrong column count: expected [0-9]+, got [0-9]+",
     r"malformed JSON line \(.*\)",
+    r"field \w+ too large: [0-9,]+ bytes \(limit [0-9,]+\)",
+    r"\w+ is a JSON (object|array), not a single value",
+    r"\w+ is a nested Parquet value, not a single value",
+    rf"float money in \w+: [-0-9.e+]+ has more than 2 decimals \(deliver money as decimal or text\)",
+    rf"time of day in date \w+: {_Q}",
+    rf"nonexistent local time in \w+: {_Q} \(skipped by a clock change in [\w/]+\)",
 ])
 ROW_REASON = re.compile(rf"^({_ROW_REASON})(; ({_ROW_REASON}))*$", re.S)
 FILE_REASONS = ("empty file", "no header row", "file is not valid UTF-8 text (wrong encoding?)", "truncated or corrupt compressed file",
@@ -273,16 +287,16 @@ def render(d: dict) -> bytes:
     return gzip.compress(data) if fmt == "csv.gz" else data
 
 
-def read_delivery(path: Path) -> tuple[object, pa.Table]:
+def read_delivery(path: Path, source=TXN) -> tuple[object, pa.Table]:
     """What ingestion does with one file before validation: inspect it, then read its rows."""
-    lf = inspect(path, TXN, DAY)
-    extras = sorted(set(lf.header) - set(TXN.column_names))
-    reader, ddl, _ = make_reader(TXN.column_names + extras)
+    lf = inspect(path, source, DAY)
+    extras = sorted(set(lf.header) - set(source.column_names))
+    reader, ddl, _ = make_reader(source.column_names + extras, source)
     batch = pa.RecordBatch.from_pydict({"path": [str(path)], "fmt": [lf.fmt], "header": [list(lf.header)],
                                         "delivery_date": [DAY]})
     batches = [] if lf.problem else list(reader(iter([batch])))
     schema = batches[0].schema if batches else pa.schema(
-        [pa.field(n, pa.string()) for n in TXN.column_names + extras]
+        [pa.field(n, pa.string()) for n in source.column_names + extras]
         + [pa.field("_source_file", pa.string()), pa.field("_delivery_date", pa.date32()),
            pa.field("_line", pa.int64()), pa.field("_raw", pa.string()), pa.field("_row_error", pa.string()),
            pa.field("_file_error", pa.string()), pa.field("_file_sha256", pa.string())])
@@ -634,3 +648,332 @@ def test_a_source_whose_reading_fails_unexpectedly_does_not_stop_the_others(spar
         warnings.simplefilter("ignore")
         again = ingest.run(spark, s)
     assert again["transactions"].rows_loaded == 1 and again["feedback"].files_skipped == 1
+
+
+# ---------------------------------------------------------------------------------------
+# Rows and values: one hostile value rejects its row alone; spellings of one id are one key
+
+TEXT_COLUMNS = ("merchant_category", "counterparty", "description", EXTRA)
+
+
+def _plain_delivery(fmt: str, rows: list[dict], names: list[str] | None = None) -> dict:
+    """A delivery of ``rows`` (texts by column) in ``fmt``, no defects, for :func:`render`."""
+    names = names or TXN.column_names
+    return {"fmt": fmt, "names": names, "columns": names, "bom": False, "eol": "\n",
+            "rows": [{"texts": t, "kind": "ok"} for t in rows], "blank_lines": [0] * len(rows),
+            "ascii_json": False, "json_numbers": False}
+
+
+@hsettings(PURE, max_examples=12)
+@given(deliveries(defects=False), st.data())
+def test_an_oversized_field_rejects_only_its_row_in_every_format(d, data):
+    """A field over MAX_FIELD_BYTES (up to 17 MB: beyond the CSV reader's 8 MB blocks, which
+    used to reject the whole file) rejects its row with the field's name and size; the raw
+    text kept for the quarantine is cut short; every other row reads as delivered."""
+    rows = d["rows"]
+    victim = data.draw(st.integers(0, len(rows) - 1))
+    column = data.draw(st.sampled_from([n for n in d["names"] if n in TEXT_COLUMNS] or ["txn_id"]))
+    size = data.draw(st.sampled_from([MAX_FIELD_BYTES + 1, 9 << 20, 17 << 20]))
+    rows[victim]["texts"][column] = big = "长" * (size // 3 + 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        lf, out = read_delivery(write_file(Path(tmp), d, render(d)))
+    assert lf.problem is None
+    got = {r["_line"]: r for r in out.to_pylist()}
+    assert sorted(got) == sorted(r["line"] for r in rows)
+    for i, r in enumerate(rows):
+        row = got[r["line"]]
+        assert row["_file_error"] is None
+        if i == victim:
+            assert row["_row_error"] == (f"field {column} too large: {len(big.encode()):,} bytes "
+                                         f"(limit {MAX_FIELD_BYTES:,})")
+            assert 0 < len(row["_raw"]) <= 10_000 and row[column] is None
+        else:
+            assert row["_row_error"] is None and row["txn_id"] == r["texts"]["txn_id"]
+            assert row[column] == (r["texts"][column] or None if d["fmt"].startswith("csv") else r["texts"][column])
+
+
+def _txn_texts(i: int, **over) -> dict:
+    return {"txn_id": f"T{i}", "account_id": "A1", "customer_id": "C1", "txn_ts": "2026-06-01T10:00:00",
+            "amount": "10.00", "direction": "debit", "currency": "CNY", "channel": "pos",
+            "merchant_category": "m", "counterparty": "c", "description": "d"} | over
+
+
+def test_a_nested_json_value_in_a_contract_column_rejects_its_row_and_an_extra_column_keeps_it(tmp_path):
+    lines = [_txn_texts(1), _txn_texts(2, customer_id={"id": "C1"}), _txn_texts(3, account_id=["A1"]),
+             _txn_texts(4) | {"meta": {"k": [1, 2]}}]
+    path = tmp_path / "n.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    lf, out = read_delivery(path)
+    got = {r["_line"]: r for r in out.to_pylist()}
+    assert sorted(got) == [1, 2, 3, 4]
+    assert got[1]["_row_error"] is None and got[4]["_row_error"] is None
+    assert got[2]["_row_error"] == "customer_id is a JSON object, not a single value"
+    assert got[3]["_row_error"] == "account_id is a JSON array, not a single value"
+    assert json.loads(got[2]["_raw"])["customer_id"] == {"id": "C1"}  # the line as delivered
+    assert json.loads(got[4]["meta"]) == {"k": [1, 2]}  # an extra column: the JSON text
+
+
+def test_a_nested_parquet_value_in_a_contract_column_rejects_its_row_and_an_extra_column_keeps_it(tmp_path):
+    cols = {c: pa.array([v, v], pa.string()) for c, v in _txn_texts(1).items()}
+    cols["txn_id"] = pa.array(["T1", "T2"])
+    cols["customer_id"] = pa.array([{"id": "C1"}, None], pa.struct([("id", pa.string())]))
+    cols["tags"] = pa.array([["a"], ["b", "c"]], pa.list_(pa.string()))
+    pq.write_table(pa.table(cols), tmp_path / "n.parquet")
+    lf, out = read_delivery(tmp_path / "n.parquet")
+    got = {r["_line"]: r for r in out.to_pylist()}
+    assert got[1]["_row_error"] == "customer_id is a nested Parquet value, not a single value"
+    assert got[1]["_raw"].startswith("T1,")
+    assert got[2]["_row_error"] is None and got[2]["customer_id"] is None  # null: validation's "missing"
+    assert json.loads(got[2]["tags"]) == ["b", "c"]
+
+
+# Around or inside an identifier: spaces of every width, no-break spaces, tabs, and
+# invisible format characters (zero-width space and joiners, word joiner, BOM).
+SPACES = ["\u00a0", "\u3000", "\u2009", "\u202f", "\t", " ", "\u200b", "\ufeff", "\u2060", "\u200d"]
+ASCII_ID = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=10)
+
+
+def _fullwidth(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+@st.composite
+def id_spellings(draw):
+    """An ASCII identifier and one of its spellings."""
+    ident = draw(ASCII_ID)
+    spelled = _fullwidth(ident) if draw(st.booleans()) else ident
+    if len(spelled) > 1 and draw(st.booleans()):
+        at = draw(st.integers(1, len(spelled) - 1))
+        spelled = spelled[:at] + draw(st.sampled_from(["\u200b", "\u2060", "\ufeff"])) + spelled[at:]
+    before = "".join(draw(st.lists(st.sampled_from(SPACES), max_size=3)))
+    after = "".join(draw(st.lists(st.sampled_from(SPACES), max_size=3)))
+    return ident, before + spelled + after
+
+
+@PURE
+@given(st.sampled_from(FORMATS), st.lists(st.tuples(id_spellings(), id_spellings()), min_size=1, max_size=5))
+def test_every_spelling_of_an_identifier_reads_as_that_identifier(fmt, ids):
+    """Full-width forms (NFKC), Unicode white space at either end and invisible format
+    characters anywhere: normalised in identifier columns (keys and references), so one id
+    is one key. Free text keeps what was delivered."""
+    rows = [_txn_texts(i, txn_id=t[1], customer_id=c[1], description="\u00a0free\u3000") for i, (t, c) in
+            enumerate(ids)]
+    d = _plain_delivery(fmt, rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        lf, out = read_delivery(write_file(Path(tmp), d, render(d)))
+    got = out.to_pylist()
+    assert [(r["txn_id"], r["customer_id"]) for r in got] == [(t[0], c[0]) for t, c in ids]
+    assert all(r["description"] == "\u00a0free\u3000" and r["_row_error"] is None for r in got)
+
+
+def _read_validated(spark, path: Path, source, rules=RULES) -> dict[int, dict]:
+    lf, out = read_delivery(path, source)
+    assert lf.problem is None, lf.problem
+    df = validate(spark.createDataFrame(out), source, rules)
+    return {r["_line"]: r.asDict() for r in df.collect()}
+
+
+def test_parquet_as_pandas_writes_it_dates_as_midnight_timestamps_and_float_money(spark, tmp_path):
+    """pandas writes a date column as timestamp[ns] at midnight and money as float64. A
+    midnight timestamp is the date; a time of day in a date column is rejected as such.
+    Money as float64 is read as the shortest decimal that reads back as the same double
+    (no exponent): accepted when it has at most 2 decimals, otherwise rejected as float
+    money (0.1 + 0.2 is 0.30000000000000004: which cents were meant is a guess)."""
+    cust = SOURCES["customers"]
+    ts = pa.timestamp("ns")
+    n = 6
+    cols = {c: pa.array([v] * n, pa.string()) for c, v in zip(cust.column_names, (
+        "C1,王小明,110101199001011234,13800138000,xm@example.cn,1990-01-15,M,engineer,100.00,上海,B01,"
+        "2020-03-01,R3,verified,true,zh,2026-06-01T09:00:00").split(","))}
+    cols["customer_id"] = pa.array([f"C{i}" for i in range(1, n + 1)])
+    cols["birth_date"] = pa.array([datetime(1990, 1, 15), datetime(1990, 1, 15, 10, 30), None, None, None, None], ts)
+    cols["onboarding_date"] = pa.array([datetime(2020, 3, 1)] * n, ts)
+    cols["annual_income"] = pa.array([250000.5, 12.0, 0.1 + 0.2, 1e16, 1e-05, 1.5e15], pa.float64())
+    cols["marketing_consent"] = pa.array([True] * n)
+    cols["updated_at"] = pa.array([datetime(2026, 6, 1, 9, 15)] * n, ts)
+    pq.write_table(pa.table(cols), tmp_path / "c.parquet")
+    got = _read_validated(spark, tmp_path / "c.parquet", cust)
+    assert got[1]["_reason"] is None
+    assert (got[1]["birth_date"], got[1]["onboarding_date"]) == (date(1990, 1, 15), date(2020, 3, 1))
+    assert got[1]["annual_income"] == Decimal("250000.50")
+    assert got[1]["updated_at"] == datetime(2026, 6, 1, 1, 15)
+    assert got[2]["_reason"].startswith("time of day in date birth_date: '1990-01-15T10:30:00")
+    assert got[3]["_reason"] == ("float money in annual_income: 0.30000000000000004 has more than 2 decimals "
+                                 "(deliver money as decimal or text)")
+    assert got[4]["_reason"] == "annual_income out of range for decimal(18,2): '10000000000000000'"
+    assert got[5]["_reason"] == ("float money in annual_income: 0.00001 has more than 2 decimals "
+                                 "(deliver money as decimal or text)")
+    assert got[6]["_reason"] is None and got[6]["annual_income"] == Decimal("1500000000000000.00")
+    assert all(ROW_REASON.match(r["_reason"]) for r in got.values() if r["_reason"])
+
+
+# Local days on which the clocks change: (zone, day). Spring forward skips an hour (a gap),
+# fall back repeats one (ambiguous local times).
+DST_DAYS = [("Europe/Berlin", date(2026, 3, 29)), ("Europe/Berlin", date(2026, 10, 25)),
+            ("America/New_York", date(2026, 3, 8)), ("America/New_York", date(2026, 11, 1)),
+            ("Australia/Sydney", date(2026, 4, 5)), ("Australia/Sydney", date(2026, 10, 4)),
+            ("Asia/Shanghai", date(1988, 4, 10)), ("Asia/Shanghai", date(2026, 6, 1))]
+
+
+def _local_instant(local: datetime, zone: str) -> datetime | None:
+    """The UTC instant of a local time in ``zone`` (the earlier one when the time occurs
+    twice), or None when the clocks skip it."""
+    z = ZoneInfo(zone)
+    utc = local.replace(tzinfo=z, fold=0).astimezone(timezone.utc)
+    if utc.astimezone(z).replace(tzinfo=None) != local:
+        return None
+    return utc.replace(tzinfo=None)
+
+
+@WITH_ENGINE
+@given(st.sampled_from(DST_DAYS).flatmap(lambda zd: st.tuples(
+    st.just(zd[0]), st.lists(st.integers(0, 6 * 60 - 1).map(
+        lambda m: datetime.combine(zd[1], datetime.min.time()) + timedelta(minutes=m)), min_size=1, max_size=12))))
+def test_local_times_around_a_clock_change_are_instants_or_rejected_as_nonexistent(spark, case):
+    """Documented behaviour: a local time (no offset) that a spring-forward change skips is
+    rejected as a nonexistent local time; one that a fall-back change repeats is taken at
+    its first occurrence (the earlier instant, daylight-saving offset); the same text with
+    an explicit offset is always that instant."""
+    zone, locals_ = case
+    from helpers import text_rows
+
+    rules = ValidationRules(bank_timezone=zone, max_future_days=1, min_date=date(1900, 1, 1))
+    rows = [_txn_texts(i, txn_ts=f"{t:%Y-%m-%dT%H:%M:%S}") for i, t in enumerate(locals_)]
+    df = validate(text_rows(spark, "transactions", rows, delivery_date=date(2026, 12, 31)), TXN, rules)
+    got = {r["_line"] - 2: r for r in df.select("_line", "txn_ts", "_reason").collect()}
+    for i, t in enumerate(locals_):
+        want = _local_instant(t, zone)
+        if want is None:
+            assert got[i]["_reason"] == (f"nonexistent local time in txn_ts: '{t:%Y-%m-%dT%H:%M:%S}' "
+                                         f"(skipped by a clock change in {zone})")
+            assert ROW_REASON.match(got[i]["_reason"])
+        else:
+            assert got[i]["_reason"] is None and got[i]["txn_ts"] == want, (t, zone)
+
+
+@pytest.mark.parametrize("zone, text, utc", [
+    ("Europe/Berlin", "2026-10-25T02:30:00", datetime(2026, 10, 25, 0, 30)),  # CEST, not CET
+    ("America/New_York", "2026-11-01 01:30", datetime(2026, 11, 1, 5, 30)),  # EDT, not EST
+    ("Europe/Berlin", "2026-03-29T02:30:00+01:00", datetime(2026, 3, 29, 1, 30)),  # an offset: no gap
+])
+def test_an_ambiguous_local_time_is_its_first_occurrence_and_an_offset_is_exact(spark, zone, text, utc):
+    from helpers import text_rows
+
+    rules = ValidationRules(bank_timezone=zone, max_future_days=1, min_date=date(1900, 1, 1))
+    r = validate(text_rows(spark, "transactions", [_txn_texts(1, txn_ts=text)], delivery_date=date(2026, 12, 31)),
+                 TXN, rules).first()
+    assert r["_reason"] is None and r["txn_ts"] == utc
+
+
+@PURE
+@given(st.lists(st.tuples(st.sampled_from([c for c in TXN.column_names if c != "txn_id"] + ["meta"]),
+                          st.one_of(st.dictionaries(st.sampled_from("abc"), st.integers(), max_size=2),
+                                    st.lists(st.integers(), max_size=2)),
+                          st.booleans()), min_size=1, max_size=6))
+def test_nested_json_values_reject_their_row_only_in_contract_columns(rows):
+    """A JSON object or array as the value of any contract column rejects its row (every
+    contract column holds one value); in an extra column it is kept as JSON text."""
+    lines = []
+    for i, (column, value, nested) in enumerate(rows):
+        lines.append(_txn_texts(i) | ({column: value} if nested else {}))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "n.jsonl"
+        path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in lines) + "\n")
+        lf, out = read_delivery(path)
+    got = {r["_line"]: r for r in out.to_pylist()}
+    assert sorted(got) == list(range(1, len(rows) + 1))
+    for i, (column, value, nested) in enumerate(rows):
+        row = got[i + 1]
+        if nested and column != "meta":
+            kind = "object" if isinstance(value, dict) else "array"
+            assert row["_row_error"] == f"{column} is a JSON {kind}, not a single value"
+            assert ROW_REASON.match(row["_row_error"]) and json.loads(row["_raw"]) == lines[i]
+        else:
+            assert row["_row_error"] is None and row["txn_id"] == f"T{i}"
+            if nested:
+                assert json.loads(row["meta"]) == value
+
+
+@PURE
+@given(st.lists(st.one_of(st.floats(min_value=0.01, max_value=1e17),
+                          st.decimals(min_value=Decimal("0.01"), max_value=Decimal(10) ** 14, places=2).map(float),
+                          st.sampled_from([0.1 + 0.2, 19.99 * 3, 1e16, 1e-05, 12.0, 1.5e15, float("nan"), float("inf")])),
+                min_size=1, max_size=8))
+def test_float_money_is_read_as_its_shortest_decimal_or_rejected_as_float_money(values):
+    """Money as float64 (pandas): read as the shortest decimal that reads back as the same
+    double; with more than 2 decimals the row is rejected as float money (its cents would be
+    a guess), otherwise the text is that decimal, without exponent."""
+    cols = {c: pa.array([v] * len(values), pa.string()) for c, v in _txn_texts(0).items()}
+    cols["txn_id"] = pa.array([f"T{i}" for i in range(len(values))])
+    cols["amount"] = pa.array(values, pa.float64())
+    with tempfile.TemporaryDirectory() as tmp:
+        pq.write_table(pa.table(cols), Path(tmp) / "f.parquet")
+        lf, out = read_delivery(Path(tmp) / "f.parquet")
+    got = {r["_line"]: r for r in out.to_pylist()}
+    for i, v in enumerate(values):
+        row = got[i + 1]
+        if v != v or v in (float("inf"),):
+            assert row["_row_error"] is None and row["amount"].lower() in ("nan", "inf")  # "not a decimal" later
+            continue
+        exact = Decimal(repr(v))
+        if exact.as_tuple().exponent < -2:
+            assert row["_row_error"] == (f"float money in amount: {exact:f} has more than 2 decimals "
+                                         "(deliver money as decimal or text)")
+        else:
+            assert row["_row_error"] is None and "e" not in row["amount"].lower()
+            assert Decimal(row["amount"]) == exact
+
+
+@hsettings(PURE, max_examples=40)
+@given(st.integers(0, 40), st.integers(0, 30), st.lists(st.sampled_from(TXN.column_names), unique=True))
+def test_a_file_is_held_back_exactly_when_its_new_columns_exceed_the_cap(n_new, cap, known_names):
+    """ingest.cap_new_columns: a file is quarantined whole exactly when it has more columns
+    than the cap that neither the contract nor bronze has (columns of the contract never
+    count), and its reason gives their number and the cap."""
+    from c360.landing import LandingFile
+    from c360.settings import load_settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        s = load_settings(environ={}).with_paths(lake=Path(tmp) / "lake")  # no bronze yet
+        s = s.model_copy(update={"ingest": s.ingest.model_copy(update={"max_new_columns_per_file": cap})})
+        header = tuple(TXN.required + [c for c in known_names if c not in TXN.required]
+                       + [f"new_{i}" for i in range(n_new)])
+        f = LandingFile(source="transactions", path=f"{tmp}/t.csv", delivery_date=DAY, fmt="csv", size_bytes=1,
+                        sha256="x", header=header)
+        to_read, capped = ingest.cap_new_columns(None, s, [f])
+    if n_new > cap:
+        assert to_read == [] and len(capped) == 1
+        assert capped[0].problem.startswith(f"{n_new} new columns, more than ingest.max_new_columns_per_file ({cap}): new_0")
+    else:
+        assert to_read == [f] and capped == []
+
+
+@WITH_ENGINE
+@given(st.lists(st.tuples(st.sampled_from(["K1", "K2", "K3", "\uff2b\uff11", "K1\u00a0"]), st.sampled_from(["1.00", "2.00"])),
+                min_size=1, max_size=12))
+def test_a_key_repeated_in_a_file_keeps_its_last_line_and_only_other_values_conflict(spark, rows):
+    """features.bronze.repeated_in_file on generated batches of two files: every line of a
+    key but the last of its file comes out, as a conflict exactly when its values differ
+    from the last line's; keys in other files never meet. (Spellings of one id are one key
+    once read: normalised here as the reader does.)"""
+    import pyarrow as _pa
+    from pyspark.sql import functions as F
+
+    from c360.landing import normalise_identifier
+    from features.bronze import repeated_in_file, repeated_keys
+    from helpers import text_rows
+
+    ids = normalise_identifier(_pa.array([k for k, _ in rows])).to_pylist()
+    texts = [_txn_texts(i, txn_id=k, amount=a) | {"_line": i + 2} for i, (k, a) in enumerate(zip(ids, [a for _, a in rows]))]
+    df = validate(text_rows(spark, "transactions", texts), TXN, RULES) \
+        .withColumn("_source_file", F.concat(F.lit("f"), (F.col("_line") % 2).cast("string"))).drop("_reason", "_raw")
+    out = {r["_line"]: r for r in repeated_in_file(df, TXN, repeated_keys(df, ["txn_id"])).collect()}
+    last: dict[tuple, int] = {}
+    for i, k in enumerate(ids):
+        last[(k, (i + 2) % 2)] = i + 2
+    want = {}
+    for i, (k, a) in enumerate(zip(ids, [a for _, a in rows])):
+        kept = last[(k, (i + 2) % 2)]
+        if kept != i + 2:
+            want[i + 2] = (kept, a != rows[kept - 2][1])
+    assert {line: (r["_kept_line"], r["_conflict"]) for line, r in out.items()} == want

@@ -402,3 +402,47 @@ def test_files_recorded_without_a_modification_time_are_hashed_once_more_then_no
     assert ingest.run(spark, s)["transactions"].files_skipped == 1
     assert hashed == []
     assert table(spark, s, "bronze", "transactions").count() == 1
+
+
+def test_a_key_repeated_in_one_file_loads_once_and_a_conflicting_copy_is_quarantined(spark, lake_settings):
+    """Within one file the last line of a key is loaded. An earlier line with other values
+    is a conflict (which one the bank meant is unknowable): quarantined with a reason
+    naming the kept line, and counted. An identical copy is dropped and counted. Spellings
+    of one id (full-width, no-break and ideographic spaces, zero-width space) are one key.
+    Two versions of one customer in one file (two ``updated_at``) are history, not a conflict."""
+    s = lake_settings
+    write_landing(s.landing, "transactions", "2026-06-01", "t.csv", "\n".join([
+        TXN_HEADER,
+        txn_line("T1", "10.00"),            # line 2: conflicts with line 4
+        txn_line("T2", "5.00"),             # line 3
+        txn_line("T1", "20.00"),            # line 4: kept
+        txn_line("T2", "5.00"),             # line 5: identical to line 3
+        txn_line("\uff34\uff13", "7.00"),   # line 6: "Ｔ３", conflicts with line 7
+        txn_line("\u200bT3\u00a0\u3000", "8.00"),  # line 7: kept
+        txn_line("T4", "9.00")]) + "\n")
+    write_landing(s.landing, "customers", "2026-06-01", "c.csv", "\n".join([
+        CUST_HEADER, cust_line("C1", "100.00", "2026-06-01T09:00:00"),
+        cust_line("\uff23\uff11", "200.00", "2026-06-01T10:00:00")]) + "\n")
+    res = ingest.run(spark, s)
+    txn = res["transactions"]
+    assert (txn.rows_read, txn.rows_loaded, txn.rows_quarantined) == (7, 5, 2)
+    assert txn.reasons["conflicting duplicate key in file"] == 2 and txn.rows_repeated_in_file == 1
+    bronze = {r.txn_id: r.amount for r in table(spark, s, "bronze", "transactions").collect()}
+    assert bronze == {"T1": Decimal("20.00"), "T2": Decimal("5.00"), "T3": Decimal("8.00"), "T4": Decimal("9.00")}
+    q = {r.line: r for r in table(spark, s, "quarantine", "transactions").collect()}
+    assert sorted(q) == [2, 6]
+    assert q[2].reason == "conflicting duplicate key in file: txn_id also on line 4 with other values (that line was loaded)"
+    assert q[6].reason == "conflicting duplicate key in file: txn_id also on line 7 with other values (that line was loaded)"
+    assert q[2].raw.startswith("T1,A1,C1,") and ",10.00," in q[2].raw
+    files = {r.file_path.rsplit("/", 1)[1]: r for r in
+             lake.read(spark, lake.table_path(s.lake, "ops", "ingested_files")).collect()}
+    assert (files["t.csv"].rows_read, files["t.csv"].rows_loaded, files["t.csv"].rows_quarantined) == (7, 5, 2)
+    # one customer (C1 in two spellings), two versions: both kept, nothing quarantined
+    assert res["customers"].rows_quarantined == 0 and res["customers"].rows_repeated_in_file == 0
+    assert [(r.customer_id, r.annual_income) for r in table(spark, s, "bronze", "customers").collect()] == \
+        [("C1", Decimal("200.00"))]
+    assert table(spark, s, "bronze", "customers_versions").count() == 2
+    # re-run: nothing changes
+    again = ingest.run(spark, s)
+    assert again["transactions"].files_skipped == 1
+    assert table(spark, s, "quarantine", "transactions").count() == 2

@@ -150,3 +150,51 @@ def test_a_file_missing_a_required_column_is_quarantined_and_the_rest_loads(spar
                   "\n".join([TXN_HEADER, txn_line("T2", "2026-06-02")]) + "\n")
     assert ingest.run(spark, s)["transactions"].rows_loaded == 1
     assert table(spark, s, "bronze", "transactions").count() == 3
+
+
+def _cap(s, n):
+    return s.model_copy(update={"ingest": s.ingest.model_copy(update={"max_new_columns_per_file": n})})
+
+
+def test_a_file_with_more_new_columns_than_the_cap_is_quarantined_whole(spark, lake_settings):
+    """``ingest.max_new_columns_per_file`` (default 20): a file bringing more columns that
+    neither the contract nor bronze has is quarantined whole with the count, the cap and
+    the first names, and bronze gains none of them; a file with a few new columns loads.
+    Columns bronze already has are not new: with a higher cap the wide file loads, and
+    after that another file with the same columns passes the default cap."""
+    s = lake_settings
+    wide = [f"Extra {i}" for i in range(25)]
+    write_landing(s.landing, "transactions", "2026-06-01", "wide.csv", "\n".join([
+        TXN_HEADER + "," + ",".join(wide), txn_line("W1") + "," + ",".join(["x"] * 25)]) + "\n")
+    write_landing(s.landing, "transactions", "2026-06-01", "t.csv", "\n".join([
+        TXN_HEADER + ",Channel Detail,Promo", txn_line("T1") + ",ios,p1"]) + "\n")
+    res = ingest.run(spark, s)["transactions"]
+    assert (res.files_new, res.files_quarantined, res.rows_loaded) == (1, 1, 1)
+    reason = ("25 new columns, more than ingest.max_new_columns_per_file (20): "
+              "extra_0, extra_1, extra_2, extra_3, extra_4, ...")
+    assert res.reasons[reason] == 1
+    (q,) = table(spark, s, "quarantine", "transactions").collect()
+    assert q.reason == reason and q.source_file.endswith("/wide.csv") and q.line == 0
+    cols = table(spark, s, "bronze", "transactions").columns
+    assert "channel_detail" in cols and "promo" in cols and not any(c.startswith("extra") for c in cols)
+
+    # the columns, once in bronze, are no longer new
+    write_landing(s.landing, "transactions", "2026-06-02", "wide2.csv", "\n".join([
+        TXN_HEADER + "," + ",".join(wide), txn_line("W2", "2026-06-02") + "," + ",".join(["y"] * 25)]) + "\n")
+    assert ingest.run(spark, _cap(s, 30))["transactions"].files_quarantined == 0
+    write_landing(s.landing, "transactions", "2026-06-03", "wide3.csv", "\n".join([
+        TXN_HEADER + "," + ",".join(wide), txn_line("W3", "2026-06-03") + "," + ",".join(["z"] * 25)]) + "\n")
+    res = ingest.run(spark, s)["transactions"]
+    assert (res.files_quarantined, res.rows_loaded) == (0, 1)
+    assert {r.txn_id: r.extra_24 for r in table(spark, s, "bronze", "transactions").collect()} == \
+        {"T1": None, "W2": "y", "W3": "z"}
+
+
+@pytest.mark.parametrize("value", ["-1", "10001", "many"])
+def test_the_new_column_cap_is_validated_at_start_up(tmp_path, value):
+    from c360.settings import ConfigError, load_settings
+
+    assert load_settings(environ={}).ingest.max_new_columns_per_file == 20
+    (tmp_path / "base.yaml").write_text(f"ingest:\n  max_new_columns_per_file: {value}\n")
+    with pytest.raises(ConfigError, match="ingest.max_new_columns_per_file"):
+        load_settings(tmp_path, environ={})
