@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import StructType
+from pyspark.sql.types import BooleanType, StructField, StructType
 
 LAYERS = ("bronze", "silver", "restricted", "quarantine", "gold", "ops", "marketing")
 
@@ -170,6 +170,7 @@ def upsert(
     keys: list[str],
     *,
     update_when: str | None = "",
+    mark: str | None = None,
 ) -> dict[str, int]:
     """:func:`merge` for big, mostly-new batches: new keys are appended, only the keys the
     table already holds go through ``MERGE``.
@@ -188,6 +189,12 @@ def upsert(
     known keys, merge, append), three of them for its key columns only: a table, or a
     cheap plan over one. Returns ``{"appended": n, "merged": m}`` (``merged`` counts the
     source rows whose key existed, updated or not).
+
+    ``mark``: the name of a boolean column written with every row, true on the rows merged
+    onto a key the table already held (re-delivered, corrected), false on the appended ones
+    (null on rows written before the column existed). Whoever reads the rows loaded since
+    some time can tell from it which keys may have had an earlier row (silver uses it to
+    find rows whose event time moved). It costs nothing: the split is made anyway.
     """
     from pyspark.sql import functions as F
 
@@ -212,6 +219,14 @@ def upsert(
     def on(left: str, right: str):
         return [F.col(f"{left}.`{k}`").eqNullSafe(F.col(f"{right}.`{k}`")) for k in keys]
 
+    def marked(df: DataFrame, known_key: bool) -> DataFrame:
+        if mark is None:
+            return df
+        # declared nullable (a literal column is not): older rows have none
+        schema = StructType([f for f in df.schema.fields if f.name != mark]
+                            + [StructField(mark, BooleanType(), True)])
+        return df.withColumn(mark, F.lit(known_key)).to(schema)
+
     # The target's keys are the join's left (build) side and the batch's keys stream past.
     known_path = str(Path(path).parent / "_staging" / f"{Path(path).name}_known")
     try:
@@ -221,8 +236,8 @@ def upsert(
         if merged:
             # Merge before appending: the appended keys are new, so they cannot collide.
             known = read(spark, known_path)
-            merge(spark, known.alias("k").join(source.alias("s"), on("k", "s"), "inner").select("s.*"), path, keys,
-                  update_when=update_when)
+            merge(spark, marked(known.alias("k").join(source.alias("s"), on("k", "s"), "inner").select("s.*"), True),
+                  path, keys, update_when=update_when)
             if merged == stats["n"]:
                 return {"appended": 0, "merged": merged}
             # the few known keys are the build side; the batch streams past them
@@ -231,7 +246,7 @@ def upsert(
                    .where(F.col("k._upsert_known").isNull()).select("s.*"))
         else:
             new = source
-        append(new, path)
+        append(marked(new, False), path)
     finally:
         shutil.rmtree(known_path, ignore_errors=True)
     return {"appended": stats["n"] - merged, "merged": merged}
