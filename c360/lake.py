@@ -205,6 +205,12 @@ def upsert(
         for name, f in (("lo", F.min), ("hi", F.max), ("nulls", lambda c: F.count_if(c.isNull())))]).first()
     if not stats["n"]:
         return {"appended": 0, "merged": 0}
+    if mark is not None and mark not in read(spark, path).columns:
+        # Added empty and declared nullable first. Written from a literal, Sail would add it
+        # non-nullable, and a table that gained a non-nullable column by schema evolution
+        # silently drops the new columns of every later write (a new delivered column lost).
+        append(spark.createDataFrame([], StructType([*read(spark, path).schema.fields,
+                                                     StructField(mark, BooleanType(), True)])), path)
     # Only target rows whose keys lie within the batch's key ranges can match. Said as a
     # filter, it lets the engine skip the files whose statistics lie outside (keys that grow
     # with time, like dated ids and snapshot dates, are clustered by load order).
@@ -220,12 +226,7 @@ def upsert(
         return [F.col(f"{left}.`{k}`").eqNullSafe(F.col(f"{right}.`{k}`")) for k in keys]
 
     def marked(df: DataFrame, known_key: bool) -> DataFrame:
-        if mark is None:
-            return df
-        # declared nullable (a literal column is not): older rows have none
-        schema = StructType([f for f in df.schema.fields if f.name != mark]
-                            + [StructField(mark, BooleanType(), True)])
-        return df.withColumn(mark, F.lit(known_key)).to(schema)
+        return df if mark is None else df.withColumn(mark, F.lit(known_key))
 
     # The target's keys are the join's left (build) side and the batch's keys stream past.
     known_path = str(Path(path).parent / "_staging" / f"{Path(path).name}_known")
