@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import StructType
+from pyspark.sql.types import BooleanType, StructField, StructType
 
 from c360 import faults
 
@@ -202,6 +202,7 @@ def upsert(
     keys: list[str],
     *,
     update_when: str | None = "",
+    mark: str | None = None,
 ) -> dict[str, int]:
     """:func:`merge` for big, mostly-new batches: new keys are appended, only the keys the
     table already holds go through ``MERGE``.
@@ -220,6 +221,12 @@ def upsert(
     known keys, merge, append), three of them for its key columns only: a table, or a
     cheap plan over one. Returns ``{"appended": n, "merged": m}`` (``merged`` counts the
     source rows whose key existed, updated or not).
+
+    ``mark``: the name of a boolean column written with every row, true on the rows merged
+    onto a key the table already held (re-delivered, corrected), false on the appended ones
+    (null on rows written before the column existed). Whoever reads the rows loaded since
+    some time can tell from it which keys may have had an earlier row (silver uses it to
+    find rows whose event time moved). It costs nothing: the split is made anyway.
     """
     from pyspark.sql import functions as F
 
@@ -230,6 +237,12 @@ def upsert(
         for name, f in (("lo", F.min), ("hi", F.max), ("nulls", lambda c: F.count_if(c.isNull())))]).first()
     if not stats["n"]:
         return {"appended": 0, "merged": 0}
+    if mark is not None and mark not in read(spark, path).columns:
+        # Added empty and declared nullable first. Written from a literal, Sail would add it
+        # non-nullable, and a table that gained a non-nullable column by schema evolution
+        # silently drops the new columns of every later write (a new delivered column lost).
+        append(spark.createDataFrame([], StructType([*read(spark, path).schema.fields,
+                                                     StructField(mark, BooleanType(), True)])), path)
     # Only target rows whose keys lie within the batch's key ranges can match. Said as a
     # filter, it lets the engine skip the files whose statistics lie outside (keys that grow
     # with time, like dated ids and snapshot dates, are clustered by load order).
@@ -244,6 +257,9 @@ def upsert(
     def on(left: str, right: str):
         return [F.col(f"{left}.`{k}`").eqNullSafe(F.col(f"{right}.`{k}`")) for k in keys]
 
+    def marked(df: DataFrame, known_key: bool) -> DataFrame:
+        return df if mark is None else df.withColumn(mark, F.lit(known_key))
+
     # The target's keys are the join's left (build) side and the batch's keys stream past.
     known_path = str(Path(path).parent / "_staging" / f"{Path(path).name}_known")
     try:
@@ -253,8 +269,8 @@ def upsert(
         if merged:
             # Merge before appending: the appended keys are new, so they cannot collide.
             known = read(spark, known_path)
-            merge(spark, known.alias("k").join(source.alias("s"), on("k", "s"), "inner").select("s.*"), path, keys,
-                  update_when=update_when)
+            merge(spark, marked(known.alias("k").join(source.alias("s"), on("k", "s"), "inner").select("s.*"), True),
+                  path, keys, update_when=update_when)
             if merged == stats["n"]:
                 return {"appended": 0, "merged": merged}
             # the few known keys are the build side; the batch streams past them
@@ -263,7 +279,7 @@ def upsert(
                    .where(F.col("k._upsert_known").isNull()).select("s.*"))
         else:
             new = source
-        append(new, path)
+        append(marked(new, False), path)
     finally:
         shutil.rmtree(known_path, ignore_errors=True)
     return {"appended": stats["n"] - merged, "merged": merged}

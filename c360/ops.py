@@ -16,6 +16,8 @@
   It holds table names, versions and counts only, never customer data.
 - ``ops/derived_watermarks``: per table derived from another one incrementally (e.g.
   ``silver/transactions_daily``), the source's ``_ingested_at`` up to which it is complete.
+- ``ops/pending_partitions``: partitions of a source such a table must summarise again
+  although they hold no newer row (a row moved out of them to another partition).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from c360 import lake
@@ -202,6 +205,48 @@ def save_derived_watermark(spark: SparkSession, lake_dir, table: str, through: d
     lake.create_if_missing(spark, path, DERIVED_WATERMARKS_SCHEMA)
     row = spark.createDataFrame([(table, through, utcnow())], DERIVED_WATERMARKS_SCHEMA)
     lake.merge(spark, row, path, ["table"], update_when="")
+
+
+PENDING_PARTITIONS_SCHEMA = T.StructType([
+    T.StructField("table", T.StringType()),
+    T.StructField("partition", T.DateType()),
+    T.StructField("noted_at", T.TimestampType()),
+])
+
+
+def note_pending_partitions(spark: SparkSession, lake_dir, table: str, partitions: list[str]) -> None:
+    """Note that the derived ``table`` must summarise ``partitions`` (dates) of its source
+    again although none of their rows is newer than its watermark (rows moved out of them).
+    Noted before the source is written, cleared by :func:`clear_pending_partitions` once the
+    table is refreshed: a refresh that never ran or stopped is redone by the next one."""
+    if not partitions:
+        return
+    path = lake.table_path(lake_dir, "ops", "pending_partitions")
+    lake.create_if_missing(spark, path, PENDING_PARTITIONS_SCHEMA)
+    now = utcnow()
+    rows = spark.createDataFrame([(table, date.fromisoformat(p), now) for p in partitions], PENDING_PARTITIONS_SCHEMA)
+    lake.merge(spark, rows, path, ["table", "partition"], update_when=None)
+
+
+def pending_partitions(spark: SparkSession, lake_dir, table: str) -> list[str]:
+    """The partitions noted for ``table`` (:func:`note_pending_partitions`), as ISO dates."""
+    path = lake.table_path(lake_dir, "ops", "pending_partitions")
+    if not lake.exists(path):
+        return []
+    # bounded: partitions rows moved out of, few
+    found = lake.read(spark, path).where(F.col("table") == F.lit(table)).select("partition").collect()
+    return sorted(str(r["partition"]) for r in found)
+
+
+def clear_pending_partitions(spark: SparkSession, lake_dir, table: str, partitions: list[str]) -> None:
+    """Forget ``partitions`` noted for ``table`` (it has summarised them again)."""
+    path = lake.table_path(lake_dir, "ops", "pending_partitions")
+    if not partitions or not lake.exists(path):
+        return
+    done = {(table, p) for p in partitions}
+    kept = [tuple(r) for r in lake.read(spark, path).collect()  # bounded: few rows
+            if (r["table"], str(r["partition"])) not in done]
+    lake.overwrite(spark.createDataFrame(kept, PENDING_PARTITIONS_SCHEMA), path, schema=PENDING_PARTITIONS_SCHEMA)
 
 
 def record_step(spark: SparkSession, lake_dir, run_id: str, step: str, as_of: date, status: str,

@@ -416,6 +416,10 @@ BRONZE_META = (
     ("_ingested_at", "timestamp"),
     ("_version", "string"),
 )
+# Added to every bronze row by the ingest's upsert (``c360.lake.upsert`` ``mark``), so not in
+# bronze_schema: true when bronze already held the row's key as it was loaded (a re-delivered
+# or corrected row), false for a new key, null for rows loaded before the column existed.
+REDELIVERED = "_redelivered"
 
 
 def bronze_schema(source: Source, extras: list[str] = ()):

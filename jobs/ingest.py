@@ -9,7 +9,8 @@ once, then
 - quarantine rejected rows (reason, file, line, raw text) and unreadable files,
 - upsert the latest version of each key into bronze (:func:`c360.lake.upsert`: new keys
   are appended, keys already there go through ``MERGE``, where a re-sent or late older
-  version never overwrites a newer one; new columns are added),
+  version never overwrites a newer one; new columns are added; ``_redelivered`` tells
+  the two apart),
 - record the batch's files in ``ops/ingested_files``.
 
 Nothing in the landing zone is lost, blocked or skipped silently: a file at a wrong path
@@ -45,7 +46,8 @@ from c360 import lake, ops
 from c360.contract import SOURCES, Source
 from c360.landing import LEFT_FOR_NEXT_RUN, LandingFile, make_reader, scan
 from c360.settings import Settings
-from features.bronze import (ValidationRules, bronze_schema, latest_per_key, repeated_in_file, repeated_keys, validate,
+from features.bronze import (REDELIVERED, ValidationRules, bronze_schema, latest_per_key, repeated_in_file, repeated_keys,
+                             validate,
                              with_version)
 
 log = logging.getLogger(__name__)
@@ -294,7 +296,9 @@ def ingest_source(spark: SparkSession, settings: Settings, source: Source, files
         rows = rows.withColumn("_batch_id", F.lit(batch_id)).withColumn("_ingested_at", now).to(schema)
         clock.lap(f"{n_repeated:,} keys repeated in the batch for {Path(target).name}")
         lake.create_if_missing(spark, target, bronze_schema(source))
-        done = lake.upsert(spark, rows, target, keys, update_when="s._version >= t._version")
+        # REDELIVERED marks the rows whose key bronze held already: only those can have an
+        # older row elsewhere in silver (an event time that moved to another partition)
+        done = lake.upsert(spark, rows, target, keys, update_when="s._version >= t._version", mark=REDELIVERED)
         clock.lap(f"{Path(target).name}: {done['appended']:,} appended, {done['merged']:,} merged")
     shutil.rmtree(repeated_staging, ignore_errors=True)
 

@@ -8,7 +8,9 @@ watermark), conforms them, and rewrites only the partitions they fall in (the ro
 already there, minus the changed keys, plus the changed rows; ``replaceWhere``). A daily
 run therefore reads one day of bronze and writes one day of silver; re-running it finds
 nothing new and writes nothing. The first run (or a table without ``partition_date``)
-builds the whole table.
+builds the whole table. A re-delivered row whose event time moved to another partition
+also rewrites the partition its older row was in, without it (bronze marks re-delivered
+rows, so only those few keys are looked up in the table; see :func:`_moved_from`).
 
 Customers come from every delivered version (``bronze/customers_versions``) as SCD2
 history; a run recomputes only the customers with a newly ingested version
@@ -34,6 +36,7 @@ from c360 import lake, ops
 from c360.contract import SOURCES, Source
 from c360.privacy import KeyRef, pii_key_ref
 from c360.settings import Settings
+from features.bronze import REDELIVERED
 from features.profile import (BALANCE_LAG_DAYS, LAGGED_TABLE, LATEST_TABLE, by_customer, latest_snapshots,
                               transactions_daily)
 from features.sentiment import sentiment_columns
@@ -211,7 +214,9 @@ def _incremental(spark: SparkSession, settings: Settings, source: Source, bronze
             rows = new.where((ingested <= F.lit(through)) | ingested.isNull())
         if len(chunks) > 1:
             log.info("silver %s: chunk %d of %d (%d bronze rows)", source.name, i + 1, len(chunks), n_rows)
-        n, written = _apply(spark, settings, source, rows, out, incremental)
+        # a build takes each key from one chunk only (bronze holds one row per key): rows can
+        # move between partitions only in a table that held rows before this run
+        n, written = _apply(spark, settings, source, rows, out, incremental, moves=watermark is not None)
         incremental = incremental or bool(written)  # a chunk that wrote built (or rebuilt) the table
         total += n
         dates.update(written)
@@ -229,7 +234,9 @@ def refresh_transactions_daily(spark: SparkSession, settings: Settings, rebuild:
     (``ops/derived_watermarks``) are summarised again whole and replace their days, a month
     of partitions at a time; the watermark moves only when all are written, so a stopped
     refresh is redone, never half-kept. A daily run therefore summarises one day (plus the
-    days late rows fell in) and the profile no longer reads a year of transactions.
+    days late rows fell in) and the profile no longer reads a year of transactions. The
+    partitions a corrected row moved out of hold no newer row: silver notes them
+    (``ops/pending_partitions``) and they are summarised too, then forgotten.
     ``rebuild`` (silver/transactions was built from scratch) or a missing table: every
     partition. Returns the partitions summarised."""
     src = lake.table_path(settings.lake, "silver", "transactions")
@@ -241,7 +248,8 @@ def refresh_transactions_daily(spark: SparkSession, settings: Settings, rebuild:
     changed = silver if since is None else silver.where(F.col("_ingested_at") > F.lit(since))
     # bounded: one row per partition
     found = changed.groupBy(PARTITION).agg(F.max("_ingested_at").alias("through")).collect()
-    parts = sorted(str(r[PARTITION]) for r in found)
+    pending = ops.pending_partitions(spark, settings.lake, f"silver/{DAILY}")
+    parts = sorted({str(r[PARTITION]) for r in found} | (set() if since is None else set(pending)))
     through = max((r["through"] for r in found if r["through"] is not None), default=since)
     granularity = settings.silver.partition.get("transactions", settings.silver.default_partition)
     step = 31 if granularity == "day" else 1
@@ -262,6 +270,7 @@ def refresh_transactions_daily(spark: SparkSession, settings: Settings, rebuild:
         lake.overwrite(lake.by_partition(daily, "day"), out, partition_by=["day"], replace_where=replace)
     if through is not None and (parts or since is None):
         ops.save_derived_watermark(spark, settings.lake, f"silver/{DAILY}", through)
+    ops.clear_pending_partitions(spark, settings.lake, f"silver/{DAILY}", pending)
     return parts
 
 
@@ -270,6 +279,9 @@ LAGGED = LAGGED_TABLE
 CUT = "_cut_date"  # the snapshot date up to which silver/holdings_lagged holds the latest
 # derived silver table -> the silver table it is made from
 DERIVED = {DAILY: "transactions", LATEST: "holdings", LAGGED: "holdings"}
+# silver table -> the derived tables summarising it partition by partition, which must redo
+# the partitions a row moved out of (holdings cannot move: the snapshot date is in its key)
+PARTITION_DERIVED = {"transactions": (DAILY,)}
 
 
 def refresh_holdings_latest(spark: SparkSession, settings: Settings, rebuild: bool = False) -> int:
@@ -409,7 +421,7 @@ def _days_of(partitions: list[str], granularity: str) -> str:
 
 
 def _apply(spark: SparkSession, settings: Settings, source: Source, new: DataFrame, out: str,
-           incremental: bool) -> tuple[int, list[str]]:
+           incremental: bool, moves: bool = True) -> tuple[int, list[str]]:
     """Conform ``new`` bronze rows and rewrite the silver partitions they fall in (the whole
     table when not ``incremental``).
 
@@ -418,7 +430,12 @@ def _apply(spark: SparkSession, settings: Settings, source: Source, new: DataFra
     and (events) the earlier logins. Only those are staged before the write, and only when
     there are some: a chunk of a rebuild or a daily run mostly falls in new partitions.
     Staging the whole result as well wrote every row twice more (at 1M customers, 8-9 s
-    per 7.5M transactions)."""
+    per 7.5M transactions).
+
+    A re-delivered row whose event time moved (``moves``; see :func:`_moved_from`) also
+    rewrites the partitions its older row is in, without that row; derived tables
+    summarising them per partition (:data:`PARTITION_DERIVED`) are told to redo them.
+    Returns the bronze rows processed and the partitions written."""
     name = source.name
     granularity = settings.silver.partition.get(name, settings.silver.default_partition)
     # bronze holds one row per key (ingest upserts), so the chunk needs no deduplication
@@ -426,6 +443,7 @@ def _apply(spark: SparkSession, settings: Settings, source: Source, new: DataFra
                                     source.event_time, granularity, settings.bank.timezone)
     kept_path = lake.table_path(settings.lake, "silver", f"_staging/{name}_kept")
     context_path = lake.table_path(settings.lake, "silver", f"_staging/{name}_context")
+    resent_path = lake.table_path(settings.lake, "silver", f"_staging/{name}_resent")
     try:
         # The partitions and their row counts read only the event time (and the chunk's
         # bounds) from bronze; the rows themselves are conformed once, in the write (staging
@@ -435,38 +453,78 @@ def _apply(spark: SparkSession, settings: Settings, source: Source, new: DataFra
         if not dates:
             return 0, []
         n_changed = sum(int(r["count"]) for r in counts)
-        changed = _enrich(spark, settings, name, conformed, out if incremental else None, dates, context_path)
+        resent = None
+        moved_from: list[str] = []
+        if incremental and moves and not set(source.key) & {source.event_time}:
+            resent, moved_from = _moved_from(spark, source, new, out, dates, resent_path)
+        changed = _enrich(spark, settings, name, conformed, out if incremental else None, dates, context_path,
+                          exclude=resent)
         if not incremental:
             lake.overwrite(lake.by_partition(changed, PARTITION), out, partition_by=[PARTITION])
             return n_changed, dates
         present = lake.partition_values(out, PARTITION)
-        held = dates if present is None else [d for d in dates if d in present]
+        held = (dates if present is None else [d for d in dates if d in present]) + moved_from
         if held:
             kept = lake.read(spark, out).where(_in_partitions(held)) \
                 .join(conformed.select(*source.key), list(source.key), "left_anti")
             lake.overwrite(kept, kept_path)
             changed = lake.read(spark, kept_path).unionByName(changed, allowMissingColumns=True)
+        for derived in PARTITION_DERIVED.get(name, ()):
+            # before the write: a refresh that never follows it is redone by the next run
+            ops.note_pending_partitions(spark, settings.lake, f"silver/{derived}", moved_from)
+        written = sorted(dates + moved_from)
         lake.overwrite(lake.by_partition(changed, PARTITION), out, partition_by=[PARTITION],
-                       replace_where=_in_partitions(dates))
-        return n_changed, dates
+                       replace_where=_in_partitions(written))
+        return n_changed, written
     finally:
-        for path in (kept_path, context_path):
+        for path in (kept_path, context_path, resent_path):
             shutil.rmtree(path, ignore_errors=True)
 
 
+def _moved_from(spark: SparkSession, source: Source, new: DataFrame, out: str, dates: list[str],
+                resent_path: str) -> tuple[DataFrame | None, list[str]]:
+    """The keys of the ``new`` bronze rows that bronze held before (``_redelivered`` not
+    false: re-delivered or corrected rows, null for rows loaded before the mark existed),
+    staged at ``resent_path``, and the partitions of ``out`` outside ``dates`` that hold an
+    older row of one of them: its event time moved, so that partition must be rewritten
+    without it. (None, []) when no new row is re-delivered, the usual daily run: then the
+    table is not read at all. Only a key bronze already held can have a row in silver, so
+    the new keys (nearly every row) never take part in the join; the few re-delivered
+    ones are its build side and the table's keys stream past them."""
+    mark = F.col(REDELIVERED)
+    # bronze written before the mark existed: every key may have been held before
+    resent = new.where(mark.isNull() | mark) if REDELIVERED in new.columns else new
+    if not resent.count():  # reads the chunk's mark and _ingested_at only
+        return None, []
+    lake.overwrite(conform(_contract_only(resent, source), source, deduplicate=False).select(*source.key),
+                   resent_path)
+    keys = lake.read(spark, resent_path)
+    older = lake.read(spark, out).where(f"NOT ({_in_partitions(dates)})").select(*source.key, PARTITION)
+    # bounded: one row per partition holding a moved row
+    found = keys.join(older, list(source.key), "inner").select(PARTITION).distinct().collect()
+    moved = sorted(str(r[PARTITION]) for r in found)
+    if moved:
+        log.info("silver %s: rows moved out of partitions %s", source.name, ", ".join(moved))
+    return keys, moved
+
+
 def _enrich(spark: SparkSession, settings: Settings, name: str, rows: DataFrame, existing: str | None,
-            dates: list[str], context_path: str) -> DataFrame:
+            dates: list[str], context_path: str, exclude: DataFrame | None = None) -> DataFrame:
     """Source-specific silver columns for the changed ``rows`` (attribution, sentiment).
     Rows read from ``existing`` (events: the logins before the changed days) are staged at
-    ``context_path`` first, as the result replaces partitions of that table."""
+    ``context_path`` first, as the result replaces partitions of that table; the keys in
+    ``exclude`` (re-delivered rows: their older rows are being replaced) are left out."""
     if name == "events":
         context = None
         if existing:
             lookback = settings.silver.device_lookback_days
             first = (date.fromisoformat(dates[0]) - timedelta(days=lookback + 1)).isoformat()
-            lake.overwrite(lake.read(spark, existing).where(
+            logins = lake.read(spark, existing).where(
                 (F.col(PARTITION) >= F.lit(first).cast("date")) & (F.col(PARTITION) <= F.lit(dates[-1]).cast("date"))
-                & (F.col("attributed_by") == "login")).select(*LOGIN_COLUMNS), context_path)
+                & (F.col("attributed_by") == "login")).select(*LOGIN_COLUMNS)
+            if exclude is not None:
+                logins = logins.join(exclude, list(exclude.columns), "left_anti")
+            lake.overwrite(logins, context_path)
             context = lake.read(spark, context_path)
         return attribute_events(rows, context=context, device_lookback_days=settings.silver.device_lookback_days)
     if name == "feedback":

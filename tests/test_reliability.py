@@ -46,7 +46,9 @@ DAILY_STEPS = ["ingest", "dq_bronze", "silver", "dq_silver", "profile", "segment
 #   _batch_id, batch_id           the run id of the ingest that wrote the row
 #   _ingested_at, ingested_at     when that ingest ran
 #   quarantined_at                when the row was quarantined
-RUNTIME_COLUMNS = ("_batch_id", "_ingested_at", "batch_id", "ingested_at", "quarantined_at")
+#   _redelivered                  whether bronze held the key when the row was loaded (a run
+#                                 killed after a bronze write loads its batch again: held)
+RUNTIME_COLUMNS = ("_batch_id", "_ingested_at", "batch_id", "ingested_at", "quarantined_at", "_redelivered")
 
 
 @pytest.fixture(scope="module")

@@ -456,38 +456,202 @@ def test_the_lagged_holdings_follow_the_cut_and_late_rows_and_stand_in_only_for_
     assert {r["account_id"] for r in lagged().collect()} == {"A", "B"}
 
 
-@pytest.mark.xfail(strict=True, reason="known defect: silver rewrites only the partitions a chunk's rows fall in, "
-                                       "so a key whose event time moved to another day keeps its old row too")
-def test_a_corrected_event_time_moves_the_row_to_its_new_partition(lakes, spark, tmp_path):
-    """A re-delivered transaction whose txn_ts moved to another day is in silver once, in
-    the new day's partition: the old day's partition loses it (and its day summary)."""
+def _correct(spark, s, name: str, key: str, changes: dict, day: date) -> None:
+    """Deliver (on ``day``) the bronze row of ``name`` with key value ``key`` again, with ``changes``."""
     import csv
     import io
-    import shutil
 
     from conftest import write_landing
+
+    cols = SOURCES[name].column_names
+    key_col = SOURCES[name].key[0]
+    row = lake.read(spark, lake.table_path(s.lake, "bronze", name)).where(F.col(key_col) == key)
+    values = row.select(*[F.col(c).cast("string") for c in cols]).first().asDict() | changes
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(cols)
+    w.writerow(["" if values[c] is None else values[c] for c in cols])
+    write_landing(s.landing, name, str(day), f"correction_{key}.csv", out.getvalue())
+
+
+def _first(df, partition: date, order: str, condition: str = "true"):
+    return df.where(F.col("partition_date") == F.lit(str(partition)).cast("date")).where(condition) \
+        .orderBy(order).first()
+
+
+def _day_n(spark, s, customer: str, day: date) -> int:
+    row = _table(spark, s, silver.DAILY).where((F.col("customer_id") == customer) & (F.col("day") == F.lit(day))) \
+        .select("n").first()
+    return 0 if row is None else row["n"]
+
+
+CORRECTED = AS_OF + timedelta(days=1)  # the corrections' delivery day
+NEW_MONTH = date(2026, 5, 15)          # no interactions partition for May before the correction
+
+
+@pytest.fixture(scope="module")
+def moved(lakes, spark, tmp_path_factory):
+    """The daily lake after one more delivery correcting event times: a transaction moved
+    from the day before AS_OF to an earlier day that has rows, one moved to a day without
+    a partition yet, an event moved to another day, and an interaction moved to a month
+    without a partition. Returns the settings, the rows before (by source) and the run."""
+    import shutil
+
+    daily, *_ = lakes
+    root = tmp_path_factory.mktemp("moved")
+    s = daily.with_paths(landing=root / "landing", lake=root / "lake")
+    shutil.copytree(daily.lake, s.lake)
+    shutil.copytree(daily.landing, s.landing)
+    tx, ev, it = (_table(spark, s, n) for n in ("transactions", "events", "interactions"))
+    old = {
+        "tx1": _first(tx, AS_OF - timedelta(days=1), "txn_id", "customer_id IS NOT NULL"),
+        "tx2": _first(tx, AS_OF - timedelta(days=2), "txn_id", "customer_id IS NOT NULL"),
+        "ev": _first(ev, AS_OF - timedelta(days=1), "event_id", "attributed_by = 'login'"),
+        "it": _first(it, date(2026, 6, 1), "interaction_id", f"started_at >= TIMESTAMP'{AS_OF - timedelta(days=3)}'"),
+    }
+    assert not tx.where(F.col("partition_date") == F.lit(AS_OF - timedelta(days=20))).count()
+    assert not it.where(F.col("partition_date") == F.lit(date(2026, 5, 1))).count()
+    new_time = {"tx1": AS_OF - timedelta(days=4), "tx2": AS_OF - timedelta(days=20), "ev": AS_OF - timedelta(days=3),
+                "it": NEW_MONTH}
+    targets = {"tx1": ("transactions", "txn_ts", "txn_id"), "tx2": ("transactions", "txn_ts", "txn_id"),
+               "ev": ("events", "event_ts", "event_id"), "it": ("interactions", "started_at", "interaction_id")}
+    for k, (name, col, key) in targets.items():
+        _correct(spark, s, name, old[k][key], {col: f"{new_time[k]}T12:00:00"}, CORRECTED)
+    counts = {n: _table(spark, s, n).count() for n in ("transactions", "events", "interactions")}
+    daily_n = {(k, d): _day_n(spark, s, old[k].customer_id, d) for k in ("tx1", "tx2")
+               for d in (old[k].partition_date, new_time[k])}
+    ingest.run(spark, s, as_of=CORRECTED)
+    result = _silver(spark, s)
+    return s, old, new_time, counts, daily_n, result
+
+
+def test_a_corrected_event_time_moves_the_row_to_its_new_partition(moved, spark):
+    """A re-delivered row whose event time moved to another partition (day or month, one
+    the table held or not) is in silver once, in its new partition, for every partitioned
+    source; the old partition was rewritten without it and nothing else was lost."""
+    s, old, new_time, counts, _, result = moved
+    for k, name, key, month in (("tx1", "transactions", "txn_id", False), ("tx2", "transactions", "txn_id", False),
+                                ("ev", "events", "event_id", False), ("it", "interactions", "interaction_id", True)):
+        after = _table(spark, s, name).where(F.col(key) == old[k][key]).collect()
+        want = new_time[k].replace(day=1) if month else new_time[k]
+        assert [r.partition_date for r in after] == [want], k
+        assert str(old[k].partition_date) in result["partitions"][name], k
+        assert str(want) in result["partitions"][name], k
+    for name, n in counts.items():
+        assert _table(spark, s, name).count() == n, name
+    assert _table(spark, s, "events").where(F.col("event_id") == old["ev"].event_id).first().attributed_by == "login"
+
+
+def test_bronze_marks_the_re_delivered_rows(moved, spark):
+    """The ingest marks a row whose key bronze held already (what silver looks up), and
+    only those: the keys appended by the daily loads are marked as new."""
+    s, old, *_ = moved
+    from features.bronze import REDELIVERED
+
+    for name, key, ks in (("transactions", "txn_id", ("tx1", "tx2")), ("events", "event_id", ("ev",)),
+                          ("interactions", "interaction_id", ("it",))):
+        bronze = lake.read(spark, lake.table_path(s.lake, "bronze", name))
+        marked = {r[key] for r in bronze.where(F.col(REDELIVERED)).select(key).collect()}
+        assert marked == {old[k][key] for k in ks}, name
+        assert bronze.where(~F.col(REDELIVERED)).count() == bronze.count() - len(ks), name
+
+
+def test_the_day_summary_moves_the_corrected_transaction_to_its_new_day(moved, spark):
+    """silver/transactions_daily no longer counts the moved transaction on its old day and
+    counts it on the new one (a day that had no partition included), equals a summary of
+    the whole silver table, and no partition is left pending."""
+    from c360 import ops
+    from features.profile import transactions_daily
+
+    s, old, new_time, _, daily_n, result = moved
+    for k in ("tx1", "tx2"):
+        c, was, now = old[k].customer_id, old[k].partition_date, new_time[k]
+        assert _day_n(spark, s, c, was) == daily_n[(k, was)] - 1, k
+        assert _day_n(spark, s, c, now) == daily_n[(k, now)] + 1, k
+        assert str(was) in result["partitions"][silver.DAILY], k
+    recomputed = transactions_daily(_table(spark, s, "transactions"), s.bank.timezone).drop("_ingested_at")
+    assert _same(_daily(spark, s), recomputed)
+    assert ops.pending_partitions(spark, s.lake, f"silver/{silver.DAILY}") == []
+    assert silver.is_current(spark, s, silver.DAILY)
+
+
+def test_moved_rows_end_where_a_rebuild_ends_and_a_rerun_writes_nothing(moved, spark, tmp_path):
+    """After the correction the incremental tables equal a rebuild from the same bronze
+    (events: but for the attribution of other events, which a late row never redoes); a
+    repeated run finds nothing new and writes nothing."""
+    import shutil
+
+    s, *_ = moved
+    names = ["transactions", "events", "interactions", silver.DAILY]
+    before = {n: lake.version(lake.table_path(s.lake, "silver", n)) for n in names}
+    again = _silver(spark, s)
+    assert all(again["changed_rows"][n] == 0 for n in ("transactions", "events", "interactions"))
+    assert again["partitions_written"][silver.DAILY] == 0
+    assert {n: lake.version(lake.table_path(s.lake, "silver", n)) for n in names} == before
+
+    rebuilt = s.with_paths(landing=s.landing, lake=tmp_path / "rebuilt")
+    shutil.copytree(lake.table_path(s.lake, "bronze", ""), lake.table_path(rebuilt.lake, "bronze", ""))
+    _silver(spark, rebuilt)
+    for name in [n for n in SOURCES if SOURCES[n].event_time and n != "customers"] + [silver.DAILY]:
+        if not lake.exists(lake.table_path(rebuilt.lake, "silver", name)):
+            continue
+        a, b = _table(spark, s, name), _table(spark, rebuilt, name)
+        drop = LINEAGE + (["customer_id", "attributed_by"] if name == "events" else [])
+        cols = [c for c in b.columns if c not in drop]
+        assert _same(a.select(*cols), b.select(*cols)), name
+
+
+def test_a_summary_refresh_that_never_followed_the_move_is_redone(lakes, spark, tmp_path):
+    """silver/transactions written with the moved row, then the run stopped before the day
+    summary: the old day is noted as pending, and the next run summarises it again."""
+    import shutil
+
+    from c360 import ops
+    from features.profile import transactions_daily
 
     daily, *_ = lakes
     s = daily.with_paths(landing=tmp_path / "landing", lake=tmp_path / "lake")
     shutil.copytree(daily.lake, s.lake)
     shutil.copytree(daily.landing, s.landing)
-    before = _table(spark, s, "transactions")
-    row = before.where(F.col("partition_date") == F.lit(str(AS_OF - timedelta(days=1))).cast("date")) \
-        .orderBy("txn_id").first()
-    cols = SOURCES["transactions"].column_names
-    bronze = lake.read(spark, lake.table_path(s.lake, "bronze", "transactions")).where(F.col("txn_id") == row.txn_id)
-    values = bronze.select(*[F.col(c).cast("string") for c in cols]).first().asDict()
-    values["txn_ts"] = f"{AS_OF - timedelta(days=4)}T12:00:00"
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(cols)
-    w.writerow(["" if values[c] is None else values[c] for c in cols])
-    write_landing(s.landing, "transactions", str(AS_OF), "correction.csv", out.getvalue())
-    ingest.run(spark, s, as_of=AS_OF)
+    row = _first(_table(spark, s, "transactions"), AS_OF - timedelta(days=1), "txn_id", "customer_id IS NOT NULL")
+    _correct(spark, s, "transactions", row.txn_id, {"txn_ts": f"{AS_OF - timedelta(days=5)}T12:00:00"}, CORRECTED)
+    ingest.run(spark, s, as_of=CORRECTED)
+    n_old = _day_n(spark, s, row.customer_id, row.partition_date)
+    silver._incremental(spark, s, SOURCES["transactions"], lake.table_path(s.lake, "bronze", "transactions"),
+                        lake.table_path(s.lake, "silver", "transactions"))
+    assert ops.pending_partitions(spark, s.lake, f"silver/{silver.DAILY}") == [str(row.partition_date)]
+    assert _day_n(spark, s, row.customer_id, row.partition_date) == n_old  # not yet
+    assert not silver.is_current(spark, s, silver.DAILY)  # so the profile reads transactions meanwhile
     result = _silver(spark, s)
-    after = _table(spark, s, "transactions")
-    assert row.partition_date == AS_OF - timedelta(days=1)
-    assert [r.partition_date for r in after.where(F.col("txn_id") == row.txn_id).collect()] == \
-        [AS_OF - timedelta(days=4)]
-    assert after.count() == before.count()
-    assert str(AS_OF - timedelta(days=1)) in result["partitions"]["transactions"]
+    assert str(row.partition_date) in result["partitions"][silver.DAILY]
+    assert _day_n(spark, s, row.customer_id, row.partition_date) == n_old - 1
+    recomputed = transactions_daily(_table(spark, s, "transactions"), s.bank.timezone).drop("_ingested_at")
+    assert _same(_daily(spark, s), recomputed)
+    assert ops.pending_partitions(spark, s.lake, f"silver/{silver.DAILY}") == []
+
+
+def test_upsert_marks_rows_of_known_keys(spark, tmp_path):
+    """lake.upsert(mark=...): true on the rows merged onto a key the table held, false on the
+    appended ones; rows written before the column existed keep null, untouched rows keep theirs."""
+    from pyspark.sql import types as T
+
+    schema = T.StructType([T.StructField("k", T.LongType()), T.StructField("v", T.StringType())])
+    path = str(tmp_path / "t")
+    lake.append(spark.createDataFrame([(1, "a"), (2, "b")], schema), path)
+    src = spark.createDataFrame([(2, "B"), (3, "c")], schema)
+    assert lake.upsert(spark, src, path, ["k"], mark="_known") == {"appended": 1, "merged": 1}
+    got = {r.k: (r.v, r._known) for r in lake.read(spark, path).collect()}
+    assert got == {1: ("a", None), 2: ("B", True), 3: ("c", False)}
+    assert lake.upsert(spark, spark.createDataFrame([(4, "d")], schema), path, ["k"], mark="_known") == \
+        {"appended": 1, "merged": 0}
+    assert lake.upsert(spark, spark.createDataFrame([(3, "C")], schema), path, ["k"], mark="_known") == \
+        {"appended": 0, "merged": 1}
+    got = {r.k: (r.v, r._known) for r in lake.read(spark, path).collect()}
+    assert got == {1: ("a", None), 2: ("B", True), 3: ("C", True), 4: ("d", False)}
+    assert dict(lake.read(spark, path).dtypes)["_known"] == "boolean"
+    # a column delivered later still reaches the table (a mark added non-nullable by schema
+    # evolution made Sail drop every later new column)
+    wider = T.StructType([*schema.fields, T.StructField("extra", T.StringType())])
+    assert lake.upsert(spark, spark.createDataFrame([(5, "e", "x5")], wider), path, ["k"], mark="_known") == \
+        {"appended": 1, "merged": 0}
+    assert {r.k: r.extra for r in lake.read(spark, path).collect()} == {1: None, 2: None, 3: None, 4: None, 5: "x5"}
