@@ -10,9 +10,14 @@ shares one engine in this process (as the test suite does); ``--processes`` star
 ``c360 run --steps ingest`` process per run instead (as ``c360 run`` does).
 
 A run fails when ingest raises, a source reports an error, or a count differs; gRPC's
-"Exception deserializing message!" log lines are counted separately (issue #25). The
-summary (runs, failures, decode errors, seconds) is printed and written as JSON to
-``--out`` when given.
+"Exception deserializing message!" log lines are counted separately (issue #25), and the
+bytes of such a response are saved under ``<dir>/undecodable/`` and parsed once more (to
+tell bytes that arrived damaged from a parse that went wrong). In-process runs call
+``jobs.ingest.run`` directly, without the pipeline's retry of a step after a transient
+engine error, so every such error counts; ``--processes`` runs go through ``c360 run``
+(with the retry) and count a run whose output mentions a decode error. The summary (runs,
+failures, decode errors, responses parsed and the largest, seconds) is printed and written
+as JSON to ``--out`` when given.
 """
 
 from __future__ import annotations
@@ -50,6 +55,9 @@ class _DecodeErrors(logging.Handler):
             self.count += 1
 
 
+RESPONSES = {"count": 0, "largest_bytes": 0}  # every gRPC response the client parsed
+
+
 def _keep_undecodable(folder: Path) -> None:
     """On a response gRPC cannot decode: save its bytes under ``folder`` and parse them once
     more, to tell bytes that arrived corrupt from a parse that went wrong."""
@@ -59,6 +67,9 @@ def _keep_undecodable(folder: Path) -> None:
     real = _common.deserialize
 
     def deserialize(data, deserializer):
+        if data is not None:
+            RESPONSES["count"] += 1
+            RESPONSES["largest_bytes"] = max(RESPONSES["largest_bytes"], len(data))
         out = real(data, deserializer)
         if out is None and deserializer is not None and data is not None:
             folder.mkdir(parents=True, exist_ok=True)
@@ -168,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         failures = run_in_process(load_settings(), args.runs, expected, root, args.keep_failed)
     summary = {"runs": args.runs, "failures": len(failures), "decode_errors_logged": decode.count,
                "seconds": round(time.perf_counter() - t0, 1), "processes": args.processes,
+               "responses_parsed": RESPONSES["count"], "largest_response_bytes": RESPONSES["largest_bytes"],
                "customers": args.customers, "days": args.days, "sources": sources, "details": failures}
     print(json.dumps(summary, indent=1))
     if args.out:
