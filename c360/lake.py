@@ -65,7 +65,7 @@ def recording_reads() -> Iterator[dict[str, int | None]]:
 
 
 def read(spark: SparkSession, path: str, version: int | None = None) -> DataFrame:
-    if _recordings:
+    if any(str(path) not in reads for reads in _recordings):  # the log is read once per path
         seen = version if version is not None else log_version(path)
         for reads in _recordings:
             reads.setdefault(str(path), seen)

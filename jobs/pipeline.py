@@ -18,6 +18,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from c360 import lake, lock, ops
+from c360.engine import is_transient_engine_error
 from c360.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,12 @@ STEP_INPUTS: dict[str, tuple[str, ...]] = {
     "export": ("gold/recommendations", "gold/customer_segments", "gold/customer_360", "silver/product_catalog",
                "silver/campaign_responses", "ops/run_log"),
 }
+# How many times a step that failed with a transient engine error (a response the client
+# could not decode: c360.engine.is_transient_engine_error) is run again. Every step is
+# idempotent (README: a step can be re-run at any point), so a second run is safe; a step
+# that still fails after these retries fails as usual.
+TRANSIENT_RETRIES = 2
+
 # Bookkeeping tables every step writes; not outputs of the step itself.
 _BOOKKEEPING = ("ops/run_log", "ops/audit_log")
 
@@ -164,6 +171,7 @@ class StepResult:
     duration_s: float
     metrics: dict = field(default_factory=dict)
     error: str | None = None
+    retries: int = 0  # runs again after a transient engine error (TRANSIENT_RETRIES at most)
 
 
 def parse_steps(text: str | None) -> list[str]:
@@ -201,19 +209,28 @@ def _run_step(spark: SparkSession, settings: Settings, step: str, as_of: date, r
     started = ops.utcnow()
     before = ops.snapshot_versions(settings.lake)
     reads: dict[str, int | None] = {}
-    try:
-        with lake.recording_reads() as reads:
-            metrics = STEPS[step](spark, settings, as_of, run_id, progress) or {}
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        ops.record_step(spark, settings.lake, run_id, step, as_of, "failed", started, {}, error)
-        _audit(spark, settings, run_id, step, as_of, "failed", started, before, reads, error)
-        raise StepFailed(step, exc) from exc
+    retries = 0
+    while True:
+        try:
+            with lake.recording_reads() as reads:
+                metrics = STEPS[step](spark, settings, as_of, run_id, progress) or {}
+            break
+        except Exception as exc:
+            if retries < TRANSIENT_RETRIES and is_transient_engine_error(exc):
+                retries += 1
+                log.warning("step %s (run %s): transient engine error, running the step again "
+                            "(retry %d of %d): %s: %s", step, run_id, retries, TRANSIENT_RETRIES,
+                            type(exc).__name__, str(exc)[:500])
+                continue
+            error = f"{type(exc).__name__}: {exc}"
+            ops.record_step(spark, settings.lake, run_id, step, as_of, "failed", started, {}, error)
+            _audit(spark, settings, run_id, step, as_of, "failed", started, before, reads, error)
+            raise StepFailed(step, exc) from exc
     if is_dataclass(metrics):
         metrics = asdict(metrics)
     ops.record_step(spark, settings.lake, run_id, step, as_of, "succeeded", started, metrics, None)
     _audit(spark, settings, run_id, step, as_of, "succeeded", started, before, reads, None)
-    return StepResult(step, "succeeded", (ops.utcnow() - started).total_seconds(), metrics)
+    return StepResult(step, "succeeded", (ops.utcnow() - started).total_seconds(), metrics, retries=retries)
 
 
 def _audit(spark: SparkSession, settings: Settings, run_id: str, step: str, as_of: date, status: str,
