@@ -139,8 +139,8 @@ def pii_key_ref(settings: Settings, environ: dict[str, str] | None = None) -> Ke
         key = _check(read_key_file(path), path)
         ref, where = KeyRef("file", path, key_fingerprint(key)), path
     elif settings.env == "development":
-        warnings.warn(f"development mode: using the public built-in PII key (tokens are not secret); "
-                      f"set ${var} for real data", DevelopmentKeyWarning, stacklevel=2)
+        warnings.warn(f"development mode: using the built-in development PII key, which is public (tokens are "
+                      f"not secret); set ${var} for real data", DevelopmentKeyWarning, stacklevel=2)
         return KeyRef("development", "", key_fingerprint(DEVELOPMENT_KEY))
     else:
         raise ConfigError(f"no PII key (env={settings.env}): {_how(var)}")

@@ -57,7 +57,7 @@ def test_nothing_set_fails_closed_with_one_line_on_how_to_give_a_key():
     msg = str(err.value)
     assert "\n" not in msg and "$C360_PII_KEY" in msg and "privacy.key_file" in msg and "C360_ENV=development" in msg
     dev = load_settings(BASE, environ={"C360_ENV": "development"})
-    with pytest.warns(DevelopmentKeyWarning, match="public built-in PII key"):
+    with pytest.warns(DevelopmentKeyWarning, match="development PII key, which is public"):
         assert pii_key(dev, environ={}) == DEVELOPMENT_KEY
 
 
