@@ -17,7 +17,10 @@ cluster reads in parallel from shared storage and the driver never holds the dat
 Every value is read as text; typing and validation are the contract's job
 (``features.bronze.validate``). A file is read whole before any of its rows is emitted, so
 a file that breaks halfway (truncated, wrong encoding) is rejected as a whole, never half
-loaded.
+loaded. A row the reader can judge alone is rejected alone, as a reader error with its
+reason: a field over ``MAX_FIELD_BYTES``, a nested value in a contract column, float money
+with more decimals than the contract's (see :func:`make_reader`). Identifier columns are
+normalised here (:func:`normalise_identifier`), so that one id is one key.
 """
 
 from __future__ import annotations

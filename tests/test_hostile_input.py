@@ -51,7 +51,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from c360 import lake
 from c360.contract import SOURCES
-from c360.landing import MAX_FIELD_BYTES, _arrow_jsonl, _parse_jsonl, inspect, make_reader
+from c360.landing import MAX_FIELD_BYTES, _arrow_jsonl, _parse_jsonl, inspect, make_reader, normalise_identifier
 from conftest import write_landing
 from features.bronze import ValidationRules, validate
 from jobs import ingest
@@ -387,6 +387,8 @@ def test_reader_emits_every_row_once_under_its_line_with_its_text(d):
         for n in d["names"]:
             sent = r["texts"][n]
             want = None if sent == "" and d["fmt"].startswith("csv") else sent  # an empty CSV field is null
+            if n in TXN.identifiers and want is not None:  # trimmed of white space of every kind
+                want = normalise_identifier(pa.array([want]))[0].as_py()
             assert row[n] == want, n
 
 
@@ -959,7 +961,6 @@ def test_a_key_repeated_in_a_file_keeps_its_last_line_and_only_other_values_conf
     import pyarrow as _pa
     from pyspark.sql import functions as F
 
-    from c360.landing import normalise_identifier
     from features.bronze import repeated_in_file, repeated_keys
     from helpers import text_rows
 

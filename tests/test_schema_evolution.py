@@ -10,7 +10,10 @@ Decisions tested here (README, "Input: the landing zone"):
   ``privacy.non_pii_extra_columns`` declares it non-PII, otherwise it stays in bronze;
 - a file missing a required column is quarantined whole with a reason naming the column;
   the other sources load, and so does any other file of the same source that has the
-  column (each file is judged on its own header; version ordering keeps that safe).
+  column (each file is judged on its own header; version ordering keeps that safe);
+- a file with more new columns (neither in the contract nor yet in bronze) than
+  ``ingest.max_new_columns_per_file`` is quarantined whole, naming them: bronze and silver
+  never grow by thousands of columns, and nothing is half loaded.
 """
 
 from __future__ import annotations
