@@ -419,7 +419,17 @@ BRONZE_META = (
 # Added to every bronze row by the ingest's upsert (``c360.lake.upsert`` ``mark``), so not in
 # bronze_schema: true when bronze already held the row's key as it was loaded (a re-delivered
 # or corrected row), false for a new key, null for rows loaded before the column existed.
+# A new bronze table is created with it (:func:`bronze_table_schema`), so the upsert's first
+# write is its rows; a table of an older lake gains it in an empty commit of its own.
 REDELIVERED = "_redelivered"
+
+
+def bronze_table_schema(source: Source):
+    """The schema a new ``bronze/<source>`` table is created with: :func:`bronze_schema` and
+    the nullable :data:`REDELIVERED` mark."""
+    from pyspark.sql import types as T
+
+    return T.StructType([*bronze_schema(source).fields, T.StructField(REDELIVERED, T.BooleanType(), True)])
 
 
 def bronze_schema(source: Source, extras: list[str] = ()):

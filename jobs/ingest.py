@@ -46,9 +46,8 @@ from c360 import lake, ops
 from c360.contract import SOURCES, Source
 from c360.landing import LEFT_FOR_NEXT_RUN, LandingFile, make_reader, scan
 from c360.settings import Settings
-from features.bronze import (REDELIVERED, ValidationRules, bronze_schema, latest_per_key, repeated_in_file, repeated_keys,
-                             validate,
-                             with_version)
+from features.bronze import (REDELIVERED, ValidationRules, bronze_schema, bronze_table_schema, latest_per_key,
+                             repeated_in_file, repeated_keys, validate, with_version)
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +294,7 @@ def ingest_source(spark: SparkSession, settings: Settings, source: Source, files
             else with_version(good, source)
         rows = rows.withColumn("_batch_id", F.lit(batch_id)).withColumn("_ingested_at", now).to(schema)
         clock.lap(f"{n_repeated:,} keys repeated in the batch for {Path(target).name}")
-        lake.create_if_missing(spark, target, bronze_schema(source))
+        lake.create_if_missing(spark, target, bronze_table_schema(source))
         # REDELIVERED marks the rows whose key bronze held already: only those can have an
         # older row elsewhere in silver (an event time that moved to another partition)
         done = lake.upsert(spark, rows, target, keys, update_when="s._version >= t._version", mark=REDELIVERED)

@@ -85,6 +85,8 @@ def c360_problem(words: list[str]) -> str | None:
 def problem(command: str, activated: bool) -> str | None:
     """Why ``command`` would fail as written on a fresh machine after ``make setup``, or None."""
     words = shlex.split(command)
+    while len(words) > 1 and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):
+        words = words[1:]  # environment assignments before the program (C360_ENV=development ...)
     program, args = words[0], words[1:]
     if program == "make":
         missing = [a for a in args if "=" not in a and not a.startswith("-") and a not in make_targets()]
@@ -119,6 +121,8 @@ def test_a_command_that_needs_uv_or_a_missing_target_is_refused():
     assert problem("make nonsense", activated=False) == "no make target nonsense"
     assert problem(".venv/bin/c360 run --bogus-option 1", activated=False) == "c360 run has no option(s) --bogus-option"
     assert problem(".venv/bin/c360 fly", activated=False) == "c360 has no command 'fly'"
+    assert problem("C360_ENV=development .venv/bin/c360 run --lake ./lake", activated=False) is None
+    assert "not on the PATH" in problem("C360_ENV=development uv run c360 demo", activated=False)
 
 
 @pytest.mark.parametrize("doc", DOCS)
