@@ -1,7 +1,7 @@
 """Stress test of the engine connection: many small ingests, failures counted.
 
-    uv run --frozen python bench/stress_engine.py --runs 200
-    uv run --frozen python bench/stress_engine.py --runs 20 --processes   # a fresh process per run
+    .venv/bin/python bench/stress_engine.py --runs 200
+    .venv/bin/python bench/stress_engine.py --runs 20 --processes   # a fresh process per run
 
 A small bank (``--customers``, ``--days``, core banking sources only by default) is
 generated once into ``<dir>/landing``; each run then ingests it into a fresh lake, checks
