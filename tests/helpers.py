@@ -40,3 +40,25 @@ def customer(**over) -> dict:
                 risk_tolerance="R3", kyc_status="verified", marketing_consent="Y", preferred_language="zh",
                 updated_at="2026-06-01T09:00:00")
     return base | over
+
+
+def hypothesis_settings(pure_examples: int, engine_examples: int):
+    """Hypothesis settings for a module's properties: ``(pure, with_engine)``.
+
+    Nothing is generated inside the repository: no example database, and Hypothesis' home
+    is a temporary folder removed at exit. ``with_engine`` also allows the function-scoped
+    fixtures (the shared engine, tmp_path) that engine-backed properties take."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from hypothesis import HealthCheck, settings
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    home = tempfile.mkdtemp(prefix="c360-hypothesis-")
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    set_hypothesis_home_dir(home)
+    slow = [HealthCheck.too_slow, HealthCheck.data_too_large]
+    return (settings(max_examples=pure_examples, deadline=None, database=None, suppress_health_check=slow),
+            settings(max_examples=engine_examples, deadline=None, database=None,
+                     suppress_health_check=[*slow, HealthCheck.function_scoped_fixture]))

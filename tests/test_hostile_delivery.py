@@ -23,7 +23,6 @@ deleting it between discovery and reading (the ingest's progress callback).
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import shutil
@@ -33,21 +32,14 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
-from hypothesis.configuration import set_hypothesis_home_dir
 
 from c360 import lake, landing
 from c360.contract import SOURCES
 from conftest import write_landing
+from helpers import hypothesis_settings
 from jobs import ingest
 
-_HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="c360-hypothesis-")
-atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
-set_hypothesis_home_dir(_HYPOTHESIS_HOME)
-PURE = hsettings(max_examples=60, deadline=None, database=None,
-                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-WITH_ENGINE = hsettings(max_examples=8, deadline=None, database=None,
-                        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                               HealthCheck.function_scoped_fixture])
+PURE, WITH_ENGINE = hypothesis_settings(60, 8)
 
 DAY = "2026-06-01"
 TXN = SOURCES["transactions"]

@@ -29,13 +29,11 @@ runs on small DataFrames in the shared Sail session; only the last tests run the
 
 from __future__ import annotations
 
-import atexit
 import csv
 import gzip
 import io
 import json
 import re
-import shutil
 import tempfile
 import warnings
 from datetime import date, datetime, timedelta, timezone
@@ -46,13 +44,13 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
-from hypothesis.configuration import set_hypothesis_home_dir
+from hypothesis import given, settings as hsettings, strategies as st
 
 from c360 import lake
 from c360.contract import SOURCES
 from c360.landing import MAX_FIELD_BYTES, _arrow_jsonl, _parse_jsonl, inspect, make_reader, normalise_identifier
 from conftest import write_landing
+from helpers import hypothesis_settings
 from features.bronze import ValidationRules, validate
 from jobs import ingest
 
@@ -63,15 +61,7 @@ RULES = ValidationRules(bank_timezone="Asia/Shanghai", max_future_days=1, min_da
 FORMATS = ("csv", "csv.gz", "jsonl", "parquet")
 EXTRA = "channel_detail"  # an unknown extra column, delivered as "Channel Detail"
 
-# Nothing generated inside the repository: no example database, Hypothesis' home in /tmp.
-_HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="c360-hypothesis-")
-atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
-set_hypothesis_home_dir(_HYPOTHESIS_HOME)
-PURE = hsettings(max_examples=30, deadline=None, database=None,
-                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-WITH_ENGINE = hsettings(max_examples=25, deadline=None, database=None,
-                        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                               HealthCheck.function_scoped_fixture])
+PURE, WITH_ENGINE = hypothesis_settings(30, 25)
 
 _Q = r"'.*'"  # a quoted value as delivered (any text)
 _ROW_REASON = "|".join([
