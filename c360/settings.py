@@ -380,7 +380,9 @@ class Sampling(_Strict):
 
 
 class NbpTraining(_Strict):
-    snapshots: int = Field(6, ge=2, le=36)
+    snapshots: int = Field(12, ge=2, le=36)
+    # a snapshot needs this many days of holdings history before it (fewer snapshots otherwise)
+    min_history_days: int = Field(90, ge=0, le=1096)
     horizon_days: int = Field(30, ge=1, le=366)
     experiment: str = Field("c360-next-best-product", min_length=1)
     registered_model: str = Field("next_best_product", pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")

@@ -33,7 +33,8 @@ from pyspark.sql.window import Window
 
 from c360 import lake
 from c360.settings import ConfigError, Scoring, Settings
-from features.candidates import candidates, held_products, pair_inputs, product_signals, products, with_profile
+from features.candidates import (account_history, candidates, held_products, history_features, pair_inputs,
+                                 product_signals, products, with_profile)
 from features.profile import AsOf
 from jobs import silver
 from models import scoring as rules
@@ -125,16 +126,20 @@ def recent_declines(responses: DataFrame, at: AsOf, days: int) -> DataFrame:
 
 def annotated_candidates(profile: DataFrame, catalog: DataFrame, holdings: DataFrame | None,
                          events: DataFrame | None, responses: DataFrame | None, at: AsOf,
-                         conf: Scoring, latest: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
+                         conf: Scoring, latest: DataFrame | None = None,
+                         ownership: list[str] | None = None) -> tuple[DataFrame, DataFrame]:
     """(candidates with ``exclusion_reason`` and one ``_fails_<rule>`` flag per rule, held pairs).
 
-    The candidates are narrow: keys, :func:`features.candidates.pair_inputs` columns, product
+    The candidates are narrow: keys, :func:`features.candidates.pair_inputs` columns, the
+    ownership vector over ``ownership`` (the champion's ``FeatureSpec.ownership``), product
     columns and pair features; the model's other customer features are joined in
     :func:`recommendations`. ``latest``: ``silver/holdings_latest`` when valid at as_of
     (:func:`jobs.silver.holdings_latest`), read instead of every snapshot."""
     spark = profile.sparkSession
     held = held_products(holdings, at, latest) if holdings is not None else \
         spark.createDataFrame([], "customer_id string, product_code string")
+    history = history_features(profile, holdings, at, ownership or [], accounts=account_history(holdings, at, latest)) \
+        if holdings is not None else None
     inputs, signals = pair_inputs(profile), product_signals(events, responses, at)
     if responses is not None:
         # per customer before the pairs are made; per pair with the other pair signals, so
@@ -143,7 +148,7 @@ def annotated_candidates(profile: DataFrame, catalog: DataFrame, holdings: DataF
         inputs = inputs.join(contact_pressure(responses, at, e.contact_window_days), "customer_id", "left")
         declines = recent_declines(responses, at, e.decline_cooldown_days)
         signals = declines if signals is None else signals.join(declines, KEYS, "full")
-    pairs = candidates(inputs, catalog, held, signals)
+    pairs = candidates(inputs, catalog, held, signals, history)
     if responses is None:
         pairs = pairs.withColumn(rules.OFFERS_COL, F.lit(0).cast("bigint")) \
             .withColumn(rules.DECLINED_COL, F.lit(False))
@@ -357,7 +362,7 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> 
         annotated, held = annotated_candidates(
             profile, catalog, _table(spark, settings, "silver", "holdings"),
             _table(spark, settings, "silver", "events"), _table(spark, settings, "silver", "campaign_responses"),
-            at, conf, silver.holdings_latest(spark, settings, as_of))
+            at, conf, silver.holdings_latest(spark, settings, as_of), champion.spec.ownership)
         # read three times below (counts, scoring, reasons): computed once
         annotated = sc.write(annotated, "annotated_candidates")
         counts = exclusion_counts(annotated, profile, catalog, held)

@@ -5,6 +5,11 @@ categories (fixed at training time). It is saved with every model (``feature_spe
 artifact), and scoring rebuilds exactly the same pandas frame from it, so category codes
 can never shift between training and scoring. Unknown categories at scoring become NaN,
 which LightGBM treats as missing.
+
+``ownership`` lists the product codes of the customer ownership vector the model was
+trained with (:func:`features.candidates.ownership_columns` names their columns): scoring
+builds exactly those columns, whatever the catalogue holds then (a code it no longer has is
+a column of 0, a new product gets none).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ CATEGORICAL = ("product_code", "family", "age_band", "income_band", "gender", "r
 class FeatureSpec:
     numeric: list[str]
     categorical: dict[str, list[str]] = field(default_factory=dict)
+    ownership: list[str] = field(default_factory=list)
 
     @property
     def columns(self) -> list[str]:
@@ -38,7 +44,8 @@ class FeatureSpec:
     @classmethod
     def from_json(cls, text: str) -> "FeatureSpec":
         d = json.loads(text)
-        return cls(numeric=list(d["numeric"]), categorical={k: list(v) for k, v in d["categorical"].items()})
+        return cls(numeric=list(d["numeric"]), categorical={k: list(v) for k, v in d["categorical"].items()},
+                   ownership=list(d.get("ownership", [])))  # absent in specs saved before it existed
 
 
 def fit_spec(sample: pd.DataFrame, schema_types: dict[str, str] | None = None) -> FeatureSpec:

@@ -34,9 +34,9 @@ from pyspark.sql import functions as F
 
 from c360 import csvsafe, lake
 from c360.settings import Settings
-from features.candidates import (adoptions, candidates, held_products, label, month_end_snapshots, pair_inputs,
-                                 product_signals, with_profile)
-from features.profile import AsOf
+from features.candidates import (adoptions, candidates, held_products, history_features, history_start, label,
+                                 month_end_snapshots, ownership_codes, pair_inputs, product_signals, with_profile)
+from features.profile import AsOf, latest_snapshots
 from models import registry, training
 from models.frame import FeatureSpec, prepare
 from models.metrics import K, auc_by_group, coverage, popularity_scores, ranked, ranking_metrics
@@ -51,17 +51,21 @@ EXPERIMENT_TAGS = {"project": "c360", "task": "next_best_product"}
 # ---------------------------------------------------------------------------- data
 
 def snapshot_candidates(profile: DataFrame, tables: dict, snapshot: date, horizon_days: int,
-                        bank_timezone: str) -> DataFrame:
+                        bank_timezone: str, ownership: list[str] | None = None) -> DataFrame:
     """Labelled candidates of one snapshot, narrow: keys, ``snapshot_date``, the
-    :func:`features.candidates.pair_inputs` columns, product columns, pair features and
-    ``label``. Features are cut at ``snapshot``, the label is an opening in
+    :func:`features.candidates.pair_inputs` columns, the ownership vector over
+    ``ownership`` (product codes; default: the catalogue's), product columns, pair features
+    and ``label``. Features are cut at ``snapshot``, the label is an opening in
     ``(snapshot, snapshot + horizon_days]``; the other customer 360 columns are joined later
     (:func:`snapshot_features`, :func:`features.candidates.with_profile`)."""
     at = AsOf(snapshot, bank_timezone)
-    holdings = tables["holdings"]
-    held = held_products(holdings, at)
+    holdings, catalog = tables["holdings"], tables["product_catalog"]
+    latest = latest_snapshots(holdings.where(F.col("snapshot_date") <= at.date_lit()))
+    held = held_products(holdings, at, latest)
+    history = history_features(profile, holdings, at, ownership_codes(catalog) if ownership is None else ownership,
+                               latest)
     signals = product_signals(tables.get("events"), tables.get("campaign_responses"), at)
-    cands = candidates(pair_inputs(profile), tables["product_catalog"], held, signals)
+    cands = candidates(pair_inputs(profile), catalog, held, signals, history)
     out = label(cands, adoptions(holdings, snapshot, horizon_days))
     return out.drop(*[c for c in ("as_of_date", "product_name") if c in out.columns]) \
         .withColumn("snapshot_date", F.lit(snapshot.isoformat()).cast("date"))
@@ -76,18 +80,20 @@ def snapshot_features(spark: SparkSession, settings: Settings, snapshots: list[d
 
 
 def build_training_table(spark: SparkSession, settings: Settings, tables: dict, snapshots: list[date],
-                         horizon_days: int, sc: training.Scratch, progress=None) -> tuple[DataFrame, list[str]]:
-    """Every labelled candidate of every snapshot (narrow, see :func:`snapshot_candidates`),
-    materialised as a scratch table; a missing ``gold/customer_360`` partition of a snapshot
-    is computed first. Returns (table, snapshot dates whose profile was computed now)."""
+                         horizon_days: int, sc: training.Scratch, progress=None,
+                         ownership: list[str] | None = None) -> tuple[DataFrame, list[str]]:
+    """Every labelled candidate of every snapshot (narrow, see :func:`snapshot_candidates`;
+    ``ownership``: the ownership vector's product codes), materialised as a scratch table; a
+    missing ``gold/customer_360`` partition of a snapshot is computed first. Returns (table,
+    snapshot dates whose profile was computed now)."""
     built = []
     for i, s in enumerate(snapshots):
         training.step(progress, f"train nbp snapshot {s}", i, len(snapshots))
         profile, new = training.snapshot_profile(spark, settings, s)
         if new:
             built.append(s.isoformat())
-        sc.write(snapshot_candidates(profile, tables, s, horizon_days, settings.bank.timezone), "nbp_candidates",
-                 append=i > 0)
+        sc.write(snapshot_candidates(profile, tables, s, horizon_days, settings.bank.timezone, ownership),
+                 "nbp_candidates", append=i > 0)
     return sc.read("nbp_candidates"), built
 
 
@@ -243,11 +249,15 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
     m = training.models_settings(settings)
     conf = m.next_best_product
     t0 = time.time()
-    snapshots = month_end_snapshots(as_of, conf.snapshots, conf.horizon_days)
+    # as many month ends as configured that have min_history_days of history behind them
+    snapshots = month_end_snapshots(as_of, conf.snapshots, conf.horizon_days,
+                                    history_start(tables["holdings"], conf.min_history_days))
     train_dates, oot = training.split_snapshots(snapshots)
+    codes = ownership_codes(tables["product_catalog"])  # the ownership vector, kept in the spec
     timings: dict[str, float] = {}
     with training.scratch(spark, settings) as sc:
-        cands, built = build_training_table(spark, settings, tables, snapshots, conf.horizon_days, sc, progress)
+        cands, built = build_training_table(spark, settings, tables, snapshots, conf.horizon_days, sc, progress,
+                                            codes)
         profiles = snapshot_features(spark, settings, snapshots)
         timings["data_s"] = time.time() - t0
         stats = training.snapshot_stats(cands)
@@ -263,6 +273,7 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
             raise ValueError(f"no adoption in the training snapshots {[d.isoformat() for d in train_dates]}: "
                              "nothing to learn (is the history long enough?)")
         spec = training.fit_feature_spec(pdf)
+        spec.ownership = codes  # scoring builds the same ownership columns from it
         timings["sample_s"] = time.time() - t
 
         # ---- fit both kinds

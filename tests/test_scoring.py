@@ -204,6 +204,21 @@ def test_eligibility_and_suitability_edge_cases(spark, settings):
     assert got[("C6", "EF")] == "age_limit" and got[("C6", "CA")] is None
 
 
+def test_candidates_get_the_champions_ownership_columns_whatever_the_catalogue(spark, settings):
+    # the champion was trained with CA, SV and GONE (no longer in the catalogue); BF is new
+    annotated, _ = score.annotated_candidates(profile_df(spark), catalog_df(spark), holdings_df(spark),
+                                              events_df(spark), responses_df(spark), AT, settings.scoring,
+                                              ownership=["CA", "GONE", "SV"])
+    own = [c for c in annotated.columns if c.startswith("own_")]
+    assert own == ["own_ca", "own_gone", "own_sv"]
+    got = {r.customer_id: (r.own_ca, r.own_gone, r.own_sv) for r in annotated.select("customer_id", *own).collect()}
+    assert got["C1"] == (1, 0, 0)  # C1 holds CA at as_of
+    assert {v for c, v in got.items() if c != "C1"} == {(0, 0, 0)}
+    # history features are there for every candidate (no holdings history here: counts 0)
+    row = annotated.where("customer_id = 'C2' and product_code = 'SV'").first()
+    assert (row.held_product_12m, row.openings_product, row.months_since_opened_product) == (0, 0, None)
+
+
 def test_excluded_counts_by_reason(spark, settings):
     annotated, held = annotate(spark, settings)
     m = score.exclusion_counts(annotated, profile_df(spark), catalog_df(spark), held)

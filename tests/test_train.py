@@ -72,6 +72,10 @@ def _silver_rows(with_future: bool) -> dict[str, list[dict]]:
         h("A1", "C1", "CA", date(2020, 1, 1), date(2026, 5, 31)),
         h("A5", "C1", "TD", date(2026, 5, 31), date(2026, 5, 31)),   # opened on S: held at S, no candidate
         h("A6", "C2", "SV", date(2021, 1, 1), date(2026, 5, 31), balance=50000),
+        # C2's credit card, held 2025-01-10 to 2026-03-15: ownership lags before S
+        h("A7", "C2", "CC", date(2025, 1, 10), date(2026, 2, 28)),
+        h("A7", "C2", "CC", date(2025, 1, 10), date(2026, 3, 31), balance=0, status="closed",
+          closed_date=date(2026, 3, 15)),
     ]
     txns = [dict(txn_id="T1", account_id="A1", customer_id="C1", txn_ts=utc(2026, 5, 20, 4), amount=100,
                  direction="debit", channel="pos", merchant_category="dining"),
@@ -93,6 +97,8 @@ def _silver_rows(with_future: bool) -> dict[str, list[dict]]:
             h("A4", "C1", "CC", date(2026, 7, 1), date(2026, 7, 31)),    # S+31: outside the window
             h("A6", "C2", "SV", date(2021, 1, 1), date(2026, 6, 30), balance=0, status="closed",
               closed_date=date(2026, 6, 20)),                            # C2 closes everything
+            h("A7", "C2", "CC", date(2025, 1, 10), date(2026, 6, 30), balance=0, status="closed",
+              closed_date=date(2026, 5, 10)),                            # closing date corrected after S
         ]
         txns += [dict(txn_id="T9", account_id="A1", customer_id="C1", txn_ts=utc(2026, 5, 31, 16), amount=88888,
                       direction="credit", channel="online", merchant_category=None, counterparty="ACME")]  # 00:00 +1
@@ -162,6 +168,16 @@ def test_training_rows_never_read_data_after_the_snapshot(spark, settings, tmp_p
     assert nbp_full[("C1", "CC")]["views_product_90d"] == 0 and nbp_full[("C1", "CC")]["offers_product_90d"] == 0
     assert nbp_full[("C1", "PL")]["offers_product_90d"] == 1  # O3 was answered after S: not seen
     assert nbp_full[("C1", "PL")]["offer_clicks_product_90d"] == 0
+    # ownership history as of S: C2's card closed 2.5 months before (the correction after S unseen)
+    c2cc = nbp_full[("C2", "CC")]
+    assert (c2cc["held_product_1m"], c2cc["held_product_3m"], c2cc["held_product_12m"], c2cc["openings_product"],
+            c2cc["closings_product"], c2cc["months_since_closed_product"]) == (0, 1, 1, 1, 1, 2)
+    assert (c1["views_product_7d"], c1["days_since_view_product"]) == (1, 6)
+    # the ownership vector at S (C2 still holds SV at S, C1 its CA and the TD opened on S)
+    assert (c1["own_ca"], c1["own_td"], c1["own_sv"], c2cc["own_sv"], c2cc["own_cc"]) == (1, 1, 0, 1, 0)
+    # TD opened on S by C1: 1 adoption in 90 days among 2 customers (FD at S+1 unseen)
+    assert nbp_full[("C2", "TD")]["adoption_rate_90d"] == pytest.approx(0.5)
+    assert nbp_full[("C2", "FD")]["adoption_rate_90d"] == 0.0
     # attrition: same features; C2 closes everything within 90 days, C1 stays active
     assert set(att_full) == set(att_past) == {("C1",), ("C2",)}
     for key in att_full:
