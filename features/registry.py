@@ -82,4 +82,13 @@ def catalogue_markdown() -> str:
             window = f"{f.window} d" if f.window else "as_of"
             lines.append(f"| `{f.name}` | {f.dtype} | {window} | {f.description} |")
         lines.append("")
+    from features.candidates import CANDIDATE_FEATURES
+
+    lines += ["## next-best-product candidates (per customer and product)", "",
+              "Features of each (customer, product) candidate of the next-best-product model "
+              "(`features/candidates.py`), computed as of the snapshot like every feature above.", "",
+              "| feature | type | window | description |", "|---|---|---|---|"]
+    for name, dtype, window, description in CANDIDATE_FEATURES:
+        lines.append(f"| `{name}` | {dtype} | {f'{window} d' if window else 'as_of'} | {description} |")
+    lines.append("")
     return "\n".join(lines)

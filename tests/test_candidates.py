@@ -193,3 +193,10 @@ def test_feature_spec_keeps_the_ownership_codes():
     assert FeatureSpec.from_json(spec.to_json()) == spec
     # a spec saved before ownership existed reads as none
     assert FeatureSpec.from_json('{"numeric": ["x"], "categorical": {}}').ownership == []
+
+
+def test_every_candidate_feature_is_in_the_catalogue():
+    from features.candidates import CANDIDATE_FEATURES, OWNERSHIP_PREFIX
+
+    documented = [name for name, *_ in CANDIDATE_FEATURES]
+    assert sorted(documented) == sorted([*PAIR_FEATURES, f"{OWNERSHIP_PREFIX}<code>"])
