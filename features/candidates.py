@@ -144,6 +144,12 @@ def account_history(holdings: DataFrame, at: AsOf, latest: DataFrame | None = No
                 F.coalesce(_held_at_snapshot(d), F.lit(False)).alias("held"))
 
 
+def held_pairs(accounts: DataFrame) -> DataFrame:
+    """(customer_id, product_code) held at as_of from :func:`account_history` rows: the same
+    pairs as :func:`held_products` at that as_of, without another pass over holdings."""
+    return accounts.where(F.col("held")).select("customer_id", "product_code").distinct()
+
+
 def ownership_lags(accounts: DataFrame, at: AsOf) -> DataFrame:
     """Per (customer, product) with an account by as_of (``accounts``: :func:`account_history`):
 

@@ -34,9 +34,10 @@ from pyspark.sql import functions as F
 
 from c360 import csvsafe, lake
 from c360.settings import Settings
-from features.candidates import (adoptions, candidates, held_products, history_features, history_start, label,
-                                 month_end_snapshots, ownership_codes, pair_inputs, product_signals, with_profile)
-from features.profile import AsOf, latest_snapshots
+from features.candidates import (account_history, adoptions, candidates, held_pairs, history_features,
+                                 history_start, label, month_end_snapshots, ownership_codes, pair_inputs,
+                                 product_signals, with_profile)
+from features.profile import AsOf
 from models import registry, training
 from models.frame import FeatureSpec, prepare
 from models.metrics import K, auc_by_group, coverage, popularity_scores, ranked, ranking_metrics
@@ -51,19 +52,23 @@ EXPERIMENT_TAGS = {"project": "c360", "task": "next_best_product"}
 # ---------------------------------------------------------------------------- data
 
 def snapshot_candidates(profile: DataFrame, tables: dict, snapshot: date, horizon_days: int,
-                        bank_timezone: str, ownership: list[str] | None = None) -> DataFrame:
+                        bank_timezone: str, ownership: list[str] | None = None,
+                        accounts: DataFrame | None = None) -> DataFrame:
     """Labelled candidates of one snapshot, narrow: keys, ``snapshot_date``, the
     :func:`features.candidates.pair_inputs` columns, the ownership vector over
     ``ownership`` (product codes; default: the catalogue's), product columns, pair features
     and ``label``. Features are cut at ``snapshot``, the label is an opening in
     ``(snapshot, snapshot + horizon_days]``; the other customer 360 columns are joined later
-    (:func:`snapshot_features`, :func:`features.candidates.with_profile`)."""
+    (:func:`snapshot_features`, :func:`features.candidates.with_profile`). ``accounts``:
+    :func:`features.candidates.account_history` at ``snapshot`` already materialised (held
+    pairs, lags, ownership and peers all read it), else computed here."""
     at = AsOf(snapshot, bank_timezone)
     holdings, catalog = tables["holdings"], tables["product_catalog"]
-    latest = latest_snapshots(holdings.where(F.col("snapshot_date") <= at.date_lit()))
-    held = held_products(holdings, at, latest)
+    if accounts is None:
+        accounts = account_history(holdings, at)
     history = history_features(profile, holdings, at, ownership_codes(catalog) if ownership is None else ownership,
-                               latest)
+                               accounts=accounts)
+    held = held_pairs(accounts)
     signals = product_signals(tables.get("events"), tables.get("campaign_responses"), at)
     cands = candidates(pair_inputs(profile), catalog, held, signals, history)
     out = label(cands, adoptions(holdings, snapshot, horizon_days))
@@ -92,7 +97,9 @@ def build_training_table(spark: SparkSession, settings: Settings, tables: dict, 
         profile, new = training.snapshot_profile(spark, settings, s)
         if new:
             built.append(s.isoformat())
-        sc.write(snapshot_candidates(profile, tables, s, horizon_days, settings.bank.timezone, ownership),
+        # each account's state at s, read four times (held, lags, ownership, peers): written once
+        accounts = sc.write(account_history(tables["holdings"], AsOf(s, settings.bank.timezone)), "nbp_accounts")
+        sc.write(snapshot_candidates(profile, tables, s, horizon_days, settings.bank.timezone, ownership, accounts),
                  "nbp_candidates", append=i > 0)
     return sc.read("nbp_candidates"), built
 

@@ -8,9 +8,9 @@ from datetime import date, datetime
 
 import pytest
 
-from features.candidates import (PAIR_FEATURES, account_history, candidates, held_products, history_features,
-                                 month_end_snapshots, months_before, ownership_columns, ownership_lags,
-                                 ownership_vector, peer_adoption, product_signals)
+from features.candidates import (PAIR_FEATURES, account_history, candidates, held_pairs, held_products,
+                                 history_features, month_end_snapshots, months_before, ownership_columns,
+                                 ownership_lags, ownership_vector, peer_adoption, product_signals)
 from features.profile import AsOf
 from models.frame import FeatureSpec
 
@@ -59,7 +59,9 @@ def test_account_history_is_each_accounts_state_known_at_the_snapshot(spark):
     }
     # held at S is exactly held_products
     assert sorted((r.customer_id, r.product_code) for r in rows if r.held) == \
-        sorted((r.customer_id, r.product_code) for r in held_products(_holdings(spark), AT).collect())
+        sorted((r.customer_id, r.product_code) for r in held_products(_holdings(spark), AT).collect()) == \
+        sorted((r.customer_id, r.product_code) for r in held_pairs(account_history(_holdings(spark), AT)).collect()) \
+        == [("C1", "CA"), ("C2", "SV")]
 
 
 def test_ownership_lags_from_opening_and_closing_dates(spark):

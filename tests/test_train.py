@@ -34,7 +34,8 @@ def utc(*a):
 def test_models_block_is_validated_with_clear_errors(tmp_path):
     s = load_settings(environ={})
     m = s.models
-    assert (m.next_best_product.snapshots, m.next_best_product.horizon_days, m.attrition.horizon_days) == (6, 30, 90)
+    assert (m.next_best_product.snapshots, m.next_best_product.horizon_days, m.attrition.horizon_days) == (12, 30, 90)
+    assert m.next_best_product.min_history_days == 90
     assert m.next_best_product.kinds == ["ranker", "binary"]
     assert m.next_best_product.registered_model == "next_best_product"
     assert m.attrition.registered_model == "attrition_risk"
@@ -46,6 +47,7 @@ def test_models_block_is_validated_with_clear_errors(tmp_path):
     (conf / "base.yaml").write_text((base / "base.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     for bad, expected in [
         ("models:\n  next_best_product:\n    horizon_days: 0\n", "next_best_product.horizon_days"),
+        ("models:\n  next_best_product:\n    min_history_days: -1\n", "next_best_product.min_history_days"),
         ("models:\n  next_best_product:\n    kinds: [ranker, forest]\n", "kinds"),
         ("models:\n  attrition:\n    sampling:\n      negative_rate: 0\n", "attrition.sampling.negative_rate"),
         ("models:\n  next_best_product:\n    ranker:\n      extra: {objective: binary}\n", "objective"),
