@@ -243,6 +243,7 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
     m = training.models_settings(settings)
     conf = m.next_best_product
     t0 = time.time()
+    training.require_sources("next_best_product", tables, ("holdings", "product_catalog"))
     snapshots = month_end_snapshots(as_of, conf.snapshots, conf.horizon_days)
     train_dates, oot = training.split_snapshots(snapshots)
     timings: dict[str, float] = {}
@@ -251,6 +252,8 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
         profiles = snapshot_features(spark, settings, snapshots)
         timings["data_s"] = time.time() - t0
         stats = training.snapshot_stats(cands)
+        training.check_training_data("next_best_product", stats, train_dates, oot, conf.min_positives,
+                                     both_classes_in_oot=False)
         oot_lit = F.lit(oot.isoformat()).cast("date")
 
         # ---- bounded training sample -> driver (customer features joined to the sample only)
@@ -260,8 +263,9 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
         pdf, info = training.bounded_sample(train_df, conf.sampling, m.seed, GROUP, sc,
                                             enrich=lambda df: with_profile(df, profiles, GROUP))
         if info.positives == 0:
-            raise ValueError(f"no adoption in the training snapshots {[d.isoformat() for d in train_dates]}: "
-                             "nothing to learn (is the history long enough?)")
+            raise training.TrainingSkipped(
+                "single_class", f"next_best_product: no adoption among the {info.rows} sampled training rows "
+                                f"of {', '.join(d.isoformat() for d in train_dates)}")
         spec = training.fit_feature_spec(pdf)
         timings["sample_s"] = time.time() - t
 
