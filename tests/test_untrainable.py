@@ -223,3 +223,32 @@ def test_generator_without_leavers_keeps_the_customers_and_drops_every_exit(tmp_
     assert without[["churned", "dormant", "winding_down"]].sum().tolist() == [0, 0, 0]
     same = ["customer_id", "onboarding_date", "annual_income", "city"]
     assert without[same].equals(with_[same])
+
+
+def test_score_applies_the_attrition_champion_when_next_best_product_has_none(spark, settings, tmp_path,
+                                                                               monkeypatch):
+    """Only attrition could be trained: score recommends nothing (and says why) but writes the
+    risk scores; export then skips the drop with the score step's reason."""
+    from test_scoring import CUSTOMERS, catalog_df, holdings_df, profile_df, register_champion, train_tiny
+
+    from jobs import export, score
+    from jobs.pipeline import run_step
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    s = settings.with_paths(landing=tmp_path / "landing", lake=tmp_path / "lake")
+    lake.write_partition(profile_df(spark), lake.table_path(s.lake, "gold", "customer_360"), "as_of_date",
+                         score.partition(AS_OF))
+    for name, df in (("product_catalog", catalog_df(spark)), ("holdings", holdings_df(spark))):
+        lake.overwrite(df, lake.table_path(s.lake, "silver", name))
+    booster, spec = train_tiny("attrition")
+    version = register_champion(s, "attrition_risk", booster, spec)
+
+    m = run_step(spark, s, "score", AS_OF).metrics
+    assert "no 'champion'" in m["skipped"] and "next_best_product" in m["skipped"]
+    assert m["attrition"]["model_version"] == version and m["attrition"]["customers"] == len(CUSTOMERS)
+    risk = lake.read(spark, lake.table_path(s.lake, "gold", "attrition_risk")).where(score.partition(AS_OF))
+    assert risk.count() == len(CUSTOMERS)
+    assert not lake.exists(lake.table_path(s.lake, "gold", "recommendations"))
+    e = run_step(spark, s, "export", AS_OF).metrics
+    assert e == {"skipped": f"nothing was scored for {AS_OF}: {m['skipped']}"}
+    assert not (export.export_root(s) / AS_OF.isoformat()).exists()
