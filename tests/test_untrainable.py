@@ -229,7 +229,14 @@ def test_score_applies_the_attrition_champion_when_next_best_product_has_none(sp
                                                                                monkeypatch):
     """Only attrition could be trained: score recommends nothing (and says why) but writes the
     risk scores; export then skips the drop with the score step's reason."""
-    from test_scoring import CUSTOMERS, catalog_df, holdings_df, profile_df, register_champion, train_tiny
+    from test_scoring import (
+        CUSTOMERS,
+        catalog_df,
+        holdings_df,
+        profile_df,
+        register_champion,
+        train_tiny,
+    )
 
     from jobs import export, score
     from jobs.pipeline import run_step
