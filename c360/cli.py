@@ -184,6 +184,8 @@ def _results_tables(results) -> list[Table]:
             tables.append(_segments_table(r.metrics))
         elif r.step == "train":
             tables.append(_train_table(r.metrics))
+            if r.metrics.get("skipped_models"):
+                tables.append(_skipped_models_table(r.metrics))
         elif r.step == "score":
             tables.extend(_score_tables(r.metrics))
         elif r.step == "export":
@@ -201,7 +203,7 @@ def _train_table(m: dict) -> Table:
                 "segment baseline", "version", "gate", "aliases"):
         t.add_column(col, justify="left" if col in ("model", "kind", "gate", "aliases", "OOT snapshot") else "right")
     n = m.get("next_best_product")
-    if n:
+    if n and "skipped" not in n:
         kinds = ", ".join(f"{k} {v:.4f}" for k, v in (n.get("map_at_7_by_kind") or {}).items())
         t.add_row(n["model"], f"{n['kind']} ({kinds})", n["oot_snapshot"], "map_at_7", f(n["map_at_7"]),
                   f(n.get("previous_champion_map_at_7")), f(n.get("baseline_popularity_map_at_7")),
@@ -209,11 +211,23 @@ def _train_table(m: dict) -> Table:
                   n["version"], "champion" if n["promoted"] else "challenger",
                   ", ".join(f"{a}=v{v}" for a, v in sorted((n.get("aliases") or {}).items())))
     a = m.get("attrition")
-    if a:
+    if a and "skipped" not in a:
         t.add_row(a["model"], a["kind"], a["oot_snapshot"], "auc", f(a["auc"]), f(a.get("previous_champion_auc")),
                   "0.5000", f"Brier {f(a.get('brier_score'))}, ECE {f(a.get('expected_calibration_error'))}",
                   a["version"], "champion" if a["promoted"] else "challenger",
                   ", ".join(f"{k}=v{v}" for k, v in sorted((a.get("aliases") or {}).items())))
+    return t
+
+
+def _skipped_models_table(m: dict) -> Table:
+    """Models the train step skipped: reason code and sentence (also in ops/run_log and MLflow)."""
+    t = Table(title="Models not trained (the run goes on; scoring uses the champions there are)")
+    for col in ("model", "reason", "why"):
+        t.add_column(col)
+    for task in ("next_best_product", "attrition"):
+        r = m.get(task) or {}
+        if "skipped" in r:
+            t.add_row(r["model"], r["skipped"], r["reason"])
     return t
 
 
@@ -256,6 +270,16 @@ def _segments_table(m: dict) -> Table:
 
 
 def _score_tables(m: dict) -> list[Table]:
+    if "skipped" not in m:
+        return _score_detail_tables(m)
+    s = Table(title="Scoring: recommendations")  # no next-best-product champion: the reason
+    s.add_column("")
+    s.add_column("value")
+    s.add_row("skipped", str(m["skipped"]))
+    return [s, *_attrition_tables(m)]
+
+
+def _score_detail_tables(m: dict) -> list[Table]:
     t = Table(title=f"Scoring ({m.get('model')} v{m.get('model_version')}, top {m.get('top_n')})")
     t.add_column("")
     t.add_column("count", justify="right")
@@ -271,7 +295,11 @@ def _score_tables(m: dict) -> list[Table]:
     x.add_column("failing the rule", justify="right")
     for reason, n in m.get("excluded_by_reason", {}).items():
         x.add_row(reason, f"{n:,}", f"{m.get('failing_by_rule', {}).get(reason, 0):,}")
-    out = [t, x]
+    return [t, x, *_attrition_tables(m)]
+
+
+def _attrition_tables(m: dict) -> list[Table]:
+    out = []
     a = m.get("attrition") or {}
     if a:
         at = Table(title="Attrition risk")
@@ -291,6 +319,9 @@ def _export_table(m: dict) -> Table:
     t = Table(title="CRM export")
     t.add_column("")
     t.add_column("value", justify="right")
+    if "skipped" in m:  # nothing scored for the date: no drop
+        t.add_row("skipped", str(m["skipped"]))
+        return t
     t.add_row("folder", str(m.get("path")))
     t.add_row("rows exported", f"{m.get('rows', 0):,}")
     t.add_row("left out (no marketing consent)", f"{m.get('excluded_no_consent', 0):,}")

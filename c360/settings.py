@@ -393,6 +393,8 @@ class NbpTraining(_Strict):
     promotion_margin: float = Field(0.0, ge=0, le=1)
     # OOT evaluation on at most this many customers (whole customer hash buckets)
     oot_max_customers: int = Field(100_000, ge=1_000)
+    # fewer adoptions than this in the training snapshots: the model is skipped (too_few_positives)
+    min_positives: int = Field(20, ge=1)
 
     @field_validator("kinds")
     @classmethod
@@ -411,6 +413,8 @@ class AttritionTraining(_Strict):
     params: LgbmParams = LgbmParams(n_estimators=300, learning_rate=0.03, num_leaves=15)
     promotion_margin: float = Field(0.05, ge=0, lt=0.5)
     calibration_bins: int = Field(10, ge=2, le=100)
+    # fewer leavers than this in the training snapshots: the model is skipped (too_few_positives)
+    min_positives: int = Field(20, ge=1)
 
 
 class Prediction(_Strict):

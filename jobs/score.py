@@ -350,11 +350,13 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> 
     nbp_name, attrition_name = model_names(settings)
     champion, why = champion_or_none(settings, nbp_name)
     if champion is None:
-        # A new installation scores nothing until the first model is promoted (nor with a
+        # A new installation recommends nothing until the first model is promoted (nor with a
         # refused champion: the reason says why); the daily run still builds profiles and
-        # segments. Recorded in the run log, not an error.
+        # segments, and the attrition champion, if there is one, is still applied.
+        # Recorded in the run log, not an error.
         log.warning("score skipped: %s", why)
-        return {"skipped": f"{why} (train a model: `c360 run --steps train` or the c360_train DAG)"}
+        return {"skipped": f"{why} (train a model: `c360 run --steps train` or the c360_train DAG)",
+                "attrition": _score_attrition(spark, settings, profile, conf, attrition_name, as_of)}
 
     step("score candidates", 0)
     recs_path = lake.table_path(settings.lake, "gold", "recommendations")

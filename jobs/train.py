@@ -1,5 +1,9 @@
 """Train: next-best-product and attrition-risk models for one as_of, logged to MLflow.
 
+A model the lake's data cannot train (a source missing, too short a history, a single class,
+too few positives: :class:`models.training.TrainingSkipped`) is skipped with its reason
+(:func:`record_skip`); the other model still trains and the step succeeds.
+
 Both trainers read silver (labels, pair features) and ``gold/customer_360`` partitions of
 past month ends (written when missing), evaluate out of time on the latest fully labelled
 month end, register the new version as ``challenger`` and promote it to ``champion`` only
@@ -34,21 +38,41 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None,
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise ValueError(f"unknown training task(s) {unknown}; tasks are {', '.join(TASKS)}")
-    training.models_settings(settings)  # a clear error when conf/models.yaml is missing
+    m = training.models_settings(settings)  # a clear error when conf/models.yaml is missing
     tables = silver_tables(spark, settings)
-    missing = [t for t in ("holdings", "product_catalog") if t not in tables]
-    if missing:
-        raise RuntimeError(f"silver/{', silver/'.join(missing)} missing under {settings.lake}: "
-                           "run the ingest and silver steps")
     out: dict = {"tracking_uri": registry.tracking_uri(settings)}
-    if "next_best_product" in tasks:
-        out["next_best_product"] = nbp.train(spark, settings, tables, as_of, progress)
-    if "attrition" in tasks:
-        out["attrition"] = attrition.train(spark, settings, tables, as_of, progress)
-    for result in (out.get("next_best_product"), out.get("attrition")):
-        if result is not None:
+    skipped: dict[str, str] = {}
+    for task, trainer, conf, tags in (
+            ("next_best_product", nbp.train, m.next_best_product, nbp.EXPERIMENT_TAGS),
+            ("attrition", attrition.train, m.attrition, attrition.EXPERIMENT_TAGS)):
+        if task not in tasks:
+            continue
+        try:
+            out[task] = trainer(spark, settings, tables, as_of, progress)
+        except training.TrainingSkipped as skip:
+            out[task] = record_skip(settings, task, conf, tags, skip, as_of)
+            skipped[task] = str(skip)
+    for task in TASKS:
+        result = out.get(task)
+        if result is not None and "skipped" not in result:
             result["compiled_for_scoring"] = compile_champion(settings, result)
+    if skipped:
+        out["skipped_models"] = skipped
     return out
+
+
+def record_skip(settings: Settings, task: str, conf, tags: dict, skip: training.TrainingSkipped, as_of: date) -> dict:
+    """A model the data cannot train (:class:`models.training.TrainingSkipped`): logged as a
+    warning and as an MLflow run tagged ``skipped`` in the model's experiment; the returned
+    result (``skipped``: reason code, ``reason``: sentence) goes to the run summary and
+    ``ops/run_log``. The champion, if an earlier run promoted one, stays and is scored."""
+    log.warning("%s not trained (%s): %s", task, skip.reason, skip.message)
+    run_id = training.log_skipped_run(
+        settings, conf.experiment, f"{task}-{as_of.isoformat()}-skipped", tags, skip,
+        {"as_of": as_of.isoformat(), "snapshots": conf.snapshots, "horizon_days": conf.horizon_days,
+         "min_positives": conf.min_positives})
+    return {"model": conf.registered_model, "skipped": skip.reason, "reason": skip.message, "run_id": run_id,
+            "promoted": False}
 
 
 def compile_champion(settings: Settings, result: dict) -> bool:
@@ -74,4 +98,4 @@ def compile_champion(settings: Settings, result: dict) -> bool:
     return ok
 
 
-__all__ = ["run", "compile_champion", "TASKS"]
+__all__ = ["run", "compile_champion", "record_skip", "TASKS"]

@@ -90,6 +90,8 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
     m = training.models_settings(settings)
     conf = m.attrition
     t0 = time.time()
+    # the label needs holdings; the population, activity (transactions or logins)
+    training.require_sources("attrition", tables, ("holdings",), ("transactions", "events"))
     snapshots = month_end_snapshots(as_of, conf.snapshots, conf.horizon_days)
     train_dates, oot = training.split_snapshots(snapshots)
     oot_lit = F.lit(oot.isoformat()).cast("date")
@@ -105,6 +107,8 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
                      append=i > 0)
         rows = sc.read("attrition_rows")
         stats = training.snapshot_stats(rows)
+        training.check_training_data("attrition", stats, train_dates, oot, conf.min_positives,
+                                     both_classes_in_oot=True)
         timings["data_s"] = time.time() - t0
 
         t = time.time()
@@ -113,8 +117,9 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
             training.GROUP_POSITIVE, F.col("label") == 1)
         pdf, info = training.bounded_sample(train_df, conf.sampling, m.seed, GROUP, sc)
         if info.positives == 0 or info.positives == info.rows:
-            raise ValueError(f"attrition training snapshots {[d.isoformat() for d in train_dates]} have a single "
-                             "class: nothing to learn")
+            raise training.TrainingSkipped(
+                "single_class", f"attrition: every one of the {info.rows} sampled training rows has label "
+                                f"{1 if info.positives else 0}")
         spec = training.fit_feature_spec(pdf)
         model = training.fit_lightgbm("binary", prepare(pdf, spec), pdf["label"], conf.params, m.seed,
                                       weight=pdf[training.WEIGHT], threads=m.threads)

@@ -256,9 +256,14 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
     m = training.models_settings(settings)
     conf = m.next_best_product
     t0 = time.time()
+    training.require_sources("next_best_product", tables, ("holdings", "product_catalog"))
     # as many month ends as configured that have min_history_days of history behind them
     snapshots = month_end_snapshots(as_of, conf.snapshots, conf.horizon_days,
                                     history_start(tables["holdings"], conf.min_history_days))
+    if len(snapshots) < 2:  # a short history: the month ends there are, rather than no model
+        snapshots = month_end_snapshots(as_of, conf.snapshots, conf.horizon_days)
+        log.warning("next_best_product: fewer than 2 month ends have %d days of history behind them; "
+                    "training on %s", conf.min_history_days, [d.isoformat() for d in snapshots])
     train_dates, oot = training.split_snapshots(snapshots)
     codes = ownership_codes(tables["product_catalog"])  # the ownership vector, kept in the spec
     timings: dict[str, float] = {}
@@ -268,6 +273,8 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
         profiles = snapshot_features(spark, settings, snapshots)
         timings["data_s"] = time.time() - t0
         stats = training.snapshot_stats(cands)
+        training.check_training_data("next_best_product", stats, train_dates, oot, conf.min_positives,
+                                     both_classes_in_oot=False)
         oot_lit = F.lit(oot.isoformat()).cast("date")
 
         # ---- bounded training sample -> driver (customer features joined to the sample only)
@@ -277,8 +284,9 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
         pdf, info = training.bounded_sample(train_df, conf.sampling, m.seed, GROUP, sc,
                                             enrich=lambda df: with_profile(df, profiles, GROUP))
         if info.positives == 0:
-            raise ValueError(f"no adoption in the training snapshots {[d.isoformat() for d in train_dates]}: "
-                             "nothing to learn (is the history long enough?)")
+            raise training.TrainingSkipped(
+                "single_class", f"next_best_product: no adoption among the {info.rows} sampled training rows "
+                                f"of {', '.join(d.isoformat() for d in train_dates)}")
         spec = training.fit_feature_spec(pdf)
         spec.ownership = codes  # scoring builds the same ownership columns from it
         timings["sample_s"] = time.time() - t

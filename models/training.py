@@ -59,6 +59,73 @@ def step(progress: Progress, stage: str, done: int, total: int) -> None:
         progress(stage, done, total)
 
 
+# ---------------------------------------------------------------------------- skipping
+
+# Why a model cannot be trained on a lake's data: reason code -> what it means.
+SKIP_REASONS = {
+    "missing_sources": "a source the model needs was never delivered (no silver table)",
+    "too_few_snapshots": "the out-of-time snapshot or every training snapshot has no rows (history too short)",
+    "single_class": "every labelled row has the same label: nothing to learn or to evaluate",
+    "too_few_positives": "fewer positive labels in the training snapshots than models.<task>.min_positives",
+}
+
+
+class TrainingSkipped(Exception):
+    """A model the lake's data cannot train: ``reason`` (a code of :data:`SKIP_REASONS`) and a
+    one-sentence ``message``. Raised by the trainers' checks before anything is fitted; the
+    train step records it (``ops/run_log``, an MLflow run tagged ``skipped``) and goes on
+    with the other model (:func:`jobs.train.run`)."""
+
+    def __init__(self, reason: str, message: str):
+        if reason not in SKIP_REASONS:
+            raise ValueError(f"unknown skip reason {reason!r}; reasons are {', '.join(SKIP_REASONS)}")
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+def require_sources(task: str, tables: dict, required: tuple[str, ...], one_of: tuple[str, ...] = ()) -> None:
+    """:class:`TrainingSkipped` (``missing_sources``) unless every ``required`` silver table and
+    at least one of ``one_of`` is in ``tables``."""
+    missing = [t for t in required if t not in tables]
+    if one_of and not any(t in tables for t in one_of):
+        missing.append(" or ".join(one_of))
+    if missing:
+        raise TrainingSkipped("missing_sources", f"{task} needs silver/{', silver/'.join(missing)}, which "
+                                                 "the lake does not have (the source was never delivered)")
+
+
+def check_training_data(task: str, stats: list[dict], train_dates: list[date], oot: date, min_positives: int,
+                        both_classes_in_oot: bool) -> None:
+    """:class:`TrainingSkipped` when the labelled snapshots (``stats``, :func:`snapshot_stats`)
+    cannot train and evaluate a model: the OOT snapshot or every training snapshot has no rows
+    (``too_few_snapshots``); the training rows, or with ``both_classes_in_oot`` the OOT rows,
+    all have one label (``single_class``); fewer than ``min_positives`` positive training
+    labels (``too_few_positives``). Runs on the per-snapshot counts only, before any sample."""
+    by = {s["snapshot"]: s for s in stats}
+    empty = {"rows": 0, "positives": 0}
+    o = by.get(oot.isoformat(), empty)
+    train = [by.get(d.isoformat(), empty) for d in train_dates]
+    with_rows = [d.isoformat() for d, s in zip(train_dates, train) if s["rows"]]
+    if not o["rows"] or not with_rows:
+        raise TrainingSkipped(
+            "too_few_snapshots",
+            f"{task}: {len(with_rows)} of {len(train_dates)} training snapshot(s) "
+            f"({', '.join(d.isoformat() for d in train_dates)}) and {'1' if o['rows'] else '0'} out-of-time "
+            f"snapshot ({oot}) have rows; the history is too short for the label horizon")
+    rows, positives = sum(s["rows"] for s in train), sum(s["positives"] for s in train)
+    if positives in (0, rows):
+        raise TrainingSkipped("single_class", f"{task}: every one of the {rows} training rows "
+                                              f"({', '.join(with_rows)}) has label {1 if positives else 0}")
+    if both_classes_in_oot and o["positives"] in (0, o["rows"]):
+        raise TrainingSkipped("single_class", f"{task}: every one of the {o['rows']} out-of-time rows ({oot}) "
+                                              f"has label {1 if o['positives'] else 0}: no AUC to evaluate")
+    if positives < min_positives:
+        raise TrainingSkipped("too_few_positives", f"{task}: {positives} positive label(s) in the training "
+                                                   f"snapshots, fewer than min_positives {min_positives}")
+
+
+
 # ---------------------------------------------------------------------------- snapshots
 
 def _has_partition(spark: SparkSession, path: str, as_of: date) -> bool:
@@ -135,7 +202,8 @@ def scratch(spark: SparkSession, settings: Settings, keep: bool = False) -> Iter
 def split_snapshots(snapshots: list[date]) -> tuple[list[date], date]:
     """(training snapshots, OOT snapshot): the latest fully labelled one is held out."""
     if len(snapshots) < 2:
-        raise ValueError(f"training needs at least 2 snapshots (train + out-of-time), got {snapshots}")
+        raise TrainingSkipped("too_few_snapshots", "training needs at least 2 labelled month ends "
+                              f"(train + out-of-time), the history gives {[d.isoformat() for d in snapshots]}")
     return snapshots[:-1], snapshots[-1]
 
 
@@ -496,5 +564,23 @@ def log_training_run(settings, experiment: str, run_name: str, tags: dict, param
             return version, run.info.run_id
 
 
-__all__ = ["snapshot_profile", "scratch", "split_snapshots", "largest_rate", "bounded_sample", "to_pandas_chunked", "score_in_engine",
+def log_skipped_run(settings, experiment: str, run_name: str, tags: dict, skip: TrainingSkipped,
+                    params: dict) -> str:
+    """An MLflow run in the model's ``experiment`` recording that training was skipped: tags
+    ``skipped=true``, ``skip_reason`` (code) and ``skip_message``; no model. Returns its id."""
+    import mlflow
+
+    from models import registry
+
+    with registry.mlflow_session(settings) as client:
+        exp_id = registry.ensure_experiment(client, settings, experiment)
+        with mlflow.start_run(experiment_id=exp_id, run_name=run_name,
+                              tags={**tags, "skipped": "true", "skip_reason": skip.reason,
+                                    "skip_message": skip.message[:5000]}) as run:
+            mlflow.log_params(params)
+            return run.info.run_id
+
+
+__all__ = ["TrainingSkipped", "SKIP_REASONS", "require_sources", "check_training_data", "log_skipped_run",
+           "snapshot_profile", "scratch", "split_snapshots", "largest_rate", "bounded_sample", "to_pandas_chunked", "score_in_engine",
            "fit_lightgbm", "fit_feature_spec", "log_lightgbm_model", "log_training_run", "importance_chart", "html_report"]

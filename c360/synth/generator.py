@@ -228,8 +228,8 @@ def _overlapping_resend(w: World, sink: Sink, tab: pa.Table, day: np.ndarray) ->
 
 # ===================================================================== generate
 def build_world(customers: int, days: int, as_of: dt.date, seed: int,
-                progress: Progress | None = None) -> World:
-    """Phase 1: simulate the bank at customer level."""
+                progress: Progress | None = None, *, leavers: bool = True) -> World:
+    """Phase 1: simulate the bank at customer level (``leavers``: :func:`decide_fates`)."""
     steps = ["population", "service", "churn", "crm", "products", "feedback"]
     report = (lambda i: progress("simulate", i, len(steps))) if progress else (lambda i: None)
     report(0)
@@ -239,7 +239,7 @@ def build_world(customers: int, days: int, as_of: dt.date, seed: int,
     simulate_interactions(w)
     simulate_complaints(w)
     report(2)
-    decide_fates(w)
+    decide_fates(w, leavers)
     drop_after_exit(w)
     report(3)
     simulate_crm_changes(w)
@@ -270,7 +270,7 @@ def _validate(customers, days, as_of, seed, landing, dirty_rate) -> None:
 
 def generate(customers: int, days: int, as_of: dt.date, seed: int, landing: Path,
              dirty_rate: float = 0.0, progress: Progress | None = None, *,
-             workers: int | None = None, overwrite: bool = False) -> GenerationSummary:
+             workers: int | None = None, overwrite: bool = False, leavers: bool = True) -> GenerationSummary:
     """Generate a synthetic bank's landing zone.
 
     Args:
@@ -284,6 +284,7 @@ def generate(customers: int, days: int, as_of: dt.date, seed: int, landing: Path
         workers: processes for phase 2 (default: up to 2 for large banks, 1 for small ones).
             The output does not depend on it.
         overwrite: delete existing source folders and ``_meta`` in ``landing`` first.
+        leavers: False for a bank where nobody leaves or goes dormant (no attrition).
 
     Raises:
         ValueError: bad arguments, or ``landing`` already holds generated data and
@@ -300,7 +301,7 @@ def generate(customers: int, days: int, as_of: dt.date, seed: int, landing: Path
             shutil.rmtree(landing / s)
     landing.mkdir(parents=True, exist_ok=True)
 
-    w = build_world(customers, days, as_of, seed, progress)
+    w = build_world(customers, days, as_of, seed, progress, leavers=leavers)
 
     # Phase 2: one task for the low-volume sources, one per calendar month.
     tasks = [("static",)] + [("month", m) for m in range(len(w.cal.months))]

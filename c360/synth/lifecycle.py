@@ -54,11 +54,13 @@ TD_PRODUCTS = np.flatnonzero(FAMILY == "time_deposit")
 CA = PRODUCT_INDEX["CA001"]
 
 
-def decide_fates(w: World) -> None:
+def decide_fates(w: World, leavers: bool = True) -> None:
     """Who winds down and leaves (and when), who goes dormant.
 
     Complaints and bad experiences raise the churn hazard; a complaint often comes
     5-60 days before the wind-down starts. Closing follows 30-90 days after.
+    ``leavers=False``: nobody leaves or goes dormant (a bank without attrition; the random
+    draws are the same, so everything else about the customers is unchanged).
     """
     rng = rng_for(w.seed, "churn")
     days = w.cal.days
@@ -85,6 +87,10 @@ def decide_fates(w: World) -> None:
     dlo = np.maximum(w.onboard.astype(np.int64) + 90, -200)
     dday = dlo + (rng.random(w.n) * np.maximum(days - dlo, 1)).astype(np.int64)
     w.dormant = np.where(dorm & (dlo < days), dday, NEVER).astype(np.int32)
+    if not leavers:
+        w.winddown[:] = NEVER
+        w.close[:] = NEVER
+        w.dormant[:] = NEVER
 
 
 def _age_ok(age: np.ndarray, p: int, max_age: float | None = None) -> np.ndarray:
