@@ -83,7 +83,7 @@ def evaluate(pairs: DataFrame) -> dict:
         out["methods"][method] = res
     row = pairs.agg(F.sum("label").alias("positives")).first()
     out["positives"] = int(row["positives"] or 0)
-    model, oracle, pop = (out["methods"][m] for m in METHODS)
+    model, pop, oracle = (out["methods"][m] for m in ("model", "popularity", "oracle"))
     for k in CUTOFFS:
         key = f"map_at_{k}"
         out[f"share_of_oracle_at_{k}"] = model[key] / oracle[key] if oracle[key] else None
