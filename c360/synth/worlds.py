@@ -59,7 +59,8 @@ class WorldSpec:
     sequences: tuple[Sequence, ...] = ()
     # interest episodes (digital world)
     episode_rate: float = 0.0  # monthly hazard of starting an episode at affinity 1
-    episode_hazard: float = 0.0  # monthly adoption hazard added during an episode
+    episode_hazard: float = 0.0  # monthly adoption hazard added during an episode (after its first month)
+    episode_first: float = 0.2  # share of that hazard in the episode's first month (still browsing)
     life_events: dict[str, tuple[int, float]] = field(default_factory=dict)  # family -> (crm kind, multiplier)
 
 
@@ -90,22 +91,28 @@ SEQUENCE = WorldSpec(
         _p("PN800", "个人养老金账户", "pension", "R1", 18, 60),
         _p("GD900", "黄金积存账户", "gold", "R3", 18, 75),
     ), change=("PN800", "max_age", 63), amount_mult={"CC510": 2.0}),
-    factor={"SV120": 0.6, "TD140": 0.7, "WM210": 0.6, "FD310": 0.7, "IN410": 0.8, "PL610": 0.7, "GD900": 0.6},
-    base=1.0,
+    factor={"SV120": 0.8, "TD140": 0.8, "WM210": 0.8, "FD310": 0.8, "PL610": 0.8, "GD900": 0.8},
+    base=0.25,
     sequences=(
-        Sequence("AC100", "SV110", 1.5, 1.0, 0.30),
-        Sequence("AC100", "CC500", 2.0, 1.0, 0.25),
-        Sequence("CC500", "CC510", 9.0, 2.5, 0.25),
-        Sequence("SV110", "TD130", 4.0, 1.5, 0.25),
-        Sequence("TD130", "WM200", 5.0, 1.5, 0.30),
-        Sequence("WM200", "FD300", 4.0, 1.5, 0.25),
-        Sequence("FD300", "FD320", 4.0, 1.5, 0.25),
-        Sequence("SV120", "FD310", 6.0, 2.0, 0.20),
-        Sequence("MG700", "IN400", 1.5, 0.8, 0.60),
-        Sequence("PL610", "IN420", 2.0, 1.0, 0.40),
-        Sequence("PL600", "CC500", 3.0, 1.0, 0.25),
-        Sequence("IN410", "PN800", 5.0, 2.0, 0.25),
-        Sequence("TD140", "WM210", 6.0, 2.0, 0.20),
+        Sequence("AC100", "SV110", 1.5, 0.8, 0.6),
+        Sequence("AC100", "CC500", 2.5, 0.8, 0.5),
+        Sequence("SV110", "SV120", 6.0, 1.0, 0.5),
+        Sequence("SV110", "TD130", 3.0, 1.0, 0.5),
+        Sequence("SV120", "TD140", 3.0, 1.0, 0.6),
+        Sequence("TD130", "WM200", 5.0, 1.0, 0.6),
+        Sequence("TD140", "WM210", 6.0, 1.0, 0.7),
+        Sequence("WM200", "FD300", 4.0, 1.0, 0.6),
+        Sequence("WM200", "GD900", 7.0, 1.0, 0.5),
+        Sequence("FD300", "FD310", 5.0, 1.0, 0.6),
+        Sequence("FD300", "FD320", 3.0, 1.0, 0.6),
+        Sequence("CC500", "CC510", 9.0, 1.0, 0.5),
+        Sequence("CC500", "PL600", 5.0, 1.0, 0.5),
+        Sequence("PL600", "PL610", 6.0, 1.0, 0.6),
+        Sequence("CC510", "MG700", 8.0, 1.5, 0.5),
+        Sequence("MG700", "IN400", 1.5, 0.7, 1.2),
+        Sequence("IN400", "IN420", 4.0, 1.0, 0.8),
+        Sequence("PL610", "IN410", 2.0, 0.8, 0.9),
+        Sequence("IN410", "PN800", 5.0, 1.0, 0.8),
     ),
 )
 
@@ -129,9 +136,10 @@ DIGITAL = WorldSpec(
         _p("GLD01", "数字黄金", "gold", "R3", 18, 75),
     ), change=("INS02", "max_age", 65), amount_mult={"CRD02": 2.5, "LON02": 1.5}),
     factor={"SAV02": 0.6, "WMP02": 0.7, "FND02": 0.7, "INS02": 0.7, "CRD02": 0.7, "LON02": 0.6},
-    base=0.15,
-    episode_rate=0.07,
-    episode_hazard=0.55,
+    base=0.05,
+    episode_rate=0.05,
+    episode_hazard=0.8,
+    episode_first=0.15,
     # CRM update kinds (population.simulate_crm_changes): 0 = move, 1 = income update
     life_events={"mortgage": (0, 12.0), "insurance": (0, 4.0), "personal_loan": (0, 3.0),
                  "wealth_management": (1, 5.0), "fund": (1, 5.0), "gold": (1, 4.0)},
@@ -292,10 +300,11 @@ def simulate_world_products(w: World, spec: WorldSpec) -> None:
         moved, raised = _recent_events(w, a)
         start = m.episode_start(age, a, act, moved, raised) * scale
         new_ep = rng.random((P, n), dtype=np.float32) < (1 - np.exp(-start))
-        dur = 1 + (rng.random((P, n), dtype=np.float32) < 0.5) + (rng.random((P, n), dtype=np.float32) < 0.25)
+        dur = 2 + (rng.random((P, n), dtype=np.float32) < 0.6) + (rng.random((P, n), dtype=np.float32) < 0.3)
         m.episode = np.where(new_ep, dur, m.episode).astype(np.int8)
         in_ep = (m.episode > 0) & m.eligible(age, a)
-        lam = lam + np.float32(spec.episode_hazard) * scale * in_ep * act.astype(np.float32)[None, :]
+        strength = np.where(new_ep, np.float32(spec.episode_first), np.float32(1.0))
+        lam = lam + np.float32(spec.episode_hazard) * scale * in_ep * strength * act.astype(np.float32)[None, :]
 
         # ---- offers: ~5% of consenting alive customers, product led by the hazard + noise
         targeted = np.flatnonzero(alive & consent & (rng.random(n) < 0.05))
@@ -383,9 +392,9 @@ def _truth(w: World, m: _Model) -> None:
     Same hazards as the history, from the state at the end of as_of, for the 30 days
     after it, without campaigns. A pair outside an interest episode may start one within
     the 30 days: its probability is the mixture
-    ``1 - exp(-lam0) * (1 - q + q * exp(-h))`` (``q``: chance to start one, ``h``: the
-    episode's hazard); the draw first decides the episode, then the adoption, so its
-    expectation is exactly that probability.
+    ``1 - exp(-lam0) * (1 - q + q * exp(-f * h))`` (``q``: chance to start one, ``h``: the
+    episode's hazard, ``f``: its share in a first month); the draw first decides the
+    episode, then the adoption, so its expectation is exactly that probability.
     """
     rng = rng_for(w.seed, "truth")
     n, H = w.n, w.cal.days
@@ -402,12 +411,13 @@ def _truth(w: World, m: _Model) -> None:
     eligible = m.eligible(age, H)
     h = np.float32(m.spec.episode_hazard) * scale * eligible * act.astype(np.float32)[None, :]
     on = m.episode > 0
-    stay = np.exp(-lam0) * np.where(on, np.exp(-h), 1 - q + q * np.exp(-h))
+    first = np.float32(m.spec.episode_first)
+    stay = np.exp(-lam0) * np.where(on, np.exp(-h), 1 - q + q * np.exp(-first * h))
     prob = (1 - stay).astype(np.float32)
     w.truth_prob = np.where(eligible, prob, np.float32(0.0))
     w.truth_eligible = eligible & m.suitable & alive[None, :]
     starts = ~on & (rng.random(q.shape, dtype=np.float32) < q)
-    lam = lam0 + h * (on | starts)
+    lam = lam0 + h * np.where(on, np.float32(1.0), first * starts)
     adopt = (rng.random(lam.shape, dtype=np.float32) < (1 - np.exp(-lam))) & eligible
     ap, ac = np.nonzero(adopt)
     w.truth_adoptions = {"c": ac, "prod": ap, "day": H + rng.integers(0, TRUTH_DAYS, len(ac))}
