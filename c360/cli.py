@@ -537,6 +537,7 @@ def do_evaluate(settings: Settings, as_of: date) -> dict:
     from c360.engine import spark_session
     from jobs import evaluate as job
 
+    job.read_world(settings.landing, as_of)  # no truth: one line, before the engine starts
     with spark_session(settings) as engine:
         result = job.run(engine.spark, settings, as_of)
     t = Table(title=f"Recommendations against the truth (world {result['world']}, as_of {result['as_of']})",

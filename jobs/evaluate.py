@@ -31,14 +31,13 @@ def report_paths(settings: Settings, as_of: date) -> tuple[Path, Path]:
     return base / f"{as_of.isoformat()}.json", base / f"{as_of.isoformat()}.html"
 
 
-def run(spark: SparkSession, settings: Settings, as_of: date) -> dict:
-    """Evaluate; return the result (also written as JSON and HTML, see :func:`report_paths`).
+def read_world(landing: Path | str, as_of: date) -> dict:
+    """The truth's ``world.json`` (world, as_of, horizon_days, products).
 
     Raises:
-        ValueError: no truth in the landing zone, truth of another as_of, or no
-            recommendations at as_of.
+        ValueError: no truth in the landing zone, or a truth of another as_of.
     """
-    tdir = truth_dir(settings.landing)
+    tdir = truth_dir(landing)
     meta = tdir / "world.json"
     if not meta.is_file():
         raise ValueError(f"no truth under {tdir}: generate a world other than demo "
@@ -46,6 +45,17 @@ def run(spark: SparkSession, settings: Settings, as_of: date) -> dict:
     world = json.loads(meta.read_text(encoding="utf-8"))
     if world["as_of"] != as_of.isoformat():
         raise ValueError(f"the truth under {tdir} is for as_of {world['as_of']}, not {as_of.isoformat()}")
+    return world
+
+
+def run(spark: SparkSession, settings: Settings, as_of: date) -> dict:
+    """Evaluate; return the result (also written as JSON and HTML, see :func:`report_paths`).
+
+    Raises:
+        ValueError: no truth (:func:`read_world`) or no recommendations at as_of.
+    """
+    world = read_world(settings.landing, as_of)
+    tdir = truth_dir(settings.landing)
     recs_path = lake.table_path(settings.lake, "gold", "recommendations")
     if not lake.exists(recs_path):
         raise ValueError(f"gold/recommendations does not exist under {settings.lake}: run the score step")
@@ -96,4 +106,4 @@ def render_html(result: dict) -> str:
             "</body></html>\n")
 
 
-__all__ = ["run", "report_paths", "truth_dir", "table_rows", "render_html"]
+__all__ = ["run", "read_world", "report_paths", "truth_dir", "table_rows", "render_html"]

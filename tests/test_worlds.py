@@ -223,3 +223,50 @@ def test_evaluate_counts_only_the_top_k_of_seven_recommendations(spark):
     assert res["methods"]["model"]["map_at_3"] == 0.0
     # oracle ranks P7..P0 by probability: P4 is 4th
     assert res["methods"]["oracle"]["map_at_7"] == pytest.approx(1 / 4)
+
+
+def test_cli_evaluate_without_truth_is_one_clear_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from c360.cli import app
+
+    generate(customers=20, days=5, as_of=AS_OF, seed=1, landing=tmp_path / "landing")  # demo: no truth
+    r = CliRunner().invoke(app, ["evaluate", "--landing", str(tmp_path / "landing"), "--lake", str(tmp_path / "lake"),
+                                 "--as-of", "2026-06-30"])
+    assert r.exit_code == 1
+    assert "no truth under" in r.output and "--world sequence|digital" in r.output
+
+
+# -------------------------------------------------------------------- end to end (slow)
+
+@pytest.mark.slow
+def test_pipeline_runs_on_another_world_and_is_evaluated(spark, settings, tmp_path, monkeypatch):
+    """Every step of the pipeline on the digital world (its own catalogue codes), then the
+    evaluation of its recommendations against the truth."""
+    from jobs import evaluate as evaluate_job
+    from jobs.pipeline import parse_steps, run_steps
+    from test_train import _fast_models
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    st = _fast_models(settings.with_paths(landing=tmp_path / "landing", lake=tmp_path / "lake"),
+                      nbp_snapshots=3, att_snapshots=2, trees=30)
+    generate(customers=600, days=200, as_of=AS_OF, seed=4, landing=st.landing, world="digital")
+    with pytest.warns(UserWarning, match="development PII key"):
+        results = run_steps(spark, st, AS_OF, parse_steps(None))
+    assert [r.status for r in results] == ["succeeded"] * len(results), [(r.step, r.status) for r in results]
+    score = next(r for r in results if r.step == "score").metrics
+    if "skipped" in score:  # the first model is champion only when it beats popularity
+        pytest.fail(f"no champion to score with: {score['skipped']}")
+    codes = set(json.loads((st.landing / "_meta" / "truth" / "world.json").read_text())["products"])
+    assert set(score["recommendations_by_product"]) <= codes and score["recommendations"] > 0
+
+    res = evaluate_job.run(spark, st, AS_OF)
+    assert res["world"] == "digital" and res["customers"] == score["customers_with_recommendation"]
+    methods = res["methods"]
+    for m in ("model", "popularity", "oracle"):
+        assert 0 <= methods[m]["map_at_3"] <= 1 and 0 <= methods[m]["map_at_7"] <= 1
+    assert res["positives"] > 0 and methods["oracle"]["map_at_7"] > 0
+    assert res["share_of_oracle_at_7"] == pytest.approx(methods["model"]["map_at_7"] / methods["oracle"]["map_at_7"])
+    json_path, html_path = evaluate_job.report_paths(st, AS_OF)
+    assert json.loads(json_path.read_text())["methods"] == methods
+    assert "MAP@7" in html_path.read_text() and "oracle" in html_path.read_text()
