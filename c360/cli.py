@@ -1,10 +1,11 @@
 """``c360``: the command line. It calls the same job functions as the Airflow DAGs.
 
-    c360 generate --customers N --days D --as-of YYYY-MM-DD --seed S --landing DIR [--dirty-rate R]
+    c360 generate --customers N --days D --as-of YYYY-MM-DD --seed S --landing DIR [--dirty-rate R] [--world W]
     c360 run --landing DIR --lake DIR --as-of YYYY-MM-DD [--steps ingest,silver,...]
     c360 demo
     c360 maintain [--lake DIR] [--retention-hours H] [--tables silver/,gold/customer_360]
     c360 erase --customer-id ID [--lake DIR] [--retention-hours H]
+    c360 evaluate --landing DIR --lake DIR --as-of YYYY-MM-DD
 
 Long work shows progress bars; each command ends with a summary table; a failure exits
 non-zero with one clear line (``--debug`` shows the traceback).
@@ -118,12 +119,13 @@ def _generation_table(summary) -> Table:
 
 
 def do_generate(customers: int, days: int, as_of: date, seed: int, landing: Path, dirty_rate: float,
-                overwrite: bool = False) -> None:
+                overwrite: bool = False, world: str = "demo") -> None:
     from c360.synth import generate as synth_generate
 
     with _progress() as progress:
         summary = synth_generate(customers=customers, days=days, as_of=as_of, seed=seed, landing=landing,
-                                 dirty_rate=dirty_rate, progress=_Bars(progress), overwrite=overwrite)
+                                 dirty_rate=dirty_rate, progress=_Bars(progress), overwrite=overwrite,
+                                 world=world)
     out.print(_generation_table(summary))
     defects = {k: v for k, v in (summary.defects or {}).items() if v}
     if defects:
@@ -372,12 +374,15 @@ def generate(
     landing: Optional[Path] = typer.Option(None, help="landing zone [env C360_LANDING, default ./landing]"),
     dirty_rate: float = typer.Option(0.0, "--dirty-rate", help="share of rows with injected defects (0-0.5)"),
     overwrite: bool = typer.Option(False, help="replace what is already in the landing zone"),
+    world: str = typer.Option("demo", help="simulated bank: demo, sequence or digital (the last two also "
+                                            "write the truth after --as-of under _meta/truth/)"),
     debug: bool = typer.Option(False, help="show tracebacks"),
 ) -> None:
     """Write a synthetic bank's deliveries into the landing zone."""
     def go():
         s = _settings(landing=landing)
-        do_generate(customers, days, _parse_date(as_of, "--as-of"), seed, Path(s.landing), dirty_rate, overwrite)
+        do_generate(customers, days, _parse_date(as_of, "--as-of"), seed, Path(s.landing), dirty_rate, overwrite,
+                    world)
     _run_guarded(go, debug)
 
 
@@ -556,6 +561,39 @@ def catalogue(
 
         Path(output).write_text(catalogue_markdown(), encoding="utf-8")
         out.print(f"{len(REGISTRY)} features written to {output}")
+    _run_guarded(go, debug)
+
+
+def do_evaluate(settings: Settings, as_of: date) -> dict:
+    from c360.engine import spark_session
+    from jobs import evaluate as job
+
+    job.read_world(settings.landing, as_of)  # no truth: one line, before the engine starts
+    with spark_session(settings) as engine:
+        result = job.run(engine.spark, settings, as_of)
+    t = Table(title=f"Recommendations against the truth (world {result['world']}, as_of {result['as_of']})",
+              caption=f"{result['customers']:,} customers, {result['customers_with_positive']:,} with an adoption "
+                      f"in {result['horizon_days']} days ({result['positives']:,} adoptions)")
+    for h in ("method", "MAP@7", "MAP@3", "share of oracle", "vs popularity"):
+        t.add_column(h, justify="left" if h == "method" else "right")
+    for row in job.table_rows(result):
+        t.add_row(*row)
+    out.print(t)
+    out.print(f"report: {result['json']} and {result['html']}")
+    return result
+
+
+@app.command()
+def evaluate(
+    as_of: str = typer.Option(..., "--as-of", help="business date of the recommendations, YYYY-MM-DD"),
+    landing: Optional[Path] = typer.Option(None, help="landing zone with _meta/truth [env C360_LANDING]"),
+    lake: Optional[Path] = typer.Option(None, help="lake root [env C360_LAKE, default ./lake]"),
+    debug: bool = typer.Option(False, help="show tracebacks"),
+) -> None:
+    """Score gold/recommendations against a simulated bank's truth (MAP@7/@3 of the model,
+    popularity and the oracle)."""
+    def go():
+        do_evaluate(_settings(landing=landing, lake=lake), _parse_date(as_of, "--as-of"))
     _run_guarded(go, debug)
 
 

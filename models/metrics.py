@@ -31,8 +31,15 @@ def ranked(df: DataFrame, score: str = "score", customer: str = "customer_id", i
 
 def per_customer(df: DataFrame, k: int = K, score: str = "score") -> DataFrame:
     """One row per customer: ap_at_k, ndcg_at_k, hits_at_3, hits_at_k, n_pos."""
-    r = ranked(df, score)
-    w = Window.partitionBy("customer_id").orderBy("rank").rowsBetween(Window.unboundedPreceding, 0)
+    return per_customer_ranked(ranked(df, score), k)
+
+
+def per_customer_ranked(r: DataFrame, k: int = K) -> DataFrame:
+    """:func:`per_customer` of rows already ranked: ``customer_id``, ``rank`` (1 = best; null
+    for a product the ranking did not list, which then only counts as a positive to find),
+    ``label`` and the customer's positives ``n_pos``."""
+    w = Window.partitionBy("customer_id").orderBy(F.col("rank").asc_nulls_last()) \
+        .rowsBetween(Window.unboundedPreceding, 0)
     r = r.withColumn("_hits", F.sum("label").over(w))
     top = F.col("rank") <= k
     idcg = F.lit(0.0)
@@ -55,7 +62,19 @@ def per_customer(df: DataFrame, k: int = K, score: str = "score") -> DataFrame:
 
 def ranking_metrics(df: DataFrame, k: int = K, score: str = "score") -> dict[str, float]:
     """map_at_7, ndcg_at_7, precision_at_3, recall_at_7, customers and customers with a positive."""
-    pc = per_customer(df, k, score)
+    return summarize(per_customer(df, k, score), k)
+
+
+def ranked_metrics(r: DataFrame, k: int = K) -> dict[str, float]:
+    """:func:`ranking_metrics` of rows already ranked (see :func:`per_customer_ranked`; ``n_pos``
+    is added from ``label``)."""
+    r = r.withColumn("n_pos", F.sum("label").over(Window.partitionBy("customer_id")))
+    return summarize(per_customer_ranked(r, k), k)
+
+
+def summarize(pc: DataFrame, k: int = K) -> dict[str, float]:
+    """The means of :func:`per_customer` rows (MAP over all customers, the rest over those
+    with a positive)."""
     pos = F.col("n_pos") > 0
     row = pc.agg(
         F.avg("ap_at_k").alias("map"),

@@ -17,13 +17,10 @@ import pyarrow.compute as pc
 from c360.contract import SOURCES
 
 from . import fmt
-from .lifecycle import CA, FAMILY
 from .population import categorical
 from .profiles import (
     CATEGORY_CHANNELS,
     EVENT_CHANNELS,
-    PRODUCT_CODES,
-    PRODUCTS,
     SPEND_MEDIAN,
     TXN_CHANNELS,
     TYPES,
@@ -52,7 +49,6 @@ ET = {e: i for i, e in enumerate(EVENT_TYPES)}
 MID_EVENTS = np.array([ET[e] for e in ("page_view", "product_view", "search", "offer_impression",
                                        "offer_click", "error", "application_start")])
 MID_P = np.array([0.42, 0.14, 0.10, 0.16, 0.05, 0.11, 0.02])
-BUYABLE = np.array([i for i, p in enumerate(PRODUCTS) if p.active and p.family != "current_account"])
 PAGE_OF = {"login": "login", "product_view": "product_detail", "search": "search_results",
            "offer_impression": "offers", "offer_click": "offers", "application_start": "application",
            "application_submit": "application"}
@@ -175,7 +171,7 @@ def _regular_credits_and_debits(w: World, rng, a: int, b: int) -> dict:
     lc = w.acct_cust[la].astype(np.int64)
     ok = (day >= a) & (day < b) & (w.acct_open[la] < day) & (w.acct_close[la] > day) & (w.dormant[lc] > day)
     la, day, lc = la[ok], day[ok], lc[ok]
-    rate = np.where(FAMILY[w.acct_prod[la]] == "mortgage", 0.003, 0.005)
+    rate = np.where(w.cat.family[w.acct_prod[la]] == "mortgage", 0.003, 0.005)
     cents = np.round(w.acct_amount[la] * (1.0 / np.maximum(w.acct_term[la], 1) + rate) * 100).astype(np.int64)
     out.append(dict(c=lc, acct=w.ca_acct[lc], day=day, sec=rng.integers(0, 3 * 3600, len(la)), cents=np.maximum(cents, 100),
                     credit=np.zeros(len(la), bool), chan=np.full(len(la), CH["online"]), cat=np.full(len(la), -1),
@@ -263,7 +259,8 @@ def events(w: World, m: int, a: int, b: int) -> tuple[pa.Table, np.ndarray]:
     etype = np.where(is_logout, ET["logout"], etype)
     has_prod = np.isin(etype, [ET[e] for e in ("product_view", "offer_impression", "offer_click",
                                                 "application_start", "application_submit")])
-    eprod = np.where(kind[sid] > 0, prod[sid], BUYABLE[rng.integers(0, len(BUYABLE), ne)])
+    buyable = w.cat.buyable
+    eprod = np.where(kind[sid] > 0, prod[sid], buyable[rng.integers(0, len(buyable), ne)])
     eprod = np.where(has_prod, eprod, -1)
     gap = rng.integers(2, 120, ne)
     gap[start] = 0
@@ -284,7 +281,7 @@ def events(w: World, m: int, a: int, b: int) -> tuple[pa.Table, np.ndarray]:
         "event_ts": w.cal.timestamps(eday, esec),
         "channel": fmt.pick(EVENT_CHANNELS, chan[sid]),
         "event_type": fmt.pick(EVENT_TYPES, etype),
-        "product_code": fmt.mask(fmt.pick(PRODUCT_CODES, np.maximum(eprod, 0)), eprod < 0),
+        "product_code": fmt.mask(fmt.pick(w.cat.codes, np.maximum(eprod, 0)), eprod < 0),
         "page": fmt.mask(fmt.pick(PAGE_LABELS, page_ix), is_logout),
         "duration_ms": fmt.mask(fmt.ints(np.maximum(dur, 0)), dur < 0),
     }
@@ -313,7 +310,7 @@ def holdings(w: World, s: int, prev: int) -> pa.Table:
     closed = cl[sel] <= s
     dormant = ~closed & (w.dormant[c].astype(np.int64) + 60 <= s)
     status = np.where(closed, 2, np.where(dormant, 1, 0))
-    fam = FAMILY[p]
+    fam = w.cat.family[p]
     asset = np.isin(fam, ("current_account", "savings", "time_deposit", "wealth_management", "fund",
                           "insurance", "pension", "gold")) & ~closed
     wsum = np.bincount(c[asset], weights=w.acct_weight[sel][asset], minlength=w.n)
@@ -329,7 +326,7 @@ def holdings(w: World, s: int, prev: int) -> pa.Table:
     cols = {
         "account_id": w.account_ids.take(pa.array(sel)),
         "customer_id": w.customer_ids.take(pa.array(c)),
-        "product_code": fmt.pick(PRODUCT_CODES, p),
+        "product_code": fmt.pick(w.cat.codes, p),
         "opened_date": w.cal.dates(op[sel]),
         "closed_date": fmt.mask(w.cal.dates(np.where(closed, cl[sel], 0)), ~closed),
         "status": fmt.pick(("active", "dormant", "closed"), status),
@@ -341,4 +338,4 @@ def holdings(w: World, s: int, prev: int) -> pa.Table:
     return fmt.table(cols, SOURCES["holdings"].column_names)
 
 
-__all__ = ["transactions", "events", "holdings", "snapshot_days", "CA"]
+__all__ = ["transactions", "events", "holdings", "snapshot_days"]

@@ -6,6 +6,11 @@ Layout written (see shared/spec/raw-data-contract.md)::
     <landing>/_meta/generation.json           summary (also returned)
     <landing>/_meta/customer_truth.parquet    latent type, churn, dormancy... per customer
     <landing>/_meta/adoptions.parquet         every product adoption in the history
+    <landing>/_meta/truth/probabilities.parquet   (worlds other than demo) every customer x
+                                              product: true probability of adopting it in the
+                                              30 days after as_of, eligible, held
+    <landing>/_meta/truth/adoptions.parquet   the adoptions drawn from those probabilities
+                                              (after as_of: never delivered as landing data)
 
 Formats: transactions ``.csv.gz``, events ``.jsonl``, holdings ``.parquet`` (all columns
 strings), everything else ``.csv``. Extra files in dirty mode carry a suffix:
@@ -38,9 +43,9 @@ from c360.contract import SOURCES
 
 from . import activity, defects, fmt, render
 from .fmt import Calendar
-from .lifecycle import FAMILY, decide_fates, simulate_products
+from .lifecycle import decide_fates, simulate_products
 from .population import CITY_TIER, build_population, simulate_crm_changes
-from .profiles import PRODUCT_CODES, TYPE_NAMES
+from .profiles import TYPE_NAMES
 from .service import (
     add_mis_selling,
     drop_after_exit,
@@ -50,6 +55,7 @@ from .service import (
 )
 from .vocab import CITIES
 from .world import World, rng_for
+from .worlds import TRUTH_DAYS, WORLDS, simulate_world_products
 
 EXT = {"customers": "csv", "product_catalog": "csv", "holdings": "parquet", "transactions": "csv.gz",
        "events": "jsonl", "interactions": "csv", "feedback": "csv", "complaints": "csv",
@@ -191,9 +197,9 @@ def _write_static(w: World, sink: Sink) -> None:
     sink.emit_by_day("customers", tab, day)
     if sink.rate > 0:
         _overlapping_resend(w, sink, tab, day)
-    sink.emit("product_catalog", 0, render.catalog(changed=False))
+    sink.emit("product_catalog", 0, render.catalog(changed=False, cat=w.cat))
     if w.catalog_resend_day > 0:
-        sink.emit("product_catalog", w.catalog_resend_day, render.catalog(changed=True))
+        sink.emit("product_catalog", w.catalog_resend_day, render.catalog(changed=True, cat=w.cat))
     for source, fn in (("interactions", render.interactions), ("feedback", render.feedback),
                        ("complaints", render.complaints), ("campaign_responses", render.campaign_responses)):
         tab, day = fn(w)
@@ -228,8 +234,9 @@ def _overlapping_resend(w: World, sink: Sink, tab: pa.Table, day: np.ndarray) ->
 
 # ===================================================================== generate
 def build_world(customers: int, days: int, as_of: dt.date, seed: int,
-                progress: Progress | None = None, *, leavers: bool = True) -> World:
-    """Phase 1: simulate the bank at customer level (``leavers``: :func:`decide_fates`)."""
+                progress: Progress | None = None, world: str = "demo", *, leavers: bool = True) -> World:
+    """Phase 1: simulate the bank at customer level (``world``: one of :data:`WORLDS`;
+    ``leavers``: :func:`decide_fates`)."""
     steps = ["population", "service", "churn", "crm", "products", "feedback"]
     report = (lambda i: progress("simulate", i, len(steps))) if progress else (lambda i: None)
     report(0)
@@ -245,7 +252,12 @@ def build_world(customers: int, days: int, as_of: dt.date, seed: int,
     simulate_crm_changes(w)
     w.catalog_resend_day = days // 2
     report(4)
-    simulate_products(w)
+    spec = WORLDS[world]
+    if spec is None:
+        simulate_products(w)
+    else:
+        w.world = world
+        simulate_world_products(w, spec)
     add_mis_selling(w)
     report(5)
     simulate_feedback(w)
@@ -253,7 +265,9 @@ def build_world(customers: int, days: int, as_of: dt.date, seed: int,
     return w
 
 
-def _validate(customers, days, as_of, seed, landing, dirty_rate) -> None:
+def _validate(customers, days, as_of, seed, landing, dirty_rate, world="demo") -> None:
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {', '.join(WORLDS)}, got {world!r}")
     if not isinstance(customers, (int, np.integer)) or isinstance(customers, bool) or customers < 1:
         raise ValueError(f"customers must be an integer >= 1, got {customers!r}")
     if not isinstance(days, (int, np.integer)) or isinstance(days, bool) or days < 1:
@@ -270,7 +284,8 @@ def _validate(customers, days, as_of, seed, landing, dirty_rate) -> None:
 
 def generate(customers: int, days: int, as_of: dt.date, seed: int, landing: Path,
              dirty_rate: float = 0.0, progress: Progress | None = None, *,
-             workers: int | None = None, overwrite: bool = False, leavers: bool = True) -> GenerationSummary:
+             workers: int | None = None, overwrite: bool = False, world: str = "demo",
+             leavers: bool = True) -> GenerationSummary:
     """Generate a synthetic bank's landing zone.
 
     Args:
@@ -284,13 +299,16 @@ def generate(customers: int, days: int, as_of: dt.date, seed: int, landing: Path
         workers: processes for phase 2 (default: up to 2 for large banks, 1 for small ones).
             The output does not depend on it.
         overwrite: delete existing source folders and ``_meta`` in ``landing`` first.
+        world: the simulated bank (:data:`c360.synth.worlds.WORLDS`): ``demo`` (the default,
+            the original bank) or another catalogue with other adoption drivers, whose
+            truth after as_of is written under ``_meta/truth/``.
         leavers: False for a bank where nobody leaves or goes dormant (no attrition).
 
     Raises:
         ValueError: bad arguments, or ``landing`` already holds generated data and
             ``overwrite`` is false.
     """
-    _validate(customers, days, as_of, seed, landing, dirty_rate)
+    _validate(customers, days, as_of, seed, landing, dirty_rate, world)
     customers, days, seed, dirty_rate = int(customers), int(days), int(seed), float(dirty_rate)
     landing = Path(landing)
     existing = [s for s in [*SOURCES, "_meta"] if (landing / s).exists()]
@@ -301,7 +319,7 @@ def generate(customers: int, days: int, as_of: dt.date, seed: int, landing: Path
             shutil.rmtree(landing / s)
     landing.mkdir(parents=True, exist_ok=True)
 
-    w = build_world(customers, days, as_of, seed, progress, leavers=leavers)
+    w = build_world(customers, days, as_of, seed, progress, world, leavers=leavers)
 
     # Phase 2: one task for the low-volume sources, one per calendar month.
     tasks = [("static",)] + [("month", m) for m in range(len(w.cal.months))]
@@ -478,6 +496,11 @@ def _truth_summary(w: World) -> dict[str, float]:
         "interactions": int(len(w.interactions["c"])),
         "complaints": int(len(w.complaints["c"])),
         "accounts": int(len(w.acct_cust)),
+        **({} if w.truth_prob is None else {
+            "truth_eligible_pairs": int(w.truth_eligible.sum()),
+            "truth_expected_adoptions_30d": round(float(w.truth_prob[w.truth_eligible].sum(dtype=np.float64)), 3),
+            "truth_adoptions_30d": int(len(w.truth_adoptions["c"])),
+        }),
     }
 
 
@@ -520,12 +543,47 @@ def _write_meta(w: World, landing: Path, summary: GenerationSummary) -> None:
     ad = w.adoptions
     pq.write_table(pa.table({
         "customer_id": w.customer_ids.take(pa.array(ad["c"])),
-        "product_code": fmt.pick(PRODUCT_CODES, ad["prod"]),
-        "family": pa.array(FAMILY[ad["prod"]]),
+        "product_code": fmt.pick(w.cat.codes, ad["prod"]),
+        "family": pa.array(w.cat.family[ad["prod"]]),
         "opened_date": w.cal.dates(ad["day"]),
         "via_offer": pa.array(ad["via_offer"].astype(bool)),
         "had_intent": pa.array(ad["intent"].astype(bool)),
     }), meta / "adoptions.parquet", compression="zstd")
+    if w.truth_prob is not None:
+        _write_truth(w, meta / "truth")
+
+
+def _write_truth(w: World, out: Path) -> None:
+    """``probabilities.parquet``: one row per customer x product (product by product, one
+    row group each: bounded memory at 1M customers); ``adoptions.parquet``: what happened
+    in the 30 days after as_of; ``world.json``: the world, as_of and horizon."""
+    out.mkdir(parents=True, exist_ok=True)
+    H = w.cal.days
+    schema = pa.schema([("customer_id", pa.string()), ("product_code", pa.string()), ("family", pa.string()),
+                        ("probability", pa.float64()), ("eligible", pa.bool_()), ("held", pa.bool_())])
+    held = np.zeros((len(w.cat.products), w.n), dtype=bool)
+    open_at = (w.acct_open < H) & (w.acct_close >= H)
+    held[w.acct_prod[open_at], w.acct_cust[open_at]] = True
+    with pq.ParquetWriter(out / "probabilities.parquet", schema, compression="zstd") as writer:
+        for p, prod in enumerate(w.cat.products):
+            writer.write_table(pa.table({
+                "customer_id": w.customer_ids,
+                "product_code": pa.array(np.full(w.n, prod.code)),
+                "family": pa.array(np.full(w.n, prod.family)),
+                "probability": pa.array(w.truth_prob[p].astype(np.float64)),
+                "eligible": pa.array(w.truth_eligible[p]),
+                "held": pa.array(held[p]),
+            }, schema=schema))
+    ta = w.truth_adoptions
+    order = np.lexsort((ta["prod"], ta["c"]))
+    pq.write_table(pa.table({
+        "customer_id": w.customer_ids.take(pa.array(ta["c"][order])),
+        "product_code": fmt.pick(w.cat.codes, ta["prod"][order]),
+        "opened_date": w.cal.dates(ta["day"][order]),
+    }), out / "adoptions.parquet", compression="zstd")
+    (out / "world.json").write_text(json.dumps({
+        "world": w.world, "as_of": w.cal.as_of.isoformat(), "horizon_days": TRUTH_DAYS,
+        "products": list(w.cat.codes)}, indent=2) + "\n", encoding="utf-8")
 
 
 __all__ = ["generate", "build_world", "GenerationSummary"]

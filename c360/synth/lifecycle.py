@@ -113,15 +113,17 @@ class _Accounts:
         c = np.asarray(c, np.int64)
         p = np.asarray(p, np.int64)
         n = len(c)
-        fam = FAMILY[p]
-        weight = np.array([ASSET_SHARE.get(f, 0.0) for f in FAMILY])[p] * rng.lognormal(0, 0.5, n)
+        family = w.cat.family
+        fam = family[p]
+        mult = w.cat.amount_multipliers()[p]  # premium cards and business loans: larger amounts
+        weight = np.array([ASSET_SHARE.get(f, 0.0) for f in family])[p] * rng.lognormal(0, 0.5, n)
         inc = w.income[c]
         tier_price = np.array([1_800_000, 1_000_000, 550_000])[_tier(w.city[c])]
         amount = np.select(
             [fam == "credit_card", fam == "personal_loan", fam == "mortgage"],
             [np.maximum(np.round(inc * rng.uniform(0.08, 0.25, n) / 1000) * 1000, 5000)
-             * np.where(p == PRODUCT_INDEX["CC002"], 2.5, 1.0),
-             np.round(inc * rng.uniform(0.2, 1.0, n) * np.where(p == PRODUCT_INDEX["PL002"], 2.0, 1.0) / 1000) * 1000 + 10_000,
+             * mult,
+             np.round(inc * rng.uniform(0.2, 1.0, n) * mult / 1000) * 1000 + 10_000,
              np.round(tier_price * rng.lognormal(0, 0.3, n) / 10_000) * 10_000],
             0.0)
         term = np.select([fam == "personal_loan", fam == "mortgage"],
@@ -335,6 +337,14 @@ def simulate_products(w: World) -> None:
         del S, intent, adopt, offered, eligible
 
     # -------------------------------------------------------------- finalize
+    finalize_products(w, rng, acc, td_close, wealth, adopt_parts, interest_parts, offer_parts)
+
+
+def finalize_products(w: World, rng, acc: _Accounts, td_close: list, wealth: np.ndarray, adopt_parts: dict,
+                      interest_parts: dict, offer_parts: dict) -> None:
+    """Accounts, closings, transaction accounts, adoptions, browsing and offers onto ``w``."""
+    n = w.n
+    family, ca = w.cat.family, w.cat.current_account
     acc_arr = acc.arrays()
     na = len(acc_arr["c"])
     close = np.full(na, NEVER, dtype=np.int64)
@@ -344,7 +354,7 @@ def simulate_products(w: World) -> None:
     cust_close = w.close[acc_arr["c"]].astype(np.int64)
     leaving = cust_close < NEVER
     # (the current account closes last, on the closing day itself)
-    lc = cust_close - np.where(acc_arr["p"] == CA, 0, rng.integers(0, 4, na))
+    lc = cust_close - np.where(acc_arr["p"] == ca, 0, rng.integers(0, 4, na))
     close = np.where(leaving & (lc < close), np.maximum(lc, acc_arr["open"] + 1), close)
     w.acct_cust = acc_arr["c"].astype(np.int32)
     w.acct_prod = acc_arr["p"].astype(np.int16)
@@ -357,13 +367,13 @@ def simulate_products(w: World) -> None:
     w.wealth = wealth
     # transaction accounts: the current account and the first credit card
     w.ca_acct = np.full(n, -1, dtype=np.int64)
-    is_ca = w.acct_prod == CA
+    is_ca = w.acct_prod == ca
     w.ca_acct[w.acct_cust[is_ca]] = np.flatnonzero(is_ca)
-    cc = np.flatnonzero(FAMILY[w.acct_prod] == "credit_card")
+    cc = np.flatnonzero(family[w.acct_prod] == "credit_card")
     cc = cc[np.lexsort((w.acct_open[cc], w.acct_cust[cc]))[::-1]]  # earliest last => wins below
     w.cc_acct = np.full(n, -1, dtype=np.int64)
     w.cc_acct[w.acct_cust[cc]] = cc
-    w.loan_accts = np.flatnonzero(np.isin(FAMILY[w.acct_prod], ("personal_loan", "mortgage")))
+    w.loan_accts = np.flatnonzero(np.isin(family[w.acct_prod], ("personal_loan", "mortgage")))
 
     w.adoptions = {k: np.concatenate(v) for k, v in adopt_parts.items()}
     w.interest = {k: np.concatenate(v) for k, v in interest_parts.items()}

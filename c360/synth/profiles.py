@@ -8,7 +8,7 @@ likely members of a type are to hold (at the start) and adopt (over time) each p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -217,6 +217,63 @@ def affinity_matrix() -> np.ndarray:
             m[ti, PRODUCT_INDEX[code]] = a
     m[:, PRODUCT_INDEX["CA001"]] = 1.0
     return m
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """What one simulated bank sells: its products, the change of the catalogue re-send and
+    the credit amount multipliers of premium products (e.g. a platinum card's limit)."""
+
+    name: str
+    products: tuple[Product, ...]
+    change: tuple[str, str, int]  # (product code, "max_age", new value) of the catalogue re-send
+    amount_mult: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(p.code for p in self.products)
+
+    @property
+    def index(self) -> dict[str, int]:
+        return {p.code: i for i, p in enumerate(self.products)}
+
+    @property
+    def family(self) -> np.ndarray:
+        return np.array([p.family for p in self.products])
+
+    @property
+    def current_account(self) -> int:
+        """Index of the current account every customer holds (the first of its family)."""
+        return [p.family for p in self.products].index("current_account")
+
+    @property
+    def buyable(self) -> np.ndarray:
+        """Indices of the products a customer can browse and buy (active, not the current account)."""
+        return np.array([i for i, p in enumerate(self.products) if p.active and p.family != "current_account"])
+
+    @property
+    def risk_digit(self) -> np.ndarray:
+        """Risk level 1..5 of each product, 0 when unrated."""
+        return np.array([int(p.risk[1]) if p.risk else 0 for p in self.products])
+
+    def amount_multipliers(self) -> np.ndarray:
+        return np.array([self.amount_mult.get(p.code, 1.0) for p in self.products])
+
+
+DEMO_CATALOGUE = Catalogue("demo", PRODUCTS, CATALOG_CHANGE, {"CC002": 2.5, "PL002": 2.0})
+
+
+def family_affinity() -> dict[str, dict[str, float]]:
+    """Each type's affinity for a product family: its highest affinity for a demo product
+    of that family (other worlds derive their products' affinities from it)."""
+    out: dict[str, dict[str, float]] = {}
+    for t in TYPES:
+        fam: dict[str, float] = {}
+        for code, a in _AFFINITY[t.name].items():
+            f = PRODUCTS[PRODUCT_INDEX[code]].family
+            fam[f] = max(fam.get(f, 0.0), a)
+        out[t.name] = fam
+    return out
 
 
 def occupation_matrix() -> np.ndarray:

@@ -15,10 +15,9 @@ from . import fmt
 from .lifecycle import OUTCOMES
 from .population import customer_rows
 from .profiles import (
-    CATALOG_CHANGE,
+    DEMO_CATALOGUE,
+    Catalogue,
     OFFER_CHANNELS,
-    PRODUCT_CODES,
-    PRODUCTS,
     SERVICE_CHANNELS,
 )
 from .service import COMPLAINT_CHANNELS, REASONS, SEVERITIES
@@ -59,13 +58,13 @@ def customers(w: World) -> tuple[pa.Table, np.ndarray]:
     return tab.take(pa.array(order)), day[order]
 
 
-def catalog(changed: bool) -> pa.Table:
-    """The product catalogue; ``changed`` applies the one change of the later re-send."""
+def catalog(changed: bool, cat: Catalogue = DEMO_CATALOGUE) -> pa.Table:
+    """The product catalogue ``cat``; ``changed`` applies the one change of the later re-send."""
     rows = {c: [] for c in SOURCES["product_catalog"].column_names}
-    for p in PRODUCTS:
+    for p in cat.products:
         max_age = p.max_age
-        if changed and p.code == CATALOG_CHANGE[0]:
-            max_age = CATALOG_CHANGE[2]
+        if changed and p.code == cat.change[0]:
+            max_age = cat.change[2]
         rows["product_code"].append(p.code)
         rows["product_name"].append(p.name)
         rows["family"].append(p.family)
@@ -167,7 +166,7 @@ def complaints(w: World) -> tuple[pa.Table, np.ndarray]:
         "severity": fmt.pick(SEVERITIES, cp["severity"][row]),
         "status": fmt.pick(("open", "in_progress", "resolved", "rejected"), status),
         "description": fmt.pick(labels, text_ix),
-        "product_code": fmt.mask(fmt.pick(PRODUCT_CODES, np.maximum(prod, 0)), prod < 0),
+        "product_code": fmt.mask(fmt.pick(w.cat.codes, np.maximum(prod, 0)), prod < 0),
         "compensation_amount": fmt.mask(fmt.money(cp["comp_cents"][row]), ~comp),
     }
     return fmt.table(cols, SOURCES["complaints"].column_names), t_row // DAY
@@ -183,7 +182,7 @@ def campaign_responses(w: World) -> tuple[pa.Table, np.ndarray]:
         "offer_id": pa.compute.binary_join_element_wise(
             fmt.ids("OF", month_tag, 6), fmt.ids("", o, 8), ""),
         "customer_id": w.customer_ids.take(pa.array(of["c"][o])),
-        "product_code": fmt.pick(PRODUCT_CODES, of["prod"][o]),
+        "product_code": fmt.pick(w.cat.codes, of["prod"][o]),
         "channel": fmt.pick(OFFER_CHANNELS, of["chan"][o]),
         "sent_at": w.cal.timestamps(sday, ssec),
         "outcome": fmt.pick(OUTCOMES, of["outcome"]),

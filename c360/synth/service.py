@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .population import categorical
-from .profiles import PRODUCTS, SERVICE_CHANNELS, type_array, type_matrix
+from .profiles import SERVICE_CHANNELS, type_array, type_matrix
 from .vocab import COMPLAINT_CATEGORIES, INTERACTION_REASONS, REASON_DIFFICULTY
 from .world import NEVER, World, rng_for
 
@@ -171,7 +171,7 @@ def add_mis_selling(w: World) -> None:
     """Customers sold a product above their risk tolerance often complain weeks later."""
     rng = rng_for(w.seed, "service", 3)
     ad = w.adoptions
-    risk_level = np.array([int(p.risk[1]) if p.risk else 0 for p in PRODUCTS])[ad["prod"]]
+    risk_level = w.cat.risk_digit[ad["prod"]]
     tol = np.maximum(w.risk[ad["c"]], 1)
     bad = np.flatnonzero((risk_level > tol) & (rng.random(len(ad["c"])) < 0.4))
     t = (ad["day"][bad].astype(np.int64) + rng.integers(20, 120, len(bad))) * DAY + rng.integers(9 * 3600, 21 * 3600, len(bad))

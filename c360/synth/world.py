@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from .fmt import Calendar
+from .profiles import DEMO_CATALOGUE, Catalogue
 
 NEVER = np.int32(10**8)  # "no such day" (not churning, never closed, ...)
 
@@ -28,7 +29,7 @@ NEVER = np.int32(10**8)  # "no such day" (not churning, never closed, ...)
 # adding draws in one part of the generator does not shift any other part.
 STREAMS = {
     "population": 1, "service": 2, "churn": 3, "lifecycle": 4, "crm": 5, "offers": 6,
-    "txn": 11, "events": 12, "holdings": 13, "defects": 21, "files": 22,
+    "txn": 11, "events": 12, "holdings": 13, "defects": 21, "files": 22, "truth": 31,
 }
 
 
@@ -128,6 +129,14 @@ class World:
     risk_now: np.ndarray = field(default=None)  # risk tolerance at the end of the history
     growth: np.ndarray = field(default=None)  # float32 monthly wealth drift
     loan_accts: np.ndarray = field(default=None)  # account indices of loans and mortgages
+    # ---- the world simulated (products sold, adoption drivers) and its truth after as_of
+    cat: Catalogue = field(default=DEMO_CATALOGUE)
+    world: str = "demo"
+    # (P x n) float32 true probability of adopting each product in the 30 days after as_of
+    # (0 where not eligible), the eligibility mask and the adoptions drawn from it
+    truth_prob: np.ndarray = field(default=None)
+    truth_eligible: np.ndarray = field(default=None)
+    truth_adoptions: dict = field(default_factory=dict)  # c, prod, day (day index after as_of: H..H+29)
 
     # ------------------------------------------------------------------ helpers
     def activity(self, c: np.ndarray, day: np.ndarray) -> np.ndarray:
