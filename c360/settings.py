@@ -391,6 +391,8 @@ class NbpTraining(_Strict):
     promotion_margin: float = Field(0.0, ge=0, le=1)
     # OOT evaluation on at most this many customers (whole customer hash buckets)
     oot_max_customers: int = Field(100_000, ge=1_000)
+    # bins of the calibrated scores' reliability table and expected calibration error
+    calibration_bins: int = Field(10, ge=2, le=100)
 
     @field_validator("kinds")
     @classmethod
