@@ -326,7 +326,8 @@ class Scoring(_Strict):
 
     # Registered model name; None: models.next_best_product.registered_model (conf/models.yaml).
     model: str | None = Field(None, min_length=1)
-    top_n: int = Field(3, ge=1, le=20)
+    # Recommendations kept per customer in gold/recommendations (the export keeps export.top_n of them)
+    top_n: int = Field(7, ge=1, le=20)
     eligibility: Eligibility = Eligibility()
     suitability: Suitability = Suitability()
     reasons: Reasons
@@ -338,6 +339,8 @@ class Export(_Strict):
 
     validity_days: int = Field(30, ge=1, le=365)
     schema_version: int = Field(1, ge=1)
+    # Recommendations per customer in the drop: ranks 1..top_n of gold/recommendations (at most scoring.top_n)
+    top_n: int = Field(3, ge=1, le=20)
 
 
 class LgbmParams(_Strict):
@@ -558,4 +561,7 @@ def load_settings(conf_dir: Path | None = None, environ: dict[str, str] | None =
         from models.scoring import check_templates, known_features
 
         check_templates(settings.scoring.reasons.templates, known_features(), source=str(conf_dir / "scoring.yaml"))
+        if settings.export is not None and settings.export.top_n > settings.scoring.top_n:
+            raise ConfigError(f"{conf_dir / 'scoring.yaml'}: export.top_n ({settings.export.top_n}) is more than "
+                              f"scoring.top_n ({settings.scoring.top_n}), the recommendations gold keeps per customer")
     return settings
