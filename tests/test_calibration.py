@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from pyspark.sql import functions as F
 
 from models.calibration import (Calibration, CalibrationError, calibrated, fit_isotonic, fit_points,
                                 score_points)
@@ -68,3 +69,36 @@ def test_points_from_the_engine_fit_the_same_map(spark):
     assert fit_points(points) == fit_isotonic(SCORES, LABELS)
     with pytest.raises(CalibrationError, match="no scored rows"):
         fit_points(score_points(df.where("raw IS NULL"), "raw"))
+
+
+def test_training_calibrates_on_all_oot_rows_and_reports_the_cross_fitted_error(spark):
+    """models.nbp.calibrate: the map is fitted on every OOT row; the reported ECE is that of
+    each half of the customers (hash bucket parity) calibrated by the other half's map,
+    recomputed here in numpy."""
+    from models.nbp import calibrate
+
+    rng = np.random.default_rng(5)
+    n = 120
+    raw = np.round(rng.normal(size=n), 1)  # repeated values: ties pooled alike
+    label = (rng.random(n) < 1 / (1 + np.exp(-2 * raw))).astype(int)
+    rows = [(f"C{i:03d}", "SV", float(s), int(y)) for i, (s, y) in enumerate(zip(raw, label))]
+    df = spark.createDataFrame(rows, "customer_id string, product_code string, score_binary double, label int")
+    half = np.array([r.h for r in df.select((F.pmod(F.xxhash64("customer_id"), F.lit(1000)) % 2).alias("h"))
+                     .collect()])
+    assert 0 < half.sum() < n
+
+    cal, m, table = calibrate(df, "score_binary", 10, {"oot_snapshot": "2026-05-31"})
+    ref = fit_isotonic(raw, label)  # the bins' mean scores: the tied raw scores, up to rounding
+    assert np.allclose(cal.x, ref.x, rtol=0, atol=1e-12) and np.allclose(cal.y, ref.y, rtol=0, atol=1e-12)
+    crossed = np.empty(n)
+    for h in (0, 1):
+        other = fit_isotonic(raw[half != h], label[half != h])
+        crossed[half == h] = other.apply(raw[half == h])
+    bins = np.minimum(np.floor(crossed * 10), 9)
+    ece = sum(abs(label[bins == b].mean() - crossed[bins == b].mean()) * (bins == b).sum() for b in set(bins)) / n
+    assert m["calibration_ece"] == pytest.approx(ece, abs=1e-9)
+    assert m["calibration_brier"] == pytest.approx(np.mean((crossed - label) ** 2), abs=1e-9)
+    assert m["calibration_cross_fitted"] == 1.0 and m["calibration_breakpoints"] == len(cal.x)
+    inside = ref.apply(raw)
+    assert m["calibration_brier_in_sample"] == pytest.approx(np.mean((inside - label) ** 2), abs=1e-9)
+    assert table["candidates"].sum() == n
