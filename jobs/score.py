@@ -328,7 +328,8 @@ def recommendations(annotated: DataFrame, profile: DataFrame, champion, conf: Sc
     explained = explain_top(with_features(top, reason_features(champion, reasons)[0]), champion, reasons, effects)
     return explained.select(
         "customer_id", F.lit(as_of.isoformat()).cast("date").alias("as_of_date"), "rank", "product_code",
-        adoption_probability(F.col("raw_score"), champion).alias("score"), "raw_score", "reason_codes", "reason_text_zh", "reason_text_en", F.lit(str(champion.version)).alias("model_version"))
+        adoption_probability(F.col("raw_score"), champion).alias("score"), "raw_score", "reason_codes",
+        "reason_text_zh", "reason_text_en", F.lit(str(champion.version)).alias("model_version"))
 
 
 def adoption_probability(raw_score: Column, champion) -> Column:
