@@ -42,8 +42,8 @@ from pyspark.sql import types as T
 
 from c360 import lake, ops
 from c360.quality import (CUSTOM_TYPES, EXISTS_IN_TABLE, ONE_CURRENT_ROW, RANKS_WITHIN_TOP_N, ROWS_NEAR_PREVIOUS,
-                          RUNTIME_TYPES, SHARES_NEAR_PREVIOUS, WITHIN_RISK_TOLERANCE, Check, QualityConfig, QualityGateFailed,
-                          config_from, row_level, suites)
+                          RUNTIME_TYPES, SHARES_NEAR_PREVIOUS, WITHIN_RISK_TOLERANCE, Check, QualityConfig,
+                          QualityGateFailed, config_from, row_level, suites)
 from c360.settings import ConfigError, Settings
 
 # No usage statistics leave the machine.

@@ -422,7 +422,8 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
     return {
         "model": conf.registered_model, "kind": winner, "version": version, "run_id": run_id,
         "promoted": gate.promoted, "aliases": gate.aliases, "previous_champion": gate.previous_champion,
-        "map_at_7": win["map_at_7"], "map_at_3": win["map_at_3"], "ndcg_at_7": win["ndcg_at_7"], "precision_at_3": win["precision_at_3"],
+        "map_at_7": win["map_at_7"], "map_at_3": win["map_at_3"], "ndcg_at_7": win["ndcg_at_7"],
+        "precision_at_3": win["precision_at_3"],
         "recall_at_7": win["recall_at_7"], "coverage": win["coverage"],
         "map_at_7_by_kind": {k: v["map_at_7"] for k, v in by_kind.items()},
         "map_at_3_by_kind": {k: v["map_at_3"] for k, v in by_kind.items()},
