@@ -705,8 +705,9 @@ def test_recommendation_above_risk_tolerance_is_critical(spark, gold_copy):
     # TD12 (R1) is allowed, unrated CC01 is not. (A new table: Sail cannot replace a partition
     # of the fixture's table with an array column written from Python rows.)
     shutil.rmtree(lake.table_path(s.lake, "gold", "recommendations"))
-    write_recommendations(spark, s, AS_OF, [("C1", "FD05"), ("C1", "TD12"), ("C2", "CC01"), ("C3", "TD12"),
-                                            ("C3", "CC01")])
+    write_recommendations(spark, s, AS_OF, [("C1", "FD05", 1, 0.5, 0.2), ("C1", "TD12", 2, 0.4, 0.1),
+                                            ("C2", "CC01", 1, 0.5, 0.2), ("C3", "TD12", 1, 0.5, 0.2),
+                                            ("C3", "CC01", 2, 0.4, 0.1)])
     with pytest.raises(StepFailed) as excinfo:
         quiet_run(spark, s, "dq_gold", "gold_risk")
     assert gate_error(excinfo) == (
