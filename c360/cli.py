@@ -212,6 +212,10 @@ def _train_table(m: dict) -> Table:
                   f"{f(n.get('baseline_segment_popularity_map_at_7'))} ({n.get('segment_baseline_grouping')})",
                   n["version"], "champion" if n["promoted"] else "challenger",
                   ", ".join(f"{a}=v{v}" for a, v in sorted((n.get("aliases") or {}).items())))
+        if n.get("calibration_ece") is not None:
+            t.caption = (f"{n['model']}: map_at_3 {f(n.get('map_at_3'))}; score calibrated on the OOT snapshot "
+                         f"({n.get('calibration_breakpoints')} breakpoints), ECE {f(n['calibration_ece'])} "
+                         f"cross-fitted, {f(n.get('calibration_ece_in_sample'))} in sample")
     a = m.get("attrition")
     if a and "skipped" not in a:
         t.add_row(a["model"], a["kind"], a["oot_snapshot"], "auc", f(a["auc"]), f(a.get("previous_champion_auc")),
@@ -282,7 +286,8 @@ def _score_tables(m: dict) -> list[Table]:
 
 
 def _score_detail_tables(m: dict) -> list[Table]:
-    t = Table(title=f"Scoring ({m.get('model')} v{m.get('model_version')}, top {m.get('top_n')})")
+    t = Table(title=f"Scoring ({m.get('model')} v{m.get('model_version')}, top {m.get('top_n')})",
+              caption=f"score: {m['calibration']}" if m.get("calibration") else None)
     t.add_column("")
     t.add_column("count", justify="right")
     for label, key in (("customers", "customers"), ("candidates", "candidates"), ("eligible", "eligible"),

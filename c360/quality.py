@@ -56,7 +56,8 @@ ONE_CURRENT_ROW = "expect_exactly_one_current_row_per_key"
 ROWS_NEAR_PREVIOUS = "expect_table_row_count_to_be_near_previous"
 SHARES_NEAR_PREVIOUS = "expect_column_shares_to_be_near_previous"
 WITHIN_RISK_TOLERANCE = "expect_recommendations_within_risk_tolerance"
-RUNTIME_TYPES = (ROWS_NEAR_PREVIOUS, SHARES_NEAR_PREVIOUS, WITHIN_RISK_TOLERANCE)
+RANKS_WITHIN_TOP_N = "expect_recommendation_ranks_within_top_n"
+RUNTIME_TYPES = (ROWS_NEAR_PREVIOUS, SHARES_NEAR_PREVIOUS, WITHIN_RISK_TOLERANCE, RANKS_WITHIN_TOP_N)
 CUSTOM_TYPES = (EXISTS_IN_TABLE, ONE_CURRENT_ROW) + RUNTIME_TYPES
 # Columns of gold/customer_segments whose shares can be compared between as_of dates.
 SEGMENT_COLUMNS = ("value_tier", "lifecycle_stage", "cluster_id", "persona_id")
@@ -170,6 +171,12 @@ class RecommendationChecks(_Strict):
     # No recommended product above the customer's risk tolerance (the suitability rules of
     # models/scoring.py and conf/scoring.yaml suitability.unassessed_max_risk).
     within_risk_tolerance: Severity = "critical"
+    # rank within 1..scoring.top_n (conf/scoring.yaml); one row per customer and rank, and per
+    # customer and product
+    ranks: Severity = "critical"
+    # score (calibrated adoption probability; null when the champion has no calibration)
+    # within [0, 1]; raw_score always set
+    scores: Severity = "critical"
 
 
 class GoldChecks(_Strict):
@@ -488,8 +495,16 @@ def gold_checks(gold: GoldChecks) -> list[Check]:
         for col in share.columns:
             out.append(Check("gold/customer_segments", SHARES_NEAR_PREVIOUS,
                              {"column": col, "max_points": share.max_points}, share.severity, origin="gold"))
-    out.append(Check("gold/recommendations", WITHIN_RISK_TOLERANCE, {},
-                     gold.recommendations.within_risk_tolerance, origin="gold"))
+    rec, suite = gold.recommendations, "gold/recommendations"
+    out.append(Check(suite, WITHIN_RISK_TOLERANCE, {}, rec.within_risk_tolerance, origin="gold"))
+    out.append(Check(suite, RANKS_WITHIN_TOP_N, {}, rec.ranks, origin="gold"))
+    for keys in (["customer_id", "rank"], ["customer_id", "product_code"]):
+        out.append(Check(suite, "expect_compound_columns_to_be_unique", {"column_list": keys}, rec.ranks,
+                         origin="gold"))
+    out.append(Check(suite, "expect_column_values_to_be_between", _between("score", 0.0, 1.0), rec.scores,
+                     origin="gold"))
+    out.append(Check(suite, "expect_column_values_to_not_be_null", {"column": "raw_score"}, rec.scores,
+                     origin="gold"))
     return out
 
 
@@ -661,4 +676,5 @@ def load_config(path: Path | None = None) -> QualityConfig:
 __all__ = ["Check", "QualityConfig", "QualityGateFailed", "load_config", "parse_config", "config_from",
            "suites", "all_checks", "gold_checks", "feature_rules", "SEVERITIES", "DQ_LAYERS", "EXISTS_IN_TABLE",
            "ONE_CURRENT_ROW", "ROWS_NEAR_PREVIOUS", "SHARES_NEAR_PREVIOUS", "WITHIN_RISK_TOLERANCE",
+           "RANKS_WITHIN_TOP_N",
            "RUNTIME_TYPES", "upper_time_bound"]

@@ -326,7 +326,8 @@ class Scoring(_Strict):
 
     # Registered model name; None: models.next_best_product.registered_model (conf/models.yaml).
     model: str | None = Field(None, min_length=1)
-    top_n: int = Field(3, ge=1, le=20)
+    # Recommendations kept per customer in gold/recommendations (the export keeps export.top_n of them)
+    top_n: int = Field(7, ge=1, le=20)
     eligibility: Eligibility = Eligibility()
     suitability: Suitability = Suitability()
     reasons: Reasons
@@ -338,6 +339,8 @@ class Export(_Strict):
 
     validity_days: int = Field(30, ge=1, le=365)
     schema_version: int = Field(1, ge=1)
+    # Recommendations per customer in the drop: ranks 1..top_n of gold/recommendations (at most scoring.top_n)
+    top_n: int = Field(3, ge=1, le=20)
 
 
 class LgbmParams(_Strict):
@@ -395,6 +398,8 @@ class NbpTraining(_Strict):
     oot_max_customers: int = Field(100_000, ge=1_000)
     # fewer adoptions than this in the training snapshots: the model is skipped (too_few_positives)
     min_positives: int = Field(20, ge=1)
+    # bins of the calibrated scores' reliability table and expected calibration error
+    calibration_bins: int = Field(10, ge=2, le=100)
 
     @field_validator("kinds")
     @classmethod
@@ -562,4 +567,7 @@ def load_settings(conf_dir: Path | None = None, environ: dict[str, str] | None =
         from models.scoring import check_templates, known_features
 
         check_templates(settings.scoring.reasons.templates, known_features(), source=str(conf_dir / "scoring.yaml"))
+        if settings.export is not None and settings.export.top_n > settings.scoring.top_n:
+            raise ConfigError(f"{conf_dir / 'scoring.yaml'}: export.top_n ({settings.export.top_n}) is more than "
+                              f"scoring.top_n ({settings.scoring.top_n}), the recommendations gold keeps per customer")
     return settings

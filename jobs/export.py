@@ -9,10 +9,14 @@ complete export is a folder named by its as_of date holding a ``manifest.json``
 Files (UTF-8, no timestamps inside, the same bytes when the same as_of is exported again):
 
 - ``recommendations.csv`` and ``recommendations.parquet``: one row per recommendation of a
-  customer with marketing consent at as_of, sorted by customer and rank, columns
-  :data:`EXPORT_COLUMNS` (no PII: no names, ids, phones, emails, birth dates or tokens);
+  customer with marketing consent at as_of, the first ``export.top_n`` ranks of
+  ``gold/recommendations`` (which keeps ``scoring.top_n``), sorted by customer and rank,
+  columns :data:`EXPORT_COLUMNS` (no PII: no names, ids, phones, emails, birth dates or
+  tokens). ``score`` is the calibrated probability of adoption within the model's horizon
+  (empty when the champion had no calibration), ``raw_score`` the model's own score;
 - ``changes.csv``: what changed since the previous export (the latest earlier as_of under
-  ``marketing/exports/crm``): ``new``, ``changed`` (rank or score) and ``withdrawn`` recommendations;
+  ``marketing/exports/crm``): ``new``, ``changed`` (rank or score, a score becoming empty
+  included) and ``withdrawn`` recommendations;
 - ``manifest.json``: row counts, sha256 of each file, schema version, model version, as_of.
 
 The CSV files are for people and spreadsheets: every text cell goes through
@@ -31,7 +35,8 @@ produce one file.) The drop is assembled in a staging folder and renamed into pl
 The step also refreshes ``gold/recommendation_outcomes``: for every earlier recommendation
 date, offers of the same product to the same customer sent within ``validity_days`` after
 it, and how many converted, per product and persona; the same aggregates (no customer
-rows) are published to ``marketing/recommendation_outcomes``.
+rows) are published to ``marketing/recommendation_outcomes``. Only the exported ranks
+(``rank <= export.top_n``) count as recommended there.
 """
 
 from __future__ import annotations
@@ -55,11 +60,12 @@ from c360.contract import SOURCES
 from c360.settings import ConfigError, Export, Settings
 from features.profile import AsOf
 
-EXPORT_COLUMNS = ["customer_id", "product_code", "product_name", "rank", "score", "reason_text_zh", "reason_text_en",
-                  "persona", "value_tier", "valid_until"]
+EXPORT_COLUMNS = ["customer_id", "product_code", "product_name", "rank", "score", "raw_score", "reason_text_zh",
+                  "reason_text_en", "persona", "value_tier", "valid_until"]
 EXPORT_SCHEMA = pa.schema([
     ("customer_id", pa.string()), ("product_code", pa.string()), ("product_name", pa.string()),
-    ("rank", pa.int32()), ("score", pa.float64()), ("reason_text_zh", pa.string()), ("reason_text_en", pa.string()),
+    ("rank", pa.int32()), ("score", pa.float64()), ("raw_score", pa.float64()), ("reason_text_zh", pa.string()),
+    ("reason_text_en", pa.string()),
     ("persona", pa.string()), ("value_tier", pa.string()), ("valid_until", pa.date32())])
 CHANGES_SCHEMA = pa.schema([
     ("change", pa.string()), ("customer_id", pa.string()), ("product_code", pa.string()), ("rank", pa.int32()),
@@ -149,10 +155,11 @@ def _segments(segments: DataFrame | None) -> DataFrame | None:
 
 def export_rows(recs: DataFrame, profile: DataFrame, catalog: DataFrame | None, segments: DataFrame | None,
                 as_of: date, conf: Export) -> DataFrame:
-    """The export rows of as_of (unsorted): recommendations of customers with marketing
-    consent at as_of, with product name, persona, value tier and ``valid_until``."""
+    """The export rows of as_of (unsorted): the first ``conf.top_n`` recommendations of
+    customers with marketing consent at as_of, with product name, persona, value tier and
+    ``valid_until``."""
     consenting = profile.where(F.col("marketing_consent") == F.lit(True)).select("customer_id").distinct()
-    out = recs.join(consenting, "customer_id", "left_semi")
+    out = recs.where(F.col("rank") <= F.lit(conf.top_n)).join(consenting, "customer_id", "left_semi")
     if catalog is not None:
         out = out.join(catalog.select("product_code", "product_name").dropDuplicates(["product_code"]),
                        "product_code", "left")
@@ -167,7 +174,9 @@ def export_rows(recs: DataFrame, profile: DataFrame, catalog: DataFrame | None, 
     valid_until = as_of + timedelta(days=conf.validity_days)
     return out.select(
         "customer_id", "product_code", "product_name", F.col("rank").cast("int").alias("rank"),
-        F.round(F.col("score"), SCORE_DECIMALS).alias("score"), "reason_text_zh", "reason_text_en",
+        F.round(F.col("score"), SCORE_DECIMALS).alias("score"),
+        (F.round(F.col("raw_score"), SCORE_DECIMALS) if "raw_score" in out.columns else F.lit(None).cast("double"))
+        .alias("raw_score"), "reason_text_zh", "reason_text_en",
         "persona", "value_tier", F.lit(valid_until.isoformat()).cast("date").alias("valid_until"))
 
 
@@ -183,7 +192,8 @@ def changes(current: DataFrame, previous: DataFrame | None) -> DataFrame:
     both = cur.withColumn("_cur", F.lit(True)).join(prev.withColumn("_prev", F.lit(True)),
                                                     ["customer_id", "product_code"], "full")
     change = F.when(both["_prev"].isNull(), "new").when(both["_cur"].isNull(), "withdrawn") \
-        .when((F.col("rank") != F.col("previous_rank")) | (F.col("score") != F.col("previous_score")), "changed")
+        .when((F.col("rank") != F.col("previous_rank")) | ~F.col("score").eqNullSafe(F.col("previous_score")),
+              "changed")
     return both.select(change.alias("change"), "customer_id", "product_code", "rank", "score", "previous_rank",
                        "previous_score").where(F.col("change").isNotNull())
 
@@ -396,7 +406,7 @@ def run(spark: SparkSession, settings: Settings, as_of: date, run_id: str = "man
         raise RuntimeError(f"gold/customer_360 does not exist under {settings.lake}: run the profile step")
     segments = _table(spark, settings, "gold", "customer_segments")
     catalog = _table(spark, settings, "silver", "product_catalog")
-    recs = recs_all.where(partition(as_of))
+    recs = recs_all.where(partition(as_of)).where(F.col("rank") <= F.lit(conf.top_n))
     head = recs.agg(F.count(F.lit(1)).alias("n"), F.max("model_version").alias("model_version"),
                     F.count_distinct("model_version").alias("versions")).first()
     if not head["n"] and not _scored(spark, settings, as_of):
@@ -425,7 +435,7 @@ def run(spark: SparkSession, settings: Settings, as_of: date, run_id: str = "man
     changed_rows = write_sorted(changes(current, previous).orderBy("customer_id", "product_code", "change"),
                                 CHANGES_SCHEMA, [_CsvSink(staging / "changes.csv", CHANGES_SCHEMA), counter])
     manifest = {
-        "as_of": as_of.isoformat(), "schema_version": conf.schema_version,
+        "as_of": as_of.isoformat(), "schema_version": conf.schema_version, "top_n": conf.top_n,
         "model_version": head["model_version"], "row_count": n,
         "valid_until": (as_of + timedelta(days=conf.validity_days)).isoformat(),
         "previous_export": prev[0].isoformat() if prev else None,
@@ -441,7 +451,7 @@ def run(spark: SparkSession, settings: Settings, as_of: date, run_id: str = "man
 
     step("export outcomes", 2)
     out_path = lake.table_path(settings.lake, "gold", "recommendation_outcomes")
-    lake.write_partition(outcomes(recs_all, c360, segments, _table(spark, settings, "silver", "campaign_responses"),
+    lake.write_partition(outcomes(recs_all.where(F.col("rank") <= F.lit(conf.top_n)), c360, segments, _table(spark, settings, "silver", "campaign_responses"),
                                   as_of, conf, settings.bank.timezone),
                          out_path, "as_of_date", f"as_of_date < DATE'{as_of.isoformat()}'", schema=OUTCOMES_SCHEMA)
     publish_outcomes(spark, settings, as_of)

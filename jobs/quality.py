@@ -41,9 +41,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from c360 import lake, ops
-from c360.quality import (CUSTOM_TYPES, EXISTS_IN_TABLE, ONE_CURRENT_ROW, ROWS_NEAR_PREVIOUS, RUNTIME_TYPES,
-                          SHARES_NEAR_PREVIOUS, WITHIN_RISK_TOLERANCE, Check, QualityConfig, QualityGateFailed,
-                          config_from, row_level, suites)
+from c360.quality import (CUSTOM_TYPES, EXISTS_IN_TABLE, ONE_CURRENT_ROW, RANKS_WITHIN_TOP_N, ROWS_NEAR_PREVIOUS,
+                          RUNTIME_TYPES, SHARES_NEAR_PREVIOUS, WITHIN_RISK_TOLERANCE, Check, QualityConfig,
+                          QualityGateFailed, config_from, row_level, suites)
 from c360.settings import ConfigError, Settings
 
 # No usage statistics leave the machine.
@@ -222,6 +222,13 @@ class ExpectRecommendationsWithinRiskTolerance(_UnexpectedRowsWithExamples):
     unassessed_max_risk: int
 
 
+class ExpectRecommendationRanksWithinTopN(_UnexpectedRowsWithExamples):
+    """Every recommendation's ``rank`` is within 1..``top_n`` (conf/scoring.yaml
+    ``scoring.top_n``, the ranks the score step keeps)."""
+
+    top_n: int
+
+
 def ref_view(table: str) -> str:
     """Temporary view holding a referenced table during validation (``dq_ref_silver_customers``)."""
     return "dq_ref_" + table.replace("/", "_")
@@ -307,6 +314,13 @@ def to_expectation(check: Check, index: int):
                 description="No recommended product is rated above the customer's risk tolerance "
                             f"(without a valid assessment: rated R1-R{top} only)",
                 severity=check.severity, meta=meta)
+        if check.type == RANKS_WITHIN_TOP_N:
+            top = int(kw["top_n"])
+            query = ("SELECT customer_id, product_code, `rank` FROM {batch} "
+                     f"WHERE `rank` IS NULL OR `rank` < 1 OR `rank` > {top}")
+            return ExpectRecommendationRanksWithinTopN(
+                top_n=top, unexpected_rows_query=query,
+                description=f"Every rank within 1..{top} (scoring.top_n)", severity=check.severity, meta=meta)
         impl = get_expectation_impl(check.type)
         return impl(**kw, severity=check.severity, meta=meta)
     except (GXValidationError, TypeError, ValueError, KeyError) as exc:
@@ -368,6 +382,10 @@ def _describe(check: Check, rows: list[dict]) -> str:
         return "; ".join(f"{r['customer_id']} {r['product_code']}: product "
                          f"{'unrated' if r['product_risk_level'] in (None, 'None') else 'R' + str(r['product_risk_level'])}"
                          f", customer {_risk(r['customer_risk_level'])}" for r in shown)
+    if check.type == RANKS_WITHIN_TOP_N:
+        shown = sorted(rows, key=lambda r: (str(r["customer_id"]), str(r["product_code"])))[:3]
+        return f"top_n {kw.get('top_n')}: " + "; ".join(
+            f"{r['customer_id']} {r['product_code']} rank {r['rank']}" for r in shown)
     return ""
 
 
@@ -825,6 +843,11 @@ def prepare_gold_check(spark: SparkSession, settings: Settings, check: Check, pa
         scoring = getattr(settings, "scoring", None)
         top = scoring.suitability.unassessed_max_risk if scoring is not None else "R2"
         kw |= {"customers_view": cust, "products_view": prod, "unassessed_max_risk": risk_number(top)}
+    elif check.type == RANKS_WITHIN_TOP_N:
+        scoring = getattr(settings, "scoring", None)
+        if scoring is None:
+            return check, "no scoring block in conf/scoring.yaml (top_n unknown)"
+        kw["top_n"] = scoring.top_n
     return replace(check, kwargs=kw), None
 
 

@@ -7,12 +7,20 @@ Everything runs in the engine; only small counts come back to the driver:
 2. eligibility and suitability (:mod:`models.scoring`) as column expressions: each
    candidate gets its first failing rule, counted by reason for the run summary;
 3. eligible candidates scored by the ``champion`` booster in ``mapInArrow`` (the model
-   travels as a string in the closure; :func:`models.frame.matrix` builds its input);
-4. rank per customer with a window (score desc, product code), keep the top N (conf);
+   travels as a string in the closure; :func:`models.frame.matrix` builds its input): the
+   ``raw_score``;
+4. rank per customer with a window (raw score desc, product code), keep the top N (conf
+   ``scoring.top_n``);
 5. reasons for the top-N rows: exact ``pred_contrib`` on a bounded sample of them gives
    each templated feature's effect per product; every row then gets its reason codes and
    zh/en text by lookup in ``mapInArrow`` (:mod:`models.scoring`), reading the templated
-   features only.
+   features only;
+6. ``score``: the probability of adopting the product within the training horizon, the
+   champion's calibration map (isotonic breakpoints fitted on its out-of-time snapshot,
+   :mod:`models.calibration`, verified with the champion by :mod:`models.registry`)
+   applied to ``raw_score`` as a column expression. A champion registered without a map
+   is not guessed at: ``score`` is null, the reason is logged and in the run summary
+   (``calibration``), ``raw_score`` and the ranks are as usual.
 
 Candidates are narrow (keys, pair features, the few profile columns the rules read); the
 model's other features are joined from the profile where they are scored.
@@ -26,7 +34,7 @@ import logging
 from datetime import date
 
 import numpy as np
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
@@ -38,6 +46,7 @@ from features.candidates import (account_history, candidates, held_products, his
 from features.profile import AsOf
 from jobs import silver
 from models import scoring as rules
+from models.calibration import calibrated
 from models.frame import FeatureSpec, matrix
 from models.training import customer_bucket, score_in_engine, scratch
 
@@ -48,7 +57,8 @@ RECOMMENDATIONS_SCHEMA = T.StructType([
     T.StructField("as_of_date", T.DateType()),
     T.StructField("rank", T.IntegerType()),
     T.StructField("product_code", T.StringType()),
-    T.StructField("score", T.DoubleType()),
+    T.StructField("score", T.DoubleType()),      # calibrated adoption probability; null: no calibration
+    T.StructField("raw_score", T.DoubleType()),  # the model's own score (ranks follow it)
     T.StructField("reason_codes", T.ArrayType(T.StringType())),
     T.StructField("reason_text_zh", T.StringType()),
     T.StructField("reason_text_en", T.StringType()),
@@ -198,9 +208,9 @@ def predict(df: DataFrame, champion, keys: list[str], out: str = "score", predic
     return score_in_engine(df, {out: (champion.booster.model_to_string(), champion.spec)}, keys, prediction)
 
 
-def rank_top(scored: DataFrame, top_n: int) -> DataFrame:
-    """``rank`` per customer (score desc, ties by product code), the first ``top_n``."""
-    w = Window.partitionBy("customer_id").orderBy(F.col("score").desc(), F.col("product_code"))
+def rank_top(scored: DataFrame, top_n: int, score: str = "score") -> DataFrame:
+    """``rank`` per customer (``score`` desc, ties by product code), the first ``top_n``."""
+    w = Window.partitionBy("customer_id").orderBy(F.col(score).desc(), F.col("product_code"))
     return scored.withColumn("rank", F.row_number().over(w).cast("int")).where(F.col("rank") <= top_n)
 
 
@@ -249,14 +259,14 @@ def explain_top(top: DataFrame, champion, reasons: dict, effects: dict) -> DataF
     """Reason codes and zh/en text for the top-N rows (:func:`models.scoring.explain_rows`
     in ``mapInArrow``, ``effects`` from :func:`reason_effects_of`).
 
-    ``top``: customer_id, product_code, rank, score and the templated feature columns
+    ``top``: customer_id, product_code, rank, raw_score and the templated feature columns
     (:func:`reason_features`).
     """
     features, requires = reason_features(champion, reasons)
     sub = _reason_spec(champion.spec, features)
     categorical = [f in sub.categorical for f in features]
     sub_json = sub.to_json()
-    schema = ("customer_id string, product_code string, rank int, score double, reason_codes array<string>, "
+    schema = ("customer_id string, product_code string, rank int, raw_score double, reason_codes array<string>, "
               "reason_text_zh string, reason_text_en string")
     templates, generic = reasons["templates"], reasons["generic"]
     k, floor = reasons["per_recommendation"], reasons["min_contribution"]
@@ -277,12 +287,12 @@ def explain_top(top: DataFrame, champion, reasons: dict, effects: dict) -> DataF
                                generic, k, floor)
             yield pa.RecordBatch.from_arrays(
                 [batch.column("customer_id"), batch.column("product_code"), batch.column("rank").cast(pa.int32()),
-                 batch.column("score").cast(pa.float64()), pa.array([o[0] for o in out], pa.list_(pa.string())),
+                 batch.column("raw_score").cast(pa.float64()), pa.array([o[0] for o in out], pa.list_(pa.string())),
                  pa.array([o[1] for o in out], pa.string()), pa.array([o[2] for o in out], pa.string())],
-                names=["customer_id", "product_code", "rank", "score", "reason_codes", "reason_text_zh",
+                names=["customer_id", "product_code", "rank", "raw_score", "reason_codes", "reason_text_zh",
                        "reason_text_en"])
 
-    cols = ["customer_id", "product_code", "rank", "score"] + [f for f in features if f in top.columns]
+    cols = ["customer_id", "product_code", "rank", "raw_score"] + [f for f in features if f in top.columns]
     return top.select(*dict.fromkeys(cols)).mapInArrow(why, schema)
 
 
@@ -296,14 +306,15 @@ def reasons_conf(conf: Scoring) -> dict:
 def recommendations(annotated: DataFrame, profile: DataFrame, champion, conf: Scoring, as_of: date,
                     sc=None, prediction=None) -> DataFrame:
     """The ``gold/recommendations`` rows of as_of (not written): the eligible candidates of
-    ``annotated`` with the model's features from ``profile``, scored, ranked, the top
-    ``conf.top_n`` explained. With ``sc`` (a scratch space) the ranked rows are
+    ``annotated`` with the model's features from ``profile``, scored (``raw_score``), ranked
+    by it, the top ``conf.top_n`` explained, ``score`` calibrated (:func:`adoption_probability`).
+    With ``sc`` (a scratch space) the ranked rows are
     materialised once there (counted, sampled and explained). ``prediction``: see
     :func:`predict`."""
     eligible = annotated.where(F.col("exclusion_reason").isNull())
     spec_columns = list(champion.spec.columns)
     top = rank_top(predict(with_profile(eligible, profile, ["customer_id"], spec_columns), champion, KEYS,
-                           prediction=prediction), conf.top_n)
+                           "raw_score", prediction), conf.top_n, "raw_score")
     if sc is not None:
         top = sc.write(top, "top")
     reasons = reasons_conf(conf)
@@ -321,8 +332,17 @@ def recommendations(annotated: DataFrame, profile: DataFrame, champion, conf: Sc
     log.info("reason effects from the recommendations of customer buckets < %d/1000 (%d recommendations)", rate, n)
     explained = explain_top(with_features(top, reason_features(champion, reasons)[0]), champion, reasons, effects)
     return explained.select(
-        "customer_id", F.lit(as_of.isoformat()).cast("date").alias("as_of_date"), "rank", "product_code", "score",
-        "reason_codes", "reason_text_zh", "reason_text_en", F.lit(str(champion.version)).alias("model_version"))
+        "customer_id", F.lit(as_of.isoformat()).cast("date").alias("as_of_date"), "rank", "product_code",
+        adoption_probability(F.col("raw_score"), champion).alias("score"), "raw_score", "reason_codes",
+        "reason_text_zh", "reason_text_en", F.lit(str(champion.version)).alias("model_version"))
+
+
+def adoption_probability(raw_score: Column, champion) -> Column:
+    """The calibrated probability of adoption within the horizon for ``raw_score``: the
+    champion's calibration map (:func:`models.calibration.calibrated`), or null when it has
+    none (registered before calibration: no map is guessed)."""
+    cal = getattr(champion, "calibration", None)
+    return calibrated(raw_score, cal) if cal is not None else F.lit(None).cast("double")
 
 
 def attrition(profile: DataFrame, champion, conf: Scoring, as_of: date, prediction=None) -> DataFrame:
@@ -357,6 +377,14 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> 
         log.warning("score skipped: %s", why)
         return {"skipped": f"{why} (train a model: `c360 run --steps train` or the c360_train DAG)",
                 "attrition": _score_attrition(spark, settings, profile, conf, attrition_name, as_of)}
+    if champion.calibration is None:
+        calibration = (f"none: {champion.calibration_missing}; score is null, raw_score and ranks as usual "
+                       "(retrain to get calibrated scores)")
+        log.warning("recommendations of %s are not calibrated: %s", as_of, calibration)
+    else:
+        calibration = (f"isotonic map of model {nbp_name} version {champion.version} "
+                       f"({len(champion.calibration.x)} breakpoints, fitted on the OOT snapshot "
+                       f"{champion.calibration.fitted_on.get('oot_snapshot', '?')})")
 
     step("score candidates", 0)
     recs_path = lake.table_path(settings.lake, "gold", "recommendations")
@@ -383,7 +411,7 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> 
     step("score", 4)
     return {
         "model": nbp_name, "model_version": str(champion.version), "model_kind": champion.kind,
-        "top_n": conf.top_n, **counts,
+        "top_n": conf.top_n, "calibration": calibration, **counts,
         "recommendations": int(summary["n"] or 0),
         "customers_with_recommendation": int(summary["customers"] or 0),
         "customers_without_recommendation": counts["customers"] - int(summary["customers"] or 0),

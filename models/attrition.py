@@ -16,7 +16,6 @@ import time
 from datetime import date
 from pathlib import Path
 
-import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -25,7 +24,7 @@ from c360.settings import Settings
 from features.candidates import attrition_label, month_end_snapshots
 from models import registry, training
 from models.frame import prepare
-from models.metrics import auc
+from models.metrics import auc, calibration, reliability_chart
 
 log = logging.getLogger(__name__)
 
@@ -48,41 +47,6 @@ def snapshot_rows(profile: DataFrame, tables: dict, snapshot: date, horizon_days
                              tables.get("events"), bank_timezone)
     return pop.join(labels, "customer_id").drop("as_of_date") \
         .withColumn("snapshot_date", F.lit(snapshot.isoformat()).cast("date"))
-
-
-def calibration(scored: DataFrame, bins: int, score: str = "score") -> tuple[pd.DataFrame, float, float]:
-    """(reliability table per score bin, Brier score, expected calibration error), in the engine."""
-    b = F.least(F.floor(F.col(score) * bins), F.lit(bins - 1)).cast("int")
-    table = scored.withColumn("bin", b).groupBy("bin").agg(
-        F.count(F.lit(1)).alias("customers"), F.avg(score).alias("mean_predicted"),
-        F.avg("label").alias("observed_rate")).orderBy("bin").toPandas()
-    brier = scored.agg(F.avg((F.col(score) - F.col("label")) ** 2).alias("b")).first()["b"]
-    n = table["customers"].sum()
-    ece = float(((table["customers"] / n) * (table["observed_rate"] - table["mean_predicted"]).abs()).sum()) if n else 0.0
-    table.insert(1, "from", table["bin"] / bins)
-    table.insert(2, "to", (table["bin"] + 1) / bins)
-    return table, float(brier or 0.0), ece
-
-
-def reliability_chart(table: pd.DataFrame, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(6, 7), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
-    ax.plot([0, 1], [0, 1], ls="--", color="grey", label="perfectly calibrated")
-    ax.plot(table["mean_predicted"], table["observed_rate"], marker="o", color="#b5443b", label="model")
-    ax.set_ylabel("observed attrition rate")
-    ax.set_title(title)
-    ax.legend(loc="upper left")
-    ax2.bar((table["from"] + table["to"]) / 2, table["customers"], width=(table["to"] - table["from"]) * 0.9,
-            color="#3b6ea5")
-    ax2.set_xlabel("predicted probability")
-    ax2.set_ylabel("customers")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, progress=None) -> dict:
@@ -171,7 +135,7 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
         }
         def artifacts(d: Path) -> None:
             csvsafe.write_frame(table, d / "calibration.csv")
-            reliability_chart(table, d / "reliability.png",
+            reliability_chart(table, d / "reliability.png", "observed attrition rate",
                               f"attrition risk, OOT {oot}: AUC {oot_auc or float('nan'):.3f}, ECE {ece:.3f}")
             h = training.html_table
             rows_ = [{"model": "LightGBM binary", "auc": oot_auc, "brier_score": brier,

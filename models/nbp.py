@@ -15,7 +15,14 @@ queries with an adoption, the others carry no gradient) and ``binary`` (pooled
 negatives weighted back). Both are scored in the engine on every candidate of the OOT
 snapshot's customers, at most ``oot_max_customers`` of them (whole customer hash buckets,
 :func:`oot_customer_rate`); the one with the higher OOT ``map_at_7`` is logged and
-registered, and the registry gate decides whether it becomes ``champion``.
+registered, and the registry gate decides whether it becomes ``champion``. MAP@3 (the
+short list of the CRM export) is reported beside it.
+
+The winner's raw score is then calibrated on the same OOT rows (:func:`calibrate`,
+:mod:`models.calibration`): the isotonic map to the probability of an adoption within the
+horizon is logged as ``calibration.json`` with the version (its hash checked with the
+champion, :mod:`models.registry`), with the expected calibration error of the calibrated
+scores and a reliability chart.
 
 Only narrow candidate pairs are materialised (:func:`snapshot_candidates`); the customer
 360 columns are joined to the training sample and to the OOT rows being scored.
@@ -39,8 +46,11 @@ from features.candidates import (account_history, adoptions, candidates, held_pa
                                  product_signals, with_profile)
 from features.profile import AsOf
 from models import registry, training
+from models.calibration import ARTIFACT as CALIBRATION_ARTIFACT
+from models.calibration import Calibration, calibrated, fit_points, score_points
 from models.frame import FeatureSpec, prepare
-from models.metrics import K, auc_by_group, coverage, popularity_scores, ranked, ranking_metrics
+from models.metrics import (K, auc_by_group, calibration, coverage, popularity_scores, ranked, ranking_metrics,
+                            reliability_chart)
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +248,36 @@ def per_product_table(scored: DataFrame, score: str) -> pd.DataFrame:
     return rows.sort_values("product_code").reset_index(drop=True)
 
 
+def calibrate(scored: DataFrame, score: str, bins: int, fitted_on: dict) -> tuple[Calibration, dict, pd.DataFrame]:
+    """The isotonic map from raw ``score`` to the adoption probability, fitted on every
+    scored OOT row (:func:`models.calibration.score_points`, :func:`~models.calibration.fit_points`),
+    and how well it calibrates: (map, metrics, reliability table).
+
+    The map's fit on its own rows flatters it, so the reported ``calibration_ece`` and
+    ``calibration_brier`` are cross-fitted: the OOT customers are split by the parity of
+    their hash bucket, and each half is calibrated by the map fitted on the other half
+    (the reliability table is of those scores, ``bins`` bins). The in-sample figures are
+    reported too; without two non-empty halves the cross-fit figures are the in-sample ones.
+    """
+    raw = F.col(score)
+    half = training.customer_bucket() % 2
+    cal = fit_points(score_points(scored, score), fitted_on)
+    in_sample = scored.withColumn("_calibrated", calibrated(raw, cal))
+    _, brier_in, ece_in = calibration(in_sample, bins, "_calibrated", unit="candidates")
+    points = {h: score_points(scored.where(half == h), score) for h in (0, 1)}
+    crossed = None
+    if all(len(p) for p in points.values()):
+        maps = {h: fit_points(p) for h, p in points.items()}
+        crossed = scored.withColumn("_calibrated", F.when(half == 0, calibrated(raw, maps[1]))
+                                    .otherwise(calibrated(raw, maps[0])))
+    table, brier, ece = calibration(crossed if crossed is not None else in_sample, bins, "_calibrated",
+                                    unit="candidates")
+    metrics = {"calibration_ece": ece, "calibration_brier": brier, "calibration_ece_in_sample": ece_in,
+               "calibration_brier_in_sample": brier_in, "calibration_breakpoints": len(cal.x),
+               "calibration_cross_fitted": 1.0 if crossed is not None else 0.0}
+    return cal, metrics, table
+
+
 # ---------------------------------------------------------------------------- training
 
 def _fit(kind: str, pdf: pd.DataFrame, spec: FeatureSpec, conf, seed: int, threads: int = 1):
@@ -328,12 +368,22 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
         products = per_product_table(scored, f"score_{winner}")
         timings["evaluate_s"] = time.time() - t
 
+        # ---- calibration of the winner's raw score on the OOT rows (data: breakpoints)
+        t = time.time()
+        fitted_on = {"oot_snapshot": oot.isoformat(), "horizon_days": conf.horizon_days, "model_kind": winner,
+                     "customers": by_kind[winner]["customers"], "score": "raw score of the registered model"}
+        cal, cal_metrics, cal_table = calibrate(scored, f"score_{winner}", conf.calibration_bins, fitted_on)
+        cal_text = cal.to_json()
+        timings["calibrate_s"] = time.time() - t
+
         # ---- MLflow: one run, the winner logged and registered, then the gate
         t = time.time()
         training.step(progress, "train nbp log", 3, 4)
         booster = fitted[winner]
         win = by_kind[winner]
-        metrics = {k: win[k] for k in ("map_at_7", "ndcg_at_7", "precision_at_3", "recall_at_7", "coverage")}
+        metrics = {k: win[k] for k in ("map_at_7", "map_at_3", "ndcg_at_7", "precision_at_3", "recall_at_7",
+                                       "coverage")}
+        metrics |= cal_metrics
         metrics |= {f"{kind}_{k}": v for kind, mk in by_kind.items() for k, v in mk.items()}
         metrics |= base
         metrics |= {f"auc_{training.metric_name(r.product_code)}": r.auc for r in products.itertuples()
@@ -367,18 +417,28 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
             "train_population_rows": info.population_rows, "train_population_positives": info.population_positives,
             "segment_baseline_grouping": grouping, "seed": m.seed, "n_features": len(spec.columns),
             "promotion_margin": conf.promotion_margin,
+            "calibration": "isotonic regression of OOT adoptions on the raw score (calibration.json)",
+            "calibration_bins": conf.calibration_bins,
             **{f"{winner}_{k}": v for k, v in (conf.ranker if winner == "ranker" else conf.binary).as_kwargs().items()},
         }
         def artifacts(d: Path) -> None:
             csvsafe.write_frame(products, d / "per_product.csv")
+            (d / CALIBRATION_ARTIFACT).write_text(cal_text, encoding="utf-8")
+            csvsafe.write_frame(cal_table, d / "calibration.csv")
+            reliability_chart(cal_table, d / "reliability.png", f"adoption rate within {conf.horizon_days} days",
+                              f"next best product ({winner}), OOT {oot}: ECE {cal_metrics['calibration_ece']:.3f} "
+                              "(cross-fitted)", unit="candidates")
             (d / "evaluation_report.html").write_text(
-                _report(as_of, winner, by_kind, base, grouping, champion, champion_map, products, description),
+                _report(as_of, winner, by_kind, base, grouping, champion, champion_map, products, description,
+                        (cal_metrics, cal_table)),
                 encoding="utf-8")
 
         version, run_id = training.log_training_run(
             settings, conf.experiment, f"nbp-{as_of.isoformat()}-{winner}", EXPERIMENT_TAGS, params, metrics,
             description, spec, booster, example, conf.registered_model, winner, f"next best product ({winner})",
             artifacts)
+        with registry.mlflow_session(settings) as client:  # before the gate: a champion has its map
+            registry.hash_calibration(client, conf.registered_model, version, cal_text)
         gate = registry.apply_gate(settings, conf.registered_model, version, "map_at_7", win["map_at_7"],
                                    base["baseline_popularity_map_at_7"], conf.promotion_margin,
                                    champion_metric=champion_map)
@@ -388,9 +448,14 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
     return {
         "model": conf.registered_model, "kind": winner, "version": version, "run_id": run_id,
         "promoted": gate.promoted, "aliases": gate.aliases, "previous_champion": gate.previous_champion,
-        "map_at_7": win["map_at_7"], "ndcg_at_7": win["ndcg_at_7"], "precision_at_3": win["precision_at_3"],
+        "map_at_7": win["map_at_7"], "map_at_3": win["map_at_3"], "ndcg_at_7": win["ndcg_at_7"],
+        "precision_at_3": win["precision_at_3"],
         "recall_at_7": win["recall_at_7"], "coverage": win["coverage"],
         "map_at_7_by_kind": {k: v["map_at_7"] for k, v in by_kind.items()},
+        "map_at_3_by_kind": {k: v["map_at_3"] for k, v in by_kind.items()},
+        "calibration_ece": cal_metrics["calibration_ece"],
+        "calibration_ece_in_sample": cal_metrics["calibration_ece_in_sample"],
+        "calibration_breakpoints": len(cal.x),
         "champion_map_at_7": gate.new_metric if gate.promoted else gate.champion_metric,
         "previous_champion_map_at_7": champion_map,
         "baseline_popularity_map_at_7": base["baseline_popularity_map_at_7"],
@@ -403,15 +468,16 @@ def train(spark: SparkSession, settings: Settings, tables: dict, as_of: date, pr
     }
 
 
-def _report(as_of, winner, by_kind, base, grouping, champion, champion_map, products, description) -> str:
+def _report(as_of, winner, by_kind, base, grouping, champion, champion_map, products, description,
+            calibrated_scores=None) -> str:
     h = training.html_table
-    keys = ("map_at_7", "ndcg_at_7", "precision_at_3", "recall_at_7", "coverage", "customers",
+    keys = ("map_at_7", "map_at_3", "ndcg_at_7", "precision_at_3", "recall_at_7", "coverage", "customers",
             "customers_with_positive")
     rows = [{"model": f"LightGBM {k}" + (" (kept)" if k == winner else ""), **{c: v.get(c) for c in keys}}
             for k, v in by_kind.items()]
     for name, label_ in (("popularity", "baseline: popularity"),
                          ("segment_popularity", f"baseline: popularity within {grouping}")):
-        rows.append({"model": label_, **{c: base.get(f"baseline_{name}_{c}") for c in keys[:4]}})
+        rows.append({"model": label_, **{c: base.get(f"baseline_{name}_{c}") for c in keys[:5]}})
     if champion is not None:
         rows.append({"model": f"current champion v{champion.version} ({champion.kind})", "map_at_7": champion_map})
     sample = description["sample"]
@@ -428,4 +494,12 @@ def _report(as_of, winner, by_kind, base, grouping, champion, champion_map, prod
          + h(description["per_snapshot"])),
         ("Per product (OOT)", h(products)),
     ]
-    return training.html_report("Next best product: training report", sections, ["feature_importance.png"])
+    images = ["feature_importance.png"]
+    if calibrated_scores is not None:
+        cm, table = calibrated_scores
+        sections.append(("Calibration (OOT)", f"<p>Isotonic map of the raw score to the adoption probability "
+                         f"({cm['calibration_breakpoints']} breakpoints, calibration.json). Expected calibration error "
+                         f"{cm['calibration_ece']:.4f} cross-fitted (each half of the customers calibrated by the map "
+                         f"of the other half), {cm['calibration_ece_in_sample']:.4f} in sample.</p>" + h(table)))
+        images.append("reliability.png")
+    return training.html_report("Next best product: training report", sections, images)

@@ -20,6 +20,14 @@ version is registered, the SHA-256 of its model text is recorded as the version'
 ``model_sha256`` (:func:`hash_model_version`); :func:`load_champion` refuses a champion
 whose stored text no longer has that hash, or that has none.
 
+A next-best-product version also carries its calibration map (:mod:`models.calibration`:
+isotonic breakpoints fitted on the out-of-time snapshot), the run artifact
+``calibration.json``, whose SHA-256 is recorded as the version's tag ``calibration_sha256``
+(:func:`hash_calibration`). :func:`load_champion` parses it as JSON breakpoints (never as
+code) and refuses the champion when the artifact no longer has that hash or is not a
+monotone map within [0, 1]; a version without the tag (registered before calibration
+existed, or an attrition model) is loaded with ``calibration`` None and the reason.
+
 MLflow keeps the tracking URI in a process global *and* in ``os.environ``; every function
 here sets it only for its own duration (:func:`mlflow_session`) and restores both after, so
 two lakes in one process (tests) never mix.
@@ -47,6 +55,7 @@ if TYPE_CHECKING:  # heavy imports stay lazy: `import models.registry` must be c
     from mlflow.entities.model_registry import ModelVersion
 
     from c360.settings import Settings
+    from models.calibration import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +65,8 @@ SPEC_ARTIFACT = "feature_spec.json"
 KIND_TAG = "kind"           # model version tag: "ranker" | "binary"
 METRIC_TAG = "gate_metric"  # model version tag: the metric the gate compared
 MODEL_HASH_TAG = "model_sha256"  # model version tag: SHA-256 of its model text, recorded at registration
+CALIBRATION_HASH_TAG = "calibration_sha256"  # model version tag: SHA-256 of its run's calibration.json
+CALIBRATION_ARTIFACT = "calibration.json"    # models.calibration.ARTIFACT (imported lazily: it needs Spark)
 MODEL_FILE = "model.lgb"    # the model text in MLflow's lightgbm flavour of a Booster
 BOOSTER_CLASS = "lightgbm.basic.Booster"
 
@@ -80,6 +91,8 @@ class ChampionModel:
     name: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     sha256: str = ""  # of the model text, as recorded at registration
+    calibration: Calibration | None = None  # raw score -> adoption probability (models.calibration)
+    calibration_missing: str = ""  # why ``calibration`` is None
 
 
 # ---------------------------------------------------------------------------- the gate
@@ -283,6 +296,61 @@ def hash_model_version(client: "MlflowClient", name: str, version: str, expected
     return digest
 
 
+def _run_artifact(client: "MlflowClient", run_id: str, path: str) -> bytes | None:
+    """The bytes of run artifact ``path``, None when the run has no such artifact."""
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            return Path(client.download_artifacts(run_id, path, tmp)).read_bytes()
+        except (MlflowException, OSError):
+            return None
+
+
+def hash_calibration(client: "MlflowClient", name: str, version: str, expected_text: str) -> str:
+    """Record the SHA-256 of the calibration map stored with ``version`` (its run's
+    ``calibration.json``) as the version's tag ``calibration_sha256`` and return it; the
+    stored map must be exactly ``expected_text`` (the map just logged), a valid map
+    (:meth:`models.calibration.Calibration.from_json`); :class:`ModelRefusedError` otherwise."""
+    from models.calibration import Calibration
+
+    mv = client.get_model_version(name, str(version))
+    data = _run_artifact(client, mv.run_id, CALIBRATION_ARTIFACT) if mv.run_id else None
+    if data is None or data != expected_text.encode("utf-8"):
+        raise ModelRefusedError(f"model {name} version {version}: refused, its stored {CALIBRATION_ARTIFACT} is "
+                                "not the calibration that was logged")
+    Calibration.from_json(expected_text)
+    digest = hashlib.sha256(data).hexdigest()
+    client.set_model_version_tag(name, str(version), CALIBRATION_HASH_TAG, digest)
+    return digest
+
+
+def load_calibration(client: "MlflowClient", name: str, mv: "ModelVersion") -> tuple[Calibration | None, str]:
+    """(calibration map of version ``mv``, "") after checking it against its recorded hash, or
+    (None, why) when the version has no ``calibration_sha256`` tag; :class:`ModelRefusedError`
+    when the tag is there and the artifact is missing, changed or not a valid map."""
+    from models.calibration import Calibration, CalibrationError
+
+    version, recorded = str(mv.version), (mv.tags or {}).get(CALIBRATION_HASH_TAG)
+    if not recorded:
+        return None, (f"model {name} version {version} has no calibration (no {CALIBRATION_HASH_TAG} tag: "
+                      "registered before calibrated scores, or not a next-best-product model)")
+    data = _run_artifact(client, mv.run_id, CALIBRATION_ARTIFACT) if mv.run_id else None
+    if data is None:
+        raise ModelRefusedError(f"model {name} version {version}: refused, its {CALIBRATION_ARTIFACT} "
+                                f"(hash recorded as {CALIBRATION_HASH_TAG}) is missing")
+    digest = hashlib.sha256(data).hexdigest()
+    if not hmac.compare_digest(digest, str(recorded)):
+        raise ModelRefusedError(
+            f"model {name} version {version}: refused, the SHA-256 of its {CALIBRATION_ARTIFACT} ({digest[:12]}...) "
+            f"is not the one recorded at registration ({str(recorded)[:12]}...): the calibration was changed")
+    try:
+        return Calibration.from_json(data.decode("utf-8")), ""
+    except (UnicodeDecodeError, CalibrationError) as exc:
+        raise ModelRefusedError(f"model {name} version {version}: refused, its {CALIBRATION_ARTIFACT} is not a "
+                                f"calibration map ({exc})") from exc
+
+
 def record_model_hash(settings: "Settings", name: str, version: str) -> str:
     """:func:`hash_model_version` for a version registered without a hash (by hand, or before
     hashes were recorded): whoever runs it vouches for the stored model text."""
@@ -294,7 +362,8 @@ def load_champion(settings: "Settings", name: str) -> ChampionModel:
     """The ``champion`` version of registered model ``name``: booster, feature spec, kind.
 
     The booster is parsed by LightGBM from the version's model text, whose SHA-256 must be
-    the one recorded at registration. Raises :class:`NoChampionError` (naming the model)
+    the one recorded at registration; so must its calibration map's, when it has one
+    (:func:`load_calibration`). Raises :class:`NoChampionError` (naming the model)
     when there is none, :class:`ModelRefusedError` (naming model and version, and why) when
     it is not a LightGBM text model, has no recorded hash or no longer matches it.
     """
@@ -325,10 +394,12 @@ def load_champion(settings: "Settings", name: str) -> ChampionModel:
         with tempfile.TemporaryDirectory() as tmp:
             path = client.download_artifacts(mv.run_id, SPEC_ARTIFACT, tmp)
             spec = FeatureSpec.from_json(Path(path).read_text(encoding="utf-8"))
+        calibration, missing = load_calibration(client, name, mv)
         run = client.get_run(mv.run_id)
         kind = (mv.tags or {}).get(KIND_TAG) or run.data.params.get("model_kind") or "binary"
         return ChampionModel(booster=booster, spec=spec, version=version, kind=kind, run_id=mv.run_id,
-                             name=name, metrics=dict(run.data.metrics), sha256=digest)
+                             name=name, metrics=dict(run.data.metrics), sha256=digest, calibration=calibration,
+                             calibration_missing=missing)
 
 
 def champion_or_none(settings: "Settings", name: str) -> ChampionModel | None:
@@ -360,6 +431,7 @@ def describe(settings: "Settings", name: str) -> dict[str, Any]:
 
 
 __all__ = ["ChampionModel", "NoChampionError", "ModelRefusedError", "GateResult", "promote", "hash_model_version",
+           "hash_calibration", "load_calibration",
            "record_model_hash", "tracking_uri", "artifact_root",
            "mlflow_session", "ensure_experiment", "apply_gate", "load_champion", "champion_or_none", "aliases",
            "describe"]

@@ -29,13 +29,20 @@ def local(d: date, hour: int = 12) -> datetime:
 CONSENT = {"C1": (True, True), "C2": (True, True), "C3": (False, False), "C4": (True, True)}
 RECS = {
     D1: [("C1", 1, "SV", 0.9), ("C1", 2, "BF", 0.5), ("C2", 1, "CA", 0.7), ("C3", 1, "SV", 0.8),
-         ("C4", 1, "CC", 0.6)],
+         ("C4", 1, "CC", 0.6),
+         ("C2", 4, "SV", 0.3)],                         # rank 4: kept in gold, not exported (top 3)
     D2: [("C1", 1, "SV", 0.9),                          # unchanged
          ("C1", 2, "EF", 0.4),                          # new (BF withdrawn)
          ("C2", 1, "CA", 0.75),                         # score changed
          ("C3", 1, "SV", 0.8),                          # no consent: never exported
-         ("C4", 1, "SV", 0.65), ("C4", 2, "CC", 0.6)],  # SV new, CC rank changed
+         ("C4", 1, "SV", 0.65), ("C4", 2, "CC", 0.6),   # SV new, CC rank changed
+         ("C1", 4, "CC", 0.1)],                         # rank 4: not exported
 }
+
+
+def raw(score: float) -> float:
+    """The model's raw score of a recommendation (any scale; here 4 * score - 2)."""
+    return round(4 * score - 2, 6)
 CATALOG = [("CA", "借记卡活期账户", "current_account", "R1", 16, 120, True),
            ("SV", "智能活期宝", "savings", "R1", 18, 120, True),
            ("BF", "稳利债券基金", "fund", "R3", 18, 80, True),
@@ -60,10 +67,10 @@ def write_world(spark, s) -> None:
         lake.write_partition(spark.createDataFrame(rows, "customer_id string, as_of_date date, "
                                                          "marketing_consent boolean, age bigint, risk_tolerance string"),
                              c360, "as_of_date", export.partition(d))
-        rows = [(c, d, r, p, sc, f"理由{p}", f"reason, {p}", "3") for c, r, p, sc in RECS[d]]
+        rows = [(c, d, r, p, sc, raw(sc), f"理由{p}", f"reason, {p}", "3") for c, r, p, sc in RECS[d]]
         df = spark.createDataFrame(rows, "customer_id string, as_of_date date, rank int, product_code string, "
-                                         "score double, reason_text_zh string, reason_text_en string, "
-                                         "model_version string") \
+                                         "score double, raw_score double, reason_text_zh string, "
+                                         "reason_text_en string, model_version string") \
             .withColumn("reason_codes", F.array(F.lit("views_product_90d")))
         lake.write_partition(df, recs, "as_of_date", export.partition(d), schema=RECOMMENDATIONS_SCHEMA)
     lake.write_partition(spark.createDataFrame([("C1", D2, 2, "gold"), ("C4", D2, 1, "mass")],
@@ -122,7 +129,7 @@ def test_export_files_and_consent_filter(exported):
         ("C1", "1", "SV"), ("C1", "2", "EF"), ("C2", "1", "CA"), ("C4", "1", "SV"), ("C4", "2", "CC")]
     assert "C3" not in text  # no marketing consent: never exported
     assert rows[0] == {"customer_id": "C1", "product_code": "SV", "product_name": "智能活期宝", "rank": "1",
-                       "score": "0.9", "reason_text_zh": "理由SV", "reason_text_en": "reason, SV", "persona": "2",
+                       "score": "0.9", "raw_score": "1.6", "reason_text_zh": "理由SV", "reason_text_en": "reason, SV", "persona": "2",
                        "value_tier": "gold", "valid_until": "2026-07-30"}
     assert rows[2]["persona"] == "" and rows[2]["value_tier"] == ""  # no segment row: null
     assert rows[4]["product_name"] == "标准信用卡, 白金"  # quoted, round-trips
@@ -130,7 +137,12 @@ def test_export_files_and_consent_filter(exported):
     assert table.column_names == export.EXPORT_COLUMNS and table.num_rows == 5
     assert table.column("customer_id").to_pylist() == ["C1", "C1", "C2", "C4", "C4"]
     assert table.column("valid_until").to_pylist()[0] == date(2026, 7, 30)
+    assert table.column("raw_score").to_pylist() == [raw(0.9), raw(0.4), raw(0.75), raw(0.65), raw(0.6)]
+    # gold keeps C1's rank 4 (CC); the export keeps ranks 1..export.top_n (3)
+    assert exported["settings"].export.top_n == 3 and ("C1", "4", "CC") not in [
+        (r["customer_id"], r["rank"], r["product_code"]) for r in rows]
     assert exported["m2"]["excluded_no_consent"] == 1 and exported["m2"]["rows"] == 5
+    assert exported["m2"]["recommendations"] == 6  # of the top 3 (7 rows in gold)
 
 
 def test_manifest_checksums_match_files(exported):
@@ -141,7 +153,8 @@ def test_manifest_checksums_match_files(exported):
         data = (folder / name).read_bytes()
         assert meta["sha256"] == hashlib.sha256(data).hexdigest() and meta["bytes"] == len(data)
     assert (manifest["as_of"], manifest["row_count"], manifest["model_version"], manifest["schema_version"]) == \
-        (D2.isoformat(), 5, "3", 1)
+        (D2.isoformat(), 5, "3", 2)
+    assert manifest["top_n"] == 3 and manifest["columns"]["recommendations"] == export.EXPORT_COLUMNS
     assert manifest["previous_export"] == D1.isoformat()
     assert manifest["files"]["recommendations.csv"]["rows"] == 5
 
@@ -171,13 +184,24 @@ def test_changes_between_two_exports(exported):
     assert exported["m2"]["changes"] == {"new": 2, "changed": 2, "withdrawn": 1}
 
 
+def test_a_score_becoming_empty_is_a_change(spark):
+    """``score`` is null when the champion had no calibration: a score that becomes (or
+    stops being) empty is a change; two empty scores at the same rank are not."""
+    schema = "customer_id string, product_code string, rank int, score double"
+    prev = spark.createDataFrame([("C1", "SV", 1, 0.5), ("C1", "BF", 2, None), ("C2", "CA", 1, None)], schema)
+    cur = spark.createDataFrame([("C1", "SV", 1, None), ("C1", "BF", 2, None), ("C2", "CA", 1, 0.2)], schema)
+    got = sorted((r.change, r.customer_id, r.product_code) for r in export.changes(cur, prev).collect())
+    assert got == [("changed", "C1", "SV"), ("changed", "C2", "CA")]
+
+
 @pytest.mark.parametrize("layer", ["gold", "marketing"])
 def test_outcomes_of_past_recommendations(spark, exported, layer):
     out = lake.read(spark, lake.table_path(exported["settings"].lake, layer, "recommendation_outcomes"))
     got = {r.product_code: (r.as_of_date, r.persona_id, r.recommended, r.offers_sent, r.converted, r.conversion_rate)
            for r in out.collect()}
     assert got == {
-        "SV": (D1, None, 1, 1, 1, 1.0),    # C1 converted O1; C3 (no consent) not counted; O3 was before
+        "SV": (D1, None, 1, 1, 1, 1.0),    # C1 converted O1; C3 (no consent) and C2 (rank 4: not exported)
+                                           # not counted; O3 was before
         "BF": (D1, None, 1, 1, 0, 0.0),    # declined
         "CA": (D1, None, 1, 0, 0, None),
         "CC": (D1, None, 1, 0, 0, None),   # O5 after the validity window (and after as_of)
@@ -267,6 +291,7 @@ def test_hostile_product_names_reach_the_csv_as_text(settings, spark, tmp_path):
     ``'``; the file reads back with the Parquet copy's row count (no row split), the
     numbers (a negative score) stay numbers, and the Parquet copy keeps the raw values."""
     s = settings.with_paths(landing=tmp_path / "landing", lake=tmp_path / "lake")
+    s = s.model_copy(update={"export": s.export.model_copy(update={"top_n": 7})})  # every hostile name
     d = D2
     lake.write_partition(spark.createDataFrame([("C1", d, True, 40, "R3")], "customer_id string, as_of_date date, "
                                                "marketing_consent boolean, age bigint, risk_tolerance string"),
@@ -275,7 +300,7 @@ def test_hostile_product_names_reach_the_csv_as_text(settings, spark, tmp_path):
     recs = [("C1", d, rank, code, 0.5 - rank / 10, "理由", "-reason, \r", "3") for rank, code in enumerate(codes, 1)]
     df = spark.createDataFrame(recs, "customer_id string, as_of_date date, rank int, product_code string, "
                                      "score double, reason_text_zh string, reason_text_en string, model_version string") \
-        .withColumn("reason_codes", F.array(F.lit("views_product_90d")))
+        .withColumn("reason_codes", F.array(F.lit("views_product_90d"))).withColumn("raw_score", F.col("score") * 2)
     lake.write_partition(df, lake.table_path(s.lake, "gold", "recommendations"), "as_of_date", export.partition(d),
                          schema=RECOMMENDATIONS_SCHEMA)
     lake.overwrite(spark.createDataFrame([(c, n, "fund", "R1", 18, 80, True) for c, n in HOSTILE_NAMES.items()],
@@ -297,7 +322,7 @@ def test_hostile_product_names_reach_the_csv_as_text(settings, spark, tmp_path):
     assert rows[-1]["score"] == "-0.2"  # a negative number stays a number
     changes = read_csv(folder / "changes.csv")
     assert len(changes) == len(HOSTILE_NAMES) and "'=P7" in {r["product_code"] for r in changes}
-    numbers = {"rank", "score", "previous_rank", "previous_score"}
+    numbers = {"rank", "score", "raw_score", "previous_rank", "previous_score"}
     for name in ("recommendations.csv", "changes.csv"):
         for row in read_csv(folder / name):
             text = [v for k, v in row.items() if k not in numbers]

@@ -9,7 +9,8 @@ import pytest
 
 from features.candidates import adoptions, candidates, held_products, label, month_end_snapshots
 from features.profile import AsOf
-from models.metrics import auc, auc_by_group, coverage, per_customer, popularity_scores, ranking_metrics
+from models.metrics import (auc, auc_by_group, calibration, coverage, per_customer, popularity_scores,
+                            ranking_metrics)
 
 
 def scored(spark, rows):
@@ -33,6 +34,31 @@ def test_map_ndcg_precision_recall_by_hand(spark):
     assert m["precision_at_3"] == pytest.approx((2 / 3 + 1 / 3) / 2)
     assert m["recall_at_7"] == pytest.approx(1.0)
     assert (m["customers"], m["customers_with_positive"]) == (3, 2)
+
+
+def test_map_at_3_counts_the_top_three_only_by_hand(spark):
+    df = scored(spark, [
+        # C1: positives ranked 1, 3 and 5 -> AP@3 = (1/1 + 2/3) / min(3, 3); AP@7 adds 3/5
+        ("C1", "A", 0.9, 1), ("C1", "B", 0.8, 0), ("C1", "C", 0.7, 1), ("C1", "D", 0.6, 0), ("C1", "E", 0.5, 1),
+        # C2: one positive ranked 4 -> AP@3 = 0, AP@7 = 1/4
+        ("C2", "A", 0.9, 0), ("C2", "B", 0.8, 0), ("C2", "C", 0.7, 0), ("C2", "D", 0.6, 1),
+        # C3: one positive ranked 2 -> 1/2 for both
+        ("C3", "A", 0.9, 0), ("C3", "B", 0.5, 1),
+    ])
+    m = ranking_metrics(df)
+    assert m["map_at_3"] == pytest.approx(((1 + 2 / 3) / 3 + 0 + 1 / 2) / 3)
+    assert m["map_at_7"] == pytest.approx(((1 + 2 / 3 + 3 / 5) / 3 + 1 / 4 + 1 / 2) / 3)
+
+
+def test_expected_calibration_error_by_hand(spark):
+    df = scored(spark, [("C1", "A", 0.05, 0), ("C2", "A", 0.15, 0), ("C3", "A", 0.15, 1), ("C4", "A", 0.85, 1),
+                        ("C5", "A", 0.95, 1), ("C6", "A", 1.0, 1)])
+    table, brier, ece = calibration(df, 10, unit="candidates")
+    # bins of 0.1: [0, 0.1) 1 row, predicted 0.05, observed 0; [0.1, 0.2) 2 rows, 0.15 vs 0.5;
+    # [0.8, 0.9) 1 row, 0.85 vs 1; [0.9, 1] (1.0 in the last bin) 2 rows, 0.975 vs 1
+    assert table["bin"].tolist() == [0, 1, 8, 9] and table["candidates"].tolist() == [1, 2, 1, 2]
+    assert ece == pytest.approx((1 * 0.05 + 2 * 0.35 + 1 * 0.15 + 2 * 0.025) / 6)
+    assert brier == pytest.approx((0.05 ** 2 + 0.15 ** 2 + 0.85 ** 2 + 0.15 ** 2 + 0.05 ** 2 + 0) / 6)
 
 
 def test_ap_only_counts_the_top_seven(spark):

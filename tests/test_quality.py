@@ -538,10 +538,13 @@ def write_segments(spark, s, day, tiers: dict[str, str]):
     write_gold(spark, s, "customer_segments", day, segments_df(spark, rows), SEGMENTS_SCHEMA)
 
 
-def write_recommendations(spark, s, day, recs: list[tuple[str, str]]):
+def write_recommendations(spark, s, day, recs: list[tuple]):
+    """``recs``: (customer, product), ranked 1 with score 0.5 and raw score 0.2, or
+    (customer, product, rank, score, raw_score)."""
     from jobs.score import RECOMMENDATIONS_SCHEMA
 
-    rows = [(c, day, 1, p, 0.5, ["holds_same_family"], "理由", "reason", "1") for c, p in recs]
+    rows = [(c, day, rank, p, score, raw, ["holds_same_family"], "理由", "reason", "1")
+            for c, p, rank, score, raw in ((*r, 1, 0.5, 0.2) if len(r) == 2 else r for r in recs)]
     write_gold(spark, s, "recommendations", day, spark.createDataFrame(rows, RECOMMENDATIONS_SCHEMA),
                RECOMMENDATIONS_SCHEMA)
 
@@ -702,8 +705,9 @@ def test_recommendation_above_risk_tolerance_is_critical(spark, gold_copy):
     # TD12 (R1) is allowed, unrated CC01 is not. (A new table: Sail cannot replace a partition
     # of the fixture's table with an array column written from Python rows.)
     shutil.rmtree(lake.table_path(s.lake, "gold", "recommendations"))
-    write_recommendations(spark, s, AS_OF, [("C1", "FD05"), ("C1", "TD12"), ("C2", "CC01"), ("C3", "TD12"),
-                                            ("C3", "CC01")])
+    write_recommendations(spark, s, AS_OF, [("C1", "FD05", 1, 0.5, 0.2), ("C1", "TD12", 2, 0.4, 0.1),
+                                            ("C2", "CC01", 1, 0.5, 0.2), ("C3", "TD12", 1, 0.5, 0.2),
+                                            ("C3", "CC01", 2, 0.4, 0.1)])
     with pytest.raises(StepFailed) as excinfo:
         quiet_run(spark, s, "dq_gold", "gold_risk")
     assert gate_error(excinfo) == (
@@ -713,6 +717,33 @@ def test_recommendation_above_risk_tolerance_is_critical(spark, gold_copy):
     assert (row.suite, row.severity, row.unexpected_count) == ("gold/recommendations", "critical", 2)
     assert sorted((r["customer_id"], r["product_code"]) for r in json.loads(row.details)["unexpected_rows"]) == \
         [("C1", "FD05"), ("C3", "CC01")]
+
+
+def test_recommendation_ranks_and_scores_are_critical(spark, gold_copy):
+    """gold/recommendations: ranks within 1..scoring.top_n, one row per (customer, rank) and
+    per (customer, product), score a probability (null allowed: no calibration), raw_score set."""
+    s = with_quality(gold_copy, {"gold": {"customer_360": {"features": FEW_FEATURES}}})
+    s = s.model_copy(update={"scoring": s.scoring.model_copy(update={"top_n": 2})})
+    shutil.rmtree(lake.table_path(s.lake, "gold", "recommendations"))
+    write_recommendations(spark, s, AS_OF, [
+        ("C1", "TD12", 1, None, 0.3),    # no calibration: a null score is fine
+        ("C1", "FD05", 3, 0.1, 0.1),     # rank 3 > top_n 2
+        ("C2", "TD12", 1, 1.2, 2.0),     # not a probability
+        ("C2", "SV01", 1, 0.4, None),    # rank 1 twice; no raw score
+        ("C3", "TD12", 1, 0.5, 0.2), ("C3", "TD12", 2, 0.4, 0.1)])  # the same product twice
+    with pytest.raises(StepFailed):
+        quiet_run(spark, s, "dq_gold", "gold_ranks")
+    failed = {(r.expectation, r.column): r.unexpected_count for r in
+              table(spark, s, "ops", "dq_results").where("run_id = 'gold_ranks' AND NOT success").collect()}
+    assert failed == {("expect_recommendation_ranks_within_top_n", None): 1,
+                      ("expect_compound_columns_to_be_unique", "customer_id,rank"): 2,
+                      ("expect_compound_columns_to_be_unique", "customer_id,product_code"): 2,
+                      ("expect_column_values_to_be_between", "score"): 1,
+                      ("expect_column_values_to_not_be_null", "raw_score"): 1}
+    row = table(spark, s, "ops", "dq_results").where(
+        "run_id = 'gold_ranks' AND expectation = 'expect_recommendation_ranks_within_top_n'").first()
+    assert row.severity == "critical" and json.loads(row.details)["unexpected_rows"] == [
+        {"customer_id": "C1", "product_code": "FD05", "rank": "3"}]
 
 
 def test_key_uniqueness_query_returns_every_row_of_a_repeated_key_and_skips_null_keys(spark):

@@ -274,3 +274,46 @@ def test_the_champion_must_match_the_hash_recorded_when_it_was_registered(regist
     assert record_model_hash(registry_settings, name, version) == hashlib.sha256(
         booster.model_to_string().encode("utf-8")).hexdigest()
     assert load_champion(registry_settings, name).booster.model_to_string() == booster.model_to_string()
+
+
+def test_the_calibration_map_is_verified_with_the_champion(registry_settings, no_env_uri):
+    """A version's calibration.json (isotonic breakpoints) is hashed at registration and
+    checked when the champion is loaded, like its model text; a version without one is
+    loaded with no calibration and the reason."""
+    from urllib.parse import urlparse
+
+    import mlflow
+
+    from models.calibration import fit_isotonic
+    from models.registry import CALIBRATION_HASH_TAG, ModelRefusedError, hash_calibration
+
+    cal = fit_isotonic([-1.0, 0.0, 1.0, 2.0], [0, 1, 0, 1])
+    text = cal.to_json()
+    name = "nbp_calibrated_test"
+    version = _log_version(registry_settings, name, 0.2, seed=11)
+    assert apply_gate(registry_settings, name, version, "map_at_7", 0.2, 0.1).promoted
+    # registered before calibration: loaded, no map, and why
+    before = load_champion(registry_settings, name)
+    assert before.calibration is None and "no calibration" in before.calibration_missing
+    with mlflow_session(registry_settings) as client:
+        run_id = client.get_model_version(name, version).run_id
+        with pytest.raises(ModelRefusedError, match="not the calibration that was logged"):
+            hash_calibration(client, name, version, text)  # nothing stored yet
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_text(text, "calibration.json")
+        digest = hash_calibration(client, name, version, text)
+        assert client.get_model_version(name, version).tags[CALIBRATION_HASH_TAG] == digest
+        stored = Path(urlparse(client.get_run(run_id).info.artifact_uri).path) / "calibration.json"
+    champ = load_champion(registry_settings, name)
+    assert champ.calibration == cal and champ.calibration_missing == ""
+    assert champ.calibration.apply([-0.5, 1.5]).tolist() == pytest.approx(cal.apply([-0.5, 1.5]).tolist())
+
+    # a changed map (still a valid one) is refused with the champion
+    stored.write_text(text.replace(str(cal.y[-1]), "0.99", 1), encoding="utf-8")
+    with pytest.raises(ModelRefusedError, match=rf"{name} version {version}: .*calibration.json.*changed"):
+        load_champion(registry_settings, name)
+    stored.unlink()
+    with pytest.raises(ModelRefusedError, match="calibration.json.*missing"):
+        load_champion(registry_settings, name)
+    stored.write_text(text, encoding="utf-8")
+    assert load_champion(registry_settings, name).calibration == cal

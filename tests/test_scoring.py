@@ -128,42 +128,70 @@ def train_tiny(kind: str, seed: int = 7):
     return lgb.train(params, lgb.Dataset(prepare(df, spec), y), num_boost_round=12), spec
 
 
-def register_champion(settings, name: str, booster, spec: FeatureSpec, kind: str = "binary") -> str:
-    """Log ``booster`` and ``feature_spec.json`` to the lake's MLflow (as the train step
-    does), register it as ``name`` with the hash of its text and point the ``champion``
-    alias at it; the version."""
+def tiny_calibration(booster, spec, seed: int = 8):
+    """An isotonic map of the tiny nbp model's score on fresh rows of its world (as training
+    fits one on the OOT snapshot): a real map with several breakpoints."""
+    from models.calibration import fit_isotonic
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    df = pd.DataFrame({"views_product_90d": rng.integers(0, 6, n), "deposit_balance": rng.uniform(0, 1e5, n),
+                       "is_salary_customer": rng.integers(0, 2, n).astype(bool), "age": rng.integers(16, 80, n),
+                       "risk_gap": rng.integers(-2, 4, n), "holds_same_family": rng.integers(0, 2, n).astype(bool),
+                       "product_code": rng.choice(spec.categorical["product_code"], n)})
+    raw = booster.predict(prepare(df, spec))
+    adopted = (rng.random(n) < raw * 0.3).astype(int)  # the model's score overstates adoption
+    return fit_isotonic(raw, adopted, fitted_on={"oot_snapshot": "2026-05-31"})
+
+
+def register_champion(settings, name: str, booster, spec: FeatureSpec, kind: str = "binary",
+                      calibration=None) -> str:
+    """Log ``booster`` and ``feature_spec.json`` (and ``calibration.json`` when given) to
+    the lake's MLflow (as the train step does), register it as ``name`` with the hash of
+    its text (and of its calibration) and point the ``champion`` alias at it; the version."""
     import mlflow
     import mlflow.lightgbm
 
-    from models.registry import (CHAMPION, KIND_TAG, SPEC_ARTIFACT, ensure_experiment, hash_model_version,
-                                 mlflow_session)
+    from models.registry import (CHAMPION, KIND_TAG, SPEC_ARTIFACT, ensure_experiment, hash_calibration,
+                                 hash_model_version, mlflow_session)
 
     with mlflow_session(settings) as client:
         with mlflow.start_run(experiment_id=ensure_experiment(client, settings, "test-scoring")):
             mlflow.log_text(spec.to_json(), SPEC_ARTIFACT)
+            if calibration is not None:
+                mlflow.log_text(calibration.to_json(), "calibration.json")
             info = mlflow.lightgbm.log_model(booster, name="model", registered_model_name=name,
                                              pip_requirements=["lightgbm"])
         version = str(info.registered_model_version)
         client.set_model_version_tag(name, version, KIND_TAG, kind)
         hash_model_version(client, name, version, booster.model_to_string())
+        if calibration is not None:
+            hash_calibration(client, name, version, calibration.to_json())
         client.set_registered_model_alias(name, CHAMPION, version)
     return version
 
 
-@pytest.fixture(scope="module")
-def world(settings, spark, tmp_path_factory):
-    """A small lake at AS_OF (gold/customer_360 and silver inputs) and a registered champion."""
-    root = tmp_path_factory.mktemp("scoring")
+def make_world(settings, spark, root: Path, top_n: int | None, calibrated: bool) -> dict:
+    """A small lake at AS_OF (gold/customer_360 and silver inputs) and a registered champion,
+    with a calibration map or (registered before calibration existed) without."""
     s = settings.with_paths(landing=root / "landing", lake=root / "lake")
-    s = s.model_copy(update={"scoring": s.scoring.model_copy(update={"top_n": 2})})
+    if top_n is not None:
+        s = s.model_copy(update={"scoring": s.scoring.model_copy(update={"top_n": top_n})})
     lake.write_partition(profile_df(spark), lake.table_path(s.lake, "gold", "customer_360"), "as_of_date",
                          score.partition(AS_OF))
     for name, df in (("product_catalog", catalog_df(spark)), ("holdings", holdings_df(spark)),
                      ("campaign_responses", responses_df(spark)), ("events", events_df(spark))):
         lake.overwrite(df, lake.table_path(s.lake, "silver", name))
     booster, spec = train_tiny("nbp")
-    version = register_champion(s, "next_best_product", booster, spec)
-    return {"settings": s, "booster": booster, "spec": spec, "version": version}
+    cal = tiny_calibration(booster, spec) if calibrated else None
+    version = register_champion(s, "next_best_product", booster, spec, calibration=cal)
+    return {"settings": s, "booster": booster, "spec": spec, "version": version, "calibration": cal}
+
+
+@pytest.fixture(scope="module")
+def world(settings, spark, tmp_path_factory):
+    """A small lake at AS_OF and a calibrated champion; gold keeps the top 2."""
+    return make_world(settings, spark, tmp_path_factory.mktemp("scoring"), 2, calibrated=True)
 
 
 @pytest.fixture(scope="module")
@@ -308,8 +336,9 @@ def expected_top(spark, world, top_n: int):
     annotated, _ = annotate(spark, world["settings"])
     assert "n_products" not in annotated.columns  # narrow: the step joins the model's features itself
     el = with_profile(annotated.where(F.col("exclusion_reason").isNull()), profile_df(spark)).toPandas()
-    el["score"] = world["booster"].predict(prepare(el, world["spec"]))
-    el = el.sort_values(["customer_id", "score", "product_code"], ascending=[True, False, True])
+    el["raw_score"] = world["booster"].predict(prepare(el, world["spec"]))
+    el["score"] = world["calibration"].apply(el["raw_score"]) if world["calibration"] is not None else np.nan
+    el = el.sort_values(["customer_id", "raw_score", "product_code"], ascending=[True, False, True])
     el["rank"] = el.groupby("customer_id").cumcount() + 1
     return el[el["rank"] <= top_n].reset_index(drop=True)
 
@@ -320,7 +349,12 @@ def test_score_step_ranks_top_n_in_the_engine_with_reasons(spark, world, scored)
     exp = expected_top(spark, world, 2)
     assert list(zip(got.customer_id, got["rank"], got.product_code)) == \
         list(zip(exp.customer_id, exp["rank"], exp.product_code))
+    assert np.allclose(got.raw_score.to_numpy(), exp.raw_score.to_numpy(), rtol=0, atol=1e-12)
+    # score: the champion's calibration map applied in the engine to the raw score
     assert np.allclose(got.score.to_numpy(), exp.score.to_numpy(), rtol=0, atol=1e-12)
+    assert len(world["calibration"].x) >= 3 and ((got.score >= 0) & (got.score <= 1)).all()
+    assert (got.score.to_numpy() < got.raw_score.to_numpy()).any()  # the raw score overstated adoption
+    assert metrics["calibration"].startswith(f"isotonic map of model next_best_product version {world['version']}")
     assert set(got.customer_id) == {"C1", "C2", "C3", "C4", "C6"}  # C5: contact limit
     assert (got.model_version == world["version"]).all() and (got.as_of_date == AS_OF).all()
     # reasons: a templated feature's effect is its pred_contrib averaged over the day's
@@ -387,6 +421,42 @@ def test_score_step_replaces_only_its_partition(spark, world, scored):
     score.run(spark, s, AS_OF)
     counts = {r.as_of_date: r["count"] for r in lake.read(spark, path).groupBy("as_of_date").count().collect()}
     assert counts == {other: 1, AS_OF: scored[0]["recommendations"]}
+
+
+def test_a_champion_without_calibration_gets_no_guessed_score_and_lists_run_to_seven(spark, settings,
+                                                                                       tmp_path_factory, caplog):
+    """A champion registered before calibration existed: ranks and raw scores as usual,
+    ``score`` null (no map is guessed), the reason logged and in the summary; with the
+    default top_n (7) every eligible product of a customer is kept (at most 5 here)."""
+    import logging
+
+    w = make_world(settings, spark, tmp_path_factory.mktemp("uncalibrated"), None, calibrated=False)
+    assert w["settings"].scoring.top_n == 7
+    with caplog.at_level(logging.WARNING, logger="jobs.score"):
+        metrics = score.run(spark, w["settings"], AS_OF)
+    got = lake.read(spark, lake.table_path(w["settings"].lake, "gold", "recommendations")) \
+        .where(score.partition(AS_OF)).orderBy("customer_id", "rank").toPandas()
+    exp = expected_top(spark, w, 7)
+    assert list(zip(got.customer_id, got["rank"], got.product_code)) == \
+        list(zip(exp.customer_id, exp["rank"], exp.product_code))
+    assert len(got) == 11 and got.groupby("customer_id")["rank"].max().max() == 4  # every eligible one (C4: 4)
+    assert np.allclose(got.raw_score.to_numpy(), exp.raw_score.to_numpy(), rtol=0, atol=1e-12)
+    assert got.score.isna().all()
+    assert metrics["calibration"].startswith("none: model next_best_product version 1 has no calibration")
+    assert any("not calibrated" in r.getMessage() and "no calibration" in r.getMessage() for r in caplog.records)
+
+
+def test_export_top_n_cannot_exceed_what_gold_keeps(tmp_path):
+    for name in ("base.yaml", "profile.yaml", "tags.yaml", "scoring.yaml"):
+        shutil.copy(REPO_CONF / name, tmp_path / name)
+    s = load_settings(tmp_path, environ={})
+    assert (s.scoring.top_n, s.export.top_n) == (7, 3)
+    (tmp_path / "local.yaml").write_text("scoring: {top_n: 2}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"export\.top_n \(3\) is more than scoring\.top_n \(2\)"):
+        load_settings(tmp_path, environ={})
+    (tmp_path / "local.yaml").write_text("export: {top_n: 0}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"export\.top_n"):
+        load_settings(tmp_path, environ={})
 
 
 def test_attrition_scored_only_with_a_champion(spark, world):

@@ -372,6 +372,25 @@ def _run(st, run_id: str):
         return client.get_run(run_id)
 
 
+def _check_calibration(st, run_id: str, version: str) -> None:
+    """The version's calibration.json is a monotone map within [0, 1] fitted on the OOT
+    snapshot, with its hash recorded on the version."""
+    import hashlib
+    import tempfile
+
+    from models.calibration import Calibration
+    from models.registry import CALIBRATION_HASH_TAG, mlflow_session
+
+    with mlflow_session(st) as client, tempfile.TemporaryDirectory() as tmp:
+        data = Path(client.download_artifacts(run_id, "calibration.json", tmp)).read_bytes()
+        tag = client.get_model_version("next_best_product", version).tags[CALIBRATION_HASH_TAG]
+    assert tag == hashlib.sha256(data).hexdigest()
+    cal = Calibration.from_json(data.decode("utf-8"))
+    assert cal.fitted_on["oot_snapshot"] == "2026-05-31" and 0 <= cal.y[0] <= cal.y[-1] <= 1
+    grid = np.linspace(cal.x[0] - 1, cal.x[-1] + 1, 101)
+    assert (np.diff(cal.apply(grid)) >= 0).all()
+
+
 def test_train_job_on_a_small_generated_bank(spark, settings, tmp_path, monkeypatch):
     from jobs import train
     from models.registry import load_champion, tracking_uri
@@ -405,6 +424,14 @@ def test_train_job_on_a_small_generated_bank(spark, settings, tmp_path, monkeypa
     arts = _run_artifacts(st, n["run_id"])
     assert {"feature_spec.json", "training_set.json", "per_product.csv", "evaluation_report.html",
             "feature_importance.png"} <= arts
+    # MAP@3 beside MAP@7; the winner's raw score calibrated on the OOT snapshot: the map is
+    # data (calibration.json) whose hash the version records; ECE and a reliability chart logged
+    assert 0 <= n["map_at_3"] <= 1 and metrics["map_at_3"] == pytest.approx(n["map_at_3"])
+    assert {"ranker_map_at_3", "binary_map_at_3", "baseline_popularity_map_at_3"} <= set(metrics)
+    assert {"calibration.json", "calibration.csv", "reliability.png"} <= arts
+    assert 0 <= metrics["calibration_ece"] < 0.5 and metrics["calibration_ece"] == pytest.approx(n["calibration_ece"])
+    assert 0 <= metrics["calibration_ece_in_sample"] < 0.5
+    _check_calibration(st, n["run_id"], n["version"])
     # the snapshots' features were written to gold (5 month ends: 2026-01..05) and reused
     gold = lake.read(spark, lake.table_path(st.lake, "gold", "customer_360"))
     assert sorted(r.as_of_date.isoformat() for r in gold.select("as_of_date").distinct().collect()) == \
