@@ -1,0 +1,123 @@
+"""Experience, service, complaint and topic KPIs (features.experience, features.service,
+features.complaints, features.topics, jobs.kpis): values computed by hand on small frames."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+
+from features.experience import experience_by_dimension, experience_kpis, survey_answers
+from features.profile import AsOf
+from features.service import service_contacts, service_kpis
+
+AS_OF = date(2026, 6, 30)
+AT = AsOf(AS_OF, "Asia/Shanghai")  # the day ends at 2026-06-30 16:00 UTC
+FEEDBACK = "response_id string, customer_id string, survey_type string, score int, touchpoint string, " \
+           "channel string, responded_at timestamp"
+
+
+# ---------------------------------------------------------------------------------------
+# experience: NPS, CSAT, CES
+
+def test_experience_kpis_by_hand(spark):
+    t = lambda d, h=10: datetime(2026, 6, d, h)  # noqa: E731 (UTC)
+    answers = spark.createDataFrame([
+        # group A, NPS: C1 answered 3 then 10 (latest counts: promoter), C2 9 (promoter),
+        # C3 6 (detractor), C4 7 (passive) -> 4 respondents, 50% - 25% = 25 points
+        ("R01", "C1", "nps", 3, "A", None, t(1)), ("R02", "C1", "nps", 10, "A", None, t(9)),
+        ("R03", "C2", "nps", 9, "A", None, t(2)), ("R04", "C3", "nps", 6, "A", None, t(2)),
+        ("R05", "C4", "nps", 7, "A", None, t(2)),
+        # CSAT 5, 4, 3, 2, 5: 3 of 5 are 4-5 -> 60%; CES 2, 3, 7 -> 4.0
+        ("R06", "C1", "csat", 5, "A", None, t(3)), ("R07", "C1", "csat", 4, "A", None, t(4)),
+        ("R08", "C2", "csat", 3, "A", None, t(3)), ("R09", "C3", "csat", 2, "A", None, t(3)),
+        ("R10", "C4", "csat", 5, "A", None, t(3)),
+        ("R11", "C1", "ces", 2, "A", None, t(3)), ("R12", "C2", "ces", 3, "A", None, t(3)),
+        ("R13", "C3", "ces", 7, "A", None, t(3)),
+        # group B: a single NPS answer (fewer than 2 respondents: too few, count kept)
+        ("R14", "C1", "nps", 10, "B", None, t(3)),
+    ], FEEDBACK)
+    rows = {r.touchpoint: r for r in experience_kpis(answers, ["touchpoint"], 2).collect()}
+    a = rows["A"]
+    assert (a.nps, a.nps_respondents, a.nps_promoters, a.nps_detractors, a.nps_mean_score) == (25.0, 4, 2, 1, 8.0)
+    assert (a.csat, a.csat_responses, a.csat_satisfied) == (60.0, 5, 3)
+    assert (a.ces, a.ces_responses) == (4.0, 3)
+    b = rows["B"]
+    assert (b.nps, b.nps_respondents, b.nps_promoters, b.nps_mean_score) == (None, 1, 1, None)
+    assert (b.csat, b.csat_responses, b.ces, b.ces_responses) == (None, 0, None, 0)
+    # with a minimum of 1 the single answer counts: 100% promoters
+    assert {r.touchpoint: r.nps for r in experience_kpis(answers, ["touchpoint"], 1).collect()}["B"] == 100.0
+
+
+def test_experience_point_in_time_and_dimensions(spark):
+    """Only answers given in the 365 days up to the end of as_of (bank time) count; a
+    customer's latest answer before the cutoff, not one after it."""
+    feedback = spark.createDataFrame([
+        ("R1", "C1", "nps", 10, "app", "sms", datetime(2026, 6, 30, 15, 59)),    # 23:59 local on as_of: in
+        ("R2", "C1", "nps", 0, "app", "sms", datetime(2026, 6, 30, 16, 0)),      # 00:00 local next day: out
+        ("R3", "C2", "nps", 0, "app", "app", datetime(2025, 6, 30, 16, 0)),      # 365 days before the cutoff: in
+        ("R4", "C3", "nps", 0, "app", "app", datetime(2025, 6, 30, 15, 59)),     # a minute earlier: out
+        ("R5", "C4", "csat", 5, None, "app", datetime(2026, 6, 1)),
+    ], FEEDBACK)
+    answers = survey_answers(feedback, AT, 365)
+    assert sorted(r.response_id for r in answers.collect()) == ["R1", "R3", "R5"]
+    rows = {(r.dimension, r.value): r for r in experience_by_dimension(answers, 1).collect()}
+    app = rows[("touchpoint", "app")]   # C1 promoter, C2 detractor
+    assert (app.nps, app.nps_respondents, app.nps_promoters, app.nps_detractors) == (0.0, 2, 1, 1)
+    assert (rows[("touchpoint", "(unknown)")].csat, rows[("touchpoint", "(unknown)")].csat_responses) == (100.0, 1)
+    assert (rows[("channel", "sms")].nps, rows[("channel", "app")].nps) == (100.0, -100.0)
+    assert set(rows) == {("touchpoint", "app"), ("touchpoint", "(unknown)"), ("channel", "sms"),
+                         ("channel", "app")}
+
+
+# ---------------------------------------------------------------------------------------
+# service
+
+INTERACTIONS = "interaction_id string, customer_id string, channel string, branch_id string, " \
+               "started_at timestamp, wait_seconds bigint, handle_seconds bigint, reason string, " \
+               "resolved_first_contact boolean"
+
+
+def _contacts(spark):
+    # UTC times; the bank's clock is UTC+8: 04:xx UTC is 12:xx local, 01:xx is 09:xx, 11:xx is 19:xx
+    d = lambda h, m=0, day=20: datetime(2026, 6, day, h, m)  # noqa: E731
+    return spark.createDataFrame([
+        ("I01", "C1", "branch", "BR01", d(4), 100, 300, "account_service", True),
+        ("I02", "C2", "branch", "BR01", d(4, 10), 200, 500, "transfer", True),
+        ("I03", "C3", "branch", "BR01", d(4, 20), 300, 100, "transfer", False),
+        ("I04", "C4", "branch", "BR01", d(4, 30), 400, 200, "account_service", None),
+        ("I05", "C5", "branch", "BR01", d(1), 1000, 400, "card", True),
+        ("I06", "C6", "branch", "BR02", d(1, 5), 50, 60, "card", True),
+        ("I07", "C7", "branch", "BR02", d(1, 6), 60, 80, "card", False),
+        ("I08", "C8", "call_center", None, d(11), 30, 90, "card", True),
+        ("I09", "C9", "call_center", None, d(11, 30), 200, None, "loan_inquiry", True),
+        ("I10", "C1", "branch", "BR01", datetime(2026, 6, 30, 16, 0), 9999, 9, "card", True),  # after as_of
+        ("I11", "C1", "branch", "BR01", datetime(2026, 4, 1, 4, 0), 9999, 9, "card", True),    # before 90 days
+    ], INTERACTIONS)
+
+
+def test_service_kpis_by_hand(spark):
+    contacts = service_contacts(_contacts(spark), AT, 90)
+    rows = {(r.dimension, r.value): r for r in
+            service_kpis(contacts, {"branch": 250, "default": 100}, top_reasons=2).collect()}
+    br1 = rows[("branch", "BR01")]   # waits 100, 200, 300, 400, 1000
+    assert (br1.contacts, br1.branch_id, br1.channel, br1.hour) == (5, "BR01", None, None)
+    assert (br1.wait_p50_s, br1.wait_p90_s) == (300.0, pytest.approx(760.0))  # 400 + 0.6 x (1000 - 400)
+    assert br1.over_target_share == 0.6                                       # 300, 400, 1000 > 250
+    assert (br1.handle_p50_s, br1.fcr_rate) == (300.0, 0.75)                  # one contact does not say
+    assert br1.top_reasons == ["account_service", "transfer"]                 # 2 each, then alphabetical
+    br2 = rows[("branch", "BR02")]
+    assert (br2.wait_p50_s, br2.wait_p90_s, br2.over_target_share, br2.top_reasons) == (55.0, 59.0, 0.0, ["card"])
+    ch = rows[("channel", "branch")]  # 50, 60, 100, 200, 300, 400, 1000
+    assert (ch.contacts, ch.wait_p50_s, ch.wait_p90_s) == (7, 200.0, pytest.approx(640.0))
+    cc = rows[("channel", "call_center")]  # target: the default 100 s
+    assert (cc.contacts, cc.wait_p50_s, cc.over_target_share, cc.handle_p50_s) == (2, 115.0, 0.5, 90.0)
+    noon = rows[("hour", "12h")]
+    assert (noon.hour, noon.contacts, noon.wait_p50_s) == (12, 4, 250.0)
+    assert (rows[("hour", "09h")].contacts, rows[("hour", "09h")].wait_p50_s) == (3, 60.0)
+    assert rows[("hour", "19h")].contacts == 2
+    bh = rows[("branch_hour", "BR01 12h")]
+    assert (bh.branch_id, bh.hour, bh.contacts, bh.wait_p50_s, bh.wait_p90_s) == ("BR01", 12, 4, 250.0,
+                                                                                pytest.approx(370.0))
+    assert {k for k in rows if k[0] == "branch_hour"} == {("branch_hour", "BR01 12h"), ("branch_hour", "BR01 09h"),
+                                                          ("branch_hour", "BR02 09h")}
