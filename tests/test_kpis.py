@@ -121,3 +121,91 @@ def test_service_kpis_by_hand(spark):
                                                                                 pytest.approx(370.0))
     assert {k for k in rows if k[0] == "branch_hour"} == {("branch_hour", "BR01 12h"), ("branch_hour", "BR01 09h"),
                                                           ("branch_hour", "BR02 09h")}
+
+
+# ---------------------------------------------------------------------------------------
+# complaints: status history through ingest and silver, KPIs at as_of
+
+HEADER = "complaint_id,customer_id,opened_at,closed_at,channel,category,severity,status,description," \
+         "product_code,compensation_amount\n"
+# (delivery day, row); times are the bank's (no offset)
+DELIVERIES = [
+    ("2026-06-01", "K1,C1,2026-06-01 10:00:00,,branch,fees,high,open,手续费太高,P1,"),
+    ("2026-06-02", "K2,C2,2026-06-02 10:00:00,,app,fees,low,open,Fee charged twice,,"),
+    ("2026-06-03", "K1,C1,2026-06-01 10:00:00,,branch,fees,high,in_progress,手续费太高,P1,"),
+    ("2026-06-05", "K1,C1,2026-06-01 10:00:00,2026-06-05 10:00:00,branch,fees,high,resolved,手续费太高,P1,"),
+    ("2026-06-10", "K1,C1,2026-06-01 10:00:00,,branch,fees,high,in_progress,手续费太高,P1,"),   # re-opened
+    ("2026-06-10", "K3,C3,2026-06-10 08:00:00,,branch,wait_time,medium,open,排队一个小时 call 13800138000,,"),
+    ("2026-06-12", "K2,C2,2026-06-02 10:00:00,2026-06-12 10:00:00,app,fees,low,resolved,Fee charged twice,,"),
+    ("2026-06-20", "K1,C1,2026-06-01 10:00:00,2026-06-20 10:00:00,branch,fees,high,resolved,手续费太高,P1,"),
+    ("2026-06-25", "K4,C4,2026-06-25 12:00:00,,branch,fees,low,open,年费,,"),
+    ("2026-07-02", "K4,C4,2026-06-25 12:00:00,2026-07-01 12:00:00,branch,fees,low,resolved,年费,,"),  # after as_of
+]
+
+
+@pytest.fixture(scope="module")
+def complaint_lake(spark, settings, tmp_path_factory):
+    import warnings
+
+    from jobs import ingest, silver
+    from tests.conftest import write_landing
+
+    root = tmp_path_factory.mktemp("complaints")
+    s = settings.with_paths(landing=root / "landing", lake=root / "lake")
+    by_day: dict[str, list[str]] = {}
+    for day, row in DELIVERIES:
+        by_day.setdefault(day, []).append(row)
+    for day, rows in by_day.items():
+        write_landing(s.landing, "complaints", day, "complaints.csv", HEADER + "\n".join(rows) + "\n")
+    ingest.run(spark, s, sources=["complaints"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # development PII key
+        silver.run(spark, s)
+    return s
+
+
+def test_complaint_history_keeps_every_delivered_status(spark, complaint_lake):
+    from c360 import lake
+
+    hist = lake.read(spark, lake.table_path(complaint_lake.lake, "silver", "complaint_history"))
+    got = sorted((r.complaint_id, str(r.delivered_on), r.status) for r in hist.collect())
+    assert got == sorted((row.split(",")[0], day, row.split(",")[7]) for day, row in DELIVERIES)
+    # free text is masked as in silver complaints, which keep the latest version only
+    assert "[phone]" in hist.where("complaint_id = 'K3'").first().description
+    current = lake.read(spark, lake.table_path(complaint_lake.lake, "silver", "complaints"))
+    assert {r.complaint_id: r.status for r in current.collect()} == {"K1": "resolved", "K2": "resolved",
+                                                                     "K3": "open", "K4": "resolved"}
+    # complaint descriptions get a sentiment score like survey comments
+    assert {r.complaint_id for r in current.where("sentiment_score IS NOT NULL").collect()} == {"K1", "K2", "K3", "K4"}
+
+
+def test_complaint_kpis_by_hand(spark, complaint_lake):
+    from c360 import lake
+    from features.complaints import complaint_kpis, complaint_status_at
+
+    hist = lake.read(spark, lake.table_path(complaint_lake.lake, "silver", "complaint_history"))
+    status = complaint_status_at(hist, AT)
+    # at as_of K4's resolution (delivered on 2 July) is not known yet; K1 was re-opened once
+    assert {r.complaint_id: (r.status, r.reopened) for r in status.collect()} == {
+        "K1": ("resolved", True), "K2": ("resolved", False), "K3": ("open", False), "K4": ("open", False)}
+    rows = {(r.dimension, r.value): r for r in
+            complaint_kpis(status, AT, 365, {"low": 5, "medium": 15, "high": 30}, customers=200).collect()}
+    fees = rows[("category", "fees")]  # K1 (19 days, high: within SLA), K2 (10 days, low: breach), K4 open
+    assert (fees.opened, fees.rate_per_1000, fees.closed, fees.reopened) == (3, 15.0, 2, 1)
+    assert (fees.resolution_p50_days, fees.resolution_p90_days) == (14.5, pytest.approx(18.1))
+    assert (fees.sla_breaches_closed, fees.backlog, fees.sla_breaches_open) == (1, 1, 1)
+    assert (fees.backlog_age_p50_days, fees.backlog_age_max_days) == (5.5, 5.5)  # 25 Jun 12:00 to 1 Jul 00:00
+    wait = rows[("category", "wait_time")]  # K3: open 20 d 16 h at as_of, medium SLA 15 d
+    assert (wait.opened, wait.closed, wait.resolution_p50_days, wait.backlog) == (1, 0, None, 1)
+    assert (wait.backlog_age_max_days, wait.sla_breaches_open) == (pytest.approx(20 + 16 / 24), 1)
+    branch = rows[("channel", "branch")]  # K1, K3, K4
+    assert (branch.opened, branch.closed, branch.backlog) == (3, 1, 2)
+    assert branch.backlog_age_p50_days == pytest.approx((20 + 16 / 24 + 5.5) / 2)
+    assert (rows[("severity", "high")].resolution_p50_days, rows[("severity", "high")].reopened) == (19.0, 1)
+    assert (rows[("product", "P1")].opened, rows[("product", "(unknown)")].opened) == (1, 3)
+    # later: K4 closed after 5.5 days, a breach of the low SLA; nothing left in the backlog
+    later = {(r.dimension, r.value): r for r in complaint_kpis(
+        complaint_status_at(hist, AsOf(date(2026, 7, 2), "Asia/Shanghai")), AsOf(date(2026, 7, 2), "Asia/Shanghai"),
+        365, {"low": 5, "medium": 15, "high": 30}, customers=None).collect()}
+    assert (later[("category", "fees")].closed, later[("category", "fees")].sla_breaches_closed) == (3, 2)
+    assert (later[("category", "fees")].backlog, later[("category", "fees")].rate_per_1000) == (0, None)
