@@ -209,3 +209,84 @@ def test_complaint_kpis_by_hand(spark, complaint_lake):
         365, {"low": 5, "medium": 15, "high": 30}, customers=None).collect()}
     assert (later[("category", "fees")].closed, later[("category", "fees")].sla_breaches_closed) == (3, 2)
     assert (later[("category", "fees")].backlog, later[("category", "fees")].rate_per_1000) == (0, None)
+
+
+# ---------------------------------------------------------------------------------------
+# the job on a generated bank: the table recovers the generator's branch and hour effects
+
+@pytest.fixture(scope="module")
+def generated(spark, settings, tmp_path_factory):
+    import warnings
+
+    from c360.synth import generate
+    from jobs import ingest, kpis, silver
+
+    root = tmp_path_factory.mktemp("kpis_bank")
+    generate(customers=12000, days=240, as_of=AS_OF, seed=7, landing=root / "landing", dirty_rate=0.0)
+    s = settings.with_paths(landing=root / "landing", lake=root / "lake")
+    # the whole history as the service window: enough branch contacts per branch
+    s = s.model_copy(update={"kpis": s.kpis.model_copy(update={
+        "service": s.kpis.service.model_copy(update={"window_days": 240})})})
+    ingest.run(spark, s, as_of=AS_OF, sources=["interactions", "feedback", "complaints"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # development PII key
+        silver.run(spark, s)
+    return s, kpis.run(spark, s, AS_OF)
+
+
+def test_service_kpis_recover_the_generators_slow_branches_and_peak_hours(spark, generated):
+    import numpy as np
+
+    from c360 import lake
+    from c360.synth.population import build_branches
+    from c360.synth.service import BRANCH_HOUR_WAIT
+
+    s, result = generated
+    assert set(result["rows"]) == {"experience_kpis", "service_kpis", "complaint_kpis", "topic_kpis"}
+    table = lake.read(spark, lake.table_path(s.lake, "gold", "service_kpis")).where(f"as_of_date = DATE'{AS_OF}'")
+    ids, _, slow = build_branches(7)
+    factor = dict(zip(ids.to_pylist(), slow))
+    branches = [(r.value, r.wait_p50_s) for r in table.where("dimension = 'branch' AND contacts >= 40").collect()]
+    assert len(branches) >= 20
+    by_p50 = [b for b, _ in sorted(branches, key=lambda x: -x[1])]
+    truth = [b for b, _ in sorted(branches, key=lambda x: -factor[x[0]])]
+    n_slow = sum(factor[b] > 1.6 for b, _ in branches)  # the chronically slow ones (x2.2)
+    assert n_slow >= 3
+    # the slowest branches by median wait are exactly the generator's slow ones
+    assert set(by_p50[:n_slow]) == set(truth[:n_slow])
+    # and the medians follow the branch factor (rank correlation)
+    p50 = np.array([w for _, w in branches])
+    f = np.array([factor[b] for b, _ in branches])
+    rank = lambda x: np.argsort(np.argsort(x))  # noqa: E731
+    assert np.corrcoef(rank(p50), rank(f))[0, 1] > 0.8
+    # branch contacts by hour: the lunchtime peak first, then the after-work one
+    hours = {r.hour: r.wait_p50_s for r in table.where("dimension = 'branch_hour'").groupBy("hour")
+             .agg({"wait_p50_s": "avg"}).withColumnRenamed("avg(wait_p50_s)", "wait_p50_s").collect()}
+    slowest = sorted(hours, key=lambda h: -hours[h])
+    peaks = sorted(np.flatnonzero(BRANCH_HOUR_WAIT > 1).tolist(), key=lambda h: -BRANCH_HOUR_WAIT[h])
+    assert set(slowest[:2]) == set(peaks[:2]) == {12, 13} and slowest[2] == peaks[2] == 16
+
+
+def test_the_job_writes_aggregates_only_and_reruns_idempotently(spark, generated):
+    from c360 import lake
+    from jobs import kpis
+
+    s, first = generated
+    for name, schema in kpis.TABLES.items():
+        df = lake.read(spark, lake.table_path(s.lake, "gold", name))
+        assert not {"customer_id", "comment", "description", "text"} & set(df.columns), name
+        assert df.count() == first["rows"][name] > 0
+    exp = {(r.dimension, r.value): r for r in lake.read(spark, lake.table_path(s.lake, "gold", "experience_kpis"))
+           .collect()}
+    assert all(-100 <= r.nps <= 100 for r in exp.values() if r.nps is not None)
+    assert {d for d, _ in exp} == {"touchpoint", "channel"}
+    topics = lake.read(spark, lake.table_path(s.lake, "gold", "topic_kpis"))
+    assert {r.source for r in topics.collect()} == {"feedback", "complaints"}
+    waiting = topics.where("source = 'complaints' AND value = 'wait_time' AND topic = 'waiting'").first()
+    assert waiting is not None and waiting.share > 0.5
+    before = {n: sorted(map(tuple, lake.read(spark, lake.table_path(s.lake, "gold", n)).collect()))
+              for n in kpis.TABLES}
+    assert kpis.run(spark, s, AS_OF)["rows"] == first["rows"]
+    after = {n: sorted(map(tuple, lake.read(spark, lake.table_path(s.lake, "gold", n)).collect()))
+             for n in kpis.TABLES}
+    assert after == before
