@@ -290,3 +290,83 @@ def test_the_job_writes_aggregates_only_and_reruns_idempotently(spark, generated
     after = {n: sorted(map(tuple, lake.read(spark, lake.table_path(s.lake, "gold", n)).collect()))
              for n in kpis.TABLES}
     assert after == before
+
+
+# ---------------------------------------------------------------------------------------
+# topics
+
+def test_topics_from_the_lexicon_counted_per_group(spark):
+    from features.topics import topic_counts
+
+    texts = spark.createDataFrame([
+        ("feedback", "branch_service", "排队等了一个小时，柜员态度也不好", -0.8, "negative"),   # waiting, attitude
+        ("feedback", "branch_service", "Waited forever in the QUEUE", -0.5, "negative"),        # waiting (any case)
+        ("feedback", "branch_service", "很满意", 0.9, "positive"),                              # no topic
+        ("feedback", "branch_service", "  ", None, None),                                        # blank: not a text
+        ("feedback", "app", "The app crashes at login", -0.6, "negative"),                       # app failure
+        ("complaints", "fees", "跨行转账手续费太高", -0.4, "negative"),                          # fees
+        ("complaints", None, "Fee charged twice, staff were friendly though", 0.2, "neutral"),  # fees, attitude
+    ], "source string, group string, text string, sentiment_score double, sentiment_label string")
+    topics = {"waiting": ["排队", "wait", "queue"], "staff_attitude": ["态度", "friendly"],
+              "app_failure": ["闪退", "crash"], "fees": ["手续费", "Fee"]}
+    rows = {(r.source, r.group, r.topic): r for r in topic_counts(texts, topics).collect()}
+    w = rows[("feedback", "branch_service", "waiting")]
+    assert (w.texts, w.mentions, w.share, w.negative_mentions, w.sentiment_avg) == (3, 2, 2 / 3, 2, -0.65)
+    assert rows[("feedback", "branch_service", "staff_attitude")].mentions == 1
+    assert (rows[("feedback", "app", "app_failure")].mentions, rows[("feedback", "app", "app_failure")].share) == (1, 1.0)
+    assert rows[("complaints", "fees", "fees")].negative_mentions == 1
+    unknown = rows[("complaints", "(unknown)", "fees")]  # "Fee" in the lexicon matches "fee" in any case
+    assert (unknown.mentions, unknown.negative_mentions) == (1, 0)
+    assert rows[("complaints", "(unknown)", "staff_attitude")].sentiment_avg == 0.2
+    assert set(rows) == {("feedback", "branch_service", "waiting"), ("feedback", "branch_service", "staff_attitude"),
+                         ("feedback", "app", "app_failure"), ("complaints", "fees", "fees"),
+                         ("complaints", "(unknown)", "fees"), ("complaints", "(unknown)", "staff_attitude")}
+
+
+# ---------------------------------------------------------------------------------------
+# configuration and the report
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda k: k["service"].update(wait_target_seconds={"branch": 900}), "needs a 'default' target"),
+    (lambda k: k["service"]["wait_target_seconds"].update(branch=0), "targets must be > 0 seconds: branch"),
+    (lambda k: k["complaints"].update(sla_days={"low": 5, "high": 30}), "no SLA for severity medium"),
+    (lambda k: k["complaints"]["sla_days"].update(urgent=1), "kpis.complaints.sla_days.urgent"),
+    (lambda k: k["experience"].update(min_respondents=0), "kpis.experience.min_respondents"),
+    (lambda k: k["topics"].update({"Bad Name": {"en": ["x"]}}), "lower snake case: Bad Name"),
+    (lambda k: k["topics"].update(empty={"zh": [], "en": [" "]}), "at least one zh or en term"),
+    (lambda k: k.update(windows=3), "kpis.windows"),
+])
+def test_invalid_kpis_configuration_fails_at_start_up(tmp_path, edit, message):
+    import re
+    import shutil
+
+    import yaml
+
+    from c360.settings import DEFAULT_CONF_DIR, ConfigError, load_settings
+
+    conf = tmp_path / "conf"
+    shutil.copytree(DEFAULT_CONF_DIR, conf, ignore=shutil.ignore_patterns("local.yaml"))
+    raw = yaml.safe_load((conf / "kpis.yaml").read_text(encoding="utf-8"))
+    edit(raw["kpis"])
+    (conf / "kpis.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(conf, environ={})
+
+
+def test_report_shows_too_few_and_the_exact_population_nps(settings):
+    from c360.report import _population, experience_value
+
+    tiers = [dict(dimension="value_tier", segment="mass", customers=100, aum_avg=1.0, aum_total=100.0,
+                  complaint_rate=0.0, churn_rate=0.0, digital_share=0.0, avg_wait_s=None,
+                  nps=20.0, nps_respondents=40, nps_promoters=16, nps_detractors=8, csat=None, csat_responses=3,
+                  csat_satisfied=3, ces=None, ces_responses=0),
+             dict(dimension="value_tier", segment="high_end", customers=10, aum_avg=1.0, aum_total=10.0,
+                  complaint_rate=0.0, churn_rate=0.0, digital_share=0.0, avg_wait_s=None,
+                  nps=None, nps_respondents=5, nps_promoters=5, nps_detractors=0, csat=None, csat_responses=2,
+                  csat_satisfied=0, ces=None, ces_responses=0)]
+    assert experience_value(tiers[0], "nps", signed=True) == "+20"
+    assert experience_value(tiers[1], "nps", signed=True) == "too few 样本不足 (n=5)"
+    assert experience_value(tiers[1], "ces") == "—"  # nobody answered
+    pop = _population(tiers, min_respondents=5)
+    # (16 + 5 promoters - 8 detractors) / 45 respondents, not an average of the tiers' NPS
+    assert pop["nps"] == pytest.approx(100 * 13 / 45) and pop["csat"] == 60.0 and pop["ces"] is None
