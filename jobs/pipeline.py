@@ -136,7 +136,7 @@ STEP_INPUTS: dict[str, tuple[str, ...]] = {
     "score": ("gold/customer_360", "silver/holdings", "silver/holdings_latest", "silver/product_catalog",
               "silver/campaign_responses", "silver/events", "ops/derived_watermarks"),
     "dq_gold": ("gold/customer_360", "gold/customer_segments", "gold/recommendations", "silver/product_catalog",
-                "gold/segment_kpis", "gold/experience_kpis", "gold/service_kpis", "gold/complaint_kpis",
+                "gold/experience_kpis", "gold/service_kpis", "gold/complaint_kpis",
                 "gold/topic_kpis"),
     # ops/run_log: whether the day's score step succeeded, and why it skipped
     "export": ("gold/recommendations", "gold/customer_segments", "gold/customer_360", "silver/product_catalog",
