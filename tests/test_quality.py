@@ -643,6 +643,19 @@ def test_duplicate_customer_in_customer_360_stops_the_run(spark, gold_copy):
     assert m["failed_critical"] == 0 and m["by_suite"]["gold/customer_360"]["failed"] == 0
 
 
+def test_a_service_kpi_out_of_range_stops_the_run(spark, gold_copy):
+    """The KPI tables' expectations (conf/quality.yaml) gate dq_gold like the others."""
+    s = with_quality(gold_copy, {"gold": {"customer_360": {"features": FEW_FEATURES}}})
+    path = lake.table_path(s.lake, "gold", "service_kpis")
+    bad = lake.read(spark, path).where(f"as_of_date = DATE'{AS_OF}' AND dimension = 'channel'").limit(1) \
+        .withColumn("over_target_share", F.lit(1.5)).withColumn("value", F.lit("broken"))
+    lake.append(bad, path)
+    with pytest.raises(StepFailed) as excinfo:
+        quiet_run(spark, s, "dq_gold", "gold_kpi")
+    assert gate_error(excinfo) == ("quality gate failed: gold/service_kpis "
+                                   "expect_column_values_to_be_between(over_target_share): 1 unexpected")
+
+
 def test_segment_share_jump_warns_or_stops_per_severity(spark, gold_copy):
     from rich.console import Console
 
