@@ -184,6 +184,14 @@ def _results_tables(results) -> list[Table]:
             tables.extend(_dq_tables(r.metrics))
         elif r.step == "segments":
             tables.append(_segments_table(r.metrics))
+        elif r.step == "kpis":
+            t = Table(title="Experience, service and complaint KPIs",
+                      caption=f"no source for: {', '.join(r.metrics['skipped'])}" if r.metrics.get("skipped") else None)
+            t.add_column("table")
+            t.add_column("rows", justify="right")
+            for name, n in (r.metrics.get("rows") or {}).items():
+                t.add_row(f"gold/{name}", f"{n:,}")
+            tables.append(t)
         elif r.step == "train":
             tables.append(_train_table(r.metrics))
             if r.metrics.get("skipped_models"):

@@ -28,7 +28,7 @@ STAGE_ZH = {"new": "新客", "growing": "成长", "mature": "成熟", "declining
             "churned": "流失"}
 PALETTE = ["#1f5fa8", "#e07b39", "#3a9a5b", "#b83b5e", "#7d5ba6", "#c9a227", "#2a9d8f", "#6c757d", "#d1495b",
            "#00798c", "#edae49", "#66a182"]
-KPI_CHARTS = [("aum_avg", "Average AUM (CNY)", "{:,.0f}"), ("avg_nps", "Average NPS (0-10)", "{:.1f}"),
+KPI_CHARTS = [("aum_avg", "Average AUM (CNY)", "{:,.0f}"), ("nps", "NPS (% promoters - % detractors)", "{:+.0f}"),
               ("complaint_rate", "Complaint rate", "{:.1%}"), ("churn_rate", "Churn rate", "{:.1%}"),
               ("digital_share", "Digitally active (logins 90 d)", "{:.0%}"), ("avg_wait_s", "Average wait (s)",
                                                                                 "{:,.0f}")]
@@ -84,8 +84,8 @@ def kpi_chart(personas: list[dict], population: dict) -> str:
         vals = [p["kpis"].get(key) for p in personas]
         ax.bar(ids, [v if v is not None else 0 for v in vals], color=colors)
         for i, v in enumerate(vals):
-            ax.text(i, v if v is not None else 0, fmt.format(v) if v is not None else "n/a", ha="center",
-                    va="bottom", fontsize=7)
+            label = fmt.format(v) if v is not None else "too few" if _respondents(personas[i]["kpis"], key) else "n/a"
+            ax.text(i, v if v is not None else 0, label, ha="center", va="bottom", fontsize=7)
         ref = population.get(key)
         if ref is not None:
             ax.axhline(ref, color="#333", lw=0.9, ls="--")
@@ -116,8 +116,31 @@ def distribution_chart(tiers: list[dict], stages: list[dict]) -> str:
     return _png(fig)
 
 
-def _population(kpis: list[dict]) -> dict:
-    """All-customer KPIs, weighted from the value-tier rows (every customer has one tier)."""
+# experience KPI -> the count it is computed over (gold/segment_kpis, features.experience)
+EXPERIENCE_COUNTS = {"nps": "nps_respondents", "nps_mean_score": "nps_respondents", "csat": "csat_responses",
+                     "ces": "ces_responses"}
+
+
+def _respondents(row: dict, key: str) -> int:
+    """The respondents behind experience KPI ``key`` of a segment row (0 for another KPI)."""
+    return int(row.get(EXPERIENCE_COUNTS.get(key, ""), 0) or 0)
+
+
+def experience_value(row: dict, key: str, nd: int = 0, signed: bool = False) -> str:
+    """An experience KPI as the report shows it: the value; "too few" (with the count)
+    when there were respondents but fewer than the minimum (the table holds null); "—"
+    without any."""
+    v = row.get(key)
+    if v is not None:
+        return f"{v:+.{nd}f}" if signed else f"{v:,.{nd}f}"
+    n = _respondents(row, key)
+    return f"too few 样本不足 (n={n})" if n else "—"
+
+
+def _population(kpis: list[dict], min_respondents: int = 1) -> dict:
+    """All-customer KPIs, weighted from the value-tier rows (every customer has one tier).
+    NPS and CSAT are exact (from the promoter, detractor and satisfied counts); CES is the
+    tiers' CES weighted by their answers (tiers with too few left out)."""
     rows = [r for r in kpis if r["dimension"] == "value_tier"]
     n = sum(r["customers"] for r in rows)
     out = {"customers": n}
@@ -125,7 +148,17 @@ def _population(kpis: list[dict]) -> dict:
         return out
     for key in ("aum_avg", "complaint_rate", "churn_rate", "digital_share"):
         out[key] = sum((r[key] or 0) * r["customers"] for r in rows) / n
-    for key in ("avg_nps", "avg_wait_s", "avg_csat"):
+    resp = {c: sum(r.get(c) or 0 for r in rows) for c in ("nps_respondents", "nps_promoters", "nps_detractors",
+                                                           "csat_responses", "csat_satisfied", "ces_responses")}
+    out.update(resp)
+    n_nps, n_csat = resp["nps_respondents"], resp["csat_responses"]
+    enough = max(int(min_respondents), 1)
+    out["nps"] = 100.0 * (resp["nps_promoters"] - resp["nps_detractors"]) / n_nps if n_nps >= enough else None
+    out["csat"] = 100.0 * resp["csat_satisfied"] / n_csat if n_csat >= enough else None
+    ces = [(r["ces"], r.get("ces_responses") or 0) for r in rows if r.get("ces") is not None]
+    w_ces = sum(c for _, c in ces)
+    out["ces"] = sum(v * c for v, c in ces) / w_ces if w_ces and resp["ces_responses"] >= enough else None
+    for key in ("avg_wait_s",):
         # averages over customers with a value: weight by segment size (an approximation
         # when answer rates differ between tiers)
         vals = [(r[key], r["customers"]) for r in rows if r[key] is not None]
@@ -217,7 +250,7 @@ def render_segments_report(data: dict, settings: Settings, as_of: date) -> str:
     tiers = sorted([r for r in kpis if r["dimension"] == "value_tier"], key=lambda r: _sort_key(r["segment"], TIER_ORDER))
     stages = sorted([r for r in kpis if r["dimension"] == "lifecycle_stage"],
                     key=lambda r: _sort_key(r["segment"], stages_order))
-    population = _population(kpis)
+    population = _population(kpis, settings.kpis.experience.min_respondents)
     for i, p in enumerate(personas):
         p["color"] = PALETTE[i % len(PALETTE)]
     charts = {}
@@ -250,6 +283,7 @@ def render_segments_report(data: dict, settings: Settings, as_of: date) -> str:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
     env.filters["pct"] = lambda v, nd=1: "—" if v is None else f"{100 * v:.{nd}f}%"
     env.filters["num"] = lambda v, nd=0: "—" if v is None else f"{v:,.{nd}f}"
+    env.filters["exp"] = experience_value
     return env.get_template("segments_report.html.j2").render(
         as_of=as_of.isoformat(), personas=personas, tiers=tiers, stages=stages, population=population,
         charts=charts, crosstab=crosstab, matrices=matrices, from_as_of=from_as_of, model=data["model"],

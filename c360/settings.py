@@ -8,6 +8,7 @@ integer``) instead of failing halfway through a job.
 from __future__ import annotations
 
 import os
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -454,6 +455,73 @@ class Models(_Strict):
         return self
 
 
+class ExperienceKpis(_Strict):
+    window_days: int = Field(365, ge=1, le=3660)
+    min_respondents: int = Field(30, ge=1)
+
+
+class ServiceKpis(_Strict):
+    window_days: int = Field(90, ge=1, le=3660)
+    # seconds per contact channel; ``default`` for the others
+    wait_target_seconds: dict[str, float] = Field(default_factory=lambda: {"default": 600.0})
+    top_reasons: int = Field(3, ge=1, le=50)
+
+    @field_validator("wait_target_seconds")
+    @classmethod
+    def _targets(cls, v: dict[str, float]) -> dict[str, float]:
+        if "default" not in v:
+            raise ValueError("needs a 'default' target (seconds) for channels not listed")
+        bad = sorted(k for k, t in v.items() if not t > 0)
+        if bad:
+            raise ValueError(f"targets must be > 0 seconds: {', '.join(bad)}")
+        return v
+
+
+class ComplaintKpis(_Strict):
+    window_days: int = Field(365, ge=1, le=3660)
+    sla_days: dict[Literal["low", "medium", "high"], float] = Field(
+        default_factory=lambda: {"low": 5.0, "medium": 15.0, "high": 30.0})
+
+    @field_validator("sla_days")
+    @classmethod
+    def _all_severities(cls, v: dict[str, float]) -> dict[str, float]:
+        missing = sorted({"low", "medium", "high"} - set(v))
+        if missing:
+            raise ValueError(f"no SLA for severity {', '.join(missing)}")
+        bad = sorted(k for k, d in v.items() if not d > 0)
+        if bad:
+            raise ValueError(f"SLA days must be > 0: {', '.join(bad)}")
+        return v
+
+
+class TopicTerms(_Strict):
+    zh: list[str] = Field(default_factory=list)
+    en: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _some_terms(self) -> "TopicTerms":
+        if not [t for t in [*self.zh, *self.en] if t.strip()]:
+            raise ValueError("a topic needs at least one zh or en term")
+        return self
+
+
+class Kpis(_Strict):
+    """``kpis`` in ``conf/kpis.yaml``: the experience, service, complaint and topic KPIs."""
+
+    experience: ExperienceKpis = ExperienceKpis()
+    service: ServiceKpis = ServiceKpis()
+    complaints: ComplaintKpis = ComplaintKpis()
+    topics: dict[str, TopicTerms] = Field(default_factory=dict)
+
+    @field_validator("topics")
+    @classmethod
+    def _topic_names(cls, v: dict[str, TopicTerms]) -> dict[str, TopicTerms]:
+        bad = sorted(k for k in v if not re.fullmatch(r"[a-z][a-z0-9_]*", k))
+        if bad:
+            raise ValueError(f"topic names must be lower snake case: {', '.join(bad)}")
+        return v
+
+
 class Settings(_Strict):
     # Fail closed: only an explicit ``development`` (C360_ENV, conf/local.yaml, `c360 demo`)
     # lets the public built-in PII key be used (c360.privacy).
@@ -471,6 +539,7 @@ class Settings(_Strict):
     scoring: Scoring | None = None
     export: Export | None = None
     models: Models | None = None
+    kpis: Kpis = Kpis()
     # Blocks owned by later steps (profile, segments, models...) are validated by
     # their own modules; they are kept here as raw mappings.
     extra: dict[str, Any] = Field(default_factory=dict)
@@ -512,7 +581,7 @@ _KNOWN = set(Settings.model_fields) - {"extra"}
 
 # Configuration files merged in this order (each optional but base.yaml), then local.yaml.
 CONF_FILES = ("base.yaml", "profile.yaml", "tags.yaml", "segments.yaml", "quality.yaml", "models.yaml",
-              "scoring.yaml")
+              "scoring.yaml", "kpis.yaml")
 
 
 def load_settings(conf_dir: Path | None = None, environ: dict[str, str] | None = None) -> Settings:

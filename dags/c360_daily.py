@@ -32,6 +32,7 @@ STEPS = [
     "dq_silver",
     "profile",
     "segments",
+    "kpis",
     "score",
     "dq_gold",
     "export",

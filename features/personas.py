@@ -147,10 +147,6 @@ def _pct(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.1f}%"
 
 
-def _num(v: float | None, nd: int = 1) -> str:
-    return "—" if v is None else f"{v:.{nd}f}"
-
-
 def persona_descriptions(feats: list[dict], size: int, share: float, kpis: dict) -> tuple[str, str]:
     """(description_zh, description_en) from the distinguishing features and the KPIs."""
     if feats:
@@ -163,8 +159,9 @@ def persona_descriptions(feats: list[dict], size: int, share: float, kpis: dict)
     else:
         zh = f"占客户总数的{_pct(share)}（{size:,}人）。各项行为特征接近全体客户平均水平。"
         en = f"{_pct(share)} of customers ({size:,}). Close to the average customer on every behavioural feature."
-    aum, nps, churn, dig = kpis.get("aum_avg"), kpis.get("avg_nps"), kpis.get("churn_rate"), kpis.get("digital_share")
-    zh += f"户均资产{_money_zh(aum)}，NPS均分{_num(nps)}，数字渠道活跃率{_pct(dig)}，流失率{_pct(churn)}。"
+    aum, nps, churn, dig = kpis.get("aum_avg"), kpis.get("nps"), kpis.get("churn_rate"), kpis.get("digital_share")
+    nps_txt = "—" if nps is None else f"{nps:+.0f}"  # NPS points; null: no or too few respondents
+    zh += f"户均资产{_money_zh(aum)}，净推荐值NPS {nps_txt}，数字渠道活跃率{_pct(dig)}，流失率{_pct(churn)}。"
     en += (f" Average AUM CNY {aum:,.0f}" if aum is not None else " Average AUM —") + \
-        f", average NPS {_num(nps)}, digitally active {_pct(dig)}, churn rate {_pct(churn)}."
+        f", NPS {nps_txt}, digitally active {_pct(dig)}, churn rate {_pct(churn)}."
     return zh, en

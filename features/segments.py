@@ -286,24 +286,30 @@ def predict_numpy(model: ClusterModel, x: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 # KPIs and migration
 
-KPI_INPUTS = ("total_aum", "nps_latest", "csat_avg_365d", "complaints_365d", "avg_wait_s_90d", "logins_90d")
+KPI_INPUTS = ("total_aum", "complaints_365d", "avg_wait_s_90d", "logins_90d")
 
 
 def _exact(col: Column) -> Column:
     return col.cast("decimal(38,9)")
 
 
-def segment_kpis(current: DataFrame, profile: DataFrame, previous: DataFrame | None, churned_stage: str) -> DataFrame:
+def segment_kpis(current: DataFrame, profile: DataFrame, previous: DataFrame | None, churned_stage: str,
+                 answers: DataFrame | None = None, min_respondents: int = 1) -> DataFrame:
     """KPIs per segment of each dimension (value_tier, lifecycle_stage, persona).
 
     ``current``: gold/customer_segments rows at as_of; ``profile``: customer_360 at as_of
-    (the KPI inputs); ``previous``: customer_segments at the previous as_of, or None.
+    (the KPI inputs); ``previous``: customer_segments at the previous as_of, or None;
+    ``answers``: the survey answers of the experience window up to as_of
+    (:func:`features.experience.survey_answers`), or None (no feedback source).
 
     Per segment, over its current members: ``customers``; ``aum_total`` and ``aum_avg``
-    (total_aum); ``avg_nps`` (latest NPS answer, customers who answered); ``avg_csat``
-    (365 d, customers who answered); ``complaint_rate`` (share with complaints_365d > 0);
-    ``avg_wait_s`` (average of avg_wait_s_90d over customers who waited); ``digital_share``
-    (share who logged in digitally in the last 90 days, logins_90d > 0).
+    (total_aum); ``complaint_rate`` (share with complaints_365d > 0); ``avg_wait_s``
+    (average of avg_wait_s_90d over customers who waited); ``digital_share`` (share who
+    logged in digitally in the last 90 days, logins_90d > 0); the experience KPIs of the
+    members' answers (:func:`features.experience.experience_kpis`: ``nps`` -100..100 with
+    ``nps_respondents``, promoters and detractors, ``nps_mean_score``; ``csat`` % of 4-5
+    answers with ``csat_responses``; ``ces`` with ``ces_responses``; a KPI over fewer than
+    ``min_respondents`` is null, its count stays).
 
     ``churn_rate``: churned / base, where base is the segment's current members plus the
     customers who were in the segment at the previous as_of, are churned now and have
@@ -313,6 +319,8 @@ def segment_kpis(current: DataFrame, profile: DataFrame, previous: DataFrame | N
     previous) it is the share of current members who are churned. Only segments with
     current members get a row.
     """
+    from features.experience import COUNT_COLUMNS, experience_kpis
+
     kpi = profile.select("customer_id", *KPI_INPUTS)
     cur = current.join(kpi, "customer_id", "left").withColumn(
         "_churned", (F.col("lifecycle_stage") == F.lit(churned_stage)).cast("int"))
@@ -323,8 +331,6 @@ def segment_kpis(current: DataFrame, profile: DataFrame, previous: DataFrame | N
             # sums and averages of doubles as decimals: exact, so a re-run repeats them bit for bit
             F.sum(_exact(F.coalesce(F.col("total_aum"), F.lit(0.0)))).cast("double").alias("aum_total"),
             F.avg(_exact(F.coalesce(F.col("total_aum"), F.lit(0.0)))).cast("double").alias("aum_avg"),
-            F.avg(_exact(F.col("nps_latest"))).cast("double").alias("avg_nps"),
-            F.avg(_exact(F.col("csat_avg_365d"))).cast("double").alias("avg_csat"),
             F.avg((F.coalesce(F.col("complaints_365d"), F.lit(0)) > 0).cast("double")).alias("complaint_rate"),
             F.avg(_exact(F.col("avg_wait_s_90d"))).cast("double").alias("avg_wait_s"),
             F.sum("_churned").alias("_churned_members"),
@@ -338,9 +344,20 @@ def segment_kpis(current: DataFrame, profile: DataFrame, previous: DataFrame | N
             agg = agg.join(lost, "segment", "left")
         else:
             agg = agg.withColumn("_lost", F.lit(0))
+        if answers is not None:
+            members = current.select("customer_id", F.col(col).alias("segment"))
+            exp = experience_kpis(members.join(answers, "customer_id", "inner"), ["segment"], min_respondents)
+            agg = agg.join(exp, "segment", "left")
+        else:
+            for c, t in (("nps", "double"), ("nps_mean_score", "double"), ("csat", "double"), ("ces", "double")):
+                agg = agg.withColumn(c, F.lit(None).cast(t))
         lost_n = F.coalesce(F.col("_lost"), F.lit(0))
+        # a segment without answers has 0 respondents (null KPIs)
+        counts = [F.coalesce(F.col(c), F.lit(0)).cast("bigint").alias(c) if answers is not None
+                  else F.lit(0).cast("bigint").alias(c) for c in COUNT_COLUMNS]
         parts.append(agg.select(
-            F.lit(dim).alias("dimension"), "segment", "customers", "aum_total", "aum_avg", "avg_nps", "avg_csat",
+            F.lit(dim).alias("dimension"), "segment", "customers", "aum_total", "aum_avg",
+            "nps", "nps_mean_score", "csat", "ces", *counts,
             "complaint_rate", "avg_wait_s",
             ((F.col("_churned_members") + lost_n) / (F.col("customers") + lost_n)).alias("churn_rate"),
             "digital_share"))

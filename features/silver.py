@@ -117,6 +117,7 @@ DERIVED = {
     "customers": ("birth_month", "valid_from", "valid_to", "is_current"),
     "events": ("attributed_by",),
     "feedback": ("sentiment_score", "sentiment_label"),
+    "complaints": ("sentiment_score", "sentiment_label"),
 }
 
 

@@ -64,8 +64,11 @@ QUARANTINE_SCHEMA = T.StructType([
 ])
 QUARANTINE_KEY = ["file_sha256", "line"]
 
-# Sources whose every version is kept (SCD2 history is built from it in silver).
-VERSIONED = {"customers": ("customer_id", "updated_at")}
+# Sources whose every version is kept (SCD2 history is built from it in silver): customers
+# per update; complaints per status and delivery (a complaint resolved, then re-opened and
+# resolved again keeps each step: silver/complaint_history).
+VERSIONED = {"customers": ("customer_id", "updated_at"),
+             "complaints": ("complaint_id", "status", "_delivery_date")}
 
 
 @dataclass

@@ -70,6 +70,12 @@ def _segments(spark: SparkSession, settings: Settings, as_of: date, run_id: str,
     return segments.run(spark, settings, as_of, progress=progress)
 
 
+def _kpis(spark: SparkSession, settings: Settings, as_of: date, run_id: str, progress: Progress | None):
+    from jobs import kpis
+
+    return kpis.run(spark, settings, as_of, progress=progress)
+
+
 def _train(spark: SparkSession, settings: Settings, as_of: date, run_id: str, progress: Progress | None):
     from jobs import train
 
@@ -96,6 +102,7 @@ STEPS: dict[str, Callable[..., Any]] = {
     "dq_silver": _dq_silver,
     "profile": _profile,
     "segments": _segments,
+    "kpis": _kpis,
     "train": _train,
     "score": _score,
     "dq_gold": _dq_gold,
@@ -117,14 +124,20 @@ STEP_INPUTS: dict[str, tuple[str, ...]] = {
     "dq_silver": ("silver/", "ops/dq_watermarks"),
     "profile": ("silver/", "ops/derived_watermarks"),
     # earlier dates' segments and personas: migration, persona stability
-    "segments": ("gold/customer_360", "gold/customer_segments", "gold/personas"),
+    # silver/feedback: the NPS, CSAT and CES of each segment
+    "segments": ("gold/customer_360", "gold/customer_segments", "gold/personas", "silver/feedback"),
+    # gold/customer_360: the customers at as_of (complaints per 1,000)
+    "kpis": ("silver/feedback", "silver/interactions", "silver/complaints", "silver/complaint_history",
+             "gold/customer_360"),
     # silver/: the features of past month ends it writes when missing; the persona model
     # for the segment baseline
     "train": ("silver/", "gold/customer_360", "gold/customer_segments", "gold/personas", "ops/persona_model",
               "ops/derived_watermarks"),
     "score": ("gold/customer_360", "silver/holdings", "silver/holdings_latest", "silver/product_catalog",
               "silver/campaign_responses", "silver/events", "ops/derived_watermarks"),
-    "dq_gold": ("gold/customer_360", "gold/customer_segments", "gold/recommendations", "silver/product_catalog"),
+    "dq_gold": ("gold/customer_360", "gold/customer_segments", "gold/recommendations", "silver/product_catalog",
+                "gold/experience_kpis", "gold/service_kpis", "gold/complaint_kpis",
+                "gold/topic_kpis"),
     # ops/run_log: whether the day's score step succeeded, and why it skipped
     "export": ("gold/recommendations", "gold/customer_segments", "gold/customer_360", "silver/product_catalog",
                "silver/campaign_responses", "ops/run_log"),

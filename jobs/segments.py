@@ -7,7 +7,8 @@ re-running a date is idempotent and history stays comparable):
   cluster_id, persona_id
 - ``gold/personas``           one row per persona: names and descriptions (zh/en), size,
   share, distinguishing features and KPIs (JSON), centroid (for matching next time)
-- ``gold/segment_kpis``       KPIs per segment of each dimension
+- ``gold/segment_kpis``       KPIs per segment of each dimension (NPS, CSAT and CES from
+  ``silver/feedback``: :mod:`features.experience`)
 - ``gold/segment_migration``  customers moving between segments since the previous
   as_of present in ``gold/customer_segments`` (nothing on the first run)
 - ``ops/persona_model``       the clustering model of the run (features, scaling, k,
@@ -17,7 +18,7 @@ re-running a date is idempotent and history stays comparable):
   ``customer_segments`` (consenting customers only, labels and tags, no features),
   ``personas`` (cards without model internals), ``segment_kpis``, ``segment_migration``
 
-Nothing here reads a restricted table: customer_360 carries no PII, and every output
+Nothing here reads a restricted table: customer_360 and silver feedback carry no PII, and every output
 holds ids, segment labels or aggregates only.
 """
 
@@ -33,9 +34,11 @@ from pyspark.sql import types as T
 
 from c360 import lake
 from c360.settings import ConfigError, Settings
+from features.experience import survey_answers
 from features.personas import distinguishing, match_personas, persona_descriptions, persona_names
 from features.segments import (ClusterModel, assign_clusters, fit, lifecycle_stage, segment_kpis,
                                segment_migration, training_sample, value_tier)
+from features.profile import AsOf
 
 SEGMENTS_SCHEMA = T.StructType([
     T.StructField("customer_id", T.StringType()),
@@ -72,8 +75,17 @@ KPIS_SCHEMA = T.StructType([
     T.StructField("share", T.DoubleType()),
     T.StructField("aum_total", T.DoubleType()),
     T.StructField("aum_avg", T.DoubleType()),
-    T.StructField("avg_nps", T.DoubleType()),
-    T.StructField("avg_csat", T.DoubleType()),
+    # experience KPIs (features.experience): null when over too few respondents
+    T.StructField("nps", T.DoubleType()),              # -100..100 points
+    T.StructField("nps_respondents", T.LongType()),
+    T.StructField("nps_promoters", T.LongType()),
+    T.StructField("nps_detractors", T.LongType()),
+    T.StructField("nps_mean_score", T.DoubleType()),   # mean 0-10 answer: not an NPS
+    T.StructField("csat", T.DoubleType()),             # % of CSAT answers of 4-5
+    T.StructField("csat_responses", T.LongType()),
+    T.StructField("csat_satisfied", T.LongType()),
+    T.StructField("ces", T.DoubleType()),              # mean effort score 1-7
+    T.StructField("ces_responses", T.LongType()),
     T.StructField("complaint_rate", T.DoubleType()),
     T.StructField("avg_wait_s", T.DoubleType()),
     T.StructField("churn_rate", T.DoubleType()),
@@ -268,7 +280,12 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> 
     previous = lake.read(spark, seg_path).where(partition(prev_date)) if prev_date is not None else None
 
     tick("kpis", 3)
-    kpi_df = segment_kpis(current, profile, previous, conf["lifecycle"]["churned_stage"]) \
+    exp = settings.kpis.experience
+    feedback_path = lake.table_path(settings.lake, "silver", "feedback")
+    answers = survey_answers(lake.read(spark, feedback_path), AsOf(as_of, settings.bank.timezone), exp.window_days) \
+        if lake.exists(feedback_path) else None
+    kpi_df = segment_kpis(current, profile, previous, conf["lifecycle"]["churned_stage"], answers,
+                          exp.min_respondents) \
         .withColumn("as_of_date", F.lit(as_of.isoformat()).cast("date"))
     kpi_path = path(settings, "segment_kpis")
     lake.write_partition(kpi_df.select(*KPIS_SCHEMA.fieldNames()), kpi_path, "as_of_date", partition(as_of),

@@ -17,7 +17,9 @@ history; a run recomputes only the customers with a newly ingested version
 (:func:`refresh_customers`) and rebuilds the small product catalogue; raw PII goes only to
 ``restricted/customer_pii``; digital events get their customer through logins (earlier
 days' logins are read as context); survey comments get a sentiment score
-(``features.sentiment``), computed once per new row. A column a source adds beyond the
+(``features.sentiment``), computed once per new row, and so do complaint descriptions.
+Complaints also keep every delivered status version in ``silver/complaint_history``
+(rebuilt from ``bronze/complaints_versions``; :func:`refresh_complaint_history`). A column a source adds beyond the
 contract reaches silver as a string (rows delivered before it: null), except for customers,
 where only columns declared non-PII in ``privacy.non_pii_extra_columns`` do.
 """
@@ -37,6 +39,7 @@ from c360.contract import SOURCES, Source
 from c360.privacy import KeyRef, pii_key_ref
 from c360.settings import Settings
 from features.bronze import REDELIVERED
+from features.complaints import complaint_history
 from features.profile import (BALANCE_LAG_DAYS, LAGGED_TABLE, LATEST_TABLE, by_customer, latest_snapshots,
                               transactions_daily)
 from features.sentiment import sentiment_columns
@@ -88,6 +91,8 @@ def run(spark: SparkSession, settings: Settings, progress=None) -> dict[str, dic
             if name == "transactions":
                 partitions[DAILY] = refresh_transactions_daily(spark, settings, rebuild=rebuilt)
                 rows[DAILY] = lake.row_count(lake.table_path(settings.lake, "silver", DAILY)) or 0
+            elif name == "complaints":
+                rows[HISTORY] = refresh_complaint_history(spark, settings)
             elif name == "holdings":
                 changed[LATEST] = refresh_holdings_latest(spark, settings, rebuild=rebuilt)
                 changed[LAGGED] = refresh_holdings_lagged(spark, settings, rebuild=rebuilt)
@@ -101,6 +106,21 @@ def run(spark: SparkSession, settings: Settings, progress=None) -> dict[str, dic
 
 
 CUSTOMERS_MARK = "silver/customers"
+HISTORY = "complaint_history"
+
+
+def refresh_complaint_history(spark: SparkSession, settings: Settings) -> int:
+    """Rebuild ``silver/complaint_history`` (:func:`features.complaints.complaint_history`)
+    from every delivered complaint version (``bronze/complaints_versions``; a few per
+    complaint, so small even at 1M customers). Returns its rows (0: no versions yet, e.g.
+    bronze loaded before versions were kept; nothing is written)."""
+    src = lake.table_path(settings.lake, "bronze", "complaints_versions")
+    if not lake.exists(src):
+        return 0
+    out = lake.table_path(settings.lake, "silver", HISTORY)
+    lake.overwrite(complaint_history(_contract_only(lake.read(spark, src), SOURCES["complaints"]),
+                                     SOURCES["complaints"]), out)
+    return lake.row_count(out) or 0
 
 
 def _columns(df: DataFrame) -> list[tuple[str, str]]:
@@ -529,6 +549,8 @@ def _enrich(spark: SparkSession, settings: Settings, name: str, rows: DataFrame,
         return attribute_events(rows, context=context, device_lookback_days=settings.silver.device_lookback_days)
     if name == "feedback":
         return sentiment_columns(rows, "comment")
+    if name == "complaints":
+        return sentiment_columns(rows, "description")
     return rows
 
 

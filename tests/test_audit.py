@@ -100,7 +100,8 @@ def test_input_versions_are_the_tables_each_step_read_at_the_versions_it_found(t
     inputs = {key: set(r.input_versions) for key, r in audit.items()}
     # what the declared list missed (issue #25): earlier dates' segments and personas,
     # events for the product signals, catalog and responses for the export, the persona model
-    assert {"gold/customer_360", "gold/customer_segments", "gold/personas"} == inputs["day2", "segments"]
+    assert {"gold/customer_360", "gold/customer_segments", "gold/personas", "silver/feedback"} == \
+        inputs["day2", "segments"]
     assert "silver/events" in inputs["day2", "score"]
     assert {"silver/product_catalog", "silver/campaign_responses"} <= inputs["day2", "export"]
     assert {"ops/persona_model", "gold/personas"} <= inputs["day1", "train"]

@@ -566,6 +566,9 @@ def gold_clean(spark, clean_lake, tmp_path_factory):
     for day in (PREV, AS_OF):
         write_segments(spark, s, day, tiers)
     write_recommendations(spark, s, AS_OF, [("C1", "TD12"), ("C2", "TD12")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_step(spark, s, "kpis", AS_OF, run_id="kpis")  # experience, service, complaint, topic KPIs
     return s
 
 
@@ -584,7 +587,8 @@ def test_clean_gold_tables_pass_the_gold_suites(spark, gold_clean):
 
     planned = suites(load_config(), "gold", AS_OF)
     assert set(m["by_suite"]) == set(planned) == {"gold/customer_360", "gold/customer_segments",
-                                                    "gold/recommendations"}
+                                                    "gold/recommendations", "gold/experience_kpis",
+                                                    "gold/service_kpis", "gold/complaint_kpis", "gold/topic_kpis"}
     assert {t: v["expectations"] for t, v in m["by_suite"].items()} == {t: len(c) for t, c in planned.items()}
     assert m["by_suite"]["gold/customer_360"]["expectations"] > 50  # keys, row count, many feature rules
     res = table(spark, s, "ops", "dq_results").where("run_id = 'gold_clean'")
@@ -595,6 +599,7 @@ def test_clean_gold_tables_pass_the_gold_suites(spark, gold_clean):
     assert ("gold/customer_360", "expect_column_values_to_be_between", "age") in got
     assert ("gold/customer_segments", "expect_column_shares_to_be_near_previous", "lifecycle_stage") in got
     assert ("gold/recommendations", "expect_recommendations_within_risk_tolerance", None) in got
+    assert ("gold/service_kpis", "expect_column_values_to_be_between", "over_target_share") in got
     assert table(spark, s, "ops", "run_log").where("run_id = 'gold_clean'").first().status == "succeeded"
     assert "gold.customer_360" in (Path(s.lake) / "reports" / "dq" / "index.html").read_text(encoding="utf-8")
 
@@ -639,6 +644,19 @@ def test_duplicate_customer_in_customer_360_stops_the_run(spark, gold_copy):
 
     m = quality.run(spark, s, "gold", PREV, "gold_prev", tables=["gold/customer_360"])
     assert m["failed_critical"] == 0 and m["by_suite"]["gold/customer_360"]["failed"] == 0
+
+
+def test_a_service_kpi_out_of_range_stops_the_run(spark, gold_copy):
+    """The KPI tables' expectations (the shipped conf/quality.yaml) gate dq_gold like the others."""
+    s = gold_copy
+    path = lake.table_path(s.lake, "gold", "service_kpis")
+    bad = lake.read(spark, path).where(f"as_of_date = DATE'{AS_OF}' AND dimension = 'channel'").limit(1) \
+        .withColumn("over_target_share", F.lit(1.5)).withColumn("value", F.lit("broken"))
+    lake.append(bad, path)
+    with pytest.raises(StepFailed) as excinfo:
+        quiet_run(spark, s, "dq_gold", "gold_kpi")
+    assert gate_error(excinfo) == ("quality gate failed: gold/service_kpis "
+                                   "expect_column_values_to_be_between(over_target_share): 1 unexpected")
 
 
 def test_segment_share_jump_warns_or_stops_per_severity(spark, gold_copy):

@@ -39,7 +39,7 @@ from c360.lock import LakeBusy, lake_lock
 REPO = Path(__file__).resolve().parents[1]
 AS_OF = date(2026, 6, 30)
 CRASH_STEPS = ["ingest", "silver", "profile"]
-DAILY_STEPS = ["ingest", "dq_bronze", "silver", "dq_silver", "profile", "segments", "score", "export"]
+DAILY_STEPS = ["ingest", "dq_bronze", "silver", "dq_silver", "profile", "segments", "kpis", "score", "export"]
 
 # Columns that record when or by which run a row was written, not what it says: they differ
 # between two runs of the same data by design, so comparisons leave them out.
@@ -366,6 +366,8 @@ GOLD_KEYS = {
     "customer_360": ["customer_id"], "customer_tags": ["customer_id", "tag"],
     "customer_segments": ["customer_id"], "personas": ["persona_id"],
     "segment_kpis": ["dimension", "segment"], "recommendations": ["customer_id", "product_code"],
+    "experience_kpis": ["dimension", "value"], "service_kpis": ["dimension", "value"],
+    "complaint_kpis": ["dimension", "value"], "topic_kpis": ["source", "value", "topic"],
 }
 
 
@@ -394,7 +396,8 @@ def test_running_the_daily_steps_twice_for_one_as_of_changes_no_gold_partition(l
     assert "skipped" not in score_metrics and score_metrics["recommendations"] > 0, score_metrics
     gold = [t for t in lake.tables(s.lake) if t.startswith("gold/")]
     assert {"gold/customer_360", "gold/customer_tags", "gold/customer_segments", "gold/personas",
-            "gold/segment_kpis", "gold/recommendations", "gold/attrition_risk"} <= set(gold), gold
+            "gold/segment_kpis", "gold/recommendations", "gold/attrition_risk", "gold/experience_kpis",
+            "gold/service_kpis", "gold/complaint_kpis", "gold/topic_kpis"} <= set(gold), gold
     versions = {t: lake.version(str(s.lake / t)) for t in gold}
     from jobs.export import export_root
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date
+from datetime import date, datetime
 
 import numpy as np
 import pytest
@@ -216,12 +216,14 @@ def test_persona_names_and_descriptions_come_from_distinguishing_features():
     assert names[2] == ("数字活跃·财富型·银发", "Digitally active · Wealth holders · Senior")
     assert names[3] == (CONF["personas"]["default_name_zh"], CONF["personas"]["default_name_en"])
     assert len(set(names)) == 4
-    zh, en = persona_descriptions(d1, 1234, 0.1234, dict(aum_avg=123456.0, avg_nps=7.8, churn_rate=0.021,
-                                                          digital_share=0.8))
+    zh, en = persona_descriptions(d1, 1234, 0.1234, dict(aum_avg=123456.0, nps=-12.5, nps_mean_score=7.8,
+                                                          churn_rate=0.021, digital_share=0.8))
     assert "12.3%" in zh and "1,234人" in zh and "数字活跃" in zh and "30天登录次数高于平均1.8个标准差" in zh
     assert "年龄低于平均0.9个标准差" in zh and "12.3万元" in zh
     assert en.startswith("12.3% of customers (1,234)") and "digitally active (logins in 30 days 1.8 sd above" in en
     assert "CNY 123,456" in en and "churn rate 2.1%" in en
+    # the NPS in points (% promoters - % detractors), never the mean 0-10 score under its name
+    assert "NPS -12" in en and "净推荐值NPS -12" in zh and "7.8" not in en
 
 
 # ---------------------------------------------------------------------------------------
@@ -246,31 +248,50 @@ def test_segment_kpis(spark):
         ("C5", PREV, "mass", "mature", 1, "P02"),
     ], SEG_SCHEMA)
     prof = c360(spark, [
-        dict(customer_id="C1", total_aum=900_000.0, nps_latest=9.0, csat_avg_365d=5.0, complaints_365d=0,
-             avg_wait_s_90d=60.0, logins_90d=5),
-        dict(customer_id="C2", total_aum=600_000.0, nps_latest=None, csat_avg_365d=3.0, complaints_365d=2,
-             avg_wait_s_90d=None, logins_90d=0),
-        dict(customer_id="C3", total_aum=0.0, nps_latest=2.0, complaints_365d=1, avg_wait_s_90d=300.0),
-        dict(customer_id="C4", total_aum=0.0, nps_latest=4.0),
+        dict(customer_id="C1", total_aum=900_000.0, complaints_365d=0, avg_wait_s_90d=60.0, logins_90d=5),
+        dict(customer_id="C2", total_aum=600_000.0, complaints_365d=2, avg_wait_s_90d=None, logins_90d=0),
+        dict(customer_id="C3", total_aum=0.0, complaints_365d=1, avg_wait_s_90d=300.0),
+        dict(customer_id="C4", total_aum=0.0),
         dict(customer_id="C5", total_aum=30_000.0, logins_90d=1),
     ])
-    rows = {(r.dimension, r.segment): r for r in segment_kpis(cur, prof, prev, "churned").collect()}
-    he = rows[("value_tier", "high_end")]
-    assert (he.customers, he.aum_total, he.aum_avg, he.avg_nps, he.avg_csat) == (2, 1_500_000, 750_000, 9.0, 4.0)
+    t = lambda d: datetime(2026, 6, d)  # noqa: E731
+    answers = spark.createDataFrame([
+        # C1: NPS 3 then 10 (latest: promoter); C2: 6 (detractor); C3: 9 (promoter); C4: 7 (passive)
+        ("R1", "C1", "nps", 3, t(1)), ("R2", "C1", "nps", 10, t(20)), ("R3", "C2", "nps", 6, t(5)),
+        ("R4", "C3", "nps", 9, t(5)), ("R5", "C4", "nps", 7, t(5)),
+        ("R6", "C1", "csat", 5, t(2)), ("R7", "C1", "csat", 3, t(3)), ("R8", "C2", "csat", 4, t(3)),
+        ("R9", "C3", "csat", 2, t(3)),
+        ("R10", "C1", "ces", 2, t(2)), ("R11", "C2", "ces", 5, t(2)), ("R12", "C3", "ces", 6, t(2)),
+    ], "response_id string, customer_id string, survey_type string, score int, responded_at timestamp")
+    rows = {(r.dimension, r.segment): r for r in segment_kpis(cur, prof, prev, "churned", answers, 2).collect()}
+    he = rows[("value_tier", "high_end")]  # C1, C2
+    assert (he.customers, he.aum_total, he.aum_avg) == (2, 1_500_000, 750_000)
+    # NPS: 1 promoter (C1's latest 10), 1 detractor (C2) of 2 respondents = 50% - 50% = 0
+    assert (he.nps, he.nps_respondents, he.nps_promoters, he.nps_detractors, he.nps_mean_score) == (0.0, 2, 1, 1, 8.0)
+    # CSAT: answers 5, 3, 4: two of three are 4-5; CES: mean of 2 and 5
+    assert (he.csat, he.csat_responses, he.csat_satisfied) == (pytest.approx(200 / 3), 3, 2)
+    assert (he.ces, he.ces_responses) == (3.5, 2)
     assert (he.complaint_rate, he.avg_wait_s, he.digital_share, he.share) == (0.5, 60.0, 0.5, 0.4)
     assert he.churn_rate == pytest.approx(1 / 3)  # C4 left high_end by churning: base C1, C2, C4
-    mass = rows[("value_tier", "mass")]
-    assert (mass.customers, mass.churn_rate, mass.complaint_rate, mass.avg_nps) == (2, 0.5, 0.5, 2.0)
-    assert rows[("value_tier", "long_tail")].churn_rate == 1.0
+    mass = rows[("value_tier", "mass")]  # C3, C5: one respondent of each kind, fewer than 2
+    assert (mass.customers, mass.churn_rate, mass.complaint_rate) == (2, 0.5, 0.5)
+    assert (mass.nps, mass.nps_respondents, mass.nps_promoters, mass.nps_mean_score) == (None, 1, 1, None)
+    assert (mass.csat, mass.csat_responses, mass.ces, mass.ces_responses) == (None, 1, None, 1)
+    lt = rows[("value_tier", "long_tail")]  # C4: passive only
+    assert lt.churn_rate == 1.0 and (lt.nps, lt.nps_respondents, lt.csat_responses) == (None, 1, 0)
+    p2 = rows[("persona", "P02")]  # C3 promoter, C4 passive, C5 no answer: (50 - 0) points
+    assert (p2.nps, p2.nps_respondents, p2.nps_mean_score) == (50.0, 2, 8.0)
     assert rows[("lifecycle_stage", "churned")].customers == 2 and rows[("lifecycle_stage", "churned")].churn_rate == 1
     assert rows[("lifecycle_stage", "mature")].churn_rate == 0.0
-    p1, p2 = rows[("persona", "P01")], rows[("persona", "P02")]
+    p1 = rows[("persona", "P01")]
     assert (p1.customers, p1.churn_rate) == (2, pytest.approx(1 / 3))   # C4 was P01
     assert (p2.customers, p2.churn_rate, p2.aum_avg) == (3, pytest.approx(2 / 3), 10_000)
     assert {k for k in rows if k[0] == "persona"} == {("persona", "P01"), ("persona", "P02")}
-    # first as_of: the share of current members who are churned
-    first = {(r.dimension, r.segment): r.churn_rate for r in segment_kpis(cur, prof, None, "churned").collect()}
-    assert first[("value_tier", "high_end")] == 0.0 and first[("persona", "P02")] == pytest.approx(2 / 3)
+    # first as_of: the share of current members who are churned; no feedback: counts 0, KPIs null
+    first = {(r.dimension, r.segment): r for r in segment_kpis(cur, prof, None, "churned").collect()}
+    assert first[("value_tier", "high_end")].churn_rate == 0.0
+    assert first[("persona", "P02")].churn_rate == pytest.approx(2 / 3)
+    assert (first[("persona", "P02")].nps, first[("persona", "P02")].nps_respondents) == (None, 0)
 
 
 def test_segment_migration_counts(spark):

@@ -1,7 +1,8 @@
 """Service experience: interactions, complaints and survey feedback.
 
 Causality that segmentation / churn models can discover:
-* wait times depend on the branch (some are chronically slow) and the hour (lunch peak);
+* wait times depend on the branch (some are chronically slow) and the hour (lunchtime and
+  after-work peaks: :data:`BRANCH_HOUR_WAIT`);
 * long waits and unresolved contacts cause complaints;
 * complaints (and bad experiences) raise the probability of winding down (see churn.py);
 * survey scores follow the experience: long waits, unresolved contacts and open
@@ -38,6 +39,11 @@ HOUR_W = {
     "video": np.where((_H >= 9) & (_H < 21), 1.0, 0.0),
 }
 LONG_WAIT = {"branch": 1500, "call_center": 480, "chatbot": 60, "video": 600}
+# Branch waits by hour of day (bank time): a lunchtime peak (staff at lunch, customers on
+# their break) and an after-work peak in the last hour before closing. Times the branch's
+# own factor (world.branch_slow: some branches are chronically slow). gold/service_kpis
+# recovers both (tests/test_kpis.py).
+BRANCH_HOUR_WAIT = np.where((_H == 12) | (_H == 13), 1.9, np.where(_H == 16, 1.5, 1.0))
 
 
 def _hours(rng, chan_idx: np.ndarray) -> np.ndarray:
@@ -68,7 +74,7 @@ def _add_interactions(w: World, rng, c, day, chan, reason) -> None:
     evening = (hour >= 18) & (hour <= 19)
     wait = np.select(
         [chan == 0, chan == 1, chan == 2],
-        [rng.lognormal(np.log(540), 0.55, n) * w.branch_slow[np.maximum(branch, 0)] * np.where(lunch, 1.9, 1.0),
+        [rng.lognormal(np.log(540), 0.55, n) * w.branch_slow[np.maximum(branch, 0)] * BRANCH_HOUR_WAIT[hour],
          rng.lognormal(np.log(70), 0.8, n) * np.where(lunch | evening, 1.8, 1.0),
          rng.integers(0, 6, n).astype(np.float64)],
         rng.lognormal(np.log(120), 0.5, n),
