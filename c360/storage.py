@@ -20,12 +20,17 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import hmac
+import io
 import os
 import re
 import shutil
+import stat
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -248,7 +253,7 @@ def info(path: Any) -> Info:
     """Size and modification time of a file (raises FileNotFoundError / OSError)."""
     if not is_uri(path):
         st = _local(path).stat()
-        return Info(str(path), _local(path).is_dir(), st.st_size, st.st_mtime_ns)
+        return Info(str(path), stat.S_ISDIR(st.st_mode), st.st_size, st.st_mtime_ns)
     import pyarrow.fs as pfs
 
     fs, p = _filesystem(path)
@@ -296,12 +301,43 @@ def read_text(path: Any, encoding: str = "utf-8") -> str:
     return read_bytes(path).decode(encoding)
 
 
+class _RawObject(io.RawIOBase):
+    """A pyarrow random-access file as a Python raw binary file (seekable), so that
+    ``io.BufferedReader`` gives it lines, iteration and ``gzip.open`` like a local file."""
+
+    def __init__(self, native):
+        self._f = native
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        data = self._f.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._f.close()
+        super().close()
+
+
 def open_input(path: Any):
-    """A binary file object to read ``path`` (a stream on object storage)."""
+    """A binary file object to read ``path``: the local file, or the object read in ranges
+    as it is consumed (seekable, iterable by lines)."""
     if not is_uri(path):
         return open(_local(path), "rb")
     fs, p = _filesystem(path)
-    return fs.open_input_file(p)
+    return io.BufferedReader(_RawObject(fs.open_input_file(p)), buffer_size=1 << 20)
 
 
 def write_bytes(path: Any, data: bytes) -> None:
@@ -362,6 +398,37 @@ def move(src: Any, dst: Any) -> None:
     fs, s = _filesystem(src)
     _, d = _filesystem(dst)
     fs.move(s, d)
+
+
+@contextmanager
+def local_mirror(root: Any, prefixes: tuple[str, ...]) -> Iterator[Path]:
+    """A local folder standing for ``root`` for a library that writes only to local files
+    (Great Expectations' file context and Data Docs): ``root`` itself when it is local;
+    for a URI, a temporary folder holding a copy of the objects under ``root/<prefix>``,
+    whose new and changed files are uploaded back when the block ends without an error."""
+    if not is_uri(root):
+        yield _local(root)
+        return
+    with tempfile.TemporaryDirectory(prefix="c360-mirror-") as tmp:
+        local = Path(tmp)
+        before: dict[str, str] = {}
+        for prefix in prefixes:
+            for item in listdir(join(root, prefix), recursive=True):
+                if item.is_dir:
+                    continue
+                rel = relative(item.path, root)
+                data = read_bytes(item.path)
+                (local / rel).parent.mkdir(parents=True, exist_ok=True)
+                (local / rel).write_bytes(data)
+                before[rel] = hashlib.sha256(data).hexdigest()
+        yield local
+        for prefix in prefixes:
+            for p in sorted((local / prefix).rglob("*")) if (local / prefix).is_dir() else []:
+                if p.is_file():
+                    rel = p.relative_to(local).as_posix()
+                    data = p.read_bytes()
+                    if before.get(rel) != hashlib.sha256(data).hexdigest():
+                        write_bytes(join(root, rel), data)
 
 
 def local_only(path: Any, what: str) -> Path:
