@@ -191,7 +191,9 @@ def _filesystem(path: Any):
     rest = str(path).split("://", 1)[1].rstrip("/")
     if s in S3_SCHEMES:
         c = config()
-        kw: dict[str, Any] = {"region": c.region or "us-east-1"}
+        # generous timeouts: the SDK's default (3 s without a byte) fails a listing of a large
+        # prefix on a slow or busy store
+        kw: dict[str, Any] = {"region": c.region or "us-east-1", "request_timeout": 120, "connect_timeout": 20}
         if c.endpoint:
             u = urllib.parse.urlparse(c.endpoint)
             kw["endpoint_override"] = u.netloc or c.endpoint
