@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from c360 import storage
 from c360.lock import LakeBusy
 from c360.settings import ConfigError, Settings, load_settings
 
@@ -52,7 +53,7 @@ def _parse_date(value: str, option: str) -> date:
         raise CliError(f"{option} must be a date YYYY-MM-DD, got {value!r}") from None
 
 
-def _settings(landing: Optional[Path] = None, lake: Optional[Path] = None) -> Settings:
+def _settings(landing: Optional[Path | str] = None, lake: Optional[Path | str] = None) -> Settings:
     return load_settings().with_paths(landing=landing, lake=lake)
 
 
@@ -356,7 +357,7 @@ def do_run(settings: Settings, as_of: date, steps: Optional[str]) -> None:
     from jobs.pipeline import parse_steps, run_step
 
     names = parse_steps(steps)
-    if not Path(settings.landing).is_dir() and "ingest" in names:
+    if not storage.is_dir(settings.landing) and "ingest" in names:
         raise CliError(f"landing zone {settings.landing} does not exist (run `c360 generate` first?)")
     if "silver" in names:
         from c360.privacy import pii_key_ref
@@ -384,7 +385,7 @@ def generate(
     days: int = typer.Option(..., help="days of history ending at --as-of"),
     as_of: str = typer.Option(..., "--as-of", help="last day of history, YYYY-MM-DD"),
     seed: int = typer.Option(42, help="random seed (same seed, same files)"),
-    landing: Optional[Path] = typer.Option(None, help="landing zone [env C360_LANDING, default ./landing]"),
+    landing: Optional[str] = typer.Option(None, help="landing zone [env C360_LANDING, default ./landing]"),
     dirty_rate: float = typer.Option(0.0, "--dirty-rate", help="share of rows with injected defects (0-0.5)"),
     overwrite: bool = typer.Option(False, help="replace what is already in the landing zone"),
     world: str = typer.Option("demo", help="simulated bank: demo, sequence or digital (the last two also "
@@ -394,7 +395,8 @@ def generate(
     """Write a synthetic bank's deliveries into the landing zone."""
     def go():
         s = _settings(landing=landing)
-        do_generate(customers, days, _parse_date(as_of, "--as-of"), seed, Path(s.landing), dirty_rate, overwrite,
+        do_generate(customers, days, _parse_date(as_of, "--as-of"), seed,
+                    storage.local_only(s.landing, "c360 generate (writes a local landing zone)"), dirty_rate, overwrite,
                     world)
     _run_guarded(go, debug)
 
@@ -402,8 +404,8 @@ def generate(
 @app.command()
 def run(
     as_of: str = typer.Option(..., "--as-of", help="business date of the run, YYYY-MM-DD"),
-    landing: Optional[Path] = typer.Option(None, help="landing zone [env C360_LANDING, default ./landing]"),
-    lake: Optional[Path] = typer.Option(None, help="lake root [env C360_LAKE, default ./lake]"),
+    landing: Optional[str] = typer.Option(None, help="landing zone, a folder or s3://bucket/prefix [env C360_LANDING, default ./landing]"),
+    lake: Optional[str] = typer.Option(None, help="lake root, a folder or s3://bucket/prefix [env C360_LAKE, default ./lake]"),
     steps: Optional[str] = typer.Option(None, help="comma-separated steps (default: all, in order)"),
     debug: bool = typer.Option(False, help="show tracebacks"),
 ) -> None:
@@ -429,7 +431,8 @@ def demo(
             console.print("demo: development mode (C360_ENV=development): PII tokens use the public built-in "
                           f"key unless ${s.privacy.key_env} or privacy.key_file gives one", highlight=False)
         # Deterministic: generating again writes the same files, which ingestion then skips.
-        do_generate(customers, DEMO_DAYS, DEMO_AS_OF, DEMO_SEED, Path(s.landing), DEMO_DIRTY_RATE, overwrite=True)
+        do_generate(customers, DEMO_DAYS, DEMO_AS_OF, DEMO_SEED, storage.local_only(s.landing, "c360 demo"),
+                    DEMO_DIRTY_RATE, overwrite=True)
         do_run(s, DEMO_AS_OF, None)
     _run_guarded(go, debug)
 
@@ -453,7 +456,7 @@ def _maintain_table(summary: dict) -> Table:
 
 @app.command()
 def maintain(
-    lake: Optional[Path] = typer.Option(None, help="lake root [env C360_LAKE, default ./lake]"),
+    lake: Optional[str] = typer.Option(None, help="lake root, a folder or s3://bucket/prefix [env C360_LAKE, default ./lake]"),
     retention_hours: Optional[int] = typer.Option(
         None, "--retention-hours", help="vacuum retention (default: maintenance.vacuum_retention_hours)"),
     tables: Optional[str] = typer.Option(None, help="comma-separated tables or layer/ prefixes (default: all)"),
@@ -465,7 +468,7 @@ def maintain(
         from jobs import maintain as job
 
         s = _settings(lake=lake)
-        if not Path(s.lake).is_dir():
+        if not storage.is_dir(s.lake):
             raise CliError(f"lake {s.lake} does not exist")
         only = [t.strip() for t in tables.split(",") if t.strip()] if tables else None
         with spark_session(s) as engine, _progress() as progress:  # the engine only records the audit row
@@ -521,7 +524,7 @@ def do_erase(settings: Settings, customer_id: str, retention_hours: Optional[int
                                           else retention_hours)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    if not Path(settings.lake).is_dir():
+    if not storage.is_dir(settings.lake):
         raise CliError(f"lake {settings.lake} does not exist")
     request_id = str(uuid.uuid4())
     out.print(f"erasure request id: {request_id} (file it with the request; the audit log knows the run by it)")
@@ -547,7 +550,7 @@ def do_erase(settings: Settings, customer_id: str, retention_hours: Optional[int
 @app.command()
 def erase(
     customer_id: str = typer.Option(..., "--customer-id", help="the customer to erase (right to erasure)"),
-    lake: Optional[Path] = typer.Option(None, help="lake root [env C360_LAKE, default ./lake]"),
+    lake: Optional[str] = typer.Option(None, help="lake root, a folder or s3://bucket/prefix [env C360_LAKE, default ./lake]"),
     retention_hours: Optional[int] = typer.Option(
         None, "--retention-hours",
         help="delete old files and log entries older than this many hours; 0: at once "

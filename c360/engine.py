@@ -125,6 +125,9 @@ def _configure(builder: SparkSession.Builder, settings: Settings) -> SparkSessio
 @contextmanager
 def spark_session(settings: Settings) -> Iterator[Engine]:
     """Yield an :class:`Engine` for the configured engine, and clean up afterwards."""
+    from c360 import storage
+
+    storage.configure(settings.storage)  # before the engine opens any s3:// path (it reads AWS_*)
     remote = settings.engine.remote
     if remote:
         # create(), not getOrCreate(): an active session of this process may be connected to

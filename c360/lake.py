@@ -21,7 +21,6 @@ have (VACUUM, OPTIMIZE, history) uses the ``deltalake`` package on the same tabl
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import BooleanType, StructField, StructType
 
-from c360 import faults
+from c360 import faults, storage
 
 LAYERS = ("bronze", "silver", "restricted", "quarantine", "gold", "ops", "marketing")
 
@@ -37,11 +36,21 @@ LAYERS = ("bronze", "silver", "restricted", "quarantine", "gold", "ops", "market
 def table_path(lake: Path | str, layer: str, name: str) -> str:
     if layer not in LAYERS:
         raise ValueError(f"unknown layer {layer!r}; layers are {', '.join(LAYERS)}")
-    return str(Path(lake) / layer / name)
+    return storage.join(lake, layer, name)
+
+
+def delta_table(path: str, version: int | None = None):
+    """The ``deltalake`` table at ``path`` (a local path or a URI, with the storage options
+    of c360.storage)."""
+    from deltalake import DeltaTable
+
+    return DeltaTable(str(path), version=version, storage_options=storage.delta_options(path))
 
 
 def exists(path: str) -> bool:
     """True when ``path`` holds a Delta table (a ``_delta_log`` with at least one commit)."""
+    if storage.is_uri(path):
+        return any(i.path.endswith(".json") for i in storage.listdir(storage.join(path, "_delta_log")))
     log = Path(path) / "_delta_log"
     return log.is_dir() and any(log.glob("*.json"))
 
@@ -143,7 +152,7 @@ def overwrite_staged(df: DataFrame, path: str, staging: str, partition_by: list[
         overwrite(by_partition(staged, *partition_by) if partition_by else staged, path, partition_by=partition_by,
                   replace_where=replace_where)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        storage.remove_tree(staging)
 
 
 def append(df: DataFrame, path: str, schema: StructType | None = None) -> None:
@@ -261,7 +270,7 @@ def upsert(
         return df if mark is None else df.withColumn(mark, F.lit(known_key))
 
     # The target's keys are the join's left (build) side and the batch's keys stream past.
-    known_path = str(Path(path).parent / "_staging" / f"{Path(path).name}_known")
+    known_path = storage.join(storage.parent(path), "_staging", f"{storage.name(path)}_known")
     try:
         overwrite(target.alias("t").join(source.select(*keys).alias("s"), on("t", "s"), "inner")
                   .select(*[F.col(f"t.`{k}`") for k in keys]), known_path)
@@ -281,12 +290,19 @@ def upsert(
             new = source
         append(marked(new, False), path)
     finally:
-        shutil.rmtree(known_path, ignore_errors=True)
+        storage.remove_tree(known_path)
     return {"appended": stats["n"] - merged, "merged": merged}
 
 
 def tables(lake: Path | str) -> list[str]:
     """Every Delta table under the lake, as ``layer/name`` (``bronze/_staging/x`` included)."""
+    if storage.is_uri(lake):
+        found = set()
+        for i in storage.listdir(lake, recursive=True):
+            rel = storage.relative(i.path, lake)
+            if "/_delta_log/" in f"/{rel}/" and rel.split("/")[0] in LAYERS:
+                found.add(rel.split("/_delta_log", 1)[0] if not rel.startswith("_delta_log") else "")
+        return sorted(f for f in found if f)
     root = Path(lake)
     if not root.is_dir():
         return []
@@ -300,6 +316,10 @@ def tables(lake: Path | str) -> list[str]:
 
 def log_version(path: str) -> int | None:
     """Latest committed version from the ``_delta_log`` listing (no table read), or None."""
+    if storage.is_uri(path):
+        names = [storage.name(i.path) for i in storage.listdir(storage.join(path, "_delta_log"))]
+        versions = [int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit()]
+        return max(versions) if versions else None
     log = Path(path) / "_delta_log"
     versions = [int(p.stem) for p in log.glob("*.json") if p.stem.isdigit()] if log.is_dir() else []
     return max(versions) if versions else None
@@ -310,9 +330,7 @@ def row_count(path: str) -> int | None:
     None when the table does not exist or a file has no row count in the log."""
     if not exists(path):
         return None
-    from deltalake import DeltaTable
-
-    actions = DeltaTable(path).get_add_actions(flatten=True)
+    actions = delta_table(path).get_add_actions(flatten=True)
     if actions.num_rows == 0:
         return 0
     if "num_records" not in actions.schema.names:
@@ -325,9 +343,7 @@ def partition_values(path: str, column: str) -> set[str] | None:
     """The values of partition ``column`` in the table's current files, as strings, from
     the Delta log (no data scan); None when the log does not list them (callers must then
     take every value as present)."""
-    from deltalake import DeltaTable
-
-    actions = DeltaTable(path).get_add_actions(flatten=True)
+    actions = delta_table(path).get_add_actions(flatten=True)
     # the flattened name differs between deltalake releases
     for name in (f"partition.{column}", f"partition_values.{column}"):
         if name in actions.schema.names:
@@ -347,9 +363,7 @@ def version(path: str) -> int | None:
     """Current version of the table, or None when it does not exist."""
     if not exists(path):
         return None
-    from deltalake import DeltaTable
-
-    return DeltaTable(path).version()
+    return delta_table(path).version()
 
 
 def write_partition(df: DataFrame, path: str, partition_column: str, predicate: str,

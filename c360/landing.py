@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from c360 import storage
 from c360.contract import DECIMAL, DECIMAL_SCALE, SOURCES, Source, column_name
 
 _DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -57,8 +58,8 @@ RAW_FIELD_CHARS = 1_000  # of each field, in the raw text kept for a row rejecte
 RAW_CHARS = 10_000  # of the raw text of such a row (and of a malformed JSON line)
 
 
-def file_format(path: Path) -> str | None:
-    name = path.name.lower()
+def file_format(path: Path | str) -> str | None:
+    name = storage.name(path).lower()
     for ext, fmt in sorted(FORMATS.items(), key=lambda kv: -len(kv[0])):
         if name.endswith(ext):
             return fmt
@@ -113,19 +114,23 @@ class Scan:
     unexpected: list[Entry]
 
 
-def sha256_of(path: Path, chunk: int = 4 << 20) -> str:
+def sha256_of(path: Path | str, chunk: int = 4 << 20) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with storage.open_input(path) as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
 
 
-def _csv_header(path: Path) -> list[str]:
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
+def _csv_header(path: Path | str) -> list[str]:
+    opener = gzip.open if storage.name(path).lower().endswith(".gz") else open
     try:
-        with opener(path, "rb") as f:
-            first = f.read(1 << 20)
+        if storage.is_uri(path):  # the object read as far as needed, through the same decoder
+            with storage.open_input(path) as raw, (gzip.open(raw, "rb") if opener is gzip.open else raw) as f:
+                first = f.read(1 << 20)
+        else:
+            with opener(path, "rb") as f:
+                first = f.read(1 << 20)
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
         if opener is open:
             raise
@@ -147,18 +152,21 @@ def _csv_header(path: Path) -> list[str]:
     return names
 
 
-def _parquet_header(path: Path) -> list[str]:
+def _parquet_header(path: Path | str) -> list[str]:
     import pyarrow.parquet as pq
 
     try:
+        if storage.is_uri(path):
+            with storage.open_input(path) as f:
+                return list(pq.read_schema(f).names)
         return list(pq.read_schema(path).names)
     except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for broken files
         raise ValueError(f"not a readable Parquet file ({type(exc).__name__}: {str(exc)[:120]})") from None
 
 
-def _jsonl_header(path: Path, lines: int = 1000) -> list[str]:
+def _jsonl_header(path: Path | str, lines: int = 1000) -> list[str]:
     keys: dict[str, None] = {}
-    with open(path, "rb") as f:
+    with storage.open_input(path) as f:
         for i, raw in enumerate(f):
             if i >= lines:
                 break
@@ -179,7 +187,7 @@ def _jsonl_header(path: Path, lines: int = 1000) -> list[str]:
     return list(keys)
 
 
-def read_header(path: Path, fmt: str) -> list[str]:
+def read_header(path: Path | str, fmt: str) -> list[str]:
     """Normalised column names of a delivered file (raises ValueError with a reason)."""
     names = {"csv": _csv_header, "parquet": _parquet_header, "jsonl": _jsonl_header}[fmt](path)
     names = [normalise_name(n) for n in names]
@@ -197,7 +205,7 @@ def _io_problem(exc: OSError) -> str:
     return f"could not be read ({type(exc).__name__}: {exc.strerror or exc}): {LEFT_FOR_NEXT_RUN}"
 
 
-def inspect(path: Path, source: Source, delivery_date: date | None,
+def inspect(path: Path | str, source: Source, delivery_date: date | None,
             known: dict[str, tuple[int, int | None, str]] | None = None) -> LandingFile:
     """Size, checksum and header of one file, or the reason it cannot be ingested.
 
@@ -213,8 +221,8 @@ def inspect(path: Path, source: Source, delivery_date: date | None,
     path_problem = BAD_DATE_FOLDER if delivery_date is None else BAD_FILE_TYPE if fmt is None else None
     base = dict(source=source.name, path=str(path), delivery_date=delivery_date, fmt=fmt)
     try:
-        st = path.stat()
-        size, mtime = st.st_size, st.st_mtime_ns
+        st = storage.info(path)  # a local file's stat() (a link inside the zone followed)
+        size, mtime = st.size, st.mtime_ns
         rec = (known or {}).get(str(path))
         if rec is not None and rec[0] == size and rec[1] == mtime:
             return LandingFile(**base, size_bytes=size, sha256=rec[2], modified_ns=mtime, known=True,
@@ -277,6 +285,8 @@ def scan(landing: Path, sources: list[str] | None = None,
       cannot be listed, as ``unreadable`` (the next run lists it again).
     A listed folder's contents are not visited. Nothing is listed for a source not asked for.
     """
+    if storage.is_uri(landing):
+        return _scan_objects(str(landing), sources, known)
     root = Path(landing)
     if not root.is_dir():
         return Scan([], [])
@@ -363,6 +373,58 @@ def scan(landing: Path, sources: list[str] | None = None,
     with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
         files = list(pool.map(lambda t: inspect(t[0], t[1], t[2], known), todo))
     return Scan(files, unexpected)
+
+
+def _scan_objects(landing: str, sources: list[str] | None,
+                  known: dict[str, tuple[int, int | None, str]] | None) -> Scan:
+    """:func:`scan` for a landing zone on object storage (``s3://bucket/prefix``), by the
+    same rules. An object store has only objects under keys: no links, FIFOs, devices or
+    permissions per folder, so those reasons never occur; a "folder" is a key prefix, and
+    empty folders do not exist. Each entry not read is listed once, at the level the rule
+    applies (a nested folder as the folder, not each object in it)."""
+    wanted = set(sources or SOURCES)
+    by_lower = {n.lower(): n for n in SOURCES}
+    todo: list[tuple[str, Source, date | None]] = []
+    unexpected: dict[str, Entry] = {}
+
+    def note(rel: str, source: str | None, reason: str) -> None:
+        if (source is None or source in wanted) and rel not in unexpected:
+            unexpected[rel] = Entry(storage.join(landing, rel), source, "unexpected", reason)
+
+    for item in storage.listdir(landing, recursive=True):
+        if item.is_dir:
+            continue  # folders are prefixes of the objects below; an empty marker holds nothing
+        parts = storage.relative(item.path, landing).split("/")
+        hidden = next((i for i, p in enumerate(parts) if p.startswith(".")), None)
+        top, src = parts[0], parts[0] if parts[0] in SOURCES else None
+        if src is not None and src not in wanted:
+            continue
+        if hidden is not None and (hidden == 0 or (src is not None and hidden <= 2)):
+            note("/".join(parts[:hidden + 1]), src, "hidden entry: not read")
+        elif src is not None:
+            if len(parts) == 2:
+                note("/".join(parts), src,
+                     "file outside a delivery folder (expected <source>/<YYYY-MM-DD>/<file>): not read")
+            elif len(parts) > 3:
+                note("/".join(parts[:3]), src, "folder inside a delivery folder: not read")
+            else:
+                day = None
+                if _DATE_DIR.match(parts[1]):
+                    try:
+                        day = date.fromisoformat(parts[1])
+                    except ValueError:
+                        day = None
+                todo.append((item.path, SOURCES[src], day))
+        elif len(parts) == 1:
+            note(top, None, "file at the landing root (expected <source>/<YYYY-MM-DD>/<file>): not read")
+        elif top.lower() in by_lower:
+            note(top, by_lower[top.lower()], f"folder name differs from source '{by_lower[top.lower()]}' in case "
+                                             "only: not read")
+        else:
+            note(top, None, "folder is not a source: not read")
+    with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+        files = list(pool.map(lambda t: inspect(t[0], t[1], t[2], known), todo))
+    return Scan(files, [unexpected[k] for k in sorted(unexpected)])
 
 
 # ---------------------------------------------------------------------------------------
@@ -458,7 +520,11 @@ def _read_csv(path: str, header: list[str]) -> tuple[pa.Table, np.ndarray, list[
         )
 
     try:
-        data = pa.input_stream(path, compression="detect").read()
+        if storage.is_uri(path):  # the object's bytes through the same decompressor
+            gz = storage.name(path).lower().endswith(".gz")
+            data = pa.input_stream(pa.BufferReader(storage.read_bytes(path)), compression="gzip" if gz else None).read()
+        else:
+            data = pa.input_stream(path, compression="detect").read()
         if not _LINE_AFTER_HEADER.search(data):
             # a header and nothing else: an empty delivery (the contract's "absent source")
             return pa.table({c: pa.array([], pa.string()) for c in header}), [], []
@@ -602,7 +668,11 @@ def _read_parquet(path: str, scalar: frozenset[str] = frozenset(), money: frozen
     import pyarrow.parquet as pq
 
     try:
-        raw = pq.read_table(path)
+        if storage.is_uri(path):
+            with storage.open_input(path) as f:
+                raw = pq.read_table(f)
+        else:
+            raw = pq.read_table(path)
         cols, rejects = {}, []
         for n in raw.column_names:
             name, col = normalise_name(n), raw.column(n)
@@ -639,8 +709,7 @@ def _json_text(v) -> str | None:
 
 def _read_jsonl(path: str, scalar: frozenset[str] = frozenset()) -> tuple[pa.Table, list[int] | np.ndarray, list[dict]]:
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = storage.read_bytes(path)
     except OSError as exc:
         raise FileError(_explain(exc)) from None
     return _parse_jsonl(data, scalar=scalar)

@@ -27,13 +27,12 @@ import json
 import os
 import socket
 from datetime import date, datetime, timezone
-from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from c360 import lake
+from c360 import lake, storage
 
 INGESTED_FILES_SCHEMA = T.StructType([
     T.StructField("source", T.StringType()),
@@ -274,7 +273,7 @@ def snapshot_versions(lake_dir) -> dict[str, int]:
     """``layer/name -> version`` of every Delta table in the lake (a listing, no table read)."""
     out = {}
     for name in lake.tables(lake_dir):
-        v = lake.log_version(str(Path(lake_dir) / name))
+        v = lake.log_version(storage.join(lake_dir, name))
         if v is not None:
             out[name] = v
     return out

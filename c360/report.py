@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from c360 import lake
+from c360 import lake, storage
 from c360.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -291,18 +291,19 @@ def render_segments_report(data: dict, settings: Settings, as_of: date) -> str:
         value_tier=seg.value_tier if seg else None, lifecycle=seg.lifecycle if seg else None)
 
 
-def report_path(settings: Settings, as_of: date) -> Path:
+def report_path(settings: Settings, as_of: date) -> Path | str:
     """``<lake>/marketing/reports/<as_of>/segments.html``: in the marketing zone, apart from
     ``<lake>/reports/dq`` (Data Docs of the restricted bronze layer, for operators)."""
+    if storage.is_uri(settings.lake):
+        return storage.join(settings.lake, "marketing", "reports", as_of.isoformat(), "segments.html")
     return Path(settings.lake) / "marketing" / "reports" / as_of.isoformat() / "segments.html"
 
 
-def write_segments_report(spark: SparkSession, settings: Settings, as_of: date) -> Path:
+def write_segments_report(spark: SparkSession, settings: Settings, as_of: date) -> Path | str:
     """Write :func:`report_path` and return it."""
     html = render_segments_report(report_data(spark, settings, as_of), settings, as_of)
     out = report_path(settings, as_of)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html, encoding="utf-8")
+    storage.write_text(out, html)  # (creates a local folder; one PUT on object storage)
     return out
 
 

@@ -28,9 +28,33 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _location(v: Any) -> Any:
+    """A local path (a Path) or an object-store URI kept as text (``s3://bucket/prefix``:
+    a Path would fold its ``//``); an unknown scheme is refused (c360.storage)."""
+    from c360 import storage
+
+    if isinstance(v, str) and storage.is_uri(v):
+        storage.check_uri(v)
+        return v.rstrip("/")
+    return Path(v) if isinstance(v, str) else v
+
+
 class Paths(_Strict):
-    landing: Path = Path("./landing")
-    lake: Path = Path("./lake")
+    # local folders, or URIs on object storage (see ``storage:`` below and c360/storage.py)
+    landing: Path | str = Path("./landing")
+    lake: Path | str = Path("./lake")
+
+    _locations = field_validator("landing", "lake", mode="before")(_location)
+
+
+class Storage(_Strict):
+    """Where an object store is when the lake or landing zone is a URI. Credentials come
+    only from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN),
+    and the ``AWS_*`` variables below override these values too."""
+
+    endpoint: str | None = None  # AWS_ENDPOINT_URL, e.g. http://minio.internal:9000; None: AWS
+    region: str | None = None  # AWS_REGION
+    allow_http: bool = False  # AWS_ALLOW_HTTP: plain HTTP to the endpoint (tests, a local MinIO)
 
 
 class Engine(_Strict):
@@ -527,6 +551,7 @@ class Settings(_Strict):
     # lets the public built-in PII key be used (c360.privacy).
     env: Literal["development", "production", "staging", "test"] = "production"
     paths: Paths = Paths()
+    storage: Storage = Storage()
     engine: Engine = Engine()
     bank: Bank = Bank()
     ingest: Ingest = Ingest()
@@ -545,16 +570,16 @@ class Settings(_Strict):
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @property
-    def landing(self) -> Path:
+    def landing(self) -> Path | str:
         return self.paths.landing
 
     @property
-    def lake(self) -> Path:
+    def lake(self) -> Path | str:
         return self.paths.lake
 
-    def with_paths(self, landing: Path | None = None, lake: Path | None = None) -> "Settings":
+    def with_paths(self, landing: Path | str | None = None, lake: Path | str | None = None) -> "Settings":
         paths = self.paths.model_copy(
-            update={k: Path(v) for k, v in (("landing", landing), ("lake", lake)) if v is not None}
+            update={k: _location(str(v)) for k, v in (("landing", landing), ("lake", lake)) if v is not None}
         )
         return self.model_copy(update={"paths": paths})
 

@@ -126,7 +126,11 @@ def _variable(name: str) -> str | None:
     return (str(value).strip() or None) if value is not None else None
 
 
-def _resolve(path: Path | str) -> Path:
+def _resolve(path: Path | str) -> Path | str:
+    from c360 import storage
+
+    if storage.is_uri(path):  # s3://bucket/prefix: already absolute
+        return str(path)
     p = Path(path).expanduser()
     return p if p.is_absolute() else (REPO_ROOT / p).resolve()
 

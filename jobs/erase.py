@@ -67,6 +67,7 @@ import csv
 import json
 import os
 import re
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -78,7 +79,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from c360 import csvsafe, lake, lock, ops
+from c360 import csvsafe, lake, lock, ops, storage
 from c360.settings import Settings
 from jobs.export import sha256
 
@@ -178,11 +179,11 @@ class Identity:
         return sorted({self.customer_id, *self.values, *self.devices}, key=lambda s: (-len(s), s))
 
 
-def identity(spark: SparkSession, root: Path, customer_id: str) -> Identity:
+def identity(spark: SparkSession, root: Path | str, customer_id: str) -> Identity:
     """The customer's identifying values and exclusive devices (bounded: one customer)."""
     values: set[str] = set()
     for name in IDENTITY_TABLES:
-        path = str(root / name)
+        path = storage.join(root, name)
         if not lake.exists(path):
             continue
         df = lake.read(spark, path)
@@ -193,7 +194,7 @@ def identity(spark: SparkSession, root: Path, customer_id: str) -> Identity:
     mine: set[str] = set()
     with_devices = []
     for name in lake.tables(root):
-        path = str(root / name)
+        path = storage.join(root, name)
         cols = _columns(path)
         if "customer_id" in cols and "device_id" in cols:
             with_devices.append(path)
@@ -212,9 +213,7 @@ def identity(spark: SparkSession, root: Path, customer_id: str) -> Identity:
 
 def _columns(path: str) -> dict[str, str]:
     """``name -> type`` of the table's top-level columns, from the Delta log (no scan)."""
-    from deltalake import DeltaTable
-
-    schema = json.loads(DeltaTable(path).schema().to_json())
+    schema = json.loads(lake.delta_table(path).schema().to_json())
     return {f["name"]: f["type"] if isinstance(f["type"], str) else f["type"].get("type", "struct")
             for f in schema["fields"]}
 
@@ -280,8 +279,21 @@ def erase_table(spark: SparkSession, path: str, view: str, action: str, cond: st
 # ---------------------------------------------------------------------------------------
 # 2. exports
 
-def export_folders(root: Path) -> list[Path]:
+def export_folders(root: Path | str) -> list[Path | str]:
     """Every CRM export folder under the lake: a folder whose ``manifest.json`` lists files."""
+    if storage.is_uri(root):
+        found_uris = []
+        for item in storage.listdir(root, recursive=True):
+            rel = storage.relative(item.path, root).split("/")
+            if item.is_dir or rel[-1] != "manifest.json" or "_delta_log" in rel or rel[0] in MLFLOW_PATHS:
+                continue
+            try:
+                manifest = json.loads(storage.read_text(item.path))
+            except (OSError, ValueError):
+                continue
+            if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict):
+                found_uris.append(storage.parent(item.path))
+        return sorted(found_uris)
     found = []
     for m in root.rglob("manifest.json"):
         rel = m.relative_to(root).parts
@@ -358,10 +370,22 @@ def _filter(path: Path, customer_id: str, out: Path | None) -> tuple[int, int]:
     return 0, 0
 
 
-def erase_export(folder: Path, customer_id: str, request_id: str, rewrite: bool) -> dict[str, int]:
+def erase_export(folder: Path | str, customer_id: str, request_id: str, rewrite: bool) -> dict[str, int]:
     """Rows of the customer per file of one export; with ``rewrite``, removes them and
     rewrites the manifest (counts and checksums). Each file is replaced atomically, the
-    manifest last."""
+    manifest last. An export on object storage is worked on in a local copy, and the
+    rewritten files are uploaded (one PUT each, the manifest last)."""
+    if storage.is_uri(folder):
+        with tempfile.TemporaryDirectory(prefix="c360-erase-") as tmp:
+            local = Path(tmp)
+            for item in storage.listdir(folder):
+                if not item.is_dir:
+                    (local / storage.name(item.path)).write_bytes(storage.read_bytes(item.path))
+            found = erase_export(local, customer_id, request_id, rewrite)
+            if rewrite and found:
+                for name in [*found, "manifest.json"]:
+                    storage.write_bytes(storage.join(folder, name), (local / name).read_bytes())
+            return found
     manifest_path = folder / "manifest.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     found = {}
@@ -408,11 +432,39 @@ def _word_regex(needles: list[str]) -> re.Pattern:
     return re.compile("(?<![0-9A-Za-z])(?:" + "|".join(re.escape(n) for n in needles) + ")(?![0-9A-Za-z])")
 
 
-def scan_files(root: Path, skip: set[Path], needles: list[str], redact: bool) -> tuple[list[str], list[str]]:
+def scan_files(root: Path | str, skip: set[Path | str], needles: list[str], redact: bool
+               ) -> tuple[list[str], list[str]]:
     """Text files outside tables and exports naming the customer: ``(redacted, mlflow)``;
     files under MLflow's folders are listed, never modified."""
     word = _word_regex(needles)
     redacted, mlflow = [], []
+    if storage.is_uri(root):
+        skipped = tuple(str(p).rstrip("/") + "/" for p in skip)
+        for item in storage.listdir(root, recursive=True):
+            rel = storage.relative(item.path, root)
+            if item.is_dir or item.path.startswith(skipped) or "_delta_log" in rel.split("/"):
+                continue
+            in_mlflow = rel.split("/")[0] in MLFLOW_PATHS
+            suffix = "." + rel.rsplit(".", 1)[-1].lower() if "." in storage.name(rel) else ""
+            if suffix not in TEXT_SUFFIXES and not in_mlflow:
+                continue
+            try:
+                data = storage.read_bytes(item.path)
+            except OSError:
+                continue
+            if in_mlflow:
+                if any(n.encode("utf-8") in data for n in needles):
+                    mlflow.append(rel)
+                continue
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            if word.search(text):
+                if redact:
+                    storage.write_text(item.path, word.sub(ERASED, text))  # one PUT replaces the object
+                redacted.append(rel)
+        return sorted(redacted), sorted(mlflow)
     for dirpath, dirnames, filenames in os.walk(root):
         d = Path(dirpath)
         dirnames[:] = [n for n in dirnames if d / n not in skip and n != "_delta_log"]
@@ -451,6 +503,8 @@ def expire_log(path: str, checkpoint_version: int, retention_hours: int) -> int:
     """Delete ``_delta_log`` entries (commits, ``.crc``, checkpoints) of versions below
     ``checkpoint_version`` whose commit is older than the retention (a prefix of the log,
     as Delta's own log cleanup does); the number of files deleted."""
+    if storage.is_uri(path):
+        return _expire_log_objects(path, checkpoint_version, retention_hours)
     log = Path(path) / "_delta_log"
     cutoff = time.time() - retention_hours * 3600
     by_version: dict[int, list[Path]] = {}
@@ -474,15 +528,38 @@ def expire_log(path: str, checkpoint_version: int, retention_hours: int) -> int:
     return n
 
 
+def _expire_log_objects(path: str, checkpoint_version: int, retention_hours: int) -> int:
+    """:func:`expire_log` on object storage (an object's time is when it was written)."""
+    cutoff_ns = (time.time() - retention_hours * 3600) * 1e9
+    by_version: dict[int, list[storage.Info]] = {}
+    for item in storage.listdir(storage.join(path, "_delta_log")):
+        m = _LOG_FILE.match(storage.name(item.path))
+        if m and not item.is_dir and int(m.group(1)) < checkpoint_version:
+            by_version.setdefault(int(m.group(1)), []).append(item)
+
+    def committed_at(files: list[storage.Info]) -> float:
+        commits = [f for f in files if f.path.endswith(".json")]
+        return min(f.mtime_ns or 0 for f in (commits or files))
+
+    expired = [v for v, files in by_version.items() if committed_at(files) <= cutoff_ns]
+    upto = max(expired, default=-1)
+    n = 0
+    for v in sorted(by_version):
+        if v > upto:
+            break
+        for f in by_version[v]:
+            storage.remove(f.path)
+            n += 1
+    return n
+
+
 def purge_table(path: str, retention_hours: int) -> tuple[int, int]:
     """Vacuum (every unreferenced file older than the retention, also when shorter than the
     table's own default), checkpoint, expire the log; ``(files vacuumed, log files deleted)``."""
-    from deltalake import DeltaTable
-
-    dt = DeltaTable(path)
+    dt = lake.delta_table(path)
     vacuumed = dt.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False,
                          full=True)
-    dt = DeltaTable(path)
+    dt = lake.delta_table(path)
     dt.create_checkpoint()
     return len(vacuumed), expire_log(path, dt.version(), retention_hours)
 
@@ -502,8 +579,8 @@ def run(spark: SparkSession, settings: Settings, customer_id: str, *, retention_
     under ``request_id`` (a new uuid by default) whatever happens."""
     cid = check_customer_id(customer_id)
     hours = check_retention(settings.privacy.erasure_retention_hours if retention_hours is None else retention_hours)
-    root = Path(settings.lake)
-    if not root.is_dir():
+    root = settings.lake if storage.is_uri(settings.lake) else Path(settings.lake)
+    if not storage.is_dir(root):
         raise ValueError(f"lake {root} does not exist")
     request_id = request_id or str(uuid.uuid4())
     step = progress or (lambda stage, done, total: None)
@@ -520,7 +597,7 @@ def run(spark: SparkSession, settings: Settings, customer_id: str, *, retention_
             try:
                 for i, name in enumerate(names):
                     step("erase tables", i, len(names))
-                    path = str(root / name)
+                    path = storage.join(root, name)
                     todo = plan(name, _columns(path), bool(ident.devices))
                     if todo is None:
                         continue
@@ -540,10 +617,10 @@ def run(spark: SparkSession, settings: Settings, customer_id: str, *, retention_
                 found = erase_export(folder, cid, request_id, rewrite=not delivered)
                 if found:
                     (res.delivered if delivered else res.exports).append(
-                        ExportErasure(folder.relative_to(root).as_posix(), delivered, found))
+                        ExportErasure(storage.relative(folder, root), delivered, found))
             step("erase exports", len(folders), len(folders))
 
-            skip = {root / t for t in names} | set(folders)
+            skip = {storage.join(root, t) if storage.is_uri(root) else root / t for t in names} | set(folders)
             res.redacted_files, res.mlflow_files = scan_files(root, skip, needles, redact=True)
             res.customer_found = bool(res.tables or res.exports or res.redacted_files)  # what we could erase
 
@@ -551,7 +628,7 @@ def run(spark: SparkSession, settings: Settings, customer_id: str, *, retention_
             for i, name in enumerate(names):
                 step("erase purge", i, len(names))
                 try:
-                    vacuumed, expired = purge_table(str(root / name), hours)
+                    vacuumed, expired = purge_table(storage.join(root, name), hours)
                 except Exception as exc:  # noqa: BLE001 - one table's failure must not stop the others
                     res.purge_failed[name] = _scrub(f"{type(exc).__name__}: {exc}", needles)[:300]
                     continue

@@ -44,6 +44,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -55,7 +56,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from c360 import csvsafe, lake
+from c360 import csvsafe, lake, storage
 from c360.contract import SOURCES
 from c360.settings import ConfigError, Export, Settings
 from features.profile import AsOf
@@ -95,26 +96,43 @@ def _check_no_pii(columns) -> None:
         raise RuntimeError(f"refusing to export PII columns: {', '.join(bad)}")
 
 
-def export_root(settings: Settings | Path | str) -> Path:
+def export_root(settings: Settings | Path | str) -> Path | str:
     """Where CRM exports live: ``<lake>/marketing/exports/crm`` (one folder per as_of date,
-    each with a ``manifest.json``). Takes the settings or the lake root."""
+    each with a ``manifest.json``). Takes the settings or the lake root. A Path for a local
+    lake, a URI (text) for a lake on object storage."""
     lake_root = getattr(settings, "lake", settings)
+    if storage.is_uri(lake_root):
+        return storage.join(lake_root, "marketing", "exports", "crm")
     return Path(lake_root) / "marketing" / "exports" / "crm"
 
 
-def exports(settings: Settings | Path | str) -> list[tuple[date, Path]]:
+def _dated_folders(root: Path | str, *required: str) -> list[tuple[date, Path | str]]:
+    """``(date, folder)`` of the date folders under ``root`` holding every ``required`` file."""
+    if not storage.is_uri(root):
+        root = Path(root)
+        if not root.is_dir():
+            return []
+        return [(day, d) for d in root.iterdir() if (day := _day(d.name)) is not None
+                and all((d / name).is_file() for name in required)]
+    files: dict[str, set[str]] = {}
+    for item in storage.listdir(root, recursive=True):
+        parts = storage.relative(item.path, root).split("/")
+        if not item.is_dir and len(parts) == 2:
+            files.setdefault(parts[0], set()).add(parts[1])
+    return [(day, storage.join(root, d)) for d, names in files.items()
+            if (day := _day(d)) is not None and set(required) <= names]
+
+
+def _day(name: str) -> date | None:
+    try:
+        return date.fromisoformat(name)
+    except ValueError:  # staging or old folders of an interrupted run
+        return None
+
+
+def exports(settings: Settings | Path | str) -> list[tuple[date, Path | str]]:
     """Every complete export (a date folder with ``manifest.json``), oldest first."""
-    root = export_root(settings)
-    found = []
-    if root.is_dir():
-        for d in root.iterdir():
-            try:
-                day = date.fromisoformat(d.name)
-            except ValueError:  # staging or old folders of an interrupted run
-                continue
-            if (d / "manifest.json").is_file():
-                found.append((day, d))
-    return sorted(found)
+    return sorted(_dated_folders(export_root(settings), "manifest.json"))
 
 
 # Written into an export folder by the CRM side once it has imported the drop (any
@@ -124,9 +142,9 @@ def exports(settings: Settings | Path | str) -> list[tuple[date, Path]]:
 DELIVERED_MARKER = "_DELIVERED"
 
 
-def is_delivered(folder: Path) -> bool:
+def is_delivered(folder: Path | str) -> bool:
     """True when the CRM has marked the export folder as imported (:data:`DELIVERED_MARKER`)."""
-    return (Path(folder) / DELIVERED_MARKER).exists()
+    return storage.exists(storage.join(folder, DELIVERED_MARKER))
 
 
 def partition(as_of: date) -> str:
@@ -198,18 +216,10 @@ def changes(current: DataFrame, previous: DataFrame | None) -> DataFrame:
                        "previous_score").where(F.col("change").isNotNull())
 
 
-def previous_export(root: Path, as_of: date) -> tuple[date, Path] | None:
+def previous_export(root: Path | str, as_of: date) -> tuple[date, Path | str] | None:
     """The latest complete export (with a manifest) of a date before ``as_of``."""
-    best = None
-    if root.is_dir():
-        for d in root.iterdir():
-            try:
-                day = date.fromisoformat(d.name)
-            except ValueError:
-                continue
-            if day < as_of and (d / "manifest.json").is_file() and (d / "recommendations.parquet").is_file():
-                best = max(best, (day, d)) if best else (day, d)
-    return best
+    found = [(day, d) for day, d in _dated_folders(root, "manifest.json", "recommendations.parquet") if day < as_of]
+    return max(found, key=lambda t: t[0]) if found else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -326,7 +336,10 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _replace_dir(staging: Path, final: Path) -> None:
+def _replace_dir(staging: Path, final: Path | str) -> None:
+    if storage.is_uri(final):
+        _publish(staging, final)
+        return
     old = final.with_name(f".old-{final.name}")
     if old.exists():
         shutil.rmtree(old)
@@ -335,6 +348,21 @@ def _replace_dir(staging: Path, final: Path) -> None:
     staging.rename(final)
     if old.exists():
         shutil.rmtree(old)
+
+
+def _publish(staging: Path, final: str) -> None:
+    """The local ``staging`` folder's files uploaded to the export folder ``final`` on object
+    storage (which has no atomic folder rename): the old manifest is deleted first, so that
+    the folder is not a complete export while it changes, then every data file, then the
+    new manifest; objects of an earlier run of the date not written again are deleted."""
+    names = sorted(p.name for p in staging.iterdir() if p.is_file())
+    storage.remove(storage.join(final, "manifest.json"))
+    for item in storage.listdir(final):
+        if not item.is_dir and storage.name(item.path) not in names and storage.name(item.path) != DELIVERED_MARKER:
+            storage.remove(item.path)
+    for name in [n for n in names if n != "manifest.json"] + ["manifest.json"]:
+        storage.write_bytes(storage.join(final, name), (staging / name).read_bytes())
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -418,8 +446,12 @@ def run(spark: SparkSession, settings: Settings, as_of: date, run_id: str = "man
     rows = export_rows(recs, c360.where(partition(as_of)), catalog, segments, as_of, conf)
     _check_no_pii(rows.columns)
     root = export_root(settings)
-    root.mkdir(parents=True, exist_ok=True)
-    staging = root / f".staging-{as_of.isoformat()}-{run_id}"
+    remote = storage.is_uri(root)
+    # the files are written locally first: in the export folder, or in a temporary folder
+    # for a lake on object storage (uploaded by _replace_dir)
+    local_root = Path(tempfile.mkdtemp(prefix="c360-export-")) if remote else root
+    local_root.mkdir(parents=True, exist_ok=True)
+    staging = local_root / f".staging-{as_of.isoformat()}-{run_id}"
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir()
@@ -429,8 +461,12 @@ def run(spark: SparkSession, settings: Settings, as_of: date, run_id: str = "man
 
     step("export changes", 1)
     prev = previous_export(root, as_of)
-    current = spark.read.parquet(str(staging / "recommendations.parquet"))
-    previous = spark.read.parquet(str(prev[1] / "recommendations.parquet")) if prev else None
+    current_file = str(staging / "recommendations.parquet")
+    if remote:  # where the engine (maybe a cluster) reads it too
+        current_file = storage.join(root, f".staging-{as_of.isoformat()}-{run_id}", "recommendations.parquet")
+        storage.write_bytes(current_file, (staging / "recommendations.parquet").read_bytes())
+    current = spark.read.parquet(current_file)
+    previous = spark.read.parquet(storage.join(prev[1], "recommendations.parquet")) if prev else None
     counter = _ChangeCounter()
     changed_rows = write_sorted(changes(current, previous).orderBy("customer_id", "product_code", "change"),
                                 CHANGES_SCHEMA, [_CsvSink(staging / "changes.csv", CHANGES_SCHEMA), counter])
@@ -446,8 +482,11 @@ def run(spark: SparkSession, settings: Settings, as_of: date, run_id: str = "man
     }
     (staging / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True) + "\n",
                                            encoding="utf-8")
-    final = root / as_of.isoformat()
+    final = storage.join(root, as_of.isoformat()) if remote else root / as_of.isoformat()
     _replace_dir(staging, final)
+    if remote:
+        storage.remove_tree(storage.parent(current_file))
+        shutil.rmtree(local_root, ignore_errors=True)
 
     step("export outcomes", 2)
     out_path = lake.table_path(settings.lake, "gold", "recommendation_outcomes")

@@ -28,21 +28,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import shutil
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import NamedTuple
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from c360 import lake, ops
+from c360 import lake, ops, storage
 from c360.contract import SOURCES, Source
 from c360.landing import LEFT_FOR_NEXT_RUN, LandingFile, make_reader, scan
 from c360.settings import Settings
@@ -150,10 +147,10 @@ def _changed_since_discovery(f: LandingFile) -> str | None:
     """Why ``f`` may have failed to read for a reason other than its content (it vanished,
     changed or cannot be opened now), or None when it is still as discovered."""
     try:
-        st = os.stat(f.path)
-        if st.st_size != f.size_bytes or st.st_mtime_ns != f.modified_ns:
+        st = storage.info(f.path)
+        if st.size != f.size_bytes or st.mtime_ns != f.modified_ns:
             return f"changed while being read: {LEFT_FOR_NEXT_RUN}"
-        with open(f.path, "rb") as fh:
+        with storage.open_input(f.path) as fh:
             fh.read(1)
     except FileNotFoundError:
         return f"vanished while being read: {LEFT_FOR_NEXT_RUN}"
@@ -296,13 +293,13 @@ def ingest_source(spark: SparkSession, settings: Settings, source: Source, files
         rows = latest_per_key(good, source, keys, repeated=lake.read(spark, repeated_staging)) if n_repeated \
             else with_version(good, source)
         rows = rows.withColumn("_batch_id", F.lit(batch_id)).withColumn("_ingested_at", now).to(schema)
-        clock.lap(f"{n_repeated:,} keys repeated in the batch for {Path(target).name}")
+        clock.lap(f"{n_repeated:,} keys repeated in the batch for {storage.name(target)}")
         lake.create_if_missing(spark, target, bronze_table_schema(source))
         # REDELIVERED marks the rows whose key bronze held already: only those can have an
         # older row elsewhere in silver (an event time that moved to another partition)
         done = lake.upsert(spark, rows, target, keys, update_when="s._version >= t._version", mark=REDELIVERED)
-        clock.lap(f"{Path(target).name}: {done['appended']:,} appended, {done['merged']:,} merged")
-    shutil.rmtree(repeated_staging, ignore_errors=True)
+        clock.lap(f"{storage.name(target)}: {done['appended']:,} appended, {done['merged']:,} merged")
+    storage.remove_tree(repeated_staging)
 
     # 3. per-file counts (one row per file: bounded)
     counts = {r["_source_file"]: r.asDict() for r in staged.groupBy("_source_file").agg(
@@ -319,7 +316,7 @@ def ingest_source(spark: SparkSession, settings: Settings, source: Source, files
     for r in staged.where("_reason IS NOT NULL").groupBy(
             F.regexp_extract("_reason", r"^([^:;']*)", 1).alias("kind")).count().collect():
         result.reasons[r["kind"].strip()] += r["count"]
-    shutil.rmtree(staging, ignore_errors=True)
+    storage.remove_tree(staging)
     clock.lap("counted")
     return counts
 
@@ -368,7 +365,7 @@ def run(spark: SparkSession, settings: Settings, as_of: date | None = None, sour
     names = sources or list(SOURCES)
     # files already ingested and unchanged since (path, size, modification time) are not
     # hashed again: a daily run reads only the new deliveries, not a year of landing files
-    found = scan(Path(settings.landing), names, ops.ingested_files(spark, settings.lake))
+    found = scan(settings.landing, names, ops.ingested_files(spark, settings.lake))
     done = ops.ingested_checksums(spark, settings.lake)
     plan = _plan(found.files, done, as_of)
     to_read, capped = cap_new_columns(spark, settings, plan.to_read)

@@ -13,13 +13,12 @@ small files; reads get slower with every one. For every table of the lake (scrat
    retention then fails with a "file not found" error instead of returning wrong rows.
 3. writes a checkpoint, so readers replay one Parquet file instead of every commit.
 
-It holds the lake's lock (:mod:`c360.lock`), so it never runs while a pipeline step
-writes the same local lake; run it after the daily run. (On object storage, where that lock
-does not apply, schedule it apart from the pipeline: a vacuum with a short retention could
-delete files of a write in progress; a compaction conflict is retried next time.)
+It holds the lake's lock (:mod:`c360.lock`: a flock on a local lake, a lock object on S3),
+so it never runs while a pipeline step writes the same lake; run it after the daily run.
 
 Maintenance is metadata plus file rewriting on the driver's machine (``deltalake``,
-which needs direct access to the lake's storage); it does not need the Spark engine. With
+which needs direct access to the lake's storage: a local path, or a URI with the storage
+options of :mod:`c360.storage`); it does not need the Spark engine. With
 a Spark session the run is also recorded in ``ops/audit_log``.
 """
 
@@ -31,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from c360 import lake, lock, ops
+from c360 import lake, lock, ops, storage
 from c360.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,9 +74,7 @@ class TableResult:
 
 def table_stats(path: str) -> TableStats:
     """Files, bytes and rows of the table's current version (from the Delta log only)."""
-    from deltalake import DeltaTable
-
-    actions = DeltaTable(path).get_add_actions(flatten=True)
+    actions = lake.delta_table(path).get_add_actions(flatten=True)
     names = actions.schema.names
     sizes = actions.column("size_bytes").to_pylist() if "size_bytes" in names else []
     rows = None
@@ -89,10 +86,8 @@ def table_stats(path: str) -> TableStats:
 def maintain_table(path: str, retention_hours: int, target_file_mb: int | None = None,
                    checkpoint: bool = True) -> TableResult:
     """Compact, vacuum and checkpoint one table; returns before/after figures."""
-    from deltalake import DeltaTable
-
     started = time.perf_counter()
-    dt = DeltaTable(path)
+    dt = lake.delta_table(path)
     version_before = dt.version()
     before = table_stats(path)
     target = target_file_mb * 1024 * 1024 if target_file_mb else None
@@ -101,10 +96,10 @@ def maintain_table(path: str, retention_hours: int, target_file_mb: int | None =
     # retention, and files no version references at all (full=True: a killed write's).
     # enforce_retention_duration=False: the configured retention is the operator's decision,
     # also when it is shorter than the table's delta.deletedFileRetentionDuration.
-    dt = DeltaTable(path)
+    dt = lake.delta_table(path)
     vacuumed = dt.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False,
                          full=True)
-    dt = DeltaTable(path)
+    dt = lake.delta_table(path)
     if checkpoint and dt.version() > 0:
         dt.create_checkpoint()
     after = table_stats(path)
@@ -155,7 +150,7 @@ def _run(settings: Settings, spark, names: list[str], hours: int, progress: Prog
     for i, name in enumerate(names):
         if progress:
             progress(f"maintain {name}", i, len(names))
-        path = str(Path(settings.lake) / name)
+        path = storage.join(settings.lake, name)
         try:
             res = maintain_table(path, hours, conf.target_file_mb)
         except Exception as exc:  # noqa: BLE001 - one table's conflict must not stop the others

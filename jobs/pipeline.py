@@ -17,7 +17,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from c360 import lake, lock, ops
+from c360 import lake, lock, ops, storage
 from c360.engine import is_transient_engine_error
 from c360.settings import Settings
 
@@ -250,7 +250,7 @@ def _audit(spark: SparkSession, settings: Settings, run_id: str, step: str, as_o
            started, before: dict[str, int], reads: dict[str, int | None], error: str | None) -> None:
     """One ``ops/audit_log`` row: versions read and written, rows in what was written."""
     outputs = _outputs(before, ops.snapshot_versions(settings.lake))
-    counts = {t: n for t in outputs if (n := lake.row_count(str(Path(settings.lake) / t))) is not None}
+    counts = {t: n for t in outputs if (n := lake.row_count(storage.join(settings.lake, t))) is not None}
     ops.record_audit(spark, settings.lake, run_id=run_id, job=step, as_of=as_of, status=status,
                      started_at=started, inputs=_inputs(settings.lake, reads, before), outputs=outputs,
                      row_counts=counts, error=error)

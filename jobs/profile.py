@@ -8,12 +8,11 @@ comparison and for training snapshots.
 from __future__ import annotations
 
 import logging
-import shutil
 from datetime import date
 
 from pyspark.sql import SparkSession
 
-from c360 import lake
+from c360 import lake, storage
 from c360.settings import ConfigError, Settings
 from features.profile import FAMILIES, AsOf, customer_360
 from features.tags import apply_tags, customer_tags
@@ -78,7 +77,7 @@ def _staged_profile(spark: SparkSession, settings: Settings, as_of: date, progre
     if settings.profile is None:
         raise ConfigError("conf/profile.yaml: the profile block is missing")
     root = staging_dir(settings, as_of)
-    shutil.rmtree(root, ignore_errors=True)
+    storage.remove_tree(root)
     tables = silver_tables(spark, settings, as_of)
     done = []
 
@@ -106,7 +105,7 @@ def write_profile(spark: SparkSession, settings: Settings, as_of: date, progress
             progress("profile customer_360", len(FAMILIES), STEPS)
         lake.write_partition(profile, c360_path, "as_of_date", partition(as_of))
     finally:
-        shutil.rmtree(staging_dir(settings, as_of), ignore_errors=True)
+        storage.remove_tree(staging_dir(settings, as_of))
     return c360_path
 
 

@@ -40,7 +40,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from c360 import lake, ops
+from c360 import lake, ops, storage
 from c360.quality import (CUSTOM_TYPES, EXISTS_IN_TABLE, ONE_CURRENT_ROW, RANKS_WITHIN_TOP_N, ROWS_NEAR_PREVIOUS,
                           RUNTIME_TYPES, SHARES_NEAR_PREVIOUS, WITHIN_RISK_TOLERANCE, Check, QualityConfig,
                           QualityGateFailed, config_from, row_level, suites)
@@ -459,12 +459,18 @@ def record(spark: SparkSession, lake_dir, outcomes: list[Outcome], as_of: date, 
 # --- the GE context ---
 
 
-def docs_dir(lake_dir) -> Path:
-    return Path(lake_dir) / "reports" / "dq"
+def docs_dir(lake_dir) -> Path | str:
+    return storage.join(lake_dir, "reports", "dq") if storage.is_uri(lake_dir) else Path(lake_dir) / "reports" / "dq"
+
+
+# what GE keeps of a lake: a lake on object storage has them copied to a local folder for a
+# step and the changes uploaded afterwards (c360.storage.local_mirror)
+GX_PREFIXES = ("ops/gx", "reports/dq")
 
 
 def gx_context(lake_dir, config: QualityConfig):
-    """The file-based GE context of this lake (``<lake>/ops/gx``), Data Docs in ``<lake>/reports/dq``."""
+    """The file-based GE context of this lake (``<lake>/ops/gx``), Data Docs in ``<lake>/reports/dq``.
+    ``lake_dir`` is local (GE writes only local files): see :data:`GX_PREFIXES`."""
     ctx = gx.get_context(mode="file", project_root_dir=str(Path(lake_dir) / "ops"))
     # No config variables file (GE's place for secrets; we have none): otherwise GE re-parses
     # it with ruamel.yaml on every configuration lookup, hundreds of times per step.
@@ -637,7 +643,7 @@ def run(spark: SparkSession, settings: Settings, layer: str, as_of: date, run_id
     views: set[str] = set()
     ctx = ds = None
     step = f"dq_{layer}"
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), storage.local_mirror(lake_dir, GX_PREFIXES) as gx_root:
         warnings.filterwarnings("ignore", module="great_expectations")
         for n, (table, triples) in enumerate(built.items()):
             if progress:
@@ -675,7 +681,7 @@ def run(spark: SparkSession, settings: Settings, layer: str, as_of: date, run_id
             if not active:
                 continue
             if ctx is None:
-                ctx = gx_context(lake_dir, config)
+                ctx = gx_context(gx_root, config)
                 ds = _datasource(ctx, spark)
             # (suite name, checks, rows): one run on the whole table, or two when scoped
             runs = [(table, active, df)]
@@ -703,7 +709,7 @@ def run(spark: SparkSession, settings: Settings, layer: str, as_of: date, run_id
         docs = None
         if ctx is not None and config.docs.enabled and result_ids:
             ctx.build_data_docs(site_names=[SITE_NAME], resource_identifiers=result_ids)
-            docs = str(docs_dir(lake_dir) / "index.html")
+            docs = storage.join(docs_dir(lake_dir), "index.html")
     if progress:
         progress(step, len(built), len(built))
     record(spark, lake_dir, outcomes, as_of, run_id, validated_at)

@@ -27,14 +27,12 @@ where only columns declared non-PII in ``privacy.non_pii_extra_columns`` do.
 from __future__ import annotations
 
 import logging
-import shutil
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from c360 import lake, ops
+from c360 import lake, ops, storage
 from c360.contract import SOURCES, Source
 from c360.privacy import KeyRef, pii_key_ref
 from c360.settings import Settings
@@ -165,7 +163,7 @@ def refresh_customers(spark: SparkSession, settings: Settings, source: Source, k
             # the result reads the table it replaces: staged first (in the table's own layer)
             kept = lake.read(spark, path).join(ids, "customer_id", "left_anti")
             lake.overwrite_staged(kept.unionByName(new), path,
-                                  lake.table_path(settings.lake, layer, f"_staging/{Path(path).name}"))
+                                  lake.table_path(settings.lake, layer, f"_staging/{storage.name(path)}"))
         ops.save_derived_watermark(spark, settings.lake, mark, through)
         return n
     if since is not None:
@@ -498,7 +496,7 @@ def _apply(spark: SparkSession, settings: Settings, source: Source, new: DataFra
         return n_changed, written
     finally:
         for path in (kept_path, context_path, resent_path):
-            shutil.rmtree(path, ignore_errors=True)
+            storage.remove_tree(path)
 
 
 def _moved_from(spark: SparkSession, source: Source, new: DataFrame, out: str, dates: list[str],

@@ -121,15 +121,32 @@ def promote(new_metric: float | None, champion_metric: float | None, baseline: f
 # ---------------------------------------------------------------------------- tracking
 
 def tracking_uri(settings: "Settings") -> str:
-    """``$MLFLOW_TRACKING_URI`` or ``sqlite:///<absolute lake>/mlflow.db``."""
+    """``$MLFLOW_TRACKING_URI`` or ``sqlite:///<absolute lake>/mlflow.db``. A lake on object
+    storage has no default: SQLite needs a local file, so MLflow's store must be named."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
+    from c360 import storage
+
+    if storage.is_uri(settings.lake):
+        raise storage.StorageError(
+            f"lake {settings.lake} is on object storage, where MLflow's default store (SQLite in the lake) cannot "
+            "work: set MLFLOW_TRACKING_URI to a tracking server (http://...) or a database (e.g. "
+            "sqlite:////var/lib/c360/mlflow.db)")
     return f"sqlite:///{Path(settings.lake).resolve() / 'mlflow.db'}"
 
 
-def artifact_root(settings: "Settings") -> str:
-    """``file://`` URI of ``<lake>/mlruns`` (artifact location of experiments created here)."""
+def artifact_root(settings: "Settings") -> str | None:
+    """``file://`` URI of ``<lake>/mlruns`` (artifact location of experiments created here).
+    For a lake on object storage: ``mlruns`` beside a SQLite store named by
+    ``MLFLOW_TRACKING_URI``, else None (the tracking server's own artifact store)."""
+    from c360 import storage
+
+    if storage.is_uri(settings.lake):
+        uri = tracking_uri(settings)
+        if uri.startswith("sqlite:///"):
+            return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlruns").as_uri()
+        return None
     return (Path(settings.lake).resolve() / "mlruns").as_uri()
 
 
@@ -169,7 +186,8 @@ def ensure_experiment(client: "MlflowClient", settings: "Settings", name: str) -
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp.experiment_id)
         return exp.experiment_id
-    return client.create_experiment(name, artifact_location=f"{artifact_root(settings)}/{name}")
+    root = artifact_root(settings)
+    return client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
 
 
 # ---------------------------------------------------------------------------- registry

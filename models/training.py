@@ -34,7 +34,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from c360 import csvsafe, lake
+from c360 import csvsafe, lake, storage
 from c360.settings import ConfigError, LgbmParams, Models, Sampling, Settings
 from models.frame import FeatureSpec, fit_spec, prepare
 
@@ -157,10 +157,10 @@ class Scratch:
     """Delta tables living for one training or scoring run under ``<lake>/ops/_scratch/<id>``."""
 
     spark: SparkSession
-    root: Path
+    root: Path | str
 
     def path(self, name: str) -> str:
-        return str(self.root / name)
+        return storage.join(self.root, name)
 
     def write(self, df: DataFrame, name: str, append: bool = False) -> DataFrame:
         writer = df.write.format("delta").mode("append" if append else "overwrite")
@@ -180,7 +180,23 @@ STALE_SCRATCH_S = 24 * 3600  # a scratch space untouched this long belongs to a 
 def scratch(spark: SparkSession, settings: Settings, keep: bool = False) -> Iterator[Scratch]:
     """A fresh scratch space, removed afterwards; spaces left by killed runs (untouched for
     :data:`STALE_SCRATCH_S`) are removed first."""
-    parent = Path(lake.table_path(settings.lake, "ops", "_scratch"))
+    parent = lake.table_path(settings.lake, "ops", "_scratch")
+    if storage.is_uri(parent):
+        now_ns = time.time_ns()
+        for item in storage.listdir(parent):
+            # an object store keeps no time for a prefix: a space is stale when its newest object is
+            newest = max((i.mtime_ns or 0 for i in storage.listdir(item.path, recursive=True)), default=0)
+            if item.is_dir and (now_ns - newest) / 1e9 > STALE_SCRATCH_S:
+                log.info("removing scratch space %s left by an earlier run", item.path)
+                storage.remove_tree(item.path)
+        root = storage.join(parent, uuid.uuid4().hex[:12])
+        try:
+            yield Scratch(spark, root)
+        finally:
+            if not keep:
+                storage.remove_tree(root)
+        return
+    parent = Path(parent)
     if parent.is_dir():
         now = time.time()
         for old in parent.iterdir():

@@ -55,3 +55,12 @@ def write_landing(landing: Path, source: str, day: str, name: str, text: str | b
     else:
         path.write_bytes(text)
     return path
+
+
+@pytest.fixture(scope="session")
+def s3_store():
+    """A real S3 API server (moto) on 127.0.0.1 for this session (tests/objectstore.py)."""
+    from objectstore import moto_store
+
+    with moto_store() as store:
+        yield store

@@ -203,10 +203,11 @@ def test_lock_is_reentrant_in_one_thread_and_exclusive_across_threads(spark, set
             assert lock.read_holder(lake_dir)["step"] == "inner"
         assert lock.read_holder(lake_dir)["step"] == "outer" and lock.is_locked(lake_dir)
     assert not lock.is_locked(lake_dir) and from_other_thread() == "entered"
-    # a lake on object storage is not locked here (Delta's optimistic concurrency protects it)
-    remote = settings.with_paths(lake=Path("s3a://bucket/lake"))
-    with lock.for_settings(remote, run_id="x") as record:
+    # a local path this machine does not have, with a remote engine (the cluster's disk), is not locked here
+    remote = settings.model_copy(update={"engine": settings.engine.model_copy(update={"remote": "sc://x:15002"})})
+    with lock.for_settings(remote.with_paths(lake=tmp_path / "on-the-cluster"), run_id="x") as record:
         assert record == {}
+    # (a lake on S3 has a lock object: tests/test_object_storage.py)
 
 
 # ---------------------------------------------------------------------------------------
