@@ -445,6 +445,7 @@ def test_overwrite_staged_replaces_a_table_from_a_frame_that_reads_it(spark, tmp
     assert not lake.exists(staging)
 
 
+@pytest.mark.unit
 def test_the_kill_hook_is_inert_unless_armed_for_that_table_and_refuses_a_malformed_point(monkeypatch):
     """c360.faults: unset, or armed for another point or table, a write goes on untouched
     (the frame is not even looked at: None stands in for it); a malformed value is an error,
