@@ -91,26 +91,25 @@ class _NoEngine:
     """While a unit test runs (setup, call, teardown), starting the embedded engine raises."""
 
     nodeid: str | None = None
-    _acquire = None
+    saved: dict = {}  # the engine's own acquire (as found in its class __dict__) while armed
 
     @classmethod
     def arm(cls, nodeid: str) -> None:
-        if cls._acquire is None:
-            cls._acquire = _engine_mod._EmbeddedSail.__dict__["acquire"]
-            _engine_mod._EmbeddedSail.acquire = classmethod(cls._refuse)
+        if not cls.saved:
+            cls.saved["acquire"] = _engine_mod._EmbeddedSail.__dict__["acquire"]
+            _engine_mod._EmbeddedSail.acquire = classmethod(_refuse_engine)
         cls.nodeid = nodeid
 
     @classmethod
     def disarm(cls) -> None:
-        if cls._acquire is not None:
-            _engine_mod._EmbeddedSail.acquire = cls._acquire
-            cls._acquire = None
+        if cls.saved:
+            _engine_mod._EmbeddedSail.acquire = cls.saved.pop("acquire")
         cls.nodeid = None
 
-    @staticmethod
-    def _refuse(_cls) -> str:
-        raise RuntimeError(f"unit-tier test {_NoEngine.nodeid} started the embedded Sail engine: a unit "
-                           f"test needs no Spark engine (drop @pytest.mark.{UNIT}, or avoid the engine)")
+
+def _refuse_engine(_cls) -> str:
+    raise RuntimeError(f"unit-tier test {_NoEngine.nodeid} started the embedded Sail engine: a unit test "
+                       f"needs no Spark engine (drop @pytest.mark.{UNIT}, or avoid the engine)")
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -52,13 +52,9 @@ RUNTIME_COLUMNS = ("_batch_id", "_ingested_at", "batch_id", "ingested_at", "quar
 
 
 @pytest.fixture(scope="module")
-def landing(tmp_path_factory) -> Path:
-    """A small clean bank's deliveries (shared read-only by every lake of this module)."""
-    from c360.synth import generate
-
-    root = tmp_path_factory.mktemp("reliability_landing") / "landing"
-    generate(customers=60, days=20, as_of=AS_OF, seed=5, landing=root, dirty_rate=0.0)
-    return root
+def landing(banks) -> Path:
+    """A small clean bank's deliveries (the session's, shared read-only by every lake)."""
+    return banks.landing(customers=60, days=20, as_of=AS_OF, seed=5, dirty_rate=0.0).landing
 
 
 def child_env(landing: Path, lake_dir: Path) -> dict[str, str]:

@@ -32,30 +32,31 @@ def test_pure(settings):
     assert settings.engine.remote is None
 
 def test_engine_outside_the_unit_tier_is_fine(settings):
-    from c360.engine import _EmbeddedSail
-    assert _EmbeddedSail.acquire.__func__.__name__ == "acquire"  # the guard is disarmed
+    from c360.engine import _EmbeddedSail, spark_session
+    assert _EmbeddedSail.__dict__["acquire"].__func__.__name__ == "acquire"  # the guard is disarmed
+    with spark_session(settings) as eng:
+        assert eng.spark.range(3).count() == 3
 '''
 
 
 def test_a_unit_test_touching_the_engine_fails_and_says_why(tmp_path):
     """The guard, run on probe tests in a separate pytest (this session's conftest.py and
     helpers.py copied next to them): the two that touch the engine fail, naming the test;
-    the Sail engine is never started (the one that would start it is refused first).
-    Not in the unit tier itself: a second pytest takes a while to start."""
+    the Sail engine is not started for them, and a test after them (outside the tier)
+    starts and uses it. Not in the unit tier itself: it starts the engine."""
     for name in ("conftest.py", "helpers.py"):
         (tmp_path / name).write_bytes((TESTS / name).read_bytes())
     (tmp_path / "test_probe.py").write_text(PROBE, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in ("SPARK_REMOTE", "PYTEST_ADDOPTS")}
     env["PYTHONPATH"] = str(tmp_path)
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "unit",
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           "--rootdir", str(tmp_path), "-c", "/dev/null", str(tmp_path / "test_probe.py")],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
     text = out.stdout + out.stderr
     assert out.returncode == 1, text
-    assert "1 failed, 1 passed, 1 deselected, 1 error" in text, text
+    assert "1 failed, 2 passed, 1 error" in text, text
     assert "unit-tier test test_probe.py::test_asks_for_spark asks for the Spark engine (fixtures engine, spark)" in text, text
     assert "unit-tier test test_probe.py::test_starts_the_engine started the embedded Sail engine" in text, text
-    assert "started embedded Sail" not in text
 
 
 @pytest.mark.unit
