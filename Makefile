@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 export RUST_LOG ?= warn
 export PYTHONWARNINGS ?= ignore::FutureWarning
 
-.PHONY: help setup demo test test-fast lint clean airflow airflow-init bench
+.PHONY: help setup demo test test-unit test-fast lint clean airflow airflow-init bench
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,11 @@ demo: setup  ## generate a 10,000-customer bank into ./landing, run every step i
 
 test: setup  ## run the test suite
 	$(UV) run --frozen pytest -q
+
+# The unit tier: tests marked `unit` (tests/conftest.py), which need no Spark engine (a unit
+# test that asks for it or starts it fails); under a minute.
+test-unit: setup  ## the unit tier: settings, generator, sentiment, model frame, rules, CSV safety (no Spark)
+	$(UV) run --frozen pytest -q -m unit
 
 test-fast: setup  ## the tests without the end-to-end ones
 	$(UV) run --frozen pytest -q -m "not slow"

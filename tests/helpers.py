@@ -1,14 +1,34 @@
-"""Small builders for test DataFrames in the shape the landing reader produces."""
+"""Helpers shared by the test modules: builders of reader-shaped test DataFrames and of
+landing files, Hypothesis settings, and the session's generated banks (:class:`Banks`,
+served by the ``banks`` fixture of conftest.py). Import them from here (``from helpers
+import ...``), never from conftest.py."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
+from typing import Any
 
 from pyspark.sql import types as T
 
 from c360.contract import SOURCES
 
 DAY = date(2026, 6, 1)
+
+
+def write_landing(landing: Path, source: str, day: str, name: str, text: str | bytes) -> Path:
+    """Write one delivered file (text is written as UTF-8 unless bytes)."""
+    folder = landing / source / day
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    if isinstance(text, str):
+        path.write_text(text, encoding="utf-8")
+    else:
+        path.write_bytes(text)
+    return path
 
 
 def text_rows(spark, source: str, rows: list[dict], delivery_date: date = DAY, extras: tuple[str, ...] = ()):
@@ -62,3 +82,93 @@ def hypothesis_settings(pure_examples: int, engine_examples: int):
     return (settings(max_examples=pure_examples, deadline=None, database=None, suppress_health_check=slow),
             settings(max_examples=engine_examples, deadline=None, database=None,
                      suppress_health_check=[*slow, HealthCheck.function_scoped_fixture]))
+
+
+# ---------------------------------------------------------------------------------------
+# the session's generated banks
+
+@dataclass(frozen=True)
+class Bank:
+    """A generated landing zone of the session (shared: read it, never write into it)."""
+
+    landing: Path
+    summary: Any  # c360.synth.GenerationSummary, as generate() returned it
+
+
+@dataclass(frozen=True)
+class BuiltLake:
+    """A lake built once from a shared landing zone, and what its build returned."""
+
+    bank: Bank
+    lake: Path
+    result: Any
+
+
+class Banks:
+    """Generated banks, each generated once per session, and lakes built from them once.
+
+    - :meth:`landing` generates a landing zone for one set of generator arguments the
+      first time it is asked for, and returns the same one afterwards (same arguments and
+      seed: the same bytes a module's own ``generate`` call wrote).
+    - :meth:`lake` builds a lake from such a landing zone once per name, by a function
+      the first caller gives (e.g. ingest and silver); :meth:`copy` gives each module its
+      own copy of that lake (``shutil.copytree``: seconds, not a pipeline run), with the
+      landing zone still the shared one, so the lake's records of ingested files match.
+
+    The landing zones are shared read-only: a test that writes deliveries takes its own
+    (``shutil.copytree(bank.landing, ...)``, or its own ``generate``). At the end of the
+    session (the ``banks`` fixture's teardown) every landing zone is compared with its
+    listing when generated, and a change fails the session's last test. A lake holding
+    an MLflow registry is not for copying (the registry records absolute artifact paths).
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._landings: dict[tuple, Bank] = {}
+        self._listings: dict[Path, dict[str, tuple[int, int]]] = {}
+        self._lakes: dict[str, BuiltLake] = {}
+
+    def landing(self, customers: int, days: int, as_of: date, seed: int, dirty_rate: float = 0.0) -> Bank:
+        """The landing zone of ``generate(customers, days, as_of, seed, dirty_rate=...)``."""
+        from c360.synth import generate
+
+        key = (int(customers), int(days), as_of.isoformat(), int(seed), float(dirty_rate))
+        if key not in self._landings:
+            path = self.root / "landing-{}x{}-{}-s{}-d{}".format(*key)
+            summary = generate(customers=customers, days=days, as_of=as_of, seed=seed, landing=path,
+                               dirty_rate=dirty_rate)
+            self._landings[key] = Bank(path, summary)
+            self._listings[path] = _listing(path)
+        return self._landings[key]
+
+    def lake(self, name: str, bank: Bank, build: Callable[[Path], Any]) -> BuiltLake:
+        """The lake ``name``, built once by ``build(lake_dir)`` from ``bank`` (whatever it
+        returns is kept as ``result``). Every caller of one name must mean the same build."""
+        if name not in self._lakes:
+            lake_dir = self.root / f"lake-{name}"
+            result = build(lake_dir)
+            self._lakes[name] = BuiltLake(bank, lake_dir, result)
+        built = self._lakes[name]
+        if built.bank != bank:
+            raise ValueError(f"lake {name!r} was built from {built.bank.landing}, not {bank.landing}")
+        return built
+
+    @staticmethod
+    def copy(built: BuiltLake, dest: Path) -> Path:
+        """A copy of a built lake at ``dest`` (which must not exist); returns ``dest``."""
+        shutil.copytree(built.lake, dest)
+        return Path(dest)
+
+    def check_untouched(self) -> None:
+        changed = [str(p) for p, files in self._listings.items() if _listing(p) != files]
+        assert not changed, f"a test wrote into the shared landing zone(s) {changed}: copy it first"
+
+
+def _listing(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``root`` with its size and modification time (ns)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            out[p.relative_to(root).as_posix()] = (st.st_size, st.st_mtime_ns)
+    return out

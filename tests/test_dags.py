@@ -135,6 +135,7 @@ def test_train_dag_waits_for_the_daily_run_of_the_day_before(dagbag):
     assert business_date(monday, "Asia/Shanghai") - timedelta(days=1) == date(2026, 7, 5)  # train's as_of
 
 
+@pytest.mark.unit
 def test_business_date_is_the_logical_date_in_the_bank_time_zone():
     from zoneinfo import ZoneInfo
 
@@ -340,6 +341,7 @@ def test_train_dag_runs_end_to_end_after_the_daily_run(airflow_env, dagbag, engi
             assert versions[0].run_id == out["run_id"]
 
 
+@pytest.mark.unit
 def test_venv_pth_points_airflow_at_the_repository_unless_told_otherwise(tmp_path):
     """The .pth `make setup` writes: AIRFLOW_HOME and the DAGs folder of the repository the
     venv sits in; variables already set win; nothing without the repository's DAGs."""

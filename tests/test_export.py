@@ -226,6 +226,7 @@ def test_export_refuses_a_date_that_was_not_scored(spark, exported):
         export.run(spark, exported["settings"], date(2026, 7, 31))
 
 
+@pytest.mark.unit
 def test_csv_sink_quotes_and_neutralises_text_only(tmp_path):
     """The vectorised CSV writer: text quoted when it holds a comma, a quote, LF or CR (a
     lone CR too), quotes doubled; text a spreadsheet would run as a formula prefixed with
@@ -266,6 +267,7 @@ def test_csv_sink_quotes_and_neutralises_text_only(tmp_path):
     assert sink.rows == len(rows)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("value, cell", [
     ('=HYPERLINK("http://x","click")', "'=HYPERLINK(\"http://x\",\"click\")"), ("+1", "'+1"), ("-2+3", "'-2+3"),
     ("@SUM(A1)", "'@SUM(A1)"), ("\tX", "'\tX"), ("\rX", "'\rX"), ("  =1+1", "'  =1+1"), ("\n-1", "'\n-1"),
@@ -329,6 +331,7 @@ def test_hostile_product_names_reach_the_csv_as_text(settings, spark, tmp_path):
             assert not [v for v in text if v.lstrip(" \n")[:1] in ("=", "+", "-", "@", "\t", "\r")], row
 
 
+@pytest.mark.unit
 def test_erasure_rewrite_keeps_the_export_format(tmp_path):
     """jobs.erase rewrites an undelivered export's CSV without a customer: the other rows keep
     their bytes (neutralised cells, a quoted lone CR) and read back whole."""
@@ -349,6 +352,7 @@ def test_erasure_rewrite_keeps_the_export_format(tmp_path):
                                               {"customer_id": "C3", "product_name": "x,y", "score": "1.0"}]
 
 
+@pytest.mark.unit
 def test_csv_artifacts_of_training_are_safe(tmp_path):
     """MLflow CSV artifacts (per-product metrics keyed by delivered product codes, feature
     importance, calibration) go through the same writer."""

@@ -6,8 +6,11 @@ from decimal import Decimal
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from models.frame import FeatureSpec, fit_spec, matrix, prepare
+
+pytestmark = pytest.mark.unit
 
 
 def test_spec_round_trip_and_fixed_categories():
@@ -48,7 +51,7 @@ def test_matrix_from_arrow_matches_prepare_for_lightgbm():
     # an unknown category, the spec's columns in another order, one column absent
     batch = pa.RecordBatch.from_pydict({
         "product_code": pa.array(["TD", "NEW", None, "WM", "FD"]),
-        "deposit": pa.array([Decimal("12.25"), None, Decimal("3000.5"), Decimal("80"), Decimal("0")],
+        "deposit": pa.array([Decimal("12.25"), None, Decimal("3000.5"), Decimal(80), Decimal(0)],
                             pa.decimal128(18, 2)),
         "age": pa.array([50, None, 30, 61, 19], pa.int64()),
         "holds_fund": pa.array([None, True, False, True, False]),

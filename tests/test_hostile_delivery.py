@@ -35,8 +35,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from c360 import lake, landing
 from c360.contract import SOURCES
-from conftest import write_landing
-from helpers import hypothesis_settings
+from helpers import hypothesis_settings, write_landing
 from jobs import ingest
 
 PURE, WITH_ENGINE = hypothesis_settings(60, 8)

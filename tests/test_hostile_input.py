@@ -49,8 +49,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 from c360 import lake
 from c360.contract import SOURCES
 from c360.landing import MAX_FIELD_BYTES, _arrow_jsonl, _parse_jsonl, inspect, make_reader, normalise_identifier
-from conftest import write_landing
-from helpers import hypothesis_settings
+from helpers import hypothesis_settings, write_landing
 from features.bronze import ValidationRules, validate
 from jobs import ingest
 
@@ -445,6 +444,7 @@ def test_whole_file_defects_reject_the_file_with_a_reason_naming_the_problem(cas
     assert got.startswith(reason), (got, reason)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name, data", [
     ("h.csv", ",".join(TXN.column_names).encode()),  # no line end at all
     ("h.csv", (",".join(TXN.column_names) + "\r\n\r\n").encode()),
@@ -463,6 +463,7 @@ def test_a_header_only_file_is_an_empty_delivery_not_an_error(tmp_path, name, da
     assert out.num_rows == 0
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name, data, reason", [
     ("e.jsonl", b"\n\n", "no JSON object found in the first lines"),
     ("h.csv", b"\n" + b"T1,A1\n", "no header row: the first line is empty"),
@@ -482,6 +483,7 @@ def test_hostile_headers_get_a_clear_reason(tmp_path, name, data, reason):
     assert out.num_rows == 0
 
 
+@pytest.mark.unit
 def test_parquet_instants_in_any_zone_are_read_as_utc(tmp_path):
     """A zoned Parquet timestamp is one instant whatever its zone: read as UTC with "Z"."""
     instant = datetime(2026, 5, 31, 20, 26, 40, 123456, tzinfo=timezone.utc)
@@ -690,6 +692,7 @@ def _txn_texts(i: int, **over) -> dict:
             "merchant_category": "m", "counterparty": "c", "description": "d"} | over
 
 
+@pytest.mark.unit
 def test_a_nested_json_value_in_a_contract_column_rejects_its_row_and_an_extra_column_keeps_it(tmp_path):
     lines = [_txn_texts(1), _txn_texts(2, customer_id={"id": "C1"}), _txn_texts(3, account_id=["A1"]),
              _txn_texts(4) | {"meta": {"k": [1, 2]}}]
@@ -705,6 +708,7 @@ def test_a_nested_json_value_in_a_contract_column_rejects_its_row_and_an_extra_c
     assert json.loads(got[4]["meta"]) == {"k": [1, 2]}  # an extra column: the JSON text
 
 
+@pytest.mark.unit
 def test_a_nested_parquet_value_in_a_contract_column_rejects_its_row_and_an_extra_column_keeps_it(tmp_path):
     cols = {c: pa.array([v, v], pa.string()) for c, v in _txn_texts(1).items()}
     cols["txn_id"] = pa.array(["T1", "T2"])

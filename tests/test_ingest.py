@@ -14,7 +14,7 @@ import pytest
 
 from c360 import lake, landing
 from c360.contract import SOURCES
-from conftest import write_landing
+from helpers import write_landing
 from jobs import ingest, silver
 
 TXN_HEADER = ",".join(SOURCES["transactions"].column_names)
@@ -252,6 +252,7 @@ def _landing_file(day: str, size: int, path: str = "x.csv"):
     return LandingFile("transactions", f"/l/{day}/{path}", date.fromisoformat(day), "csv", size, f"{day}{path}")
 
 
+@pytest.mark.unit
 def test_plan_batches_cuts_a_backlog_by_size_in_delivery_order():
     files = [_landing_file("2026-06-03", 40), _landing_file("2026-06-01", 60), _landing_file("2026-06-02", 30),
              _landing_file("2026-06-04", 250), _landing_file("2026-06-05", 10), _landing_file("2026-06-01", 5, "a.csv")]

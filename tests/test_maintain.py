@@ -86,6 +86,7 @@ def test_retention_keeps_time_travel(spark, small_files):
     assert list(summary["tables"]) == ["silver/things"]
 
 
+@pytest.mark.unit
 def test_retention_is_validated(tmp_path):
     conf = tmp_path / "conf"
     conf.mkdir()

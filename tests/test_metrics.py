@@ -120,6 +120,7 @@ def test_candidates_exclude_held_and_inactive_products_and_labels_look_ahead_onl
     assert got == {"FD": (1, -2, True), "TD": (0, 1, True)}  # TD was opened before the snapshot
 
 
+@pytest.mark.unit
 def test_month_end_snapshots_have_complete_label_windows():
     assert month_end_snapshots(date(2026, 6, 30), 3, 30) == [date(2026, 3, 31), date(2026, 4, 30),
                                                               date(2026, 5, 31)]

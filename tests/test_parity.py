@@ -454,6 +454,7 @@ def expect_latest_snapshots(rows, schema):
 EXPECTATIONS = {name.removeprefix("expect_"): fn for name, fn in globals().items() if name.startswith("expect_")}
 
 
+@pytest.mark.unit
 def test_every_case_has_expectations():
     assert sorted(EXPECTATIONS) == sorted(CASE_NAMES)
 

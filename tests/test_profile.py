@@ -191,6 +191,7 @@ def test_customer_without_any_activity_gets_zero_counts(spark):
     assert p.days_since_last_txn is None
 
 
+@pytest.mark.unit
 def test_every_family_is_declared_and_the_catalogue_is_current():
     from pathlib import Path
 

@@ -24,7 +24,7 @@ from c360 import lake
 from c360.contract import SOURCES
 from c360.quality import parse_config, suites
 from c360.settings import ConfigError
-from conftest import write_landing
+from helpers import write_landing
 from jobs.pipeline import StepFailed, run_step
 
 AS_OF = date(2026, 6, 30)
@@ -429,6 +429,7 @@ def test_overrides_and_thresholds_change_severity(spark, lake_copy):
     assert m["failed_critical"] == 0 and m["failed_warning"] == 1 and "silver/interactions" in m["warnings"][0]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("raw, error", [
     ({"generated": {"silver": {"key_unique": "fatal"}}},
      "generated.silver.key_unique: Input should be 'critical' or 'warning'"),
@@ -480,6 +481,7 @@ def test_wrong_expectation_arguments_stop_the_step_before_validating(spark, lake
     assert not table(spark, lake_copy, "ops", "dq_results").where("run_id = 'badargs'").count()
 
 
+@pytest.mark.unit
 def test_run_summary_shows_quality_results():
     from rich.console import Console
 
@@ -495,6 +497,7 @@ def test_run_summary_shows_quality_results():
     assert "silver/events" in text and "7 unexpected" in text and "table absent" in text and "index.html" in text
 
 
+@pytest.mark.unit
 def test_shipped_configuration_is_valid():
     from c360.quality import load_config
 

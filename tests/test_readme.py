@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "bench/README.md")
 VENV_BIN = REPO / ".venv" / "bin"

@@ -23,6 +23,7 @@ from models.registry import (
 )
 
 
+@pytest.mark.unit
 def test_promote_gate_is_a_pure_function():
     # first version: must beat the baseline (by more than the margin)
     assert promote(0.12, None, 0.10) is True
@@ -41,6 +42,7 @@ def test_promote_gate_is_a_pure_function():
     assert promote(0.2, None, None) is False
 
 
+@pytest.mark.unit
 def test_tracking_uri_defaults_to_sqlite_in_the_lake_and_env_wins(lake_settings, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     lake = lake_settings.lake.resolve()

@@ -52,13 +52,9 @@ RUNTIME_COLUMNS = ("_batch_id", "_ingested_at", "batch_id", "ingested_at", "quar
 
 
 @pytest.fixture(scope="module")
-def landing(tmp_path_factory) -> Path:
-    """A small clean bank's deliveries (shared read-only by every lake of this module)."""
-    from c360.synth import generate
-
-    root = tmp_path_factory.mktemp("reliability_landing") / "landing"
-    generate(customers=60, days=20, as_of=AS_OF, seed=5, landing=root, dirty_rate=0.0)
-    return root
+def landing(banks) -> Path:
+    """A small clean bank's deliveries (the session's, shared read-only by every lake)."""
+    return banks.landing(customers=60, days=20, as_of=AS_OF, seed=5, dirty_rate=0.0).landing
 
 
 def child_env(landing: Path, lake_dir: Path) -> dict[str, str]:
@@ -449,6 +445,7 @@ def test_overwrite_staged_replaces_a_table_from_a_frame_that_reads_it(spark, tmp
     assert not lake.exists(staging)
 
 
+@pytest.mark.unit
 def test_the_kill_hook_is_inert_unless_armed_for_that_table_and_refuses_a_malformed_point(monkeypatch):
     """c360.faults: unset, or armed for another point or table, a write goes on untouched
     (the frame is not even looked at: None stands in for it); a malformed value is an error,

@@ -25,7 +25,7 @@ import pytest
 
 from c360 import lake
 from c360.contract import SOURCES
-from conftest import write_landing
+from helpers import write_landing
 from jobs import ingest, silver
 
 TXN_COLS = SOURCES["transactions"].column_names
@@ -114,6 +114,7 @@ def test_a_new_customers_column_stays_in_bronze_unless_declared_non_pii(spark, l
     assert "13912345678" not in {str(v) for v in row.asDict().values()}
 
 
+@pytest.mark.unit
 def test_non_pii_declaration_names_only_known_sources(settings):
     with pytest.raises(ValueError, match="unknown source"):
         settings.privacy.model_validate({"non_pii_extra_columns": {"custmers": ["x"]}})
@@ -193,6 +194,7 @@ def test_a_file_with_more_new_columns_than_the_cap_is_quarantined_whole(spark, l
         {"T1": None, "W2": "y", "W3": "z"}
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("value", ["-1", "10001", "many"])
 def test_the_new_column_cap_is_validated_at_start_up(tmp_path, value):
     from c360.settings import ConfigError, load_settings

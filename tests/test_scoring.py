@@ -273,6 +273,7 @@ def templates(settings):
     return score.reasons_conf(settings.scoring)
 
 
+@pytest.mark.unit
 def test_reason_texts_for_a_known_contribution_vector(settings):
     r = templates(settings)
     names = ["views_product_90d", "deposit_balance", "is_salary_customer", "age", "complaints_365d", "product_code"]
@@ -301,6 +302,7 @@ def test_reason_texts_for_a_known_contribution_vector(settings):
     assert codes == ["views_product_90d", "views_product_30d"] and zh == "您最近在手机银行多次浏览了该产品。"
 
 
+@pytest.mark.unit
 def test_template_lookup_exact_then_longest_prefix(settings):
     t = templates(settings)["templates"]
     assert template_key("views_product_30d", t) == "views_product_*"
@@ -309,6 +311,7 @@ def test_template_lookup_exact_then_longest_prefix(settings):
     assert template_key("gender", t) is None
 
 
+@pytest.mark.unit
 def test_scoring_conf_is_validated(tmp_path):
     for name in ("base.yaml", "profile.yaml", "tags.yaml", "scoring.yaml"):
         shutil.copy(REPO_CONF / name, tmp_path / name)
@@ -390,6 +393,7 @@ def test_score_step_ranks_top_n_in_the_engine_with_reasons(spark, world, scored)
     assert metrics["attrition"]["model"] == "attrition_risk" and "no 'champion'" in metrics["attrition"]["skipped"]
 
 
+@pytest.mark.unit
 def test_reason_effects_average_where_the_feature_holds_and_fall_back_to_all_products():
     templates = {"x": {"zh": "甲", "en": "X."}, "y": {"zh": "乙", "en": "Y."},
                  "z": {"zh": "丙", "en": "Z.", "secondary": True}}
@@ -490,12 +494,14 @@ def test_no_pii_in_gold_tables_written(spark, world, scored):
         sorted(f.name for f in score.RECOMMENDATIONS_SCHEMA.fields)
 
 
+@pytest.mark.unit
 def test_model_names_follow_models_yaml_unless_overridden(settings):
     assert score.model_names(settings) == ("next_best_product", "attrition_risk")
     s = settings.model_copy(update={"scoring": settings.scoring.model_copy(update={"model": "nbp_b"})})
     assert score.model_names(s) == ("nbp_b", "attrition_risk")
 
 
+@pytest.mark.unit
 def test_holds_matrix_answers_as_holds_on_the_raw_values():
     import pyarrow as pa
 
@@ -515,6 +521,7 @@ def test_holds_matrix_answers_as_holds_on_the_raw_values():
     assert holds_matrix(values, ["positive"] * 4, cats)[0].tolist() == [True, False, True, True]
 
 
+@pytest.mark.unit
 def test_sample_rate_takes_enough_customer_buckets_for_the_sample():
     assert score.sample_rate(2_972_375, 5000) == 2  # 1.68 per mille, rounded up
     assert score.sample_rate(5_000_000, 5000) == 1

@@ -124,6 +124,7 @@ def transformed_numpy(rows: list[dict]) -> np.ndarray:
     return x
 
 
+@pytest.mark.unit
 def test_choose_k_finds_three_well_separated_blobs():
     rng = np.random.default_rng(3)
     centres = np.array([[0, 0, 0, 0, 0], [8, 8, 0, 0, 0], [0, 8, 8, 8, 0]], dtype=float)
@@ -175,6 +176,7 @@ def test_training_sample_is_bounded_seeded_and_fit_orders_clusters(spark):
 # ---------------------------------------------------------------------------------------
 # personas: stable ids, names
 
+@pytest.mark.unit
 def test_persona_matching_keeps_ids_and_numbers_new_clusters():
     feats = ["a", "b"]
     means, stds = [0.0, 0.0], [1.0, 1.0]
@@ -201,6 +203,7 @@ def test_persona_matching_keeps_ids_and_numbers_new_clusters():
         ["P01", "P02"]
 
 
+@pytest.mark.unit
 def test_persona_names_and_descriptions_come_from_distinguishing_features():
     phrases = CONF["personas"]["phrases"]
     feats = ["logins_30d", "wealth_aum", "age", "channel_share_branch_90d"]
@@ -403,6 +406,7 @@ def test_job_two_runs_stable_personas_migration_report_and_no_pii(spark, lake_se
     assert "Persona migration" in html and str(PREV) in html
 
 
+@pytest.mark.unit
 def test_step_registered_after_profile():
     from jobs.pipeline import STEPS
 
@@ -410,6 +414,7 @@ def test_step_registered_after_profile():
     assert names.index("segments") == names.index("profile") + 1
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("edit, message", [
     (lambda d: d["lifecycle"]["rules"].append({"stage": "vip", "when": "total_aun > 1"}), "unknown feature 'total_aun'"),
     (lambda d: d["lifecycle"]["rules"].append({"stage": "new", "when": "age < 20"}), "stage 'new' has more than one"),

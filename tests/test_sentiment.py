@@ -48,18 +48,21 @@ def _held_out(rows):
 # --------------------------------------------------------------------------- unit
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("text", [None, "", "   ", "\n\t"])
 def test_missing_text_scores_none(text):
     assert score_text(text) is None
     assert label(score_text(text)) is None
 
 
+@pytest.mark.unit
 def test_text_without_sentiment_is_zero():
     assert score_text("今天去网点办了一张借记卡") == 0.0
     assert score_text("Visited the branch to update my phone number.") == 0.0
     assert label(0.0) == "neutral"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("plain", "negated"),
     [
@@ -83,12 +86,14 @@ def test_negation_flips_sign(plain, negated):
     assert math.copysign(1, a) == -math.copysign(1, b), (plain, a, negated, b)
 
 
+@pytest.mark.unit
 def test_litotes_is_milder_than_the_opposite_word():
     # "not bad" is positive but weaker than "good"; "不算慢" weaker than "快".
     assert 0 < score_text("not bad") < score_text("great")
     assert 0 < score_text("不算慢") < score_text("很快")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("base", "stronger"),
     [
@@ -110,11 +115,13 @@ def test_intensifier_increases_magnitude(base, stronger):
     assert abs(b) > abs(a), (base, a, stronger, b)
 
 
+@pytest.mark.unit
 def test_diminisher_decreases_magnitude():
     assert 0 > score_text("有点慢") > score_text("慢")
     assert 0 > score_text("a bit slow") > score_text("slow")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -132,12 +139,14 @@ def test_contrast_clause_dominates(text, expected):
     assert label(score_text(text)) == expected, score_text(text)
 
 
+@pytest.mark.unit
 def test_contrast_reverses_the_same_two_clauses():
     a = score_text("服务不错，但是等太久了")
     b = score_text("等太久了，但是服务不错")
     assert a < 0 < b
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -153,6 +162,7 @@ def test_mixed_chinese_and_english(text, expected):
     assert label(score_text(text)) == expected, score_text(text)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -178,6 +188,7 @@ def test_bank_service_phrases(text, expected):
     assert label(score_text(text)) == expected, score_text(text)
 
 
+@pytest.mark.unit
 def test_longest_match_wins_over_its_parts():
     # "不耐烦" is one negative term (not 不 + 耐烦), and a negator before it flips it.
     assert score_text("柜员不耐烦") < 0
@@ -187,6 +198,7 @@ def test_longest_match_wins_over_its_parts():
     assert score_text("不停推销保险") < 0
 
 
+@pytest.mark.unit
 def test_scores_are_bounded_and_deterministic():
     texts = [r["text"] for r in _rows()]
     scores = [score_text(t) for t in texts]
@@ -194,6 +206,7 @@ def test_scores_are_bounded_and_deterministic():
     assert scores == [score_text(t) for t in texts]
 
 
+@pytest.mark.unit
 def test_label_thresholds():
     assert label(0.15) == "positive"
     assert label(0.1499) == "neutral"
@@ -205,6 +218,7 @@ def test_label_thresholds():
         label(0.2, threshold=-0.1)
 
 
+@pytest.mark.unit
 def test_score_series_matches_score_text():
     texts = ["态度很好", None, "", "app keeps crashing", "态度很好"]
     s = pd.Series(texts, index=[10, 11, 12, 13, 14])
@@ -236,12 +250,14 @@ def _write(tmp_path: Path, raw) -> Path:
     return p
 
 
+@pytest.mark.unit
 def test_default_lexicon_loads_once():
     lex = load_lexicon()
     assert lex is load_lexicon()
     assert lex.sizes["positive"] > 100 and lex.sizes["negative"] > 100
 
 
+@pytest.mark.unit
 def test_bank_can_add_its_own_terms(tmp_path):
     text = "掌上生活积分商城很给力，但是网点的叫号机老吞号"
     base = score_text(text)
@@ -251,6 +267,7 @@ def test_bank_can_add_its_own_terms(tmp_path):
     assert score_text(text, lexicon=custom) < base
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
@@ -272,6 +289,7 @@ def test_malformed_lexicon_is_rejected_clearly(tmp_path, mutate, message):
         load_lexicon(_write(tmp_path, raw))
 
 
+@pytest.mark.unit
 def test_unreadable_lexicon_files(tmp_path):
     with pytest.raises(LexiconError, match="not found"):
         load_lexicon(tmp_path / "missing.yaml")
@@ -334,6 +352,7 @@ def test_spark_agrees_with_python_on_the_labelled_set(spark):
 # --------------------------------------------------------------------------- labelled set
 
 
+@pytest.mark.unit
 def test_labelled_set_shape():
     rows = _rows()
     assert list(rows[0]) == ["id", "lang", "text", "label"]
@@ -349,6 +368,7 @@ def test_labelled_set_shape():
     assert 100 <= len(held) <= 120 and {r["lang"] for r in held} == {"zh", "en"}
 
 
+@pytest.mark.unit
 def test_held_out_accuracy():
     held = _held_out(_rows())
     hits: Counter[str] = Counter()

@@ -9,6 +9,8 @@ import pytest
 from c360.privacy import DEVELOPMENT_KEY, DevelopmentKeyWarning, KeyRef, key_fingerprint, pii_key, pii_key_ref
 from c360.settings import ConfigError, load_settings
 
+pytestmark = pytest.mark.unit
+
 BASE = Path(__file__).resolve().parent.parent / "conf"
 
 

@@ -168,6 +168,7 @@ def test_event_tables_are_partitioned_by_local_business_day(lakes, spark):
     assert tx.where("partition_date <> local_day").count() == 0
 
 
+@pytest.mark.unit
 def test_plan_chunks_groups_whole_loads_oldest_first():
     from datetime import datetime
 
@@ -461,7 +462,7 @@ def _correct(spark, s, name: str, key: str, changes: dict, day: date) -> None:
     import csv
     import io
 
-    from conftest import write_landing
+    from helpers import write_landing
 
     cols = SOURCES[name].column_names
     key_col = SOURCES[name].key[0]

@@ -36,6 +36,8 @@ from c360.contract import (
 from c360.synth import generate
 from c360.synth.vocab import COMMENTS
 
+pytestmark = pytest.mark.unit
+
 AS_OF = dt.date(2026, 6, 30)
 EXT = {"customers": ".csv", "product_catalog": ".csv", "holdings": ".parquet", "transactions": ".csv.gz",
        "events": ".jsonl", "interactions": ".csv", "feedback": ".csv", "complaints": ".csv",

@@ -18,6 +18,7 @@ def tag(name, rule):
     return Tag(name=name, label_zh="标签", description="A test tag.", owner="tests", rule=rule)
 
 
+@pytest.mark.unit
 def test_shipped_tags_are_valid_and_documented():
     tags = load_settings(environ={}).tags
     assert len(tags) >= 15
@@ -41,6 +42,7 @@ def test_tags_are_applied_per_customer(spark):
     assert long == [("C1", "detractor"), ("C1", "digital_native"), ("C1", "high_value")]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("rule, message", [
     ("total_aumm >= 1", "unknown feature 'total_aumm'"),
     ("upper_bound(total_aum) > 1", "function upper_bound() is not allowed"),
@@ -53,6 +55,7 @@ def test_invalid_rules_fail_with_the_tag_name(rule, message):
     assert message in str(err.value)
 
 
+@pytest.mark.unit
 def test_a_bad_tag_file_stops_loading(tmp_path):
     for f in CONF.glob("*.yaml"):
         (tmp_path / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
@@ -66,6 +69,7 @@ def test_a_bad_tag_file_stops_loading(tmp_path):
         load_settings(tmp_path, environ={})
 
 
+@pytest.mark.unit
 def test_no_pii_column_among_the_profile_features():
     pii = set(SOURCES["customers"].pii_columns)
     assert not pii & set(REGISTRY)

@@ -31,6 +31,7 @@ def utc(*a):
 
 # ---------------------------------------------------------------------------- configuration
 
+@pytest.mark.unit
 def test_models_block_is_validated_with_clear_errors(tmp_path):
     s = load_settings(environ={})
     m = s.models
