@@ -63,6 +63,7 @@ EXECUTOR_MEMORY = "1g"
 DRIVER_MEMORY = "2g"
 DAEMON_MEMORY = "512m"
 HOST = "127.0.0.1"
+JAVA_OPTIONS = os.environ.get("C360_CLUSTER_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
 _children: list[subprocess.Popen] = []
 START_TIMEOUT = float(os.environ.get("C360_CLUSTER_START_TIMEOUT", "600"))  # first start downloads Delta
 
@@ -111,9 +112,11 @@ def connect_conf(master_url: str, ui_port: int, connect_port: int, local_dir: Pa
         # Delta rebuilds a table's state from its log in this many shuffle partitions (default
         # 50: 50 tasks per table read, most of a small job's time on two cores)
         "spark.databricks.delta.snapshotPartitions": "2",
-        # fewer GC threads on a small shared machine
-        "spark.driver.extraJavaOptions": "-XX:+UseSerialGC",
-        "spark.executor.extraJavaOptions": "-XX:+UseSerialGC",
+        # A small shared machine: one GC thread, and the quick compiler only (Spark compiles
+        # code for every query stage; on two busy cores C2's compilations took most of the
+        # CPU of a small job's executors)
+        "spark.driver.extraJavaOptions": JAVA_OPTIONS,
+        "spark.executor.extraJavaOptions": JAVA_OPTIONS,
         # keep the finished stages' task counts for the REST API (tests read them)
         "spark.ui.retainedJobs": "10000",
         "spark.ui.retainedStages": "10000",
@@ -243,7 +246,7 @@ def _env(directory: Path) -> dict[str, str]:
         "SPARK_WORKER_DIR": str(directory / "work"),
         "SPARK_DAEMON_MEMORY": DAEMON_MEMORY,
         # the master and workers only schedule: the quick compiler and one GC thread suffice
-        "SPARK_DAEMON_JAVA_OPTS": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+        "SPARK_DAEMON_JAVA_OPTS": JAVA_OPTIONS,
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
         "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),

@@ -47,7 +47,9 @@ VOLATILE = {"run_id", "scored_at", "computed_at", "created_at", "updated_at", "e
 RANKED_TABLES = {"gold/recommendations"}
 
 # Small models, so that training takes seconds: the comparison is of engines, not models.
-LOCAL_CONF = {"models": {
+# Two shuffle partitions: the cluster has two cores, and every partition is a task to
+# schedule (8 by default).
+LOCAL_CONF = {"engine": {"shuffle_partitions": 2}, "models": {
     "next_best_product": {"snapshots": 4,
                           "ranker": {"n_estimators": 40, "num_leaves": 15, "min_child_samples": 20},
                           "binary": {"n_estimators": 40, "num_leaves": 15, "min_child_samples": 20}},
@@ -124,11 +126,25 @@ def _keys(df: pd.DataFrame) -> list[str]:
     return sorted(c for c in df.columns if c not in VOLATILE and not pd.api.types.is_float_dtype(df[c]))
 
 
+def _canon(v):
+    """A nested value (list, map, struct) as comparable text, its floats to 6 significant
+    digits (persona centroids and KPIs hold floats computed by either engine)."""
+    import numpy as np
+
+    if isinstance(v, float | np.floating):
+        return "nan" if v != v else f"{float(v):.6g}"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_canon(x)}" for k, x in sorted(v.items())) + "}"
+    if isinstance(v, list | tuple | np.ndarray):
+        return "[" + ", ".join(_canon(x) for x in v) + "]"
+    return str(v)
+
+
 def _normalise(df: pd.DataFrame) -> pd.DataFrame:
     df = df.drop(columns=[c for c in df.columns if c in VOLATILE])
     for c in df.columns:
-        if df[c].dtype == object:  # lists, dicts, bytes: compare their text
-            df[c] = df[c].map(lambda v: None if v is None else str(v))
+        if df[c].dtype == object:  # text, dates, lists, maps: compared as canonical text
+            df[c] = df[c].map(lambda v: None if v is None else _canon(v))
     return df
 
 
@@ -181,7 +197,7 @@ def test_the_same_products_are_recommended(runs):
     def recommended(lake_dir: Path) -> pd.Series:
         df = _frame(lake_dir, "gold/recommendations")
         df = df[df["as_of_date"].astype(str) == AS_OF.isoformat()]
-        return df.groupby("customer_id")["product_id"].agg(frozenset)
+        return df.groupby("customer_id")["product_code"].agg(frozenset)
 
     a, b = recommended(runs["cluster"]), recommended(runs["sail"])
     assert set(a.index) == set(b.index) and len(a) > CUSTOMERS * 0.5
