@@ -111,6 +111,30 @@ def runs(cluster, tmp_path_factory):
     return lakes
 
 
+def test_strings_from_map_in_arrow_are_written_plain(cluster, tmp_path):
+    """Spark 4.2 types a ``mapInArrow`` result's strings ``string collate UTF8_BINARY``, and
+    Delta on the JVM wrote that into the schema, which the ``deltalake`` package cannot read
+    (the landing reader is a ``mapInArrow``: ingest failed on the cluster). ``lake`` writes
+    them as plain strings."""
+    from pyspark.sql import SparkSession
+
+    def identity(batches):  # defined here: pickled by value (the workers cannot import tests/)
+        yield from batches
+
+    spark = SparkSession.builder.remote(cluster.connect_url).create()
+    try:
+        df = spark.createDataFrame([("a", ["x"]), ("b", None)], "s string, l array<string>") \
+            .mapInArrow(identity, "s string, l array<string>")
+        path = str(tmp_path / "t")
+        lake.overwrite(df, path)
+        assert lake.row_count(path) == 2  # read by the deltalake package
+        log = "".join(p.read_text() for p in (tmp_path / "t" / "_delta_log").glob("*.json"))
+        assert "collate" not in log
+        assert sorted(lake.read(spark, path).collect()) == [("a", ["x"]), ("b", None)]
+    finally:
+        spark.stop()
+
+
 def _tables(lake_dir: Path) -> list[str]:
     return [t for t in lake.tables(lake_dir) if t.split("/")[0] in ("gold", "marketing") and "_staging" not in t]
 
