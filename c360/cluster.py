@@ -108,7 +108,6 @@ def connect_conf(master_url: str, ui_port: int, connect_port: int, local_dir: Pa
         "spark.pyspark.driver.python": python,
         "spark.executorEnv.PYSPARK_PYTHON": python,
         "spark.executorEnv.PYTHONPATH": str(ROOT),
-        "spark.executorEnv.C360_MODEL_CACHE": os.environ.get("C360_MODEL_CACHE", ""),
         # Delta rebuilds a table's state from its log in this many shuffle partitions (default
         # 50: 50 tasks per table read, most of a small job's time on two cores)
         "spark.databricks.delta.snapshotPartitions": "2",
@@ -120,6 +119,9 @@ def connect_conf(master_url: str, ui_port: int, connect_port: int, local_dir: Pa
         # keep the finished stages' task counts for the REST API (tests read them)
         "spark.ui.retainedJobs": "10000",
         "spark.ui.retainedStages": "10000",
+        # the compiled models' cache of the caller (the driver compiles, executors load)
+        **({"spark.executorEnv.C360_MODEL_CACHE": os.environ["C360_MODEL_CACHE"]}
+           if os.environ.get("C360_MODEL_CACHE") else {}),
     }
 
 
