@@ -14,6 +14,7 @@ failure (``Cluster.stop``: a process group kill, from ``finally`` and ``atexit``
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -151,8 +152,8 @@ def _keys(df: pd.DataFrame) -> list[str]:
 
 
 def _canon(v):
-    """A nested value (list, map, struct) as comparable text, its floats to 6 significant
-    digits (persona centroids and KPIs hold floats computed by either engine)."""
+    """A nested value (list, map, struct, JSON text) as comparable text, its floats to 6
+    significant digits (persona centroids and KPIs hold floats computed by either engine)."""
     import numpy as np
 
     if isinstance(v, float | np.floating):
@@ -161,6 +162,11 @@ def _canon(v):
         return "{" + ", ".join(f"{k}: {_canon(x)}" for k, x in sorted(v.items())) + "}"
     if isinstance(v, list | tuple | np.ndarray):
         return "[" + ", ".join(_canon(x) for x in v) + "]"
+    if isinstance(v, str) and v[:1] in ("{", "["):  # JSON text (persona KPIs, features)
+        try:
+            return _canon(json.loads(v))
+        except ValueError:
+            pass
     return str(v)
 
 
