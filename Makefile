@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 export RUST_LOG ?= warn
 export PYTHONWARNINGS ?= ignore::FutureWarning
 
-.PHONY: help setup demo test test-unit test-fast lint clean airflow airflow-init bench
+.PHONY: help setup demo test test-unit test-fast lint clean airflow airflow-init bench cluster-up cluster-down cluster-status test-cluster
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,6 +53,23 @@ test-unit: setup  ## the unit tier: settings, generator, sentiment, model frame,
 
 test-fast: setup  ## the tests without the end-to-end ones
 	$(UV) run --frozen pytest -q -m "not slow"
+
+# A Spark standalone cluster on this machine (c360/cluster.py): master, two workers, Spark Connect
+# with Delta Lake, from the pyspark wheel in .venv; state and logs in ./.cluster. Then e.g.
+# SPARK_REMOTE=$$(jq -r .connect_url .cluster/cluster.json) .venv/bin/c360 run --as-of 2026-06-30
+cluster-up: setup  ## start a local Spark standalone cluster + Spark Connect server (prints SPARK_REMOTE)
+	$(UV) run --frozen c360 cluster up
+
+cluster-down:  ## stop the cluster started by cluster-up
+	$(UV) run --frozen c360 cluster down
+
+cluster-status:  ## the cluster's URLs and live processes
+	$(UV) run --frozen c360 cluster status
+
+# The whole pipeline on a cluster the test starts (and stops) itself, and on embedded Sail;
+# every gold and marketing table compared (tests/cluster/).
+test-cluster: setup  ## pipeline on a local Spark cluster vs embedded Sail, tables compared
+	$(UV) run --frozen pytest -q -m cluster tests/cluster
 
 # Benchmark (bench/README.md): generated data goes to BENCH_DIR, results to bench/results/<name>.json|.md.
 # e.g. make bench CUSTOMERS=1000000 DAYS=365 BENCH_DIR=/data/bench; a re-run resumes finished phases.

@@ -742,12 +742,22 @@ class Bench:
                     f"{info['rows_out']:,} customers")
         self.save()
 
-        # self-check: the hand-written DuckDB SQL and the JVM agree with Sail
+        # (e) the same code on a Spark standalone cluster of this machine (--cluster): two
+        # workers of one core, Delta Lake, through Spark Connect (c360/cluster.py)
+        cluster_out = out_dir / "cluster"
+        if self.args.cluster:
+            res["engines"]["cluster"] = self.compare_on_cluster(path, as_of, tz, conf, cluster_out, rows_in)
+            self.save()
+
+        # self-check: the hand-written DuckDB SQL, the JVM and the cluster agree with Sail
         checks = {}
         sail_src = f"read_parquet('{sail_out}/*.parquet')"
         checks["duckdb_vs_sail"] = txn_features.compare_outputs(con, f"read_parquet('{duck_out}')", sail_src)
         if "seconds" in res["engines"].get("jvm", {}):
             checks["jvm_vs_sail"] = txn_features.compare_outputs(con, f"read_parquet('{jvm_out}/*.parquet')", sail_src)
+        if "seconds" in res["engines"].get("cluster", {}):
+            checks["cluster_vs_sail"] = txn_features.compare_outputs(con, f"read_parquet('{cluster_out}/*.parquet')",
+                                                                     sail_src)
         res["checks"] = checks
         for k, c in checks.items():
             say(f"  check {k}: {'MATCH' if c['match'] else 'MISMATCH'} ({c['customers_compared']:,} customers, "
@@ -759,12 +769,60 @@ class Bench:
                               else None),
             "jvm_with_startup_over_sail": (round(e["jvm"]["process_seconds"] / e["sail"]["seconds"], 2)
                                            if "seconds" in e.get("jvm", {}) else None),
+            "cluster_over_sail": (round(e["cluster"]["seconds"] / e["sail"]["seconds"], 2)
+                                  if "seconds" in e.get("cluster", {}) else None),
         }
         say(f"  ratios: Sail/DuckDB {res['ratios']['sail_over_duckdb']}, JVM/Sail {res['ratios']['jvm_over_sail']}")
         con.close()
         if not self.args.keep_compare:
             shutil.rmtree(out_dir, ignore_errors=True)
         return res
+
+    def compare_on_cluster(self, path: str, as_of: dt.date, tz: str, conf: dict, out: Path, rows_in: int) -> dict:
+        """The profile's transaction aggregation on a local Spark standalone cluster started
+        (and stopped) here: the Delta table read by Delta Lake on the JVM, Parquet written.
+        Seconds of the aggregation only; the cluster's start is reported apart."""
+        from pyspark.sql import SparkSession
+
+        from c360 import cluster as cluster_mod
+
+        say("  cluster: starting a master, 2 workers (1 core, 1.5 GB each) and Spark Connect")
+        t = time.perf_counter()
+        try:
+            cl = cluster_mod.up(self.dir / "cluster", say=lambda m: say(f"  cluster: {m}"))
+        except Exception as exc:  # noqa: BLE001 - reported in the results, the other engines stand
+            say(f"  cluster FAILED to start: {exc}")
+            return {"error": f"cluster start: {str(exc)[-1500:]}"}
+        startup = time.perf_counter() - t
+        try:
+            spark = SparkSession.builder.remote(cl.connect_url).config("spark.sql.session.timeZone", "UTC") \
+                .config("spark.sql.shuffle.partitions", "8").create()
+            try:
+                self.mem.reset_window()
+                t = time.perf_counter()
+                df = txn_features.spark_txn_features(spark.read.format("delta").load(path), as_of, tz, conf)
+                df.write.mode("overwrite").parquet(str(out))
+                wall = time.perf_counter() - t
+                executors = {e["id"]: e["completedTasks"] for e in cl.executors()}
+            finally:
+                spark.stop()
+            import duckdb
+
+            rows_out = duckdb.sql(f"SELECT count(*) FROM read_parquet('{out}/*.parquet')").fetchone()[0]
+            mem = self.mem.window_mb()
+            say(f"  cluster: {wall:.1f} s aggregation (+{startup:.0f} s cluster start), {rows_out:,} customers, "
+                f"tasks per executor {executors}")
+            return {"seconds": round(wall, 2), "startup_seconds": round(startup, 1), "rows_out": rows_out,
+                    "rows_per_second": round(rows_in / wall), "load_avg_1m": round(os.getloadavg()[0], 1),
+                    "workers": cluster_mod.WORKERS, "worker_cores": cluster_mod.WORKER_CORES,
+                    "worker_memory": cluster_mod.WORKER_MEMORY, "executor_memory": cluster_mod.EXECUTOR_MEMORY,
+                    "delta_package": cluster_mod.DELTA_PACKAGE, "tasks_per_executor": executors,
+                    "peak_rss_mb": mem["peak_children_rss_mb"]}
+        except Exception as exc:  # noqa: BLE001
+            say(f"  cluster FAILED: {exc}")
+            return {"error": str(exc)[-1500:], "startup_seconds": round(startup, 1)}
+        finally:
+            cl.stop()
 
     def phase_maintain(self) -> dict:
         from jobs import maintain
@@ -881,6 +939,15 @@ def render_markdown(state: dict, meta: dict) -> str:
                          f"{x['driver_memory']}, reads the Parquet files |")
         elif x:
             lines.append(f"| JVM Spark | - | - | - | - | {x.get('skipped') or x.get('error', '')[:120]} |")
+        x = e.get("cluster", {})
+        if "seconds" in x:
+            lines.append(f"| Spark standalone cluster, {x['workers']} workers x {x['worker_cores']} core, "
+                         f"Spark Connect (features.profile) | {x['seconds']:.1f} | {_n(x['rows_per_second'])} | "
+                         f"{_n(x['rows_out'])} | {x['peak_rss_mb']:,.0f} | +{x['startup_seconds']:.0f} s cluster "
+                         f"start; executors {x['executor_memory']}; reads the Delta table ({x['delta_package']}); "
+                         f"tasks per executor {x['tasks_per_executor']} |")
+        elif x:
+            lines.append(f"| Spark standalone cluster | - | - | - | - | {x.get('error', '')[:120]} |")
         lines.append("")
         lines.append("Peak RSS of DuckDB and Sail is this whole process's (it also holds the embedded engine's "
                      "memory from earlier phases); of the JVM, its subprocess tree's.")
@@ -889,7 +956,9 @@ def render_markdown(state: dict, meta: dict) -> str:
         if r:
             lines.append(f"Ratios: **Sail / DuckDB = {r.get('sail_over_duckdb')}**, "
                          f"**JVM / Sail = {r.get('jvm_over_sail')}** "
-                         f"({r.get('jvm_with_startup_over_sail')} with the JVM's start-up).")
+                         f"({r.get('jvm_with_startup_over_sail')} with the JVM's start-up)"
+                         + (f", **cluster / Sail = {r['cluster_over_sail']}**" if r.get("cluster_over_sail") else "")
+                         + ".")
             lines.append("")
         for k, chk in (c.get("checks") or {}).items():
             verdict = "match" if chk["match"] else "**differ**"
@@ -1017,6 +1086,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--fresh", action="store_true", help="ignore the saved progress and generated landing zone")
     ap.add_argument("--redo", default="", help="comma-separated phases to run again although done (e.g. compare)")
     ap.add_argument("--no-jvm", action="store_true", help="leave JVM Spark out of the comparison")
+    ap.add_argument("--cluster", action="store_true",
+                    help="also run the comparison on a local Spark standalone cluster (c360/cluster.py)")
     ap.add_argument("--jvm-memory", default=None, help="JVM driver memory (default: a third of RAM, 2g..12g)")
     ap.add_argument("--jvm-cores", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--jvm-timeout", type=int, default=4 * 3600)

@@ -6,6 +6,7 @@
     c360 maintain [--lake DIR] [--retention-hours H] [--tables silver/,gold/customer_360]
     c360 erase --customer-id ID [--lake DIR] [--retention-hours H]
     c360 evaluate --landing DIR --lake DIR --as-of YYYY-MM-DD
+    c360 cluster up|down|status [--dir .cluster]   (a local Spark standalone cluster)
 
 Long work shows progress bars; each command ends with a summary table; a failure exits
 non-zero with one clear line (``--debug`` shows the traceback).
@@ -610,6 +611,44 @@ def evaluate(
     popularity and the oracle)."""
     def go():
         do_evaluate(_settings(landing=landing, lake=lake), _parse_date(as_of, "--as-of"))
+    _run_guarded(go, debug)
+
+
+cluster_app = typer.Typer(no_args_is_help=True, help="A local Spark standalone cluster with Spark Connect "
+                          "and Delta Lake (c360/cluster.py).")
+app.add_typer(cluster_app, name="cluster")
+CLUSTER_DIR_OPTION = typer.Option(None, "--dir", help="pid files, logs and state [default ./.cluster]")
+
+
+@cluster_app.command("up")
+def cluster_up(directory: Optional[Path] = CLUSTER_DIR_OPTION, debug: bool = typer.Option(False)) -> None:
+    """Start a master, two workers and a Spark Connect server; print SPARK_REMOTE."""
+    def go():
+        from c360 import cluster
+
+        cluster.up(directory or cluster.DEFAULT_DIR, register_atexit=False, say=out.print)
+    _run_guarded(go, debug)
+
+
+@cluster_app.command("down")
+def cluster_down(directory: Optional[Path] = CLUSTER_DIR_OPTION, debug: bool = typer.Option(False)) -> None:
+    """Stop every process `c360 cluster up` started."""
+    def go():
+        from c360 import cluster
+
+        cluster.down(directory or cluster.DEFAULT_DIR, say=out.print)
+    _run_guarded(go, debug)
+
+
+@cluster_app.command("status")
+def cluster_status(directory: Optional[Path] = CLUSTER_DIR_OPTION, debug: bool = typer.Option(False)) -> None:
+    """Print the cluster's URLs and which of its processes are alive (JSON)."""
+    def go():
+        import json
+
+        from c360 import cluster
+
+        out.print_json(json.dumps(cluster.status(directory or cluster.DEFAULT_DIR)))
     _run_guarded(go, debug)
 
 

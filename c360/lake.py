@@ -99,6 +99,30 @@ def create_if_missing(spark: SparkSession, path: str, schema: StructType, partit
     writer.save(path)
 
 
+def plain_strings(df: DataFrame) -> DataFrame:
+    """``df`` with its string columns (and arrays of strings) cast to the plain ``string`` type.
+
+    Spark 4.2 gives the results of some expressions an explicitly collated string type
+    (``string collate UTF8_BINARY``: the default collation, but named), and Delta Lake on
+    the JVM writes that name into the table's schema. The ``deltalake`` package (row counts,
+    versions, maintenance) cannot read such a table ("Unsupported Delta table type: 'string
+    collate UTF8_BINARY'"). The client cannot tell the two types apart, so every string
+    column is cast; on the same type the cast is a no-op (Sail has no collations)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, StringType
+
+    cols, cast = [], False
+    for f in df.schema.fields:
+        col = F.col(f"`{f.name}`")
+        if isinstance(f.dataType, StringType):
+            col, cast = col.cast("string").alias(f.name), True
+        elif (isinstance(f.dataType, ArrayType) and isinstance(f.dataType.elementType, StringType)
+              and f.dataType.containsNull):
+            col, cast = col.cast("array<string>").alias(f.name), True
+        cols.append(col)
+    return df.select(*cols) if cast else df
+
+
 def overwrite(df: DataFrame, path: str, schema: StructType | None = None, partition_by: list[str] | None = None,
               replace_where: str | None = None) -> None:
     """Replace the table's content (or the part matching ``replace_where``) atomically.
@@ -106,8 +130,7 @@ def overwrite(df: DataFrame, path: str, schema: StructType | None = None, partit
     ``schema`` declares the table's columns and types; literal-made columns would
     otherwise be written non-nullable.
     """
-    if schema is not None:
-        df = df.to(schema)
+    df = plain_strings(df.to(schema) if schema is not None else df)
     if replace_where and exists(path):
         # Sail cannot add columns in a replaceWhere overwrite ("schema evolution not yet
         # implemented"): add a new column (e.g. one a source started delivering) with an
@@ -156,8 +179,7 @@ def overwrite_staged(df: DataFrame, path: str, staging: str, partition_by: list[
 
 
 def append(df: DataFrame, path: str, schema: StructType | None = None) -> None:
-    if schema is not None:
-        df = df.to(schema)
+    df = plain_strings(df.to(schema) if schema is not None else df)
     faults.before_commit(df, path)
     df.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
     faults.after_commit(path)
@@ -187,6 +209,7 @@ def merge(
     global _view_counter
     _view_counter += 1
     view = f"_merge_src_{_view_counter}"
+    source = plain_strings(source)
     source.createOrReplaceTempView(view)
     on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     clauses = []
@@ -371,8 +394,7 @@ def write_partition(df: DataFrame, path: str, partition_column: str, predicate: 
     """Replace one partition (``predicate``, e.g. ``as_of_date = DATE'2026-06-30'``) of a
     table partitioned by ``partition_column``, creating the table on first use. Other
     partitions are untouched, so re-running one date is idempotent and history stays."""
-    if schema is not None:
-        df = df.to(schema)
+    df = plain_strings(df.to(schema) if schema is not None else df)
     writer = df.write.format("delta").partitionBy(partition_column)
     faults.before_commit(df, path, [partition_column])
     if exists(path):

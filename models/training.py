@@ -163,7 +163,7 @@ class Scratch:
         return storage.join(self.root, name)
 
     def write(self, df: DataFrame, name: str, append: bool = False) -> DataFrame:
-        writer = df.write.format("delta").mode("append" if append else "overwrite")
+        writer = lake.plain_strings(df).write.format("delta").mode("append" if append else "overwrite")
         if not append:
             writer = writer.option("overwriteSchema", "true")
         writer.save(self.path(name))
