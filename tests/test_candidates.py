@@ -9,7 +9,7 @@ from datetime import date, datetime
 import pytest
 
 from features.candidates import (PAIR_FEATURES, account_history, candidates, held_pairs, held_products,
-                                 history_features, month_end_snapshots, months_before, ownership_columns,
+                                 history_features, month_end_snapshots, months_before, ownership_columns, tenure_columns,
                                  ownership_lags, ownership_vector, peer_adoption, product_signals)
 from features.profile import AsOf
 from models.frame import FeatureSpec
@@ -88,6 +88,18 @@ def test_ownership_vector_columns_come_from_the_codes_given(spark):
     got = {r.customer_id: (r.own_ca, r.own_cc, r.own_sv, r.own_gone) for r in vec.collect()}
     # CC was closed before S; GONE (unknown to the holdings) is 0
     assert got == {"C1": (1, 0, 0, 0), "C2": (0, 0, 1, 0)}
+
+
+def test_tenure_vector_counts_months_since_each_products_latest_opening(spark):
+    accounts = account_history(_holdings(spark), AT)
+    vec = ownership_vector(accounts, ["CA", "CC", "SV", "GONE"], AT)
+    assert [c for _, c in tenure_columns(["CA", "FD-1"])] == ["tenure_months_ca", "tenure_months_fd_1"]
+    got = {r.customer_id: (r.own_cc, r.tenure_months_ca, r.tenure_months_cc, r.tenure_months_sv, r.tenure_months_gone)
+           for r in vec.collect()}
+    # by hand from _holdings at 2026-05-31: C1 opened CA 2020-01-01 (76 months 30 days) and
+    # CC 2025-03-10 (14 months 21 days; closed since, own_cc 0, the tenure stays); C2 opened
+    # SV 2026-04-01 (1 month 30 days); never opened: null
+    assert got == {"C1": (0, 76, 14, None, None), "C2": (0, None, None, 1, None)}
 
 
 def _profile(spark):
@@ -198,7 +210,7 @@ def test_feature_spec_keeps_the_ownership_codes():
 
 
 def test_every_candidate_feature_is_in_the_catalogue():
-    from features.candidates import CANDIDATE_FEATURES, OWNERSHIP_PREFIX
+    from features.candidates import CANDIDATE_FEATURES, OWNERSHIP_PREFIX, TENURE_PREFIX
 
     documented = [name for name, *_ in CANDIDATE_FEATURES]
-    assert sorted(documented) == sorted([*PAIR_FEATURES, f"{OWNERSHIP_PREFIX}<code>"])
+    assert sorted(documented) == sorted([*PAIR_FEATURES, f"{OWNERSHIP_PREFIX}<code>", f"{TENURE_PREFIX}<code>"])

@@ -148,7 +148,7 @@ def complaint_lake(spark, settings, tmp_path_factory):
     import warnings
 
     from jobs import ingest, silver
-    from tests.conftest import write_landing
+    from helpers import write_landing
 
     root = tmp_path_factory.mktemp("complaints")
     s = settings.with_paths(landing=root / "landing", lake=root / "lake")
@@ -222,7 +222,8 @@ def generated(spark, settings, tmp_path_factory):
     from jobs import ingest, kpis, silver
 
     root = tmp_path_factory.mktemp("kpis_bank")
-    generate(customers=12000, days=240, as_of=AS_OF, seed=7, landing=root / "landing", dirty_rate=0.0)
+    generate(customers=12000, days=240, as_of=AS_OF, seed=7, landing=root / "landing", dirty_rate=0.0,
+             workers=1)  # no fork: this process runs the Sail engine (threads), a forked child can deadlock
     s = settings.with_paths(landing=root / "landing", lake=root / "lake")
     # the whole history as the service window: enough branch contacts per branch
     s = s.model_copy(update={"kpis": s.kpis.model_copy(update={

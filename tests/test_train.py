@@ -350,10 +350,11 @@ def _bank(spark, base_settings, root: Path, customers_n: int, days: int, seed: i
 def _fast_models(st, nbp_snapshots=4, att_snapshots=3, trees=60):
     m = st.models
     small = dict(n_estimators=trees, num_leaves=15, min_child_samples=20)
+    # small test banks: a few positives are enough to train (plumbing, not model quality)
     nbp_conf = m.next_best_product.model_copy(update={
-        "snapshots": nbp_snapshots, "ranker": m.next_best_product.ranker.model_copy(update=small),
+        "snapshots": nbp_snapshots, "min_positives": 5, "ranker": m.next_best_product.ranker.model_copy(update=small),
         "binary": m.next_best_product.binary.model_copy(update=small)})
-    att_conf = m.attrition.model_copy(update={"snapshots": att_snapshots,
+    att_conf = m.attrition.model_copy(update={"snapshots": att_snapshots, "min_positives": 5,
                                               "params": m.attrition.params.model_copy(update=small)})
     return st.model_copy(update={"models": m.model_copy(update={"next_best_product": nbp_conf,
                                                                  "attrition": att_conf})})
