@@ -70,14 +70,15 @@ def test_bronze_keys_are_unique(bank, spark):
 
 def test_silver_is_conformed_and_private(bank, spark):
     s, _, _, rows = bank
-    assert set(rows["rows"]) == set(SOURCES) | {"transactions_daily", "holdings_latest", "holdings_lagged"}
+    assert set(rows["rows"]) == set(SOURCES) | {"transactions_daily", "holdings_latest", "holdings_lagged",
+                                                "complaint_history"}
     customers = lake.read(spark, lake.table_path(s.lake, "silver", "customers"))
     current = customers.where("is_current")
     assert current.count() == current.select("customer_id").distinct().count()
     pii = lake.read(spark, lake.table_path(s.lake, "restricted", "customer_pii"))
     assert pii.count() == current.count()
     secrets = {v for r in pii.select("full_name", "national_id", "phone", "email").collect() for v in r if v}
-    for name in [*SOURCES, "transactions_daily", "holdings_latest", "holdings_lagged"]:
+    for name in [*SOURCES, "transactions_daily", "holdings_latest", "holdings_lagged", "complaint_history"]:
         df = lake.read(spark, lake.table_path(s.lake, "silver", name))
         assert not set(df.columns) & set(SOURCES["customers"].pii_columns), name
         text_cols = [f.name for f in df.schema.fields if f.dataType.typeName() == "string"]
