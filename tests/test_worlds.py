@@ -147,15 +147,17 @@ def test_a_world_is_deterministic_for_a_seed(tmp_path, world):
 
 
 def test_demo_world_is_unchanged(tmp_path):
-    """The default world writes exactly what the generator wrote before worlds existed
-    (fingerprint of the files of main at df3ae7c for these arguments), and no truth."""
+    """The default world writes exactly what it wrote before (fingerprint of the files of main
+    at 212f4af for these arguments: worlds, plus the complaint versions and branch-hour
+    waits of #26; the worlds themselves left it as it was at df3ae7c), and no truth. A
+    deliberate change to the demo bank updates the fingerprint in the same commit."""
     generate(customers=150, days=45, as_of=AS_OF, seed=3, landing=tmp_path, dirty_rate=0.02)
     h = hashlib.sha256()
     for p in sorted(tmp_path.rglob("*")):
         if p.is_file():
             h.update(str(p.relative_to(tmp_path)).encode())
             h.update(p.read_bytes())
-    assert h.hexdigest() == "f6369b69791eb3efa9d73ce2bd2b4b63f8f703b8a2bf188fce0c082f10d57a1b"
+    assert h.hexdigest() == "3239fcbc91ddf89d939739e8817e59a88c6facaa48f360b4f99fab42b53aaf1e"
     assert not (tmp_path / "_meta" / "truth").exists()
 
 
