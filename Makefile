@@ -48,6 +48,12 @@ test: setup  ## run the test suite
 
 # The unit tier: tests marked `unit` (tests/conftest.py), which need no Spark engine (a unit
 # test that asks for it or starts it fails); under a minute.
+# ruff's pyflakes rules (unused and undefined names, syntax) and the layer contract of
+# .importlinter (dags -> jobs -> models -> features -> c360); .ci/run runs it before the tests.
+lint: setup  ## ruff (pyflakes rules) and the import layers (.importlinter)
+	$(UV) run --frozen ruff check --select F,E9 .
+	$(UV) run --frozen lint-imports
+
 test-unit: setup  ## the unit tier: settings, generator, sentiment, model frame, rules, CSV safety (no Spark)
 	$(UV) run --frozen pytest -q -m unit
 

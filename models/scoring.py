@@ -39,7 +39,6 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F

@@ -28,7 +28,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -36,7 +35,7 @@ from pyspark.sql import types as T
 
 from c360 import csvsafe, lake, storage
 from c360.settings import ConfigError, LgbmParams, Models, Sampling, Settings
-from models.frame import FeatureSpec, fit_spec, prepare
+from models.frame import FeatureSpec, fit_spec
 
 log = logging.getLogger(__name__)
 

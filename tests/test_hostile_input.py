@@ -80,7 +80,7 @@ _ROW_REASON = "|".join([
     r"field \w+ too large: [0-9,]+ bytes \(limit [0-9,]+\)",
     r"\w+ is a JSON (object|array), not a single value",
     r"\w+ is a nested Parquet value, not a single value",
-    rf"float money in \w+: [-0-9.e+]+ has more than 2 decimals \(deliver money as decimal or text\)",
+    r"float money in \w+: [-0-9.e+]+ has more than 2 decimals \(deliver money as decimal or text\)",
     rf"time of day in date \w+: {_Q}",
     rf"nonexistent local time in \w+: {_Q} \(skipped by a clock change in [\w/]+\)",
 ])

@@ -373,7 +373,6 @@ def test_the_lagged_holdings_follow_the_cut_and_late_rows_and_stand_in_only_for_
     s = lake_settings
     src = lake.table_path(s.lake, "silver", "holdings")
     out = lake.table_path(s.lake, "silver", silver.LAGGED)
-    d = date.fromisoformat
 
     def load(rows, at: datetime):
         _load_holdings(spark, src, rows, at)
