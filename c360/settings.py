@@ -323,6 +323,17 @@ class Eligibility(_Strict):
     decline_cooldown_days: int = Field(30, ge=1, le=365)
     contact_window_days: int = Field(30, ge=1, le=365)
     max_offers_per_window: int = Field(4, ge=1, le=100)
+    # KYC statuses that allow an offer (compared trimmed and case-insensitively; kept here
+    # trimmed and lower case). A customer with another status, or none, gets no offer.
+    kyc_valid_statuses: list[str] = Field(default_factory=lambda: ["verified"], min_length=1)
+
+    @field_validator("kyc_valid_statuses")
+    @classmethod
+    def _kyc_statuses(cls, v: list[str]) -> list[str]:
+        out = [s.strip().lower() for s in v]
+        if any(not s for s in out):
+            raise ValueError("a KYC status is empty")
+        return list(dict.fromkeys(out))
 
 
 class Suitability(_Strict):

@@ -151,6 +151,11 @@ def annotated_candidates(profile: DataFrame, catalog: DataFrame, holdings: DataF
     history = history_features(profile, holdings, at, ownership or [], accounts=account_history(holdings, at, latest)) \
         if holdings is not None else None
     inputs, signals = pair_inputs(profile), product_signals(events, responses, at)
+    # the KYC gate's input (not a pair input of training: models.nbp builds its own)
+    if "kyc_status" not in profile.columns:
+        raise RuntimeError("gold/customer_360 has no kyc_status column: re-run the profile step for this as_of "
+                           "(the KYC gate needs it; a customer without a status gets no offer)")
+    inputs = profile.select(*dict.fromkeys([*inputs.columns, "kyc_status"]))
     if responses is not None:
         # per customer before the pairs are made; per pair with the other pair signals, so
         # the pairs see a single join (features.candidates.candidates)
@@ -163,7 +168,8 @@ def annotated_candidates(profile: DataFrame, catalog: DataFrame, holdings: DataF
         pairs = pairs.withColumn(rules.OFFERS_COL, F.lit(0).cast("bigint")) \
             .withColumn(rules.DECLINED_COL, F.lit(False))
     fails = rules.rule_failures(conf.eligibility.max_offers_per_window,
-                                rules.risk_number(conf.suitability.unassessed_max_risk))
+                                rules.risk_number(conf.suitability.unassessed_max_risk),
+                                conf.eligibility.kyc_valid_statuses)
     pairs = pairs.select("*", *[c.alias(f"_fails_{r}") for r, c in fails.items()])
     return pairs.withColumn("exclusion_reason", rules.exclusion_reason(
         {r: F.col(f"_fails_{r}") for r in fails})), held

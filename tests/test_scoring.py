@@ -43,14 +43,16 @@ CATALOG = [
     ("CC", "标准信用卡", "credit_card", None, 18, 65, True),   # credit: no risk rating
     ("OLD", "保本理财（已停售）", "wealth_management", "R1", 18, 120, False),
 ]
-# customer_id, age, risk_tolerance, deposit_balance, is_salary_customer, marketing_consent
+# customer_id, age, risk_tolerance, deposit_balance, is_salary_customer, marketing_consent, kyc_status
 CUSTOMERS = [
-    ("C1", 40, "R3", 90000.0, True, True),     # R4 excluded, R3 kept; holds CA
-    ("C2", 40, None, 20000.0, False, True),    # no assessment: products rated R1-R2 only
-    ("C3", 17, "R5", 1000.0, False, True),     # 17: only CA (min_age 16)
-    ("C4", 40, "R5", 60000.0, True, False),    # declined SV 29 days ago, BF 31 days ago
-    ("C5", 40, "R5", 50000.0, False, True),    # 4 offers in 30 days: contact limit reached
-    ("C6", 17, None, 0.0, False, True),        # fails age and assessment: counted under age
+    ("C1", 40, "R3", 90000.0, True, True, "verified"),     # R4 excluded, R3 kept; holds CA
+    ("C2", 40, None, 20000.0, False, True, " Verified "),  # no assessment: products rated R1-R2 only
+    ("C3", 17, "R5", 1000.0, False, True, "VERIFIED"),     # 17: only CA (min_age 16)
+    ("C4", 40, "R5", 60000.0, True, False, "verified"),    # declined SV 29 days ago, BF 31 days ago
+    ("C5", 40, "R5", 50000.0, False, True, "verified"),    # 4 offers in 30 days: contact limit reached
+    ("C6", 17, None, 0.0, False, True, "verified"),        # fails age and assessment: counted under age
+    ("C7", 17, None, 0.0, False, True, "expired"),         # KYC expired (and C6's failures): counted under KYC
+    ("C8", 40, "R5", 50000.0, True, True, None),           # no KYC status: not valid
 ]
 SPEC = FeatureSpec(numeric=["views_product_90d", "deposit_balance", "is_salary_customer", "age", "risk_gap",
                             "holds_same_family"],
@@ -63,12 +65,12 @@ def catalog_df(spark):
 
 
 def profile_df(spark):
-    rows = [(c, AS_OF, age, tol, int(tol[1]) if tol else None, tol is not None, consent, dep, sal, c == "C1", False)
-            for c, age, tol, dep, sal, consent in CUSTOMERS]
+    rows = [(c, AS_OF, age, tol, int(tol[1]) if tol else None, tol is not None, consent, dep, sal, c == "C1", False,
+             kyc) for c, age, tol, dep, sal, consent, kyc in CUSTOMERS]
     return spark.createDataFrame(rows, "customer_id string, as_of_date date, age bigint, risk_tolerance string, "
                                        "risk_level bigint, has_risk_assessment boolean, marketing_consent boolean, "
                                        "deposit_balance double, is_salary_customer boolean, "
-                                       "holds_current_account boolean, holds_fund boolean")
+                                       "holds_current_account boolean, holds_fund boolean, kyc_status string")
 
 
 def holdings_df(spark):
@@ -230,6 +232,27 @@ def test_eligibility_and_suitability_edge_cases(spark, settings):
     assert got[("C2", "SV")] is None
     # several failures: the first in the fixed order
     assert got[("C6", "EF")] == "age_limit" and got[("C6", "CA")] is None
+    # KYC (trimmed, any case: C2, C3 pass): expired or missing -> no candidate of the customer
+    # is eligible, each counted under kyc_not_valid before anything else (C7 fails C6's rules too)
+    assert {p: got[("C7", p)] for p in ("CA", "SV", "BF", "EF", "CC")} == dict.fromkeys(
+        ("CA", "SV", "BF", "EF", "CC"), "kyc_not_valid")
+    assert {got[("C8", p)] for p in ("CA", "SV", "BF", "EF", "CC")} == {"kyc_not_valid"}
+
+
+def test_kyc_rule_on_a_small_frame(spark):
+    from models.scoring import kyc_valid, rule_failures
+
+    df = spark.createDataFrame([("A", "verified"), ("B", " Verified "), ("C", "pending"), ("D", None),
+                                ("E", "EXPIRED"), ("F", ""), ("G", "renewed")], "id string, kyc_status string")
+    got = {r.id: r.ok for r in df.select("id", kyc_valid(F.col("kyc_status"), ["verified"]).alias("ok")).collect()}
+    assert got == {"A": True, "B": True, "C": False, "D": False, "E": False, "F": False, "G": False}
+    got = {r.id: r.ok for r in df.select("id", kyc_valid(F.col("kyc_status"), ["verified", "renewed"])
+                                         .alias("ok")).collect()}
+    assert [k for k, v in sorted(got.items()) if v] == ["A", "B", "G"]
+    fails = rule_failures(4, 2, ["verified"])
+    assert next(iter(fails)) == "kyc_not_valid" == EXCLUSION_ORDER[2]
+    got = {r.id: r.fails for r in df.select("id", fails["kyc_not_valid"].alias("fails")).collect()}
+    assert got == {"A": False, "B": False, "C": True, "D": True, "E": True, "F": True, "G": True}
 
 
 def test_candidates_get_the_champions_ownership_columns_whatever_the_catalogue(spark, settings):
@@ -251,12 +274,14 @@ def test_excluded_counts_by_reason(spark, settings):
     annotated, held = annotate(spark, settings)
     m = score.exclusion_counts(annotated, profile_df(spark), catalog_df(spark), held)
     assert list(m["excluded_by_reason"]) == list(EXCLUSION_ORDER)
-    assert m["excluded_by_reason"] == {"inactive_product": 6, "already_held": 1, "age_limit": 8,
-                                       "declined_recently": 1, "contact_limit": 5, "no_risk_assessment": 3,
-                                       "risk_above_tolerance": 1}
-    # C6's BF, EF and CC fail the age and the assessment rules: counted once above, under each here
-    assert m["failing_by_rule"]["no_risk_assessment"] == 6 and m["failing_by_rule"]["age_limit"] == 8
-    assert (m["customers"], m["candidates"], m["eligible"]) == (6, 29, 11)
+    assert m["excluded_by_reason"] == {"inactive_product": 8, "already_held": 1, "kyc_not_valid": 10,
+                                       "age_limit": 8, "declined_recently": 1, "contact_limit": 5,
+                                       "no_risk_assessment": 3, "risk_above_tolerance": 1}
+    # C6's BF, EF and CC fail the age and the assessment rules: counted once above, under each
+    # here; C7 fails them too, counted under KYC above
+    assert m["failing_by_rule"]["no_risk_assessment"] == 9 and m["failing_by_rule"]["age_limit"] == 12
+    assert m["failing_by_rule"]["kyc_not_valid"] == 10
+    assert (m["customers"], m["candidates"], m["eligible"]) == (8, 39, 11)
 
 
 def test_rank_ties_broken_by_product_code_and_top_n(spark):
@@ -329,6 +354,16 @@ def test_scoring_conf_is_validated(tmp_path):
         "scoring: {reasons: {templates: {viewz_product_90d: {zh: 浏览过, en: viewed it}}}}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="viewz_product_90d.*matches no feature"):
         load_settings(tmp_path, environ={})
+    for bad in ("[]", "['  ']"):
+        (tmp_path / "local.yaml").write_text(f"scoring: {{eligibility: {{kyc_valid_statuses: {bad}}}}}\n",
+                                             encoding="utf-8")
+        with pytest.raises(ConfigError, match="kyc_valid_statuses"):
+            load_settings(tmp_path, environ={})
+    (tmp_path / "local.yaml").write_text("scoring: {eligibility: {kyc_valid_statuses: [' Verified ', RENEWED, "
+                                         "verified]}}\n", encoding="utf-8")
+    assert load_settings(tmp_path, environ={}).scoring.eligibility.kyc_valid_statuses == ["verified", "renewed"]
+    (tmp_path / "local.yaml").unlink()
+    assert load_settings(tmp_path, environ={}).scoring.eligibility.kyc_valid_statuses == ["verified"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -387,8 +422,9 @@ def test_score_step_ranks_top_n_in_the_engine_with_reasons(spark, world, scored)
     assert c4["rank"] == 1 and "views_product_90d" in list(c4.reason_codes)
     assert "您最近在手机银行多次浏览了该产品。" in c4.reason_text_zh
     assert metrics["excluded_by_reason"]["contact_limit"] == 5 and metrics["eligible"] == 11
+    assert metrics["excluded_by_reason"]["kyc_not_valid"] == 10  # C7 and C8: every candidate
     assert (metrics["recommendations"], metrics["customers_with_recommendation"],
-            metrics["customers_without_recommendation"]) == (len(exp), 5, 1)
+            metrics["customers_without_recommendation"]) == (len(exp), 5, 3)
     assert metrics["model_version"] == world["version"] and metrics["model_kind"] == "binary"
     assert metrics["attrition"]["model"] == "attrition_risk" and "no 'champion'" in metrics["attrition"]["skipped"]
 
@@ -478,8 +514,8 @@ def test_attrition_scored_only_with_a_champion(spark, world):
     bands = conf.attrition.bands
     assert list(got.risk_band) == ["high" if p >= bands.high else "medium" if p >= bands.medium else "low"
                                    for p in exp]
-    assert (got.model_version == version).all() and m["customers"] == 6
-    assert sum(m["by_band"].values()) == 6
+    assert (got.model_version == version).all() and m["customers"] == len(CUSTOMERS) == 8
+    assert sum(m["by_band"].values()) == 8
 
 
 def test_no_pii_in_gold_tables_written(spark, world, scored):
