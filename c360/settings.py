@@ -357,6 +357,32 @@ class Attrition(_Strict):
     bands: AttritionBands = AttritionBands()
 
 
+class ProductValue(_Strict):
+    """``scoring.product_value``: each product's business weight (margin or any weight the
+    bank chooses); a recommendation's expected value is its calibrated score times it."""
+
+    # the weight of a product not listed in by_product
+    default: float = Field(1.0, ge=0, allow_inf_nan=False)
+    by_product: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("by_product")
+    @classmethod
+    def _weights(cls, v: dict[str, float]) -> dict[str, float]:
+        import math
+
+        bad = [f"{code}: {w!r}" for code, w in v.items() if not (math.isfinite(w) and w >= 0)]
+        if bad:
+            raise ValueError(f"weights must be non-negative numbers ({', '.join(bad)})")
+        if any(not code.strip() for code in v):
+            raise ValueError("a product code is empty")
+        return v
+
+    @property
+    def uniform(self) -> bool:
+        """Every product has the same weight (the order of the offers is the raw score's)."""
+        return all(w == self.default for w in self.by_product.values())
+
+
 class Scoring(_Strict):
     """``conf/scoring.yaml`` ``scoring``: how the champion models are applied at as_of."""
 
@@ -368,6 +394,7 @@ class Scoring(_Strict):
     suitability: Suitability = Suitability()
     reasons: Reasons
     attrition: Attrition = Attrition()
+    product_value: ProductValue = ProductValue()
 
 
 class Export(_Strict):

@@ -13,7 +13,10 @@ Files (UTF-8, no timestamps inside, the same bytes when the same as_of is export
   ``gold/recommendations`` (which keeps ``scoring.top_n``), sorted by customer and rank,
   columns :data:`EXPORT_COLUMNS` (no PII: no names, ids, phones, emails, birth dates or
   tokens). ``score`` is the calibrated probability of adoption within the model's horizon
-  (empty when the champion had no calibration), ``raw_score`` the model's own score;
+  (empty when the champion had no calibration), ``raw_score`` the model's own score,
+  ``expected_value`` the score times the product's business weight (conf
+  ``scoring.product_value``; empty without calibration, and for recommendations scored
+  before it existed), which orders each customer's ranks;
 - ``changes.csv``: what changed since the previous export (the latest earlier as_of under
   ``marketing/exports/crm``): ``new``, ``changed`` (rank or score, a score becoming empty
   included) and ``withdrawn`` recommendations;
@@ -61,11 +64,12 @@ from c360.contract import SOURCES
 from c360.settings import ConfigError, Export, Settings
 from features.profile import AsOf
 
-EXPORT_COLUMNS = ["customer_id", "product_code", "product_name", "rank", "score", "raw_score", "reason_text_zh",
-                  "reason_text_en", "persona", "value_tier", "valid_until"]
+EXPORT_COLUMNS = ["customer_id", "product_code", "product_name", "rank", "score", "raw_score", "expected_value",
+                  "reason_text_zh", "reason_text_en", "persona", "value_tier", "valid_until"]
 EXPORT_SCHEMA = pa.schema([
     ("customer_id", pa.string()), ("product_code", pa.string()), ("product_name", pa.string()),
-    ("rank", pa.int32()), ("score", pa.float64()), ("raw_score", pa.float64()), ("reason_text_zh", pa.string()),
+    ("rank", pa.int32()), ("score", pa.float64()), ("raw_score", pa.float64()), ("expected_value", pa.float64()),
+    ("reason_text_zh", pa.string()),
     ("reason_text_en", pa.string()),
     ("persona", pa.string()), ("value_tier", pa.string()), ("valid_until", pa.date32())])
 CHANGES_SCHEMA = pa.schema([
@@ -194,7 +198,9 @@ def export_rows(recs: DataFrame, profile: DataFrame, catalog: DataFrame | None, 
         "customer_id", "product_code", "product_name", F.col("rank").cast("int").alias("rank"),
         F.round(F.col("score"), SCORE_DECIMALS).alias("score"),
         (F.round(F.col("raw_score"), SCORE_DECIMALS) if "raw_score" in out.columns else F.lit(None).cast("double"))
-        .alias("raw_score"), "reason_text_zh", "reason_text_en",
+        .alias("raw_score"),
+        (F.round(F.col("expected_value"), SCORE_DECIMALS) if "expected_value" in out.columns
+         else F.lit(None).cast("double")).alias("expected_value"), "reason_text_zh", "reason_text_en",
         "persona", "value_tier", F.lit(valid_until.isoformat()).cast("date").alias("valid_until"))
 
 

@@ -9,8 +9,11 @@ Everything runs in the engine; only small counts come back to the driver:
 3. eligible candidates scored by the ``champion`` booster in ``mapInArrow`` (the model
    travels as a string in the closure; :func:`models.frame.matrix` builds its input): the
    ``raw_score``;
-4. rank per customer with a window (raw score desc, product code), keep the top N (conf
-   ``scoring.top_n``);
+4. rank per customer with a window, keep the top N (conf ``scoring.top_n``): by
+   ``expected_value`` (the calibrated score, step 6, times the product's business weight,
+   conf ``scoring.product_value``), ties by raw score, then product code. Without a
+   calibration map, or when every product has the same weight, by raw score then product
+   code (the same order, exactly, as expected value with equal weights);
 5. reasons for the top-N rows: exact ``pred_contrib`` on a bounded sample of them gives
    each templated feature's effect per product; every row then gets its reason codes and
    zh/en text by lookup in ``mapInArrow`` (:mod:`models.scoring`), reading the templated
@@ -19,8 +22,9 @@ Everything runs in the engine; only small counts come back to the driver:
    champion's calibration map (isotonic breakpoints fitted on its out-of-time snapshot,
    :mod:`models.calibration`, verified with the champion by :mod:`models.registry`)
    applied to ``raw_score`` as a column expression. A champion registered without a map
-   is not guessed at: ``score`` is null, the reason is logged and in the run summary
-   (``calibration``), ``raw_score`` and the ranks are as usual.
+   is not guessed at: ``score`` and ``expected_value`` are null, the reason is logged and
+   in the run summary (``calibration``, ``ranking``), ``raw_score`` and the ranks are by
+   raw score.
 
 Candidates are narrow (keys, pair features, the few profile columns the rules read); the
 model's other features are joined from the profile where they are scored.
@@ -63,6 +67,9 @@ RECOMMENDATIONS_SCHEMA = T.StructType([
     T.StructField("reason_text_zh", T.StringType()),
     T.StructField("reason_text_en", T.StringType()),
     T.StructField("model_version", T.StringType()),
+    # calibrated score x the product's value (conf scoring.product_value); null when score is
+    # null. Added after the first release: older partitions read it as null.
+    T.StructField("expected_value", T.DoubleType()),
 ])
 ATTRITION_SCHEMA = T.StructType([
     T.StructField("customer_id", T.StringType()),
@@ -214,9 +221,11 @@ def predict(df: DataFrame, champion, keys: list[str], out: str = "score", predic
     return score_in_engine(df, {out: (champion.booster.model_to_string(), champion.spec)}, keys, prediction)
 
 
-def rank_top(scored: DataFrame, top_n: int, score: str = "score") -> DataFrame:
-    """``rank`` per customer (``score`` desc, ties by product code), the first ``top_n``."""
-    w = Window.partitionBy("customer_id").orderBy(F.col(score).desc(), F.col("product_code"))
+def rank_top(scored: DataFrame, top_n: int, score: str | list[str] = "score") -> DataFrame:
+    """``rank`` per customer (``score`` desc; a list: each desc in turn; ties by product
+    code), the first ``top_n``."""
+    scores = [score] if isinstance(score, str) else list(score)
+    w = Window.partitionBy("customer_id").orderBy(*[F.col(c).desc() for c in scores], F.col("product_code"))
     return scored.withColumn("rank", F.row_number().over(w).cast("int")).where(F.col("rank") <= top_n)
 
 
@@ -319,8 +328,13 @@ def recommendations(annotated: DataFrame, profile: DataFrame, champion, conf: Sc
     :func:`predict`."""
     eligible = annotated.where(F.col("exclusion_reason").isNull())
     spec_columns = list(champion.spec.columns)
-    top = rank_top(predict(with_profile(eligible, profile, ["customer_id"], spec_columns), champion, KEYS,
-                           "raw_score", prediction), conf.top_n, "raw_score")
+    raw = predict(with_profile(eligible, profile, ["customer_id"], spec_columns), champion, KEYS, "raw_score",
+                  prediction)
+    if value_ranked(champion, conf):
+        top = rank_top(raw.withColumn("_expected_value", expected_value_of(F.col("raw_score"), champion, conf)),
+                       conf.top_n, ["_expected_value", "raw_score"]).drop("_expected_value")
+    else:
+        top = rank_top(raw, conf.top_n, "raw_score")
     if sc is not None:
         top = sc.write(top, "top")
     reasons = reasons_conf(conf)
@@ -340,7 +354,39 @@ def recommendations(annotated: DataFrame, profile: DataFrame, champion, conf: Sc
     return explained.select(
         "customer_id", F.lit(as_of.isoformat()).cast("date").alias("as_of_date"), "rank", "product_code",
         adoption_probability(F.col("raw_score"), champion).alias("score"), "raw_score", "reason_codes",
-        "reason_text_zh", "reason_text_en", F.lit(str(champion.version)).alias("model_version"))
+        "reason_text_zh", "reason_text_en", F.lit(str(champion.version)).alias("model_version"),
+        expected_value_of(F.col("raw_score"), champion, conf).alias("expected_value"))
+
+
+def expected_value_of(raw_score: Column, champion, conf: Scoring) -> Column:
+    """The calibrated score of ``raw_score`` times the product's value (conf
+    ``scoring.product_value``, :func:`models.scoring.product_value`); null without calibration."""
+    pv = conf.product_value
+    return rules.expected_value(adoption_probability(raw_score, champion),
+                                rules.product_value(F.col("product_code"), pv.by_product, pv.default))
+
+
+def value_ranked(champion, conf: Scoring) -> bool:
+    """Offers are ranked by expected value: the champion has a calibration map and the
+    products' values differ (with equal values the order is the raw score's, exactly: the
+    map is monotone, and ties of the map are broken by raw score)."""
+    return getattr(champion, "calibration", None) is not None and not conf.product_value.uniform
+
+
+def ranking_note(champion, conf: Scoring, catalog_codes: set[str]) -> tuple[str, list[str]]:
+    """(how the offers were ranked, in words; the product_value codes not in the catalogue)."""
+    unknown = sorted(set(conf.product_value.by_product) - catalog_codes)
+    pv = conf.product_value
+    if getattr(champion, "calibration", None) is None:
+        note = ("raw_score: the champion has no calibration, so expected_value is null and "
+                "scoring.product_value is not applied")
+    elif pv.uniform:
+        note = (f"expected_value = score x product_value; every product has the same value ({pv.default:g}), "
+                "so the order is the raw score's")
+    else:
+        note = (f"expected_value = score x product_value (default {pv.default:g}, {len(pv.by_product)} products "
+                "weighted), ties by raw_score, then product_code")
+    return note, unknown
 
 
 def adoption_probability(raw_score: Column, champion) -> Column:
@@ -392,6 +438,12 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> 
                        f"({len(champion.calibration.x)} breakpoints, fitted on the OOT snapshot "
                        f"{champion.calibration.fitted_on.get('oot_snapshot', '?')})")
 
+    codes = {r["product_code"] for r in catalog.select("product_code").distinct().collect()}  # a catalogue: small
+    ranking, unknown_codes = ranking_note(champion, conf, codes)
+    if unknown_codes:
+        log.warning("conf/scoring.yaml scoring.product_value.by_product: %d product code(s) not in the catalogue, "
+                    "ignored: %s", len(unknown_codes), ", ".join(unknown_codes))
+
     step("score candidates", 0)
     recs_path = lake.table_path(settings.lake, "gold", "recommendations")
     with scratch(spark, settings) as sc:
@@ -417,7 +469,8 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> 
     step("score", 4)
     return {
         "model": nbp_name, "model_version": str(champion.version), "model_kind": champion.kind,
-        "top_n": conf.top_n, "calibration": calibration, **counts,
+        "top_n": conf.top_n, "calibration": calibration, "ranking": ranking,
+        "product_value_unknown_codes": unknown_codes, **counts,
         "recommendations": int(summary["n"] or 0),
         "customers_with_recommendation": int(summary["customers"] or 0),
         "customers_without_recommendation": counts["customers"] - int(summary["customers"] or 0),

@@ -98,6 +98,21 @@ def exclusion_reason(failures: Mapping[str, Column]) -> Column:
     return out
 
 
+def product_value(product_code: Column, by_product: Mapping[str, float], default: float) -> Column:
+    """Each product's business weight (conf ``scoring.product_value``): ``by_product`` for a
+    listed code, else ``default``. A literal map lookup, no join."""
+    if not by_product:
+        return F.lit(float(default))
+    pairs = [v for code in sorted(by_product) for v in (F.lit(code), F.lit(float(by_product[code])))]
+    return F.coalesce(F.create_map(*pairs)[product_code], F.lit(float(default)))
+
+
+def expected_value(score: Column, value: Column) -> Column:
+    """Calibrated adoption probability times the product's value; null when ``score`` is null
+    (a champion without calibration)."""
+    return score * value
+
+
 def risk_band(score: Column, medium: float, high: float) -> Column:
     """``low`` / ``medium`` (from ``medium``) / ``high`` (from ``high``); null score: null."""
     return F.when(score >= F.lit(high), "high").when(score >= F.lit(medium), "medium") \
