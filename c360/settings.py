@@ -395,6 +395,11 @@ class Scoring(_Strict):
     reasons: Reasons
     attrition: Attrition = Attrition()
     product_value: ProductValue = ProductValue()
+    # Control group: this share of the customers with recommendations is held out (kept in
+    # gold/recommendations with holdout = true, never exported), chosen by a hash of the
+    # customer id and the salt: the same customers every day while the salt stays.
+    holdout_share: float = Field(0.05, ge=0, lt=0.5)
+    holdout_salt: str = Field("c360-holdout", min_length=1)
 
 
 class Export(_Strict):

@@ -24,7 +24,10 @@ Everything runs in the engine; only small counts come back to the driver:
    applied to ``raw_score`` as a column expression. A champion registered without a map
    is not guessed at: ``score`` and ``expected_value`` are null, the reason is logged and
    in the run summary (``calibration``, ``ranking``), ``raw_score`` and the ranks are by
-   raw score.
+   raw score;
+7. ``holdout``: the customer is in the control group (:func:`models.scoring.holdout`, conf
+   ``scoring.holdout_share`` and ``holdout_salt``): the rows stay in gold, the export
+   leaves them out (counted in the run summary, ``holdout``).
 
 Candidates are narrow (keys, pair features, the few profile columns the rules read); the
 model's other features are joined from the profile where they are scored.
@@ -70,6 +73,9 @@ RECOMMENDATIONS_SCHEMA = T.StructType([
     # calibrated score x the product's value (conf scoring.product_value); null when score is
     # null. Added after the first release: older partitions read it as null.
     T.StructField("expected_value", T.DoubleType()),
+    # the customer is in the control group (conf scoring.holdout_share): kept here, never
+    # exported. Added after expected_value: older partitions read it as null (not held out).
+    T.StructField("holdout", T.BooleanType()),
 ])
 ATTRITION_SCHEMA = T.StructType([
     T.StructField("customer_id", T.StringType()),
@@ -355,7 +361,8 @@ def recommendations(annotated: DataFrame, profile: DataFrame, champion, conf: Sc
         "customer_id", F.lit(as_of.isoformat()).cast("date").alias("as_of_date"), "rank", "product_code",
         adoption_probability(F.col("raw_score"), champion).alias("score"), "raw_score", "reason_codes",
         "reason_text_zh", "reason_text_en", F.lit(str(champion.version)).alias("model_version"),
-        expected_value_of(F.col("raw_score"), champion, conf).alias("expected_value"))
+        expected_value_of(F.col("raw_score"), champion, conf).alias("expected_value"),
+        rules.holdout(F.col("customer_id"), conf.holdout_share, conf.holdout_salt).alias("holdout"))
 
 
 def expected_value_of(raw_score: Column, champion, conf: Scoring) -> Column:
@@ -461,7 +468,9 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> 
                              "as_of_date", partition(as_of), schema=RECOMMENDATIONS_SCHEMA)
     written = lake.read(spark, recs_path).where(partition(as_of))
     summary = written.agg(F.count(F.lit(1)).alias("n"), F.count_distinct("customer_id").alias("customers"),
-                          F.sum(F.when(F.size("reason_codes") == 0, 1).otherwise(0)).alias("generic")).first()
+                          F.sum(F.when(F.size("reason_codes") == 0, 1).otherwise(0)).alias("generic"),
+                          F.count_distinct(F.when(F.col("holdout"), F.col("customer_id"))).alias("held"),
+                          F.sum(F.col("holdout").cast("bigint")).alias("held_rows")).first()
     by_product = {r["product_code"]: int(r["count"]) for r in written.groupBy("product_code").count().collect()}
 
     step("score attrition", 2)
@@ -476,6 +485,8 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> 
         "customers_without_recommendation": counts["customers"] - int(summary["customers"] or 0),
         "recommendations_with_generic_reason": int(summary["generic"] or 0),
         "recommendations_by_product": dict(sorted(by_product.items())),
+        "holdout": {"share": conf.holdout_share, "salt": conf.holdout_salt, "customers": int(summary["held"] or 0),
+                    "recommendations": int(summary["held_rows"] or 0)},
         "attrition": attrition_metrics,
     }
 

@@ -113,6 +113,20 @@ def expected_value(score: Column, value: Column) -> Column:
     return score * value
 
 
+HOLDOUT_BUCKETS = 1_000_000  # share resolution 1e-6
+
+
+def holdout(customer_id: Column, share: float, salt: str) -> Column:
+    """True for a customer of the control group: ``pmod(xxhash64(salt, customer_id), 10^6)``
+    below ``share`` x 10^6 (the idea of :func:`models.training.customer_bucket`, salted so
+    that the group is not the training or reason sample). Deterministic: the same customer
+    is in or out on every day and every engine while ``share`` and ``salt`` stay. A null id
+    is never held out."""
+    cut = int(round(share * HOLDOUT_BUCKETS))
+    bucket = F.pmod(F.xxhash64(F.lit(salt), customer_id), F.lit(HOLDOUT_BUCKETS))
+    return F.coalesce(customer_id.isNotNull() & (bucket < F.lit(cut)), F.lit(False))
+
+
 def risk_band(score: Column, medium: float, high: float) -> Column:
     """``low`` / ``medium`` (from ``medium``) / ``high`` (from ``high``); null score: null."""
     return F.when(score >= F.lit(high), "high").when(score >= F.lit(medium), "medium") \

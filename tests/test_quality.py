@@ -546,7 +546,7 @@ def write_recommendations(spark, s, day, recs: list[tuple]):
     (customer, product, rank, score, raw_score)."""
     from jobs.score import RECOMMENDATIONS_SCHEMA
 
-    rows = [(c, day, rank, p, score, raw, ["holds_same_family"], "理由", "reason", "1", score)
+    rows = [(c, day, rank, p, score, raw, ["holds_same_family"], "理由", "reason", "1", score, False)
             for c, p, rank, score, raw in ((*r, 1, 0.5, 0.2) if len(r) == 2 else r for r in recs)]
     write_gold(spark, s, "recommendations", day, spark.createDataFrame(rows, RECOMMENDATIONS_SCHEMA),
                RECOMMENDATIONS_SCHEMA)

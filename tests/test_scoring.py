@@ -508,7 +508,8 @@ def test_offers_ranked_by_expected_value_and_older_partitions_still_read(spark, 
     s = w["settings"]
     path = lake.table_path(s.lake, "gold", "recommendations")
     old_day = date(2026, 5, 31)
-    old_schema = T.StructType([f for f in score.RECOMMENDATIONS_SCHEMA.fields if f.name != "expected_value"])
+    old_schema = T.StructType([f for f in score.RECOMMENDATIONS_SCHEMA.fields
+                               if f.name not in ("expected_value", "holdout")])
     old_row = spark.createDataFrame([("C1", old_day, 1, "SV", 0.2, 0.4, "理由", "reason", "0")],
                                     "customer_id string, as_of_date date, rank int, product_code string, score double, "
                                     "raw_score double, reason_text_zh string, reason_text_en string, "
@@ -547,7 +548,8 @@ def test_offers_ranked_by_expected_value_and_older_partitions_still_read(spark, 
     assert list(zip(by_raw.customer_id, by_raw.product_code)) != list(zip(exp.customer_id, exp.product_code))
     # the partition written before expected_value existed: still read, expected_value null
     old = table.where(score.partition(old_day)).collect()
-    assert [(r.customer_id, r.product_code, r.score, r.expected_value) for r in old] == [("C1", "SV", 0.2, None)]
+    assert [(r.customer_id, r.product_code, r.score, r.expected_value, r.holdout) for r in old] == \
+        [("C1", "SV", 0.2, None, None)]
 
 
 def test_equal_values_keep_the_raw_score_order_whatever_the_ties_of_the_map(spark):
@@ -580,6 +582,51 @@ def test_equal_values_keep_the_raw_score_order_whatever_the_ties_of_the_map(spar
     assert nulls is None
 
 
+def test_holdout_is_a_stable_hash_share_of_the_customers(spark):
+    """About holdout_share of ~10k ids are held out; the same ones on every run (whatever the
+    partitioning), other ones with another salt; share 0 holds out nobody."""
+    from models.scoring import holdout
+
+    n = 10_000
+    ids = spark.range(n).select(F.format_string("C%07d", F.col("id")).alias("customer_id"))
+
+    def held(df, share=0.05, salt="c360-holdout"):
+        return {r.customer_id for r in df.where(holdout(F.col("customer_id"), share, salt)).collect()}
+
+    first = held(ids)
+    assert abs(len(first) - 0.05 * n) <= 3 * (n * 0.05 * 0.95) ** 0.5  # 500 +- 65
+    assert held(ids.repartition(7).orderBy(F.desc("customer_id"))) == first  # another run, another layout
+    assert held(ids.where(F.col("customer_id") < "C0005000")) == {c for c in first if c < "C0005000"}  # per id
+    other = held(ids, salt="campaign-2027")
+    assert abs(len(other) - 0.05 * n) <= 3 * (n * 0.05 * 0.95) ** 0.5 and len(first & other) < 0.2 * len(first)
+    bigger = held(ids, share=0.2)
+    assert first <= bigger and abs(len(bigger) - 0.2 * n) <= 3 * (n * 0.2 * 0.8) ** 0.5  # nested shares
+    assert held(ids, share=0.0) == set()
+    nulls = spark.createDataFrame([(None,)], "customer_id string")
+    assert nulls.select(holdout(F.col("customer_id"), 0.49, "x").alias("h")).first().h is False
+
+
+def test_the_score_step_flags_the_holdout_and_keeps_its_rows(spark, settings, tmp_path_factory):
+    """gold/recommendations: holdout = the hash rule per customer (all of a customer's rows
+    alike), the held-out rows kept; the run summary counts them."""
+    from models.scoring import holdout
+
+    w = make_world(settings, spark, tmp_path_factory.mktemp("holdout"), 7, calibrated=True)
+    s = w["settings"]
+    s = s.model_copy(update={"scoring": s.scoring.model_copy(update={"holdout_share": 0.45,
+                                                                     "holdout_salt": "test-salt"})})
+    metrics = score.run(spark, s, AS_OF)
+    got = lake.read(spark, lake.table_path(s.lake, "gold", "recommendations")).where(score.partition(AS_OF))
+    rule = {r.customer_id: r.h for r in profile_df(spark).select(
+        "customer_id", holdout(F.col("customer_id"), 0.45, "test-salt").alias("h")).collect()}
+    rows = got.select("customer_id", "holdout").collect()
+    assert len(rows) == 11 and all(r.holdout is rule[r.customer_id] for r in rows)  # every eligible row kept
+    held = {r.customer_id for r in rows if r.holdout}
+    assert held and held != {r.customer_id for r in rows}  # with 0.45 of 5 customers: some in, some out
+    assert metrics["holdout"] == {"share": 0.45, "salt": "test-salt", "customers": len(held),
+                                  "recommendations": sum(r.holdout for r in rows)}
+
+
 def test_product_values_are_validated(tmp_path):
     for name in ("base.yaml", "profile.yaml", "tags.yaml", "scoring.yaml"):
         shutil.copy(REPO_CONF / name, tmp_path / name)
@@ -595,6 +642,12 @@ def test_product_values_are_validated(tmp_path):
                                          encoding="utf-8")
     pv = load_settings(tmp_path, environ={}).scoring.product_value
     assert (pv.default, pv.by_product, pv.uniform) == (0.5, {"CC": 2.0, "SV": 0.0}, False)
+    (tmp_path / "local.yaml").unlink()
+    assert load_settings(tmp_path, environ={}).scoring.holdout_share == 0.05
+    for bad in ("{holdout_share: 0.5}", "{holdout_share: -0.01}", "{holdout_salt: ''}"):
+        (tmp_path / "local.yaml").write_text(f"scoring: {bad}\n", encoding="utf-8")
+        with pytest.raises(ConfigError, match="holdout_s"):
+            load_settings(tmp_path, environ={})
 
 
 def test_export_top_n_cannot_exceed_what_gold_keeps(tmp_path):
