@@ -296,8 +296,10 @@ def _score_tables(m: dict) -> list[Table]:
 
 
 def _score_detail_tables(m: dict) -> list[Table]:
+    notes = [f"{label}: {m[key]}" for label, key in (("score", "calibration"), ("ranking", "ranking"))
+             if m.get(key)]
     t = Table(title=f"Scoring ({m.get('model')} v{m.get('model_version')}, top {m.get('top_n')})",
-              caption=f"score: {m['calibration']}" if m.get("calibration") else None)
+              caption="\n".join(notes) or None)
     t.add_column("")
     t.add_column("count", justify="right")
     for label, key in (("customers", "customers"), ("candidates", "candidates"), ("eligible", "eligible"),

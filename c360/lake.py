@@ -153,6 +153,29 @@ def overwrite(df: DataFrame, path: str, schema: StructType | None = None, partit
     faults.after_commit(path)
 
 
+def _with_new_columns_added(df: DataFrame, path: str) -> DataFrame:
+    """Before a replaceWhere overwrite of the existing table at ``path``: Sail cannot add
+    columns there ("schema evolution not yet implemented"), so a column of ``df`` the table
+    lacks (e.g. one a source started delivering, or a new gold column) is added to the
+    table's schema first (a Delta metadata commit by ``deltalake``, no data rewritten); rows
+    already in the table read null in it. (Not an empty mergeSchema append: Sail 0.7
+    ignores mergeSchema, silently, on a table with an array column.) ``df`` is returned with
+    its columns in the table's order."""
+    import json
+
+    current = read(df.sparkSession, path).columns
+    new = [f for f in df.schema.fields if f.name not in current]
+    if new:
+        from deltalake.schema import Field
+
+        delta_table(path).alter.add_columns(
+            [Field.from_json(json.dumps({**f.jsonValue(), "nullable": True})) for f in new])
+        current = read(df.sparkSession, path).columns
+        df = df.select(*[f"`{c}`" for c in current if c in df.columns],
+                       *[f"`{c}`" for c in df.columns if c not in current])
+    return df
+
+
 def by_partition(df: DataFrame, *columns: str) -> DataFrame:
     """``df`` hash-partitioned on ``columns`` into ``spark.sql.shuffle.partitions`` parts, so
     that a write partitioned by those columns puts each partition value in one file.
@@ -395,6 +418,8 @@ def write_partition(df: DataFrame, path: str, partition_column: str, predicate: 
     table partitioned by ``partition_column``, creating the table on first use. Other
     partitions are untouched, so re-running one date is idempotent and history stays."""
     df = plain_strings(df.to(schema) if schema is not None else df)
+    if exists(path):
+        df = _with_new_columns_added(df, path)
     writer = df.write.format("delta").partitionBy(partition_column)
     faults.before_commit(df, path, [partition_column])
     if exists(path):

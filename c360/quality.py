@@ -57,7 +57,8 @@ ROWS_NEAR_PREVIOUS = "expect_table_row_count_to_be_near_previous"
 SHARES_NEAR_PREVIOUS = "expect_column_shares_to_be_near_previous"
 WITHIN_RISK_TOLERANCE = "expect_recommendations_within_risk_tolerance"
 RANKS_WITHIN_TOP_N = "expect_recommendation_ranks_within_top_n"
-RUNTIME_TYPES = (ROWS_NEAR_PREVIOUS, SHARES_NEAR_PREVIOUS, WITHIN_RISK_TOLERANCE, RANKS_WITHIN_TOP_N)
+VALID_KYC = "expect_recommended_customers_to_have_valid_kyc"
+RUNTIME_TYPES = (ROWS_NEAR_PREVIOUS, SHARES_NEAR_PREVIOUS, WITHIN_RISK_TOLERANCE, RANKS_WITHIN_TOP_N, VALID_KYC)
 CUSTOM_TYPES = (EXISTS_IN_TABLE, ONE_CURRENT_ROW) + RUNTIME_TYPES
 # Columns of gold/customer_segments whose shares can be compared between as_of dates.
 SEGMENT_COLUMNS = ("value_tier", "lifecycle_stage", "cluster_id", "persona_id")
@@ -171,6 +172,9 @@ class RecommendationChecks(_Strict):
     # No recommended product above the customer's risk tolerance (the suitability rules of
     # models/scoring.py and conf/scoring.yaml suitability.unassessed_max_risk).
     within_risk_tolerance: Severity = "critical"
+    # Every recommended customer's KYC status at as_of (gold/customer_360) is one of
+    # conf/scoring.yaml eligibility.kyc_valid_statuses (no status: not valid).
+    valid_kyc: Severity = "critical"
     # rank within 1..scoring.top_n (conf/scoring.yaml); one row per customer and rank, and per
     # customer and product
     ranks: Severity = "critical"
@@ -497,6 +501,7 @@ def gold_checks(gold: GoldChecks) -> list[Check]:
                              {"column": col, "max_points": share.max_points}, share.severity, origin="gold"))
     rec, suite = gold.recommendations, "gold/recommendations"
     out.append(Check(suite, WITHIN_RISK_TOLERANCE, {}, rec.within_risk_tolerance, origin="gold"))
+    out.append(Check(suite, VALID_KYC, {}, rec.valid_kyc, origin="gold"))
     out.append(Check(suite, RANKS_WITHIN_TOP_N, {}, rec.ranks, origin="gold"))
     for keys in (["customer_id", "rank"], ["customer_id", "product_code"]):
         out.append(Check(suite, "expect_compound_columns_to_be_unique", {"column_list": keys}, rec.ranks,
@@ -676,5 +681,5 @@ def load_config(path: Path | None = None) -> QualityConfig:
 __all__ = ["Check", "QualityConfig", "QualityGateFailed", "load_config", "parse_config", "config_from",
            "suites", "all_checks", "gold_checks", "feature_rules", "SEVERITIES", "DQ_LAYERS", "EXISTS_IN_TABLE",
            "ONE_CURRENT_ROW", "ROWS_NEAR_PREVIOUS", "SHARES_NEAR_PREVIOUS", "WITHIN_RISK_TOLERANCE",
-           "RANKS_WITHIN_TOP_N",
+           "RANKS_WITHIN_TOP_N", "VALID_KYC",
            "RUNTIME_TYPES", "upper_time_bound"]

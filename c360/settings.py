@@ -323,6 +323,17 @@ class Eligibility(_Strict):
     decline_cooldown_days: int = Field(30, ge=1, le=365)
     contact_window_days: int = Field(30, ge=1, le=365)
     max_offers_per_window: int = Field(4, ge=1, le=100)
+    # KYC statuses that allow an offer (compared trimmed and case-insensitively; kept here
+    # trimmed and lower case). A customer with another status, or none, gets no offer.
+    kyc_valid_statuses: list[str] = Field(default_factory=lambda: ["verified"], min_length=1)
+
+    @field_validator("kyc_valid_statuses")
+    @classmethod
+    def _kyc_statuses(cls, v: list[str]) -> list[str]:
+        out = [s.strip().lower() for s in v]
+        if any(not s for s in out):
+            raise ValueError("a KYC status is empty")
+        return list(dict.fromkeys(out))
 
 
 class Suitability(_Strict):
@@ -346,6 +357,32 @@ class Attrition(_Strict):
     bands: AttritionBands = AttritionBands()
 
 
+class ProductValue(_Strict):
+    """``scoring.product_value``: each product's business weight (margin or any weight the
+    bank chooses); a recommendation's expected value is its calibrated score times it."""
+
+    # the weight of a product not listed in by_product
+    default: float = Field(1.0, ge=0, allow_inf_nan=False)
+    by_product: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("by_product")
+    @classmethod
+    def _weights(cls, v: dict[str, float]) -> dict[str, float]:
+        import math
+
+        bad = [f"{code}: {w!r}" for code, w in v.items() if not (math.isfinite(w) and w >= 0)]
+        if bad:
+            raise ValueError(f"weights must be non-negative numbers ({', '.join(bad)})")
+        if any(not code.strip() for code in v):
+            raise ValueError("a product code is empty")
+        return v
+
+    @property
+    def uniform(self) -> bool:
+        """Every product has the same weight (the order of the offers is the raw score's)."""
+        return all(w == self.default for w in self.by_product.values())
+
+
 class Scoring(_Strict):
     """``conf/scoring.yaml`` ``scoring``: how the champion models are applied at as_of."""
 
@@ -357,6 +394,12 @@ class Scoring(_Strict):
     suitability: Suitability = Suitability()
     reasons: Reasons
     attrition: Attrition = Attrition()
+    product_value: ProductValue = ProductValue()
+    # Control group: this share of the customers with recommendations is held out (kept in
+    # gold/recommendations with holdout = true, never exported), chosen by a hash of the
+    # customer id and the salt: the same customers every day while the salt stays.
+    holdout_share: float = Field(0.05, ge=0, lt=0.5)
+    holdout_salt: str = Field("c360-holdout", min_length=1)
 
 
 class Export(_Strict):

@@ -9,15 +9,21 @@ complete export is a folder named by its as_of date holding a ``manifest.json``
 Files (UTF-8, no timestamps inside, the same bytes when the same as_of is exported again):
 
 - ``recommendations.csv`` and ``recommendations.parquet``: one row per recommendation of a
-  customer with marketing consent at as_of, the first ``export.top_n`` ranks of
+  customer with marketing consent at as_of and not in the control group (``holdout`` in
+  gold, conf ``scoring.holdout_share``), the first ``export.top_n`` ranks of
   ``gold/recommendations`` (which keeps ``scoring.top_n``), sorted by customer and rank,
   columns :data:`EXPORT_COLUMNS` (no PII: no names, ids, phones, emails, birth dates or
   tokens). ``score`` is the calibrated probability of adoption within the model's horizon
-  (empty when the champion had no calibration), ``raw_score`` the model's own score;
+  (empty when the champion had no calibration), ``raw_score`` the model's own score,
+  ``expected_value`` the score times the product's business weight (conf
+  ``scoring.product_value``; empty without calibration, and for recommendations scored
+  before it existed), which orders each customer's ranks;
 - ``changes.csv``: what changed since the previous export (the latest earlier as_of under
   ``marketing/exports/crm``): ``new``, ``changed`` (rank or score, a score becoming empty
   included) and ``withdrawn`` recommendations;
-- ``manifest.json``: row counts, sha256 of each file, schema version, model version, as_of.
+- ``manifest.json``: row counts, sha256 of each file, schema version, model version, as_of,
+  and ``holdout``: the customers (and their recommendations) of the control group who
+  would otherwise have been in the drop.
 
 The CSV files are for people and spreadsheets: every text cell goes through
 :mod:`c360.csvsafe` (a value that a spreadsheet would run as a formula, such as a delivered
@@ -36,7 +42,7 @@ The step also refreshes ``gold/recommendation_outcomes``: for every earlier reco
 date, offers of the same product to the same customer sent within ``validity_days`` after
 it, and how many converted, per product and persona; the same aggregates (no customer
 rows) are published to ``marketing/recommendation_outcomes``. Only the exported ranks
-(``rank <= export.top_n``) count as recommended there.
+(``rank <= export.top_n``) of customers not held out count as recommended there.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -61,11 +67,12 @@ from c360.contract import SOURCES
 from c360.settings import ConfigError, Export, Settings
 from features.profile import AsOf
 
-EXPORT_COLUMNS = ["customer_id", "product_code", "product_name", "rank", "score", "raw_score", "reason_text_zh",
-                  "reason_text_en", "persona", "value_tier", "valid_until"]
+EXPORT_COLUMNS = ["customer_id", "product_code", "product_name", "rank", "score", "raw_score", "expected_value",
+                  "reason_text_zh", "reason_text_en", "persona", "value_tier", "valid_until"]
 EXPORT_SCHEMA = pa.schema([
     ("customer_id", pa.string()), ("product_code", pa.string()), ("product_name", pa.string()),
-    ("rank", pa.int32()), ("score", pa.float64()), ("raw_score", pa.float64()), ("reason_text_zh", pa.string()),
+    ("rank", pa.int32()), ("score", pa.float64()), ("raw_score", pa.float64()), ("expected_value", pa.float64()),
+    ("reason_text_zh", pa.string()),
     ("reason_text_en", pa.string()),
     ("persona", pa.string()), ("value_tier", pa.string()), ("valid_until", pa.date32())])
 CHANGES_SCHEMA = pa.schema([
@@ -171,13 +178,26 @@ def _segments(segments: DataFrame | None) -> DataFrame | None:
         .alias("value_tier"))
 
 
+def held_out(recs: DataFrame) -> Column:
+    """True for a recommendation of the control group (``holdout``; false where null, or in
+    partitions scored before the column existed)."""
+    return F.coalesce(F.col("holdout"), F.lit(False)) if "holdout" in recs.columns else F.lit(False)
+
+
+def offered(recs: DataFrame, profile: DataFrame, conf: Export) -> DataFrame:
+    """The first ``conf.top_n`` recommendations of customers with marketing consent at as_of
+    (control group included)."""
+    consenting = profile.where(F.col("marketing_consent") == F.lit(True)).select("customer_id").distinct()
+    return recs.where(F.col("rank") <= F.lit(conf.top_n)).join(consenting, "customer_id", "left_semi")
+
+
 def export_rows(recs: DataFrame, profile: DataFrame, catalog: DataFrame | None, segments: DataFrame | None,
                 as_of: date, conf: Export) -> DataFrame:
     """The export rows of as_of (unsorted): the first ``conf.top_n`` recommendations of
-    customers with marketing consent at as_of, with product name, persona, value tier and
-    ``valid_until``."""
-    consenting = profile.where(F.col("marketing_consent") == F.lit(True)).select("customer_id").distinct()
-    out = recs.where(F.col("rank") <= F.lit(conf.top_n)).join(consenting, "customer_id", "left_semi")
+    customers with marketing consent at as_of who are not held out (:func:`held_out`), with
+    product name, persona, value tier and ``valid_until``."""
+    out = offered(recs, profile, conf)
+    out = out.where(~held_out(out))
     if catalog is not None:
         out = out.join(catalog.select("product_code", "product_name").dropDuplicates(["product_code"]),
                        "product_code", "left")
@@ -194,7 +214,9 @@ def export_rows(recs: DataFrame, profile: DataFrame, catalog: DataFrame | None, 
         "customer_id", "product_code", "product_name", F.col("rank").cast("int").alias("rank"),
         F.round(F.col("score"), SCORE_DECIMALS).alias("score"),
         (F.round(F.col("raw_score"), SCORE_DECIMALS) if "raw_score" in out.columns else F.lit(None).cast("double"))
-        .alias("raw_score"), "reason_text_zh", "reason_text_en",
+        .alias("raw_score"),
+        (F.round(F.col("expected_value"), SCORE_DECIMALS) if "expected_value" in out.columns
+         else F.lit(None).cast("double")).alias("expected_value"), "reason_text_zh", "reason_text_en",
         "persona", "value_tier", F.lit(valid_until.isoformat()).cast("date").alias("valid_until"))
 
 
@@ -381,7 +403,7 @@ def outcomes(recs: DataFrame, profiles: DataFrame | None, segments: DataFrame | 
     """
     at = AsOf(as_of, bank_timezone)
     before = F.col("as_of_date") < F.lit(as_of.isoformat()).cast("date")
-    r = recs.where(before).select("as_of_date", "customer_id", "product_code")
+    r = recs.where(before & ~held_out(recs)).select("as_of_date", "customer_id", "product_code")
     if profiles is not None:
         r = r.join(profiles.where(before & (F.col("marketing_consent") == F.lit(True)))
                    .select("as_of_date", "customer_id").distinct(), ["as_of_date", "customer_id"], "left_semi")
@@ -443,7 +465,12 @@ def run(spark: SparkSession, settings: Settings, as_of: date, run_id: str = "man
         raise RuntimeError(f"gold/recommendations has no rows for {as_of}: run the score step for that date")
 
     step("export files", 0)
-    rows = export_rows(recs, c360.where(partition(as_of)), catalog, segments, as_of, conf)
+    profile = c360.where(partition(as_of))
+    offers = offered(recs, profile, conf)
+    held = offers.where(held_out(offers)).agg(F.count(F.lit(1)).alias("n"),
+                                              F.count_distinct("customer_id").alias("customers")).first()
+    holdout = {"customers": int(held["customers"] or 0), "recommendations": int(held["n"] or 0)}
+    rows = export_rows(recs, profile, catalog, segments, as_of, conf)
     _check_no_pii(rows.columns)
     root = export_root(settings)
     remote = storage.is_uri(root)
@@ -476,6 +503,7 @@ def run(spark: SparkSession, settings: Settings, as_of: date, run_id: str = "man
         "valid_until": (as_of + timedelta(days=conf.validity_days)).isoformat(),
         "previous_export": prev[0].isoformat() if prev else None,
         "changes": {k: counter.counts.get(k, 0) for k in ("new", "changed", "withdrawn")},
+        "holdout": holdout,
         "columns": {"recommendations": EXPORT_COLUMNS, "changes": CHANGES_SCHEMA.names},
         "files": {name: {"sha256": sha256(staging / name), "bytes": (staging / name).stat().st_size,
                          "rows": n if name.startswith("recommendations") else changed_rows} for name in FILES},
@@ -499,7 +527,8 @@ def run(spark: SparkSession, settings: Settings, as_of: date, run_id: str = "man
     step("export", 4)
     return {
         "path": str(final), "rows": n, "recommendations": int(head["n"]),
-        "excluded_no_consent": int(head["n"]) - n, "model_version": head["model_version"],
+        "excluded_no_consent": int(head["n"]) - n - holdout["recommendations"], "holdout": holdout,
+        "model_version": head["model_version"],
         "model_versions": int(head["versions"]), "previous_export": manifest["previous_export"],
         "changes": manifest["changes"], "files": {k: v["sha256"] for k, v in manifest["files"].items()},
         "outcomes": {"rows": int(outcome_rows["n"] or 0), "offers_sent": int(outcome_rows["sent"] or 0),
@@ -553,5 +582,5 @@ class _ChangeCounter:
         pass
 
 
-__all__ = ["run", "export_rows", "changes", "outcomes", "previous_export", "export_root", "exports",
+__all__ = ["run", "export_rows", "offered", "held_out", "changes", "outcomes", "previous_export", "export_root", "exports",
            "publish_outcomes", "is_delivered", "DELIVERED_MARKER", "EXPORT_COLUMNS", "is_pii_column"]

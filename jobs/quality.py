@@ -42,7 +42,7 @@ from pyspark.sql import types as T
 
 from c360 import lake, ops, storage
 from c360.quality import (CUSTOM_TYPES, EXISTS_IN_TABLE, ONE_CURRENT_ROW, RANKS_WITHIN_TOP_N, ROWS_NEAR_PREVIOUS,
-                          RUNTIME_TYPES, SHARES_NEAR_PREVIOUS, WITHIN_RISK_TOLERANCE, Check, QualityConfig,
+                          RUNTIME_TYPES, SHARES_NEAR_PREVIOUS, VALID_KYC, WITHIN_RISK_TOLERANCE, Check, QualityConfig,
                           QualityGateFailed, config_from, row_level, suites)
 from c360.settings import ConfigError, Settings
 
@@ -222,6 +222,15 @@ class ExpectRecommendationsWithinRiskTolerance(_UnexpectedRowsWithExamples):
     unassessed_max_risk: int
 
 
+class ExpectRecommendedCustomersToHaveValidKyc(_UnexpectedRowsWithExamples):
+    """Every recommended customer's KYC status at as_of (the view ``customers_view``) is,
+    trimmed and in lower case, one of ``valid_statuses``; none is not valid. The KYC gate
+    of ``models.scoring.rule_failures``."""
+
+    customers_view: str
+    valid_statuses: list[str]
+
+
 class ExpectRecommendationRanksWithinTopN(_UnexpectedRowsWithExamples):
     """Every recommendation's ``rank`` is within 1..``top_n`` (conf/scoring.yaml
     ``scoring.top_n``, the ranks the score step keeps)."""
@@ -314,6 +323,16 @@ def to_expectation(check: Check, index: int):
                 description="No recommended product is rated above the customer's risk tolerance "
                             f"(without a valid assessment: rated R1-R{top} only)",
                 severity=check.severity, meta=meta)
+        if check.type == VALID_KYC:
+            cust, valid = kw["customers_view"], [str(v) for v in kw["valid_statuses"]]
+            listed = ", ".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in valid)
+            query = ("SELECT r.customer_id, r.product_code, c.kyc_status FROM {batch} r "
+                     f"LEFT JOIN {cust} c ON r.customer_id = c.customer_id "
+                     f"WHERE c.kyc_status IS NULL OR lower(trim(c.kyc_status)) NOT IN ({listed})")
+            return ExpectRecommendedCustomersToHaveValidKyc(
+                customers_view=cust, valid_statuses=valid, unexpected_rows_query=query,
+                description=f"Every recommended customer's KYC status is one of {', '.join(valid)}",
+                severity=check.severity, meta=meta)
         if check.type == RANKS_WITHIN_TOP_N:
             top = int(kw["top_n"])
             query = ("SELECT customer_id, product_code, `rank` FROM {batch} "
@@ -382,6 +401,10 @@ def _describe(check: Check, rows: list[dict]) -> str:
         return "; ".join(f"{r['customer_id']} {r['product_code']}: product "
                          f"{'unrated' if r['product_risk_level'] in (None, 'None') else 'R' + str(r['product_risk_level'])}"
                          f", customer {_risk(r['customer_risk_level'])}" for r in shown)
+    if check.type == VALID_KYC:
+        shown = sorted(rows, key=lambda r: (str(r["customer_id"]), str(r["product_code"])))[:3]
+        return "; ".join(f"{r['customer_id']} {r['product_code']}: KYC "
+                         f"{'none' if r['kyc_status'] in (None, 'None') else repr(r['kyc_status'])}" for r in shown)
     if check.type == RANKS_WITHIN_TOP_N:
         shown = sorted(rows, key=lambda r: (str(r["customer_id"]), str(r["product_code"])))[:3]
         return f"top_n {kw.get('top_n')}: " + "; ".join(
@@ -849,6 +872,19 @@ def prepare_gold_check(spark: SparkSession, settings: Settings, check: Check, pa
         scoring = getattr(settings, "scoring", None)
         top = scoring.suitability.unassessed_max_risk if scoring is not None else "R2"
         kw |= {"customers_view": cust, "products_view": prod, "unassessed_max_risk": risk_number(top)}
+    elif check.type == VALID_KYC:
+        c360_path = lake.table_path(settings.lake, "gold", "customer_360")
+        if not lake.exists(c360_path):
+            return check, "gold/customer_360 absent"
+        cust = _view_name("kyc", "customers")
+        c360 = lake.read(spark, c360_path)
+        kyc = F.col("kyc_status") if "kyc_status" in c360.columns else F.lit(None).cast("string")
+        c360.where(as_of_partition(as_of)).select("customer_id", kyc.alias("kyc_status")) \
+            .createOrReplaceTempView(cust)
+        views.add(cust)
+        scoring = getattr(settings, "scoring", None)
+        kw |= {"customers_view": cust,
+               "valid_statuses": list(scoring.eligibility.kyc_valid_statuses) if scoring is not None else ["verified"]}
     elif check.type == RANKS_WITHIN_TOP_N:
         scoring = getattr(settings, "scoring", None)
         if scoring is None:

@@ -9,8 +9,11 @@ Everything runs in the engine; only small counts come back to the driver:
 3. eligible candidates scored by the ``champion`` booster in ``mapInArrow`` (the model
    travels as a string in the closure; :func:`models.frame.matrix` builds its input): the
    ``raw_score``;
-4. rank per customer with a window (raw score desc, product code), keep the top N (conf
-   ``scoring.top_n``);
+4. rank per customer with a window, keep the top N (conf ``scoring.top_n``): by
+   ``expected_value`` (the calibrated score, step 6, times the product's business weight,
+   conf ``scoring.product_value``), ties by raw score, then product code. Without a
+   calibration map, or when every product has the same weight, by raw score then product
+   code (the same order, exactly, as expected value with equal weights);
 5. reasons for the top-N rows: exact ``pred_contrib`` on a bounded sample of them gives
    each templated feature's effect per product; every row then gets its reason codes and
    zh/en text by lookup in ``mapInArrow`` (:mod:`models.scoring`), reading the templated
@@ -19,8 +22,12 @@ Everything runs in the engine; only small counts come back to the driver:
    champion's calibration map (isotonic breakpoints fitted on its out-of-time snapshot,
    :mod:`models.calibration`, verified with the champion by :mod:`models.registry`)
    applied to ``raw_score`` as a column expression. A champion registered without a map
-   is not guessed at: ``score`` is null, the reason is logged and in the run summary
-   (``calibration``), ``raw_score`` and the ranks are as usual.
+   is not guessed at: ``score`` and ``expected_value`` are null, the reason is logged and
+   in the run summary (``calibration``, ``ranking``), ``raw_score`` and the ranks are by
+   raw score;
+7. ``holdout``: the customer is in the control group (:func:`models.scoring.holdout`, conf
+   ``scoring.holdout_share`` and ``holdout_salt``): the rows stay in gold, the export
+   leaves them out (counted in the run summary, ``holdout``).
 
 Candidates are narrow (keys, pair features, the few profile columns the rules read); the
 model's other features are joined from the profile where they are scored.
@@ -63,6 +70,12 @@ RECOMMENDATIONS_SCHEMA = T.StructType([
     T.StructField("reason_text_zh", T.StringType()),
     T.StructField("reason_text_en", T.StringType()),
     T.StructField("model_version", T.StringType()),
+    # calibrated score x the product's value (conf scoring.product_value); null when score is
+    # null. Added after the first release: older partitions read it as null.
+    T.StructField("expected_value", T.DoubleType()),
+    # the customer is in the control group (conf scoring.holdout_share): kept here, never
+    # exported. Added after expected_value: older partitions read it as null (not held out).
+    T.StructField("holdout", T.BooleanType()),
 ])
 ATTRITION_SCHEMA = T.StructType([
     T.StructField("customer_id", T.StringType()),
@@ -151,6 +164,11 @@ def annotated_candidates(profile: DataFrame, catalog: DataFrame, holdings: DataF
     history = history_features(profile, holdings, at, ownership or [], accounts=account_history(holdings, at, latest)) \
         if holdings is not None else None
     inputs, signals = pair_inputs(profile), product_signals(events, responses, at)
+    # the KYC gate's input (not a pair input of training: models.nbp builds its own)
+    if "kyc_status" not in profile.columns:
+        raise RuntimeError("gold/customer_360 has no kyc_status column: re-run the profile step for this as_of "
+                           "(the KYC gate needs it; a customer without a status gets no offer)")
+    inputs = profile.select(*dict.fromkeys([*inputs.columns, "kyc_status"]))
     if responses is not None:
         # per customer before the pairs are made; per pair with the other pair signals, so
         # the pairs see a single join (features.candidates.candidates)
@@ -163,7 +181,8 @@ def annotated_candidates(profile: DataFrame, catalog: DataFrame, holdings: DataF
         pairs = pairs.withColumn(rules.OFFERS_COL, F.lit(0).cast("bigint")) \
             .withColumn(rules.DECLINED_COL, F.lit(False))
     fails = rules.rule_failures(conf.eligibility.max_offers_per_window,
-                                rules.risk_number(conf.suitability.unassessed_max_risk))
+                                rules.risk_number(conf.suitability.unassessed_max_risk),
+                                conf.eligibility.kyc_valid_statuses)
     pairs = pairs.select("*", *[c.alias(f"_fails_{r}") for r, c in fails.items()])
     return pairs.withColumn("exclusion_reason", rules.exclusion_reason(
         {r: F.col(f"_fails_{r}") for r in fails})), held
@@ -208,9 +227,11 @@ def predict(df: DataFrame, champion, keys: list[str], out: str = "score", predic
     return score_in_engine(df, {out: (champion.booster.model_to_string(), champion.spec)}, keys, prediction)
 
 
-def rank_top(scored: DataFrame, top_n: int, score: str = "score") -> DataFrame:
-    """``rank`` per customer (``score`` desc, ties by product code), the first ``top_n``."""
-    w = Window.partitionBy("customer_id").orderBy(F.col(score).desc(), F.col("product_code"))
+def rank_top(scored: DataFrame, top_n: int, score: str | list[str] = "score") -> DataFrame:
+    """``rank`` per customer (``score`` desc; a list: each desc in turn; ties by product
+    code), the first ``top_n``."""
+    scores = [score] if isinstance(score, str) else list(score)
+    w = Window.partitionBy("customer_id").orderBy(*[F.col(c).desc() for c in scores], F.col("product_code"))
     return scored.withColumn("rank", F.row_number().over(w).cast("int")).where(F.col("rank") <= top_n)
 
 
@@ -313,8 +334,13 @@ def recommendations(annotated: DataFrame, profile: DataFrame, champion, conf: Sc
     :func:`predict`."""
     eligible = annotated.where(F.col("exclusion_reason").isNull())
     spec_columns = list(champion.spec.columns)
-    top = rank_top(predict(with_profile(eligible, profile, ["customer_id"], spec_columns), champion, KEYS,
-                           "raw_score", prediction), conf.top_n, "raw_score")
+    raw = predict(with_profile(eligible, profile, ["customer_id"], spec_columns), champion, KEYS, "raw_score",
+                  prediction)
+    if value_ranked(champion, conf):
+        top = rank_top(raw.withColumn("_expected_value", expected_value_of(F.col("raw_score"), champion, conf)),
+                       conf.top_n, ["_expected_value", "raw_score"]).drop("_expected_value")
+    else:
+        top = rank_top(raw, conf.top_n, "raw_score")
     if sc is not None:
         top = sc.write(top, "top")
     reasons = reasons_conf(conf)
@@ -334,7 +360,40 @@ def recommendations(annotated: DataFrame, profile: DataFrame, champion, conf: Sc
     return explained.select(
         "customer_id", F.lit(as_of.isoformat()).cast("date").alias("as_of_date"), "rank", "product_code",
         adoption_probability(F.col("raw_score"), champion).alias("score"), "raw_score", "reason_codes",
-        "reason_text_zh", "reason_text_en", F.lit(str(champion.version)).alias("model_version"))
+        "reason_text_zh", "reason_text_en", F.lit(str(champion.version)).alias("model_version"),
+        expected_value_of(F.col("raw_score"), champion, conf).alias("expected_value"),
+        rules.holdout(F.col("customer_id"), conf.holdout_share, conf.holdout_salt).alias("holdout"))
+
+
+def expected_value_of(raw_score: Column, champion, conf: Scoring) -> Column:
+    """The calibrated score of ``raw_score`` times the product's value (conf
+    ``scoring.product_value``, :func:`models.scoring.product_value`); null without calibration."""
+    pv = conf.product_value
+    return rules.expected_value(adoption_probability(raw_score, champion),
+                                rules.product_value(F.col("product_code"), pv.by_product, pv.default))
+
+
+def value_ranked(champion, conf: Scoring) -> bool:
+    """Offers are ranked by expected value: the champion has a calibration map and the
+    products' values differ (with equal values the order is the raw score's, exactly: the
+    map is monotone, and ties of the map are broken by raw score)."""
+    return getattr(champion, "calibration", None) is not None and not conf.product_value.uniform
+
+
+def ranking_note(champion, conf: Scoring, catalog_codes: set[str]) -> tuple[str, list[str]]:
+    """(how the offers were ranked, in words; the product_value codes not in the catalogue)."""
+    unknown = sorted(set(conf.product_value.by_product) - catalog_codes)
+    pv = conf.product_value
+    if getattr(champion, "calibration", None) is None:
+        note = ("raw_score: the champion has no calibration, so expected_value is null and "
+                "scoring.product_value is not applied")
+    elif pv.uniform:
+        note = (f"expected_value = score x product_value; every product has the same value ({pv.default:g}), "
+                "so the order is the raw score's")
+    else:
+        note = (f"expected_value = score x product_value (default {pv.default:g}, {len(pv.by_product)} products "
+                "weighted), ties by raw_score, then product_code")
+    return note, unknown
 
 
 def adoption_probability(raw_score: Column, champion) -> Column:
@@ -386,6 +445,12 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> 
                        f"({len(champion.calibration.x)} breakpoints, fitted on the OOT snapshot "
                        f"{champion.calibration.fitted_on.get('oot_snapshot', '?')})")
 
+    codes = {r["product_code"] for r in catalog.select("product_code").distinct().collect()}  # a catalogue: small
+    ranking, unknown_codes = ranking_note(champion, conf, codes)
+    if unknown_codes:
+        log.warning("conf/scoring.yaml scoring.product_value.by_product: %d product code(s) not in the catalogue, "
+                    "ignored: %s", len(unknown_codes), ", ".join(unknown_codes))
+
     step("score candidates", 0)
     recs_path = lake.table_path(settings.lake, "gold", "recommendations")
     with scratch(spark, settings) as sc:
@@ -403,7 +468,9 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> 
                              "as_of_date", partition(as_of), schema=RECOMMENDATIONS_SCHEMA)
     written = lake.read(spark, recs_path).where(partition(as_of))
     summary = written.agg(F.count(F.lit(1)).alias("n"), F.count_distinct("customer_id").alias("customers"),
-                          F.sum(F.when(F.size("reason_codes") == 0, 1).otherwise(0)).alias("generic")).first()
+                          F.sum(F.when(F.size("reason_codes") == 0, 1).otherwise(0)).alias("generic"),
+                          F.count_distinct(F.when(F.col("holdout"), F.col("customer_id"))).alias("held"),
+                          F.sum(F.col("holdout").cast("bigint")).alias("held_rows")).first()
     by_product = {r["product_code"]: int(r["count"]) for r in written.groupBy("product_code").count().collect()}
 
     step("score attrition", 2)
@@ -411,12 +478,15 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> 
     step("score", 4)
     return {
         "model": nbp_name, "model_version": str(champion.version), "model_kind": champion.kind,
-        "top_n": conf.top_n, "calibration": calibration, **counts,
+        "top_n": conf.top_n, "calibration": calibration, "ranking": ranking,
+        "product_value_unknown_codes": unknown_codes, **counts,
         "recommendations": int(summary["n"] or 0),
         "customers_with_recommendation": int(summary["customers"] or 0),
         "customers_without_recommendation": counts["customers"] - int(summary["customers"] or 0),
         "recommendations_with_generic_reason": int(summary["generic"] or 0),
         "recommendations_by_product": dict(sorted(by_product.items())),
+        "holdout": {"share": conf.holdout_share, "salt": conf.holdout_salt, "customers": int(summary["held"] or 0),
+                    "recommendations": int(summary["held_rows"] or 0)},
         "attrition": attrition_metrics,
     }
 

@@ -8,6 +8,9 @@ that fails is the candidate's ``exclusion_reason`` (null: eligible). Two more re
 before them and are counted without building the pairs: ``inactive_product`` and
 ``already_held`` (:func:`features.candidates.candidates` never makes those pairs).
 
+- ``kyc_not_valid``: the customer's KYC status (trimmed, lower case) is not one of
+  ``kyc_valid_statuses``, or is unknown (every candidate of the customer fails). First,
+  so that such a customer is counted under it whatever else fails.
 - ``age_limit``: the customer's age is outside the product's ``[min_age, max_age]``, or
   unknown while the product has an age limit.
 - ``declined_recently``: the customer declined an offer of this product within
@@ -46,7 +49,7 @@ from pyspark.sql import functions as F
 # Reasons counted before candidates exist, then the candidate rules; the order is the
 # order of precedence when a candidate fails several rules.
 PRE_CANDIDATE_RULES = ("inactive_product", "already_held")
-CANDIDATE_RULES = ("age_limit", "declined_recently", "contact_limit", "no_risk_assessment", "risk_above_tolerance")
+CANDIDATE_RULES = ("kyc_not_valid", "age_limit", "declined_recently", "contact_limit", "no_risk_assessment", "risk_above_tolerance")
 EXCLUSION_ORDER = PRE_CANDIDATE_RULES + CANDIDATE_RULES
 
 # Columns the rules read, besides the candidate's own (age, min_age, max_age, risk_level,
@@ -62,13 +65,21 @@ def risk_number(level: str) -> int:
     return int(level[1])
 
 
-def rule_failures(max_offers: int, unassessed_max_risk: int) -> dict[str, Column]:
+def kyc_valid(status: Column, valid_statuses: Sequence[str]) -> Column:
+    """True when ``status`` (trimmed, lower case) is one of ``valid_statuses`` (lower case,
+    as :class:`c360.settings.Eligibility` keeps them); false for null (never null itself)."""
+    return F.coalesce(F.lower(F.trim(status)).isin(*[F.lit(s) for s in valid_statuses]), F.lit(False))
+
+
+def rule_failures(max_offers: int, unassessed_max_risk: int,
+                  kyc_valid_statuses: Sequence[str] = ("verified",)) -> dict[str, Column]:
     """Per candidate rule, a boolean column (never null) that is true when the rule fails."""
     age, lo, hi = F.col("age"), F.col("min_age"), F.col("max_age")
     has_limit = lo.isNotNull() | hi.isNotNull()
     in_range = (age >= F.coalesce(lo, F.lit(0))) & (age <= F.coalesce(hi, F.lit(10_000)))
     tolerance, product_risk = F.col("risk_level"), F.col("product_risk_level")
     return {
+        "kyc_not_valid": ~kyc_valid(F.col("kyc_status"), kyc_valid_statuses),
         "age_limit": has_limit & ~F.coalesce(in_range, F.lit(False)),
         "declined_recently": F.coalesce(F.col(DECLINED_COL), F.lit(False)),
         "contact_limit": F.coalesce(F.col(OFFERS_COL), F.lit(0)) >= F.lit(max_offers),
@@ -84,6 +95,35 @@ def exclusion_reason(failures: Mapping[str, Column]) -> Column:
     for rule in CANDIDATE_RULES:
         out = F.when(failures[rule], F.lit(rule)) if out is None else out.when(failures[rule], F.lit(rule))
     return out
+
+
+def product_value(product_code: Column, by_product: Mapping[str, float], default: float) -> Column:
+    """Each product's business weight (conf ``scoring.product_value``): ``by_product`` for a
+    listed code, else ``default``. A literal map lookup, no join."""
+    if not by_product:
+        return F.lit(float(default))
+    pairs = [v for code in sorted(by_product) for v in (F.lit(code), F.lit(float(by_product[code])))]
+    return F.coalesce(F.create_map(*pairs)[product_code], F.lit(float(default)))
+
+
+def expected_value(score: Column, value: Column) -> Column:
+    """Calibrated adoption probability times the product's value; null when ``score`` is null
+    (a champion without calibration)."""
+    return score * value
+
+
+HOLDOUT_BUCKETS = 1_000_000  # share resolution 1e-6
+
+
+def holdout(customer_id: Column, share: float, salt: str) -> Column:
+    """True for a customer of the control group: ``pmod(xxhash64(salt, customer_id), 10^6)``
+    below ``share`` x 10^6 (the idea of :func:`models.training.customer_bucket`, salted so
+    that the group is not the training or reason sample). Deterministic: the same customer
+    is in or out on every day and every engine while ``share`` and ``salt`` stay. A null id
+    is never held out."""
+    cut = int(round(share * HOLDOUT_BUCKETS))
+    bucket = F.pmod(F.xxhash64(F.lit(salt), customer_id), F.lit(HOLDOUT_BUCKETS))
+    return F.coalesce(customer_id.isNotNull() & (bucket < F.lit(cut)), F.lit(False))
 
 
 def risk_band(score: Column, medium: float, high: float) -> Column:

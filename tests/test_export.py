@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from c360 import lake
 from jobs import export
@@ -25,7 +26,7 @@ def local(d: date, hour: int = 12) -> datetime:
 
 
 # customer_id -> marketing consent at D1, D2
-CONSENT = {"C1": (True, True), "C2": (True, True), "C3": (False, False), "C4": (True, True)}
+CONSENT = {"C1": (True, True), "C2": (True, True), "C3": (False, False), "C4": (True, True), "C5": (True, True)}
 RECS = {
     D1: [("C1", 1, "SV", 0.9), ("C1", 2, "BF", 0.5), ("C2", 1, "CA", 0.7), ("C3", 1, "SV", 0.8),
          ("C4", 1, "CC", 0.6),
@@ -35,13 +36,27 @@ RECS = {
          ("C2", 1, "CA", 0.75),                         # score changed
          ("C3", 1, "SV", 0.8),                          # no consent: never exported
          ("C4", 1, "SV", 0.65), ("C4", 2, "CC", 0.6),   # SV new, CC rank changed
-         ("C1", 4, "CC", 0.1)],                         # rank 4: not exported
+         ("C1", 4, "CC", 0.1),                          # rank 4: not exported
+         ("C5", 1, "SV", 0.5), ("C5", 2, "CA", 0.3)],   # control group (holdout): never exported
 }
+HOLDOUT = {"C5"}
 
 
 def raw(score: float) -> float:
     """The model's raw score of a recommendation (any scale; here 4 * score - 2)."""
     return round(4 * score - 2, 6)
+
+
+VALUES = {"CC": 2.0}  # scoring.product_value: every other product 1
+
+
+def value(product: str, score: float) -> float:
+    """A recommendation's expected value (calibrated score x the product's value)."""
+    return score * VALUES.get(product, 1.0)
+
+
+# D1 was scored before gold/recommendations had expected_value: its partition lacks it
+OLD_SCHEMA = T.StructType([f for f in RECOMMENDATIONS_SCHEMA.fields if f.name not in ("expected_value", "holdout")])
 CATALOG = [("CA", "借记卡活期账户", "current_account", "R1", 16, 120, True),
            ("SV", "智能活期宝", "savings", "R1", 18, 120, True),
            ("BF", "稳利债券基金", "fund", "R3", 18, 80, True),
@@ -66,12 +81,17 @@ def write_world(spark, s) -> None:
         lake.write_partition(spark.createDataFrame(rows, "customer_id string, as_of_date date, "
                                                          "marketing_consent boolean, age bigint, risk_tolerance string"),
                              c360, "as_of_date", export.partition(d))
-        rows = [(c, d, r, p, sc, raw(sc), f"理由{p}", f"reason, {p}", "3") for c, r, p, sc in RECS[d]]
+        rows = [(c, d, r, p, sc, raw(sc), f"理由{p}", f"reason, {p}", "3", value(p, sc), c in HOLDOUT)
+                for c, r, p, sc in RECS[d]]
         df = spark.createDataFrame(rows, "customer_id string, as_of_date date, rank int, product_code string, "
                                          "score double, raw_score double, reason_text_zh string, "
-                                         "reason_text_en string, model_version string") \
+                                         "reason_text_en string, model_version string, expected_value double, "
+                                         "holdout boolean") \
             .withColumn("reason_codes", F.array(F.lit("views_product_90d")))
-        lake.write_partition(df, recs, "as_of_date", export.partition(d), schema=RECOMMENDATIONS_SCHEMA)
+        if d == D1:
+            lake.write_partition(df.drop("expected_value", "holdout"), recs, "as_of_date", export.partition(d), schema=OLD_SCHEMA)
+        else:
+            lake.write_partition(df, recs, "as_of_date", export.partition(d), schema=RECOMMENDATIONS_SCHEMA)
     lake.write_partition(spark.createDataFrame([("C1", D2, 2, "gold"), ("C4", D2, 1, "mass")],
                                                "customer_id string, as_of_date date, persona_id int, value_tier string"),
                          lake.table_path(s.lake, "gold", "customer_segments"), "as_of_date", export.partition(D2))
@@ -128,8 +148,8 @@ def test_export_files_and_consent_filter(exported):
         ("C1", "1", "SV"), ("C1", "2", "EF"), ("C2", "1", "CA"), ("C4", "1", "SV"), ("C4", "2", "CC")]
     assert "C3" not in text  # no marketing consent: never exported
     assert rows[0] == {"customer_id": "C1", "product_code": "SV", "product_name": "智能活期宝", "rank": "1",
-                       "score": "0.9", "raw_score": "1.6", "reason_text_zh": "理由SV", "reason_text_en": "reason, SV", "persona": "2",
-                       "value_tier": "gold", "valid_until": "2026-07-30"}
+                       "score": "0.9", "raw_score": "1.6", "expected_value": "0.9", "reason_text_zh": "理由SV",
+                       "reason_text_en": "reason, SV", "persona": "2", "value_tier": "gold", "valid_until": "2026-07-30"}
     assert rows[2]["persona"] == "" and rows[2]["value_tier"] == ""  # no segment row: null
     assert rows[4]["product_name"] == "标准信用卡, 白金"  # quoted, round-trips
     table = pq.read_table(folder / "recommendations.parquet")
@@ -137,11 +157,44 @@ def test_export_files_and_consent_filter(exported):
     assert table.column("customer_id").to_pylist() == ["C1", "C1", "C2", "C4", "C4"]
     assert table.column("valid_until").to_pylist()[0] == date(2026, 7, 30)
     assert table.column("raw_score").to_pylist() == [raw(0.9), raw(0.4), raw(0.75), raw(0.65), raw(0.6)]
+    # expected value: score x the product's value (CC 2)
+    assert table.column("expected_value").to_pylist() == [0.9, 0.4, 0.75, 0.65, 1.2]
+    # D1 was scored before expected_value existed: read as empty, the export is made all the same
+    old = read_csv(export.export_root(s) / D1.isoformat() / "recommendations.csv")
+    assert len(old) == 4 and {r["expected_value"] for r in old} == {""}
+    assert list(old[0])[:7] == ["customer_id", "product_code", "product_name", "rank", "score", "raw_score",
+                                "expected_value"]
     # gold keeps C1's rank 4 (CC); the export keeps ranks 1..export.top_n (3)
     assert exported["settings"].export.top_n == 3 and ("C1", "4", "CC") not in [
         (r["customer_id"], r["rank"], r["product_code"]) for r in rows]
     assert exported["m2"]["excluded_no_consent"] == 1 and exported["m2"]["rows"] == 5
-    assert exported["m2"]["recommendations"] == 6  # of the top 3 (7 rows in gold)
+    assert exported["m2"]["recommendations"] == 8  # of the top 3 (9 rows in gold)
+
+
+def test_the_control_group_stays_in_gold_and_is_never_exported(spark, exported):
+    """C5 is held out (gold/recommendations holdout = true): kept in gold, in no export file
+    (nor in changes.csv), counted in the manifest and the run summary; not counted as
+    recommended in the outcomes."""
+    s = exported["settings"]
+    gold = lake.read(spark, lake.table_path(s.lake, "gold", "recommendations"))
+    assert sorted((r.customer_id, r.product_code) for r in gold.where("holdout").collect()) == \
+        [("C5", "CA"), ("C5", "SV")]
+    assert gold.where(f"as_of_date = DATE'{D1}'").where("holdout IS NOT NULL").count() == 0  # scored before it
+    folder = export.export_root(s) / D2.isoformat()
+    for name in ("recommendations.csv", "changes.csv"):
+        assert "C5" not in (folder / name).read_text(encoding="utf-8")
+    assert "C5" not in pq.read_table(folder / "recommendations.parquet").column("customer_id").to_pylist()
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["holdout"] == {"customers": 1, "recommendations": 2} == exported["m2"]["holdout"]
+    assert exported["m1"]["holdout"] == {"customers": 0, "recommendations": 0}  # D1: no holdout column
+    again = json.loads((export.export_root(s) / D2.isoformat() / "manifest.json").read_text(encoding="utf-8"))
+    assert again == manifest  # re-run (m2_again): the same manifest
+    # outcomes: had C1 been held out on D1, its SV and BF would not count as recommended
+    d1 = gold.where(f"as_of_date = DATE'{D1}'").withColumn("holdout", F.col("customer_id") == "C1")
+    c360 = lake.read(spark, lake.table_path(s.lake, "gold", "customer_360"))
+    responses = lake.read(spark, lake.table_path(s.lake, "silver", "campaign_responses"))
+    out = export.outcomes(d1.where("rank <= 3"), c360, None, responses, D2, s.export, "Asia/Shanghai")
+    assert sorted((r.product_code, r.recommended) for r in out.collect()) == [("CA", 1), ("CC", 1)]
 
 
 def test_manifest_checksums_match_files(exported):
@@ -152,7 +205,7 @@ def test_manifest_checksums_match_files(exported):
         data = (folder / name).read_bytes()
         assert meta["sha256"] == hashlib.sha256(data).hexdigest() and meta["bytes"] == len(data)
     assert (manifest["as_of"], manifest["row_count"], manifest["model_version"], manifest["schema_version"]) == \
-        (D2.isoformat(), 5, "3", 2)
+        (D2.isoformat(), 5, "3", 3)
     assert manifest["top_n"] == 3 and manifest["columns"]["recommendations"] == export.EXPORT_COLUMNS
     assert manifest["previous_export"] == D1.isoformat()
     assert manifest["files"]["recommendations.csv"]["rows"] == 5
@@ -301,7 +354,8 @@ def test_hostile_product_names_reach_the_csv_as_text(settings, spark, tmp_path):
     recs = [("C1", d, rank, code, 0.5 - rank / 10, "理由", "-reason, \r", "3") for rank, code in enumerate(codes, 1)]
     df = spark.createDataFrame(recs, "customer_id string, as_of_date date, rank int, product_code string, "
                                      "score double, reason_text_zh string, reason_text_en string, model_version string") \
-        .withColumn("reason_codes", F.array(F.lit("views_product_90d"))).withColumn("raw_score", F.col("score") * 2)
+        .withColumn("reason_codes", F.array(F.lit("views_product_90d"))).withColumn("raw_score", F.col("score") * 2) \
+        .withColumn("expected_value", F.col("score")).withColumn("holdout", F.lit(False))
     lake.write_partition(df, lake.table_path(s.lake, "gold", "recommendations"), "as_of_date", export.partition(d),
                          schema=RECOMMENDATIONS_SCHEMA)
     lake.overwrite(spark.createDataFrame([(c, n, "fund", "R1", 18, 80, True) for c, n in HOSTILE_NAMES.items()],
@@ -323,7 +377,7 @@ def test_hostile_product_names_reach_the_csv_as_text(settings, spark, tmp_path):
     assert rows[-1]["score"] == "-0.2"  # a negative number stays a number
     changes = read_csv(folder / "changes.csv")
     assert len(changes) == len(HOSTILE_NAMES) and "'=P7" in {r["product_code"] for r in changes}
-    numbers = {"rank", "score", "raw_score", "previous_rank", "previous_score"}
+    numbers = {"rank", "score", "raw_score", "expected_value", "previous_rank", "previous_score"}
     for name in ("recommendations.csv", "changes.csv"):
         for row in read_csv(folder / name):
             text = [v for k, v in row.items() if k not in numbers]

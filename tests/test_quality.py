@@ -546,7 +546,7 @@ def write_recommendations(spark, s, day, recs: list[tuple]):
     (customer, product, rank, score, raw_score)."""
     from jobs.score import RECOMMENDATIONS_SCHEMA
 
-    rows = [(c, day, rank, p, score, raw, ["holds_same_family"], "理由", "reason", "1")
+    rows = [(c, day, rank, p, score, raw, ["holds_same_family"], "理由", "reason", "1", score, False)
             for c, p, rank, score, raw in ((*r, 1, 0.5, 0.2) if len(r) == 2 else r for r in recs)]
     write_gold(spark, s, "recommendations", day, spark.createDataFrame(rows, RECOMMENDATIONS_SCHEMA),
                RECOMMENDATIONS_SCHEMA)
@@ -738,6 +738,41 @@ def test_recommendation_above_risk_tolerance_is_critical(spark, gold_copy):
     assert (row.suite, row.severity, row.unexpected_count) == ("gold/recommendations", "critical", 2)
     assert sorted((r["customer_id"], r["product_code"]) for r in json.loads(row.details)["unexpected_rows"]) == \
         [("C1", "FD05"), ("C3", "CC01")]
+
+
+def test_recommendation_to_a_customer_without_valid_kyc_is_critical(spark, gold_copy):
+    """The KYC gate checked again on gold: a recommended customer whose KYC status at as_of is
+    not one of scoring.yaml eligibility.kyc_valid_statuses (none counts as not valid) stops
+    the run; configured as a warning it is only reported."""
+    s = with_quality(gold_copy, {"gold": {"customer_360": {"features": FEW_FEATURES}}})
+    path = lake.table_path(s.lake, "gold", "customer_360")
+    day = lake.read(spark, path).where(f"as_of_date = DATE'{AS_OF}'")
+    kyc = F.when(F.col("customer_id") == "C1", F.lit(" Verified ")) \
+        .when(F.col("customer_id") == "C2", F.lit("expired")).otherwise(F.lit(None).cast("string"))
+    write_gold(spark, s, "customer_360", AS_OF, day.withColumn("kyc_status", kyc), day.schema)
+    shutil.rmtree(lake.table_path(s.lake, "gold", "recommendations"))
+    write_recommendations(spark, s, AS_OF, [("C1", "TD12"), ("C2", "TD12"), ("C3", "TD12", 1, 0.4, 0.1),
+                                            ("C3", "CA01", 2, 0.3, 0.05)])
+    with pytest.raises(StepFailed) as excinfo:
+        quiet_run(spark, s, "dq_gold", "gold_kyc")
+    expected = ("gold/recommendations expect_recommended_customers_to_have_valid_kyc: 3 unexpected "
+                "(C2 TD12: KYC 'expired'; C3 CA01: KYC none; C3 TD12: KYC none)")
+    assert gate_error(excinfo) == "quality gate failed: " + expected
+    row = table(spark, s, "ops", "dq_results").where("run_id = 'gold_kyc' AND NOT success").first()
+    assert (row.suite, row.severity, row.unexpected_count) == ("gold/recommendations", "critical", 3)
+    assert sorted((r["customer_id"], r["product_code"]) for r in json.loads(row.details)["unexpected_rows"]) == \
+        [("C2", "TD12"), ("C3", "CA01"), ("C3", "TD12")]
+    # the valid statuses come from conf/scoring.yaml: with `expired` valid only C3 fails
+    wider = s.model_copy(update={"scoring": s.scoring.model_copy(update={
+        "eligibility": s.scoring.eligibility.model_copy(update={"kyc_valid_statuses": ["verified", "expired"]})})})
+    with pytest.raises(StepFailed) as excinfo:
+        quiet_run(spark, wider, "dq_gold", "gold_kyc_wider")
+    assert gate_error(excinfo).endswith("2 unexpected (C3 CA01: KYC none; C3 TD12: KYC none)")
+    # as a warning: reported, the run goes on
+    warn = with_quality(gold_copy, {"gold": {"customer_360": {"features": FEW_FEATURES},
+                                             "recommendations": {"valid_kyc": "warning"}}})
+    m = quiet_run(spark, warn, "dq_gold", "gold_kyc_warn").metrics
+    assert (m["failed_critical"], m["warnings"]) == (0, [expected])
 
 
 def test_recommendation_ranks_and_scores_are_critical(spark, gold_copy):

@@ -43,14 +43,16 @@ CATALOG = [
     ("CC", "标准信用卡", "credit_card", None, 18, 65, True),   # credit: no risk rating
     ("OLD", "保本理财（已停售）", "wealth_management", "R1", 18, 120, False),
 ]
-# customer_id, age, risk_tolerance, deposit_balance, is_salary_customer, marketing_consent
+# customer_id, age, risk_tolerance, deposit_balance, is_salary_customer, marketing_consent, kyc_status
 CUSTOMERS = [
-    ("C1", 40, "R3", 90000.0, True, True),     # R4 excluded, R3 kept; holds CA
-    ("C2", 40, None, 20000.0, False, True),    # no assessment: products rated R1-R2 only
-    ("C3", 17, "R5", 1000.0, False, True),     # 17: only CA (min_age 16)
-    ("C4", 40, "R5", 60000.0, True, False),    # declined SV 29 days ago, BF 31 days ago
-    ("C5", 40, "R5", 50000.0, False, True),    # 4 offers in 30 days: contact limit reached
-    ("C6", 17, None, 0.0, False, True),        # fails age and assessment: counted under age
+    ("C1", 40, "R3", 90000.0, True, True, "verified"),     # R4 excluded, R3 kept; holds CA
+    ("C2", 40, None, 20000.0, False, True, " Verified "),  # no assessment: products rated R1-R2 only
+    ("C3", 17, "R5", 1000.0, False, True, "VERIFIED"),     # 17: only CA (min_age 16)
+    ("C4", 40, "R5", 60000.0, True, False, "verified"),    # declined SV 29 days ago, BF 31 days ago
+    ("C5", 40, "R5", 50000.0, False, True, "verified"),    # 4 offers in 30 days: contact limit reached
+    ("C6", 17, None, 0.0, False, True, "verified"),        # fails age and assessment: counted under age
+    ("C7", 17, None, 0.0, False, True, "expired"),         # KYC expired (and C6's failures): counted under KYC
+    ("C8", 40, "R5", 50000.0, True, True, None),           # no KYC status: not valid
 ]
 SPEC = FeatureSpec(numeric=["views_product_90d", "deposit_balance", "is_salary_customer", "age", "risk_gap",
                             "holds_same_family"],
@@ -63,12 +65,12 @@ def catalog_df(spark):
 
 
 def profile_df(spark):
-    rows = [(c, AS_OF, age, tol, int(tol[1]) if tol else None, tol is not None, consent, dep, sal, c == "C1", False)
-            for c, age, tol, dep, sal, consent in CUSTOMERS]
+    rows = [(c, AS_OF, age, tol, int(tol[1]) if tol else None, tol is not None, consent, dep, sal, c == "C1", False,
+             kyc) for c, age, tol, dep, sal, consent, kyc in CUSTOMERS]
     return spark.createDataFrame(rows, "customer_id string, as_of_date date, age bigint, risk_tolerance string, "
                                        "risk_level bigint, has_risk_assessment boolean, marketing_consent boolean, "
                                        "deposit_balance double, is_salary_customer boolean, "
-                                       "holds_current_account boolean, holds_fund boolean")
+                                       "holds_current_account boolean, holds_fund boolean, kyc_status string")
 
 
 def holdings_df(spark):
@@ -230,6 +232,27 @@ def test_eligibility_and_suitability_edge_cases(spark, settings):
     assert got[("C2", "SV")] is None
     # several failures: the first in the fixed order
     assert got[("C6", "EF")] == "age_limit" and got[("C6", "CA")] is None
+    # KYC (trimmed, any case: C2, C3 pass): expired or missing -> no candidate of the customer
+    # is eligible, each counted under kyc_not_valid before anything else (C7 fails C6's rules too)
+    assert {p: got[("C7", p)] for p in ("CA", "SV", "BF", "EF", "CC")} == dict.fromkeys(
+        ("CA", "SV", "BF", "EF", "CC"), "kyc_not_valid")
+    assert {got[("C8", p)] for p in ("CA", "SV", "BF", "EF", "CC")} == {"kyc_not_valid"}
+
+
+def test_kyc_rule_on_a_small_frame(spark):
+    from models.scoring import kyc_valid, rule_failures
+
+    df = spark.createDataFrame([("A", "verified"), ("B", " Verified "), ("C", "pending"), ("D", None),
+                                ("E", "EXPIRED"), ("F", ""), ("G", "renewed")], "id string, kyc_status string")
+    got = {r.id: r.ok for r in df.select("id", kyc_valid(F.col("kyc_status"), ["verified"]).alias("ok")).collect()}
+    assert got == {"A": True, "B": True, "C": False, "D": False, "E": False, "F": False, "G": False}
+    got = {r.id: r.ok for r in df.select("id", kyc_valid(F.col("kyc_status"), ["verified", "renewed"])
+                                         .alias("ok")).collect()}
+    assert [k for k, v in sorted(got.items()) if v] == ["A", "B", "G"]
+    fails = rule_failures(4, 2, ["verified"])
+    assert next(iter(fails)) == "kyc_not_valid" == EXCLUSION_ORDER[2]
+    got = {r.id: r.fails for r in df.select("id", fails["kyc_not_valid"].alias("fails")).collect()}
+    assert got == {"A": False, "B": False, "C": True, "D": True, "E": True, "F": True, "G": True}
 
 
 def test_candidates_get_the_champions_ownership_columns_whatever_the_catalogue(spark, settings):
@@ -251,12 +274,14 @@ def test_excluded_counts_by_reason(spark, settings):
     annotated, held = annotate(spark, settings)
     m = score.exclusion_counts(annotated, profile_df(spark), catalog_df(spark), held)
     assert list(m["excluded_by_reason"]) == list(EXCLUSION_ORDER)
-    assert m["excluded_by_reason"] == {"inactive_product": 6, "already_held": 1, "age_limit": 8,
-                                       "declined_recently": 1, "contact_limit": 5, "no_risk_assessment": 3,
-                                       "risk_above_tolerance": 1}
-    # C6's BF, EF and CC fail the age and the assessment rules: counted once above, under each here
-    assert m["failing_by_rule"]["no_risk_assessment"] == 6 and m["failing_by_rule"]["age_limit"] == 8
-    assert (m["customers"], m["candidates"], m["eligible"]) == (6, 29, 11)
+    assert m["excluded_by_reason"] == {"inactive_product": 8, "already_held": 1, "kyc_not_valid": 10,
+                                       "age_limit": 8, "declined_recently": 1, "contact_limit": 5,
+                                       "no_risk_assessment": 3, "risk_above_tolerance": 1}
+    # C6's BF, EF and CC fail the age and the assessment rules: counted once above, under each
+    # here; C7 fails them too, counted under KYC above
+    assert m["failing_by_rule"]["no_risk_assessment"] == 9 and m["failing_by_rule"]["age_limit"] == 12
+    assert m["failing_by_rule"]["kyc_not_valid"] == 10
+    assert (m["customers"], m["candidates"], m["eligible"]) == (8, 39, 11)
 
 
 def test_rank_ties_broken_by_product_code_and_top_n(spark):
@@ -329,19 +354,33 @@ def test_scoring_conf_is_validated(tmp_path):
         "scoring: {reasons: {templates: {viewz_product_90d: {zh: 浏览过, en: viewed it}}}}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="viewz_product_90d.*matches no feature"):
         load_settings(tmp_path, environ={})
+    for bad in ("[]", "['  ']"):
+        (tmp_path / "local.yaml").write_text(f"scoring: {{eligibility: {{kyc_valid_statuses: {bad}}}}}\n",
+                                             encoding="utf-8")
+        with pytest.raises(ConfigError, match="kyc_valid_statuses"):
+            load_settings(tmp_path, environ={})
+    (tmp_path / "local.yaml").write_text("scoring: {eligibility: {kyc_valid_statuses: [' Verified ', RENEWED, "
+                                         "verified]}}\n", encoding="utf-8")
+    assert load_settings(tmp_path, environ={}).scoring.eligibility.kyc_valid_statuses == ["verified", "renewed"]
+    (tmp_path / "local.yaml").unlink()
+    assert load_settings(tmp_path, environ={}).scoring.eligibility.kyc_valid_statuses == ["verified"]
 
 
 # ---------------------------------------------------------------------------------------
 # the step, in the engine, with the champion
 
-def expected_top(spark, world, top_n: int):
-    """What the step must produce, computed here in pandas from the eligible candidates."""
+def expected_top(spark, world, top_n: int, values: dict[str, float] | None = None):
+    """What the step must produce, computed here in pandas from the eligible candidates:
+    ranked by raw score, or with ``values`` (product -> weight, 1 if absent) by expected
+    value (calibrated score x weight), ties by raw score."""
     annotated, _ = annotate(spark, world["settings"])
     assert "n_products" not in annotated.columns  # narrow: the step joins the model's features itself
     el = with_profile(annotated.where(F.col("exclusion_reason").isNull()), profile_df(spark)).toPandas()
     el["raw_score"] = world["booster"].predict(prepare(el, world["spec"]))
     el["score"] = world["calibration"].apply(el["raw_score"]) if world["calibration"] is not None else np.nan
-    el = el.sort_values(["customer_id", "raw_score", "product_code"], ascending=[True, False, True])
+    el["expected_value"] = el["score"] * el["product_code"].map(lambda p: (values or {}).get(p, 1.0))
+    order = ["expected_value", "raw_score"] if values else ["raw_score"]
+    el = el.sort_values(["customer_id", *order, "product_code"], ascending=[True, *[False] * len(order), True])
     el["rank"] = el.groupby("customer_id").cumcount() + 1
     return el[el["rank"] <= top_n].reset_index(drop=True)
 
@@ -358,6 +397,10 @@ def test_score_step_ranks_top_n_in_the_engine_with_reasons(spark, world, scored)
     assert len(world["calibration"].x) >= 3 and ((got.score >= 0) & (got.score <= 1)).all()
     assert (got.score.to_numpy() < got.raw_score.to_numpy()).any()  # the raw score overstated adoption
     assert metrics["calibration"].startswith(f"isotonic map of model next_best_product version {world['version']}")
+    # every product's value is 1 (the default): expected value = score, the order the raw score's
+    assert np.allclose(got.expected_value.to_numpy(), got.score.to_numpy(), rtol=0, atol=1e-12)
+    assert metrics["ranking"] == ("expected_value = score x product_value; every product has the same value (1), "
+                                  "so the order is the raw score's") and metrics["product_value_unknown_codes"] == []
     assert set(got.customer_id) == {"C1", "C2", "C3", "C4", "C6"}  # C5: contact limit
     assert (got.model_version == world["version"]).all() and (got.as_of_date == AS_OF).all()
     # reasons: a templated feature's effect is its pred_contrib averaged over the day's
@@ -387,8 +430,9 @@ def test_score_step_ranks_top_n_in_the_engine_with_reasons(spark, world, scored)
     assert c4["rank"] == 1 and "views_product_90d" in list(c4.reason_codes)
     assert "您最近在手机银行多次浏览了该产品。" in c4.reason_text_zh
     assert metrics["excluded_by_reason"]["contact_limit"] == 5 and metrics["eligible"] == 11
+    assert metrics["excluded_by_reason"]["kyc_not_valid"] == 10  # C7 and C8: every candidate
     assert (metrics["recommendations"], metrics["customers_with_recommendation"],
-            metrics["customers_without_recommendation"]) == (len(exp), 5, 1)
+            metrics["customers_without_recommendation"]) == (len(exp), 5, 3)
     assert metrics["model_version"] == world["version"] and metrics["model_kind"] == "binary"
     assert metrics["attrition"]["model"] == "attrition_risk" and "no 'champion'" in metrics["attrition"]["skipped"]
 
@@ -445,9 +489,165 @@ def test_a_champion_without_calibration_gets_no_guessed_score_and_lists_run_to_s
         list(zip(exp.customer_id, exp["rank"], exp.product_code))
     assert len(got) == 11 and got.groupby("customer_id")["rank"].max().max() == 4  # every eligible one (C4: 4)
     assert np.allclose(got.raw_score.to_numpy(), exp.raw_score.to_numpy(), rtol=0, atol=1e-12)
-    assert got.score.isna().all()
+    assert got.score.isna().all() and got.expected_value.isna().all()
     assert metrics["calibration"].startswith("none: model next_best_product version 1 has no calibration")
+    assert metrics["ranking"].startswith("raw_score: the champion has no calibration")
     assert any("not calibrated" in r.getMessage() and "no calibration" in r.getMessage() for r in caplog.records)
+
+
+def test_offers_ranked_by_expected_value_and_older_partitions_still_read(spark, settings, tmp_path_factory,
+                                                                          caplog):
+    """scoring.product_value: expected_value = calibrated score x the product's weight orders
+    each customer's offers (ties by raw score). An unknown code is warned about once. A
+    partition written before expected_value existed stays readable (null there)."""
+    import logging
+
+    from pyspark.sql import types as T
+
+    w = make_world(settings, spark, tmp_path_factory.mktemp("valued"), 7, calibrated=True)
+    s = w["settings"]
+    path = lake.table_path(s.lake, "gold", "recommendations")
+    old_day = date(2026, 5, 31)
+    old_schema = T.StructType([f for f in score.RECOMMENDATIONS_SCHEMA.fields
+                               if f.name not in ("expected_value", "holdout")])
+    old_row = spark.createDataFrame([("C1", old_day, 1, "SV", 0.2, 0.4, "理由", "reason", "0")],
+                                    "customer_id string, as_of_date date, rank int, product_code string, score double, "
+                                    "raw_score double, reason_text_zh string, reason_text_en string, "
+                                    "model_version string").withColumn("reason_codes", F.array(F.lit("age")))
+    lake.write_partition(old_row, path, "as_of_date", score.partition(old_day), schema=old_schema)
+    values = {"CC": 4.0, "BF": 0.0, "GONE": 3.0}
+    s = s.model_copy(update={"scoring": s.scoring.model_copy(update={
+        "product_value": s.scoring.product_value.model_copy(update={"by_product": values})})})
+    with caplog.at_level(logging.WARNING, logger="jobs.score"):
+        metrics = score.run(spark, s, AS_OF)
+    warned = [r.getMessage() for r in caplog.records if "product_value" in r.getMessage()]
+    assert warned == [("conf/scoring.yaml scoring.product_value.by_product: 1 product code(s) not in the "
+                       "catalogue, ignored: GONE")]
+    assert metrics["product_value_unknown_codes"] == ["GONE"]
+    assert metrics["ranking"] == ("expected_value = score x product_value (default 1, 3 products weighted), "
+                                  "ties by raw_score, then product_code")
+    from rich.console import Console
+
+    from c360.cli import _score_detail_tables
+
+    console = Console(record=True, width=300)
+    for t in _score_detail_tables(metrics):
+        console.print(t)
+    text = " ".join(console.export_text().split())  # the caption wraps at the table's width
+    assert "ranking: expected_value = score x product_value" in text  # the run summary says so
+    table = lake.read(spark, path)
+    got = table.where(score.partition(AS_OF)).orderBy("customer_id", "rank").toPandas()
+    exp = expected_top(spark, w, 7, values)
+    assert list(zip(got.customer_id, got["rank"], got.product_code)) == \
+        list(zip(exp.customer_id, exp["rank"], exp.product_code))
+    assert np.allclose(got.expected_value.to_numpy(), exp.expected_value.to_numpy(), rtol=0, atol=1e-12)
+    weight = got.product_code.map(lambda p: values.get(p, 1.0))
+    assert np.allclose(got.expected_value.to_numpy(), (got.score * weight).to_numpy(), rtol=0, atol=1e-12)
+    # the weights changed the order somewhere (else this test would prove nothing)
+    by_raw = expected_top(spark, w, 7)
+    assert list(zip(by_raw.customer_id, by_raw.product_code)) != list(zip(exp.customer_id, exp.product_code))
+    # the partition written before expected_value existed: still read, expected_value null
+    old = table.where(score.partition(old_day)).collect()
+    assert [(r.customer_id, r.product_code, r.score, r.expected_value, r.holdout) for r in old] == \
+        [("C1", "SV", 0.2, None, None)]
+
+
+def test_equal_values_keep_the_raw_score_order_whatever_the_ties_of_the_map(spark):
+    """The calibration map is monotone but flat in places: expected values tie where raw
+    scores do not. Ranked by (expected value, raw score), equal weights give the raw-score
+    order exactly; a higher weight moves a product up."""
+    from models.calibration import Calibration, calibrated
+    from models.scoring import expected_value, product_value
+
+    cal = Calibration(x=(0.0, 0.3, 0.6, 1.0), y=(0.0, 0.1, 0.1, 0.5))  # flat from 0.3 to 0.6
+    rows = [("C1", "A", 0.35), ("C1", "B", 0.55), ("C1", "C", 0.45), ("C1", "D", 0.9), ("C1", "E", 0.1),
+            ("C2", "A", 0.5), ("C2", "B", 0.5), ("C2", "C", 0.2)]
+    df = spark.createDataFrame(rows, "customer_id string, product_code string, raw_score double")
+
+    def ranked(weights: dict, default: float = 1.0):
+        ev = expected_value(calibrated(F.col("raw_score"), cal), product_value(F.col("product_code"), weights, default))
+        out = score.rank_top(df.withColumn("ev", ev), 10, ["ev", "raw_score"])
+        return sorted((r.customer_id, r["rank"], r.product_code) for r in out.collect())
+
+    by_raw = sorted((r.customer_id, r["rank"], r.product_code) for r in score.rank_top(df, 10, "raw_score").collect())
+    assert by_raw[:5] == [("C1", 1, "D"), ("C1", 2, "B"), ("C1", 3, "C"), ("C1", 4, "A"), ("C1", 5, "E")]
+    assert ranked({}) == ranked({"A": 1.0, "B": 1.0}) == ranked({}, 2.5) == by_raw
+    # C (0.1 x 5) passes D (0.4 x 1); a weight of 0 sends B last
+    got = ranked({"C": 5.0, "B": 0.0})
+    assert [p for c, _, p in got if c == "C1"] == ["C", "D", "A", "E", "B"]
+    evs = {r.product_code: r.ev for r in df.where("customer_id = 'C1'").select(
+        "product_code", product_value(F.col("product_code"), {"C": 3.0}, 2.0).alias("ev")).collect()}
+    assert evs == {"A": 2.0, "B": 2.0, "C": 3.0, "D": 2.0, "E": 2.0}
+    nulls = df.limit(1).select(expected_value(F.lit(None).cast("double"), F.lit(2.0)).alias("ev")).first().ev
+    assert nulls is None
+
+
+def test_holdout_is_a_stable_hash_share_of_the_customers(spark):
+    """About holdout_share of ~10k ids are held out; the same ones on every run (whatever the
+    partitioning), other ones with another salt; share 0 holds out nobody."""
+    from models.scoring import holdout
+
+    n = 10_000
+    ids = spark.range(n).select(F.format_string("C%07d", F.col("id")).alias("customer_id"))
+
+    def held(df, share=0.05, salt="c360-holdout"):
+        return {r.customer_id for r in df.where(holdout(F.col("customer_id"), share, salt)).collect()}
+
+    first = held(ids)
+    assert abs(len(first) - 0.05 * n) <= 3 * (n * 0.05 * 0.95) ** 0.5  # 500 +- 65
+    assert held(ids.repartition(7).orderBy(F.desc("customer_id"))) == first  # another run, another layout
+    assert held(ids.where(F.col("customer_id") < "C0005000")) == {c for c in first if c < "C0005000"}  # per id
+    other = held(ids, salt="campaign-2027")
+    assert abs(len(other) - 0.05 * n) <= 3 * (n * 0.05 * 0.95) ** 0.5 and len(first & other) < 0.2 * len(first)
+    bigger = held(ids, share=0.2)
+    assert first <= bigger and abs(len(bigger) - 0.2 * n) <= 3 * (n * 0.2 * 0.8) ** 0.5  # nested shares
+    assert held(ids, share=0.0) == set()
+    nulls = spark.createDataFrame([(None,)], "customer_id string")
+    assert nulls.select(holdout(F.col("customer_id"), 0.49, "x").alias("h")).first().h is False
+
+
+def test_the_score_step_flags_the_holdout_and_keeps_its_rows(spark, settings, tmp_path_factory):
+    """gold/recommendations: holdout = the hash rule per customer (all of a customer's rows
+    alike), the held-out rows kept; the run summary counts them."""
+    from models.scoring import holdout
+
+    w = make_world(settings, spark, tmp_path_factory.mktemp("holdout"), 7, calibrated=True)
+    s = w["settings"]
+    s = s.model_copy(update={"scoring": s.scoring.model_copy(update={"holdout_share": 0.45,
+                                                                     "holdout_salt": "test-salt"})})
+    metrics = score.run(spark, s, AS_OF)
+    got = lake.read(spark, lake.table_path(s.lake, "gold", "recommendations")).where(score.partition(AS_OF))
+    rule = {r.customer_id: r.h for r in profile_df(spark).select(
+        "customer_id", holdout(F.col("customer_id"), 0.45, "test-salt").alias("h")).collect()}
+    rows = got.select("customer_id", "holdout").collect()
+    assert len(rows) == 11 and all(r.holdout is rule[r.customer_id] for r in rows)  # every eligible row kept
+    held = {r.customer_id for r in rows if r.holdout}
+    assert held and held != {r.customer_id for r in rows}  # with 0.45 of 5 customers: some in, some out
+    assert metrics["holdout"] == {"share": 0.45, "salt": "test-salt", "customers": len(held),
+                                  "recommendations": sum(r.holdout for r in rows)}
+
+
+def test_product_values_are_validated(tmp_path):
+    for name in ("base.yaml", "profile.yaml", "tags.yaml", "scoring.yaml"):
+        shutil.copy(REPO_CONF / name, tmp_path / name)
+    s = load_settings(tmp_path, environ={})
+    assert (s.scoring.product_value.default, s.scoring.product_value.by_product) == (1.0, {})
+    for bad, message in (("{default: -1}", "product_value.default"), ("{by_product: {CC: -0.5}}", "CC: -0.5"),
+                         ("{by_product: {CC: .nan}}", "non-negative"), ("{by_product: {CC: lots}}", "by_product.CC"),
+                         ("{weights: {CC: 1}}", "weights")):
+        (tmp_path / "local.yaml").write_text(f"scoring: {{product_value: {bad}}}\n", encoding="utf-8")
+        with pytest.raises(ConfigError, match=message):
+            load_settings(tmp_path, environ={})
+    (tmp_path / "local.yaml").write_text("scoring: {product_value: {default: 0.5, by_product: {CC: 2, SV: 0}}}\n",
+                                         encoding="utf-8")
+    pv = load_settings(tmp_path, environ={}).scoring.product_value
+    assert (pv.default, pv.by_product, pv.uniform) == (0.5, {"CC": 2.0, "SV": 0.0}, False)
+    (tmp_path / "local.yaml").unlink()
+    assert load_settings(tmp_path, environ={}).scoring.holdout_share == 0.05
+    for bad in ("{holdout_share: 0.5}", "{holdout_share: -0.01}", "{holdout_salt: ''}"):
+        (tmp_path / "local.yaml").write_text(f"scoring: {bad}\n", encoding="utf-8")
+        with pytest.raises(ConfigError, match="holdout_s"):
+            load_settings(tmp_path, environ={})
 
 
 def test_export_top_n_cannot_exceed_what_gold_keeps(tmp_path):
@@ -478,8 +678,8 @@ def test_attrition_scored_only_with_a_champion(spark, world):
     bands = conf.attrition.bands
     assert list(got.risk_band) == ["high" if p >= bands.high else "medium" if p >= bands.medium else "low"
                                    for p in exp]
-    assert (got.model_version == version).all() and m["customers"] == 6
-    assert sum(m["by_band"].values()) == 6
+    assert (got.model_version == version).all() and m["customers"] == len(CUSTOMERS) == 8
+    assert sum(m["by_band"].values()) == 8
 
 
 def test_no_pii_in_gold_tables_written(spark, world, scored):
@@ -542,3 +742,22 @@ def test_left_join_keeps_every_big_row_once_with_the_small_columns_after(spark):
     assert out.columns == ["customer_id", "product_code", "n", "seen", "k"]
     assert sorted(tuple(r) for r in out.collect()) == [
         ("c1", "P1", 1, True, 7), ("c1", "P2", 2, None, None), ("c2", "P1", 3, None, None)]
+
+
+def test_a_partition_with_a_new_column_evolves_a_table_with_an_array_column(spark, tmp_path):
+    """lake.write_partition adds a column the table lacks (gold/recommendations gaining
+    expected_value and holdout): older partitions read null in it, the new one keeps its
+    values. (Sail 0.7 ignores mergeSchema, silently, on a table with an array column: the
+    new column used to be dropped.)"""
+    path = str(tmp_path / "t")
+    old = spark.createDataFrame([("C1", date(2026, 5, 31), 0.5)], "customer_id string, d date, score double") \
+        .withColumn("codes", F.array(F.lit("age")))
+    lake.write_partition(old, path, "d", "d = DATE'2026-05-31'")
+    new = spark.createDataFrame([("C2", date(2026, 6, 30), 0.7, 1.4, True)],
+                                "customer_id string, d date, score double, value double, flag boolean") \
+        .withColumn("codes", F.array(F.lit("tenure")))
+    lake.write_partition(new, path, "d", "d = DATE'2026-06-30'")
+    got = {r.customer_id: (r.score, r.value, r.flag, list(r.codes)) for r in lake.read(spark, path).collect()}
+    assert got == {"C1": (0.5, None, None, ["age"]), "C2": (0.7, 1.4, True, ["tenure"])}
+    lake.write_partition(new.withColumn("value", F.lit(2.0)), path, "d", "d = DATE'2026-06-30'")  # idempotent
+    assert sorted((r.customer_id, r.value) for r in lake.read(spark, path).collect()) == [("C1", None), ("C2", 2.0)]
