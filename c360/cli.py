@@ -258,6 +258,8 @@ def _dq_tables(m: dict) -> list[Table]:
     out = [t]
     notes = [("warning", "yellow", x) for x in m.get("warnings", [])] + \
         [("tolerated", "cyan", x) for x in m.get("tolerated", [])] + [("skipped", "dim", x) for x in m.get("skipped", [])]
+    if (m.get("data_docs_offline") or "").startswith("no"):
+        notes.append(("Data Docs need internet", "yellow", m["data_docs_offline"][4:]))
     if notes:
         n = Table(title=f"Data quality notes: {m['layer']}")
         n.add_column("kind")
