@@ -239,6 +239,42 @@ def test_data_docs_without_installed_assets_keep_their_links_and_say_so(tmp_path
     assert not (docs / "static").exists()
 
 
+@pytest.mark.unit
+def test_a_page_loading_an_unknown_remote_file_is_reported(tmp_path):
+    """A page GE wrote with a CDN reference this project does not know (a newer GE) is
+    named in the step's result, with the file it would fetch; the known ones are rewritten."""
+    from jobs.quality import offline_docs
+
+    page = tmp_path / "dq" / "validations" / "x" / "p.html"
+    page.parent.mkdir(parents=True)
+    page.write_text('<script src="https://code.jquery.com/jquery-3.7.1.min.js"></script>\n'
+                    '<link rel="stylesheet" href="https://cdn.example.org/new-lib.css">', encoding="utf-8")
+    said = offline_docs(tmp_path / "dq")
+    assert said == "no: Data Docs pages still load from the network: validations/x/p.html: " \
+                   "https://cdn.example.org/new-lib.css"
+    assert '<script src="../../static/vendor/jquery/jquery.min.js"></script>' in page.read_text(encoding="utf-8")
+    assert (tmp_path / "dq" / "static" / "vendor" / "jquery" / "jquery.min.js").is_file()
+
+
+@pytest.mark.unit
+def test_run_summary_says_when_data_docs_need_internet():
+    from rich.console import Console
+
+    from c360.cli import _dq_tables
+
+    m = {"layer": "bronze", "by_suite": {}, "data_docs": "/lake/reports/dq/index.html",
+         "data_docs_offline": "no: the Data Docs assets are not installed in /opt/x (make setup installs them)"}
+    console = Console(record=True, width=200)
+    for t in _dq_tables(m):
+        console.print(t)
+    text = console.export_text()
+    assert "Data Docs need internet" in text and "not installed in /opt/x" in text
+    console = Console(record=True, width=200)
+    for t in _dq_tables(m | {"data_docs_offline": "yes (3 pages pointed at static/vendor)"}):
+        console.print(t)
+    assert "need internet" not in console.export_text()
+
+
 def test_rerun_of_the_same_run_replaces_its_results(spark, lake_copy):
     s = lake_copy
     before = table(spark, s, "ops", "dq_results").count()
