@@ -30,7 +30,14 @@ help:  ## list targets
 	$(UV) run --frozen python -c "from jobs.airflow_tasks import install_airflow_env; install_airflow_env()"
 	@touch $@
 
-setup: .venv/.synced .venv/.airflow-env  ## install the locked environment into .venv
+# The Data Docs' browser assets (jQuery, Bootstrap, bootstrap-table, Font Awesome, Vega...) from
+# the npm registry, at the versions GE's pages name, into .venv/share/c360/dq-assets; the quality
+# steps copy them beside the pages, which then work without internet (c360/docs_assets.py).
+.venv/.dq-assets: .venv/.synced c360/docs_assets.py
+	$(UV) run --frozen python -m c360.docs_assets install
+	@touch $@
+
+setup: .venv/.synced .venv/.airflow-env .venv/.dq-assets  ## install the locked environment into .venv
 
 # The demo targets (demo, airflow) run on a generated bank in development mode, asked for
 # here: PII tokens under the public built-in key unless C360_PII_KEY is set. Real data:

@@ -187,8 +187,9 @@ def _results_tables(results) -> list[Table]:
         elif r.step == "segments":
             tables.append(_segments_table(r.metrics))
         elif r.step == "kpis":
-            t = Table(title="Experience, service and complaint KPIs",
-                      caption=f"no source for: {', '.join(r.metrics['skipped'])}" if r.metrics.get("skipped") else None)
+            notes = ([f"no source for: {', '.join(r.metrics['skipped'])}"] if r.metrics.get("skipped") else []) + \
+                ([f"report: {r.metrics['report']}"] if r.metrics.get("report") else [])
+            t = Table(title="Experience, service and complaint KPIs", caption=" · ".join(notes) or None)
             t.add_column("table")
             t.add_column("rows", justify="right")
             for name, n in (r.metrics.get("rows") or {}).items():
@@ -258,6 +259,8 @@ def _dq_tables(m: dict) -> list[Table]:
     out = [t]
     notes = [("warning", "yellow", x) for x in m.get("warnings", [])] + \
         [("tolerated", "cyan", x) for x in m.get("tolerated", [])] + [("skipped", "dim", x) for x in m.get("skipped", [])]
+    if (m.get("data_docs_offline") or "").startswith("no"):
+        notes.append(("Data Docs need internet", "yellow", m["data_docs_offline"][4:]))
     if notes:
         n = Table(title=f"Data quality notes: {m['layer']}")
         n.add_column("kind")

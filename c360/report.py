@@ -199,6 +199,20 @@ def _sort_key(s: str, order: list[str] | None):
     return (1, 0, s)
 
 
+def jinja_env():
+    """The reports' template environment: every value rendered into a page is HTML-escaped
+    (autoescape), with the number filters ``pct`` (a share as %), ``num`` and ``exp``
+    (:func:`experience_value`); "—" for a missing value. The shared style sheet is
+    ``templates/report_style.css`` (included inline: a report is one self-contained file)."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
+    env.filters["pct"] = lambda v, nd=1: "—" if v is None else f"{100 * v:.{nd}f}%"
+    env.filters["num"] = lambda v, nd=0: "—" if v is None else f"{v:,.{nd}f}"
+    env.filters["exp"] = experience_value
+    return env
+
+
 def report_data(spark: SparkSession, settings: Settings, as_of: date) -> dict:
     """Everything the report shows, as plain Python (aggregates only)."""
     where = f"as_of_date = DATE'{as_of.isoformat()}'"
@@ -243,8 +257,6 @@ def _stage_order(settings: Settings) -> list[str]:
 
 def render_segments_report(data: dict, settings: Settings, as_of: date) -> str:
     """The report's HTML from :func:`report_data`'s output."""
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
-
     personas, kpis = data["personas"], data["kpis"]
     stages_order = _stage_order(settings)
     tiers = sorted([r for r in kpis if r["dimension"] == "value_tier"], key=lambda r: _sort_key(r["segment"], TIER_ORDER))
@@ -280,23 +292,20 @@ def render_segments_report(data: dict, settings: Settings, as_of: date) -> str:
             matrices.append({"dim": dim, "title_zh": title_zh, "title_en": title_en, **_matrix(rows, order)})
     from_as_of = mig[0]["from_as_of"] if mig else None
     seg = settings.segments
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
-    env.filters["pct"] = lambda v, nd=1: "—" if v is None else f"{100 * v:.{nd}f}%"
-    env.filters["num"] = lambda v, nd=0: "—" if v is None else f"{v:,.{nd}f}"
-    env.filters["exp"] = experience_value
-    return env.get_template("segments_report.html.j2").render(
+    return jinja_env().get_template("segments_report.html.j2").render(
         as_of=as_of.isoformat(), personas=personas, tiers=tiers, stages=stages, population=population,
         charts=charts, crosstab=crosstab, matrices=matrices, from_as_of=from_as_of, model=data["model"],
         names=names, tier_zh=TIER_ZH, stage_zh=STAGE_ZH, currency=settings.bank.currency,
         value_tier=seg.value_tier if seg else None, lifecycle=seg.lifecycle if seg else None)
 
 
-def report_path(settings: Settings, as_of: date) -> Path | str:
-    """``<lake>/marketing/reports/<as_of>/segments.html``: in the marketing zone, apart from
-    ``<lake>/reports/dq`` (Data Docs of the restricted bronze layer, for operators)."""
+def report_path(settings: Settings, as_of: date, name: str = "segments.html") -> Path | str:
+    """``<lake>/marketing/reports/<as_of>/<name>`` (segments.html, service.html): in the
+    marketing zone, apart from ``<lake>/reports/dq`` (Data Docs of the restricted bronze
+    layer, for operators)."""
     if storage.is_uri(settings.lake):
-        return storage.join(settings.lake, "marketing", "reports", as_of.isoformat(), "segments.html")
-    return Path(settings.lake) / "marketing" / "reports" / as_of.isoformat() / "segments.html"
+        return storage.join(settings.lake, "marketing", "reports", as_of.isoformat(), name)
+    return Path(settings.lake) / "marketing" / "reports" / as_of.isoformat() / name
 
 
 def write_segments_report(spark: SparkSession, settings: Settings, as_of: date) -> Path | str:
@@ -307,4 +316,5 @@ def write_segments_report(spark: SparkSession, settings: Settings, as_of: date) 
     return out
 
 
-__all__ = ["write_segments_report", "render_segments_report", "report_data", "report_path"]
+__all__ = ["experience_value", "jinja_env", "render_segments_report", "report_data", "report_path",
+           "write_segments_report"]

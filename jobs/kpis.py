@@ -15,6 +15,10 @@ text):
 - ``gold/topic_kpis``       topics of survey comments (per touchpoint) and complaint
   descriptions (per category) (:mod:`features.topics`; ``kpis.topics``)
 
+and the service report ``<lake>/marketing/reports/<as_of>/service.html`` from them
+(:mod:`c360.service_report`: experience KPIs, the wait heatmap, complaints and their trend
+over the earlier as_of dates, top topics; aggregates only).
+
 Point in time: only rows known at as_of count (answers, contacts and complaints up to its
 end, complaint statuses delivered by then). A source the bank lacks leaves its table
 without a partition for as_of (listed in the result under ``skipped``).
@@ -137,9 +141,14 @@ def run(spark: SparkSession, settings: Settings, as_of: date, progress=None) -> 
         lake.write_partition(df.withColumn("as_of_date", as_of_lit).select(*schema.fieldNames()), path, "as_of_date",
                              where, schema=schema)
         written[name] = lake.read(spark, path).where(where).count()
+    report = None
+    if written:
+        from c360.service_report import write_service_report
+
+        report = str(write_service_report(spark, settings, as_of))
     if progress:
         progress("kpis", len(tables), len(tables))
-    return {"as_of": as_of.isoformat(), "rows": written, "skipped": skipped}
+    return {"as_of": as_of.isoformat(), "rows": written, "skipped": skipped, "report": report}
 
 
 __all__ = ["TABLES", "run"]

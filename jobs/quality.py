@@ -17,8 +17,10 @@ as_of is skipped and listed with the reason, as is a comparison without a previo
 
 Every result goes to the Delta table ``ops/dq_results`` (MERGE on run_id, suite,
 expectation, column: a re-run of the same run replaces its rows), and the Data Docs site is
-updated under ``<lake>/reports/dq``; the pages show delivered values (example unexpected
-values, observed values) as escaped text (:func:`html_escaped`), never as markup. A failed ``critical`` expectation then raises
+updated under ``<lake>/reports/dq``, with the scripts, styles and fonts its pages load copied
+beside them (:func:`offline_docs`: the site works without internet); the pages show
+delivered values (example unexpected values, observed values) as escaped text
+(:func:`html_escaped`), never as markup. A failed ``critical`` expectation then raises
 :class:`QualityGateFailed`, which stops the run; failed ``warning`` ones are only reported.
 """
 
@@ -40,7 +42,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from c360 import lake, ops, storage
+from c360 import docs_assets, lake, ops, storage
 from c360.quality import (CUSTOM_TYPES, EXISTS_IN_TABLE, ONE_CURRENT_ROW, RANKS_WITHIN_TOP_N, ROWS_NEAR_PREVIOUS,
                           RUNTIME_TYPES, SHARES_NEAR_PREVIOUS, VALID_KYC, WITHIN_RISK_TOLERANCE, Check, QualityConfig,
                           QualityGateFailed, config_from, row_level, suites)
@@ -522,6 +524,19 @@ def gx_context(lake_dir, config: QualityConfig):
     return ctx
 
 
+def offline_docs(local_docs: Path) -> str:
+    """Point the Data Docs pages at the browser assets shipped with the lake
+    (:mod:`c360.docs_assets`), so that they work without internet. Without the assets
+    installed the pages keep GE's CDN links: said in the step's result and logged, the
+    gate itself is not affected."""
+    try:
+        pages = docs_assets.localize(local_docs)
+    except docs_assets.AssetsMissing as e:
+        log.warning("Data Docs need internet: %s", e)
+        return f"no: {e}"
+    return f"yes ({pages} pages pointed at {docs_assets.VENDOR})"
+
+
 def _datasource(ctx, spark: SparkSession):
     try:
         ds = ctx.data_sources.get(DATASOURCE)
@@ -729,10 +744,11 @@ def run(spark: SparkSession, settings: Settings, layer: str, as_of: date, run_id
                 spark.catalog.dropTempView(view)
             except Exception:  # noqa: BLE001 - the view may not have been created
                 pass
-        docs = None
+        docs = docs_offline = None
         if ctx is not None and config.docs.enabled and result_ids:
             ctx.build_data_docs(site_names=[SITE_NAME], resource_identifiers=result_ids)
             docs = storage.join(docs_dir(lake_dir), "index.html")
+            docs_offline = offline_docs(docs_dir(gx_root))
     if progress:
         progress(step, len(built), len(built))
     record(spark, lake_dir, outcomes, as_of, run_id, validated_at)
@@ -756,6 +772,7 @@ def run(spark: SparkSession, settings: Settings, layer: str, as_of: date, run_id
         "skipped": skipped,
         "by_suite": by_suite,
         "data_docs": docs,
+        "data_docs_offline": docs_offline,
     }
 
 

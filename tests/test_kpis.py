@@ -371,3 +371,220 @@ def test_report_shows_too_few_and_the_exact_population_nps(settings):
     pop = _population(tiers, min_respondents=5)
     # (16 + 5 promoters - 8 detractors) / 45 respondents, not an average of the tiers' NPS
     assert pop["nps"] == pytest.approx(100 * 13 / 45) and pop["csat"] == 60.0 and pop["ces"] is None
+
+
+# ---------------------------------------------------------------------------------------
+# the service report (c360.service_report), written by the kpis step
+
+REPORT_DATES = (date(2026, 6, 16), date(2026, 6, 23), AS_OF)
+HOSTILE_BRANCH = "<script>alert(1)</script>"
+HOSTILE_CATEGORY = "<img/src=x/onerror=alert(2)>"  # (silver turns spaces in a category into _)
+
+
+class _Rows:
+    """The cell texts of every ``<tr class="...">`` of a page, by class (entities decoded)."""
+
+    def __init__(self, page: str):
+        from html.parser import HTMLParser
+
+        self.by_class: dict[str, list[list[str]]] = {}
+        rows = self.by_class
+
+        class P(HTMLParser):
+            row, cell = None, None
+
+            def handle_starttag(self, tag, attrs):
+                if tag == "tr":
+                    self.row = []
+                    rows.setdefault(dict(attrs).get("class") or "", []).append(self.row)
+                elif tag in ("td", "th") and self.row is not None:
+                    self.cell = []
+
+            def handle_endtag(self, tag):
+                if tag in ("td", "th") and self.cell is not None:
+                    self.row.append("".join(self.cell).strip())
+                    self.cell = None
+
+            def handle_data(self, data):
+                if self.cell is not None:
+                    self.cell.append(data)
+
+        P(convert_charrefs=True).feed(page)
+
+    def __getitem__(self, cls: str) -> list[list[str]]:
+        return self.by_class.get(cls, [])
+
+
+@pytest.fixture(scope="module")
+def service_lake(spark, settings, banks, tmp_path_factory):
+    """A small generated bank (500 customers, 120 days) with one delivery more: branch
+    contacts at a branch named like a script and a complaint in a category named like an
+    image tag. Ingested and built into silver; the kpis step run for three as_of dates."""
+    import csv
+    import io
+    import shutil
+    import warnings
+
+    from helpers import write_landing
+
+    from c360.contract import SOURCES
+    from jobs import ingest, kpis, silver
+
+    root = tmp_path_factory.mktemp("service_report")
+    shutil.copytree(banks.landing(500, 120, AS_OF, 26).landing, root / "landing")
+    s = settings.with_paths(landing=root / "landing", lake=root / "lake")
+    s = s.model_copy(update={"kpis": s.kpis.model_copy(update={
+        "experience": s.kpis.experience.model_copy(update={"min_respondents": 10})})})
+
+    def csv_text(source, rows):
+        out = io.StringIO()
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(SOURCES[source].column_names)
+        w.writerows([[r.get(c, "") for c in SOURCES[source].column_names] for r in rows])
+        return out.getvalue()
+
+    first = min((s.landing / "customers").glob("*/*.csv")).read_text(encoding="utf-8").splitlines()
+    customer = next(csv.DictReader(first))["customer_id"]
+    # three contacts at 10:10 bank time (no offset: the bank's zone), waiting 181, 182 and 183
+    # min: the slowest branch, first in the heatmap
+    contacts = [dict(interaction_id=f"XI{i}", customer_id=customer, channel="branch", branch_id=HOSTILE_BRANCH,
+                     started_at=f"2026-06-2{i}T10:10:00", ended_at=f"2026-06-2{i}T13:20:00",
+                     wait_seconds=str(10800 + 60 * i), handle_seconds="300", reason="card",
+                     resolved_first_contact="true") for i in range(1, 4)]
+    write_landing(s.landing, "interactions", "2026-06-30", "extra.csv", csv_text("interactions", contacts))
+    complaint = dict(complaint_id="XK1", customer_id=customer, opened_at="2026-06-20T10:00:00", channel="branch",
+                     category=HOSTILE_CATEGORY, severity="high", status="open", description="手续费太高了")
+    write_landing(s.landing, "complaints", "2026-06-30", "extra.csv", csv_text("complaints", [complaint]))
+    ingest.run(spark, s, as_of=AS_OF, sources=["interactions", "feedback", "complaints"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # development PII key
+        silver.run(spark, s)
+    results = {d: kpis.run(spark, s, d) for d in REPORT_DATES}
+    return s, results, customer
+
+
+def _gold(spark, s, name, day=AS_OF):
+    from c360 import lake
+
+    return [r.asDict() for r in lake.read(spark, lake.table_path(s.lake, "gold", name))
+            .where(f"as_of_date = DATE'{day.isoformat()}'").collect()]
+
+
+def test_service_report_shows_the_kpi_tables_values(spark, service_lake):
+    from c360.report import experience_value
+    from c360.service_report import HEATMAP_BRANCHES
+
+    s, results, _ = service_lake
+    path = s.lake / "marketing" / "reports" / AS_OF.isoformat() / "service.html"
+    assert results[AS_OF]["report"] == str(path)
+    page = path.read_text(encoding="utf-8")
+    rows = _Rows(page)
+
+    def num(v, nd=0):
+        return "—" if v is None else f"{v:,.{nd}f}"
+
+    # experience: every touchpoint and channel, NPS in points or "too few" under the minimum (10)
+    exp = _gold(spark, s, "experience_kpis")
+    want = {(r["value"], experience_value(r, "nps", 0, True), num(r["nps_respondents"]),
+             experience_value(r, "csat", 1) + ("%" if r["csat"] is not None else ""), num(r["csat_responses"]),
+             experience_value(r, "ces", 2)) for r in exp}
+    got = {(c[0], c[1], c[2], c[6], c[7], c[8]) for c in rows["exp-row"]}
+    assert got == want and len(got) == len(exp) >= 6
+    assert any(r["nps"] is not None for r in exp) and any("too few" in c[1] for c in rows["exp-row"])
+    assert all(-100 <= r["nps"] <= 100 for r in exp if r["nps"] is not None)
+    # the heatmap: a row per branch, a cell per hour with the branch x hour median wait in minutes
+    svc = _gold(spark, s, "service_kpis")
+    cells = {(r["branch_id"], r["hour"]): r for r in svc if r["dimension"] == "branch_hour"}
+    hours = sorted({h for _, h in cells})
+    heat = {c[0]: c[1:] for c in rows["heat-row"]}
+    branch_p50 = {r["value"]: r["wait_p50_s"] for r in svc if r["dimension"] == "branch"}
+    slowest = sorted(branch_p50, key=lambda b: (-branch_p50[b], b))[:HEATMAP_BRANCHES]
+    assert [c[0] for c in rows["heat-row"]] == slowest and len(slowest) >= 5
+    for (b, h), r in cells.items():
+        if b in heat:
+            assert heat[b][h - hours[0]] == num(r["wait_p50_s"] / 60), (b, h)
+    assert slowest[0] == HOSTILE_BRANCH
+    assert heat[HOSTILE_BRANCH][10 - hours[0]] == "182" and sum(c != "" for c in heat[HOSTILE_BRANCH]) == 1
+    # complaints per severity and their trend over the three as_of dates
+    cmp_ = {r["value"]: r for r in _gold(spark, s, "complaint_kpis") if r["dimension"] == "severity"}
+    shown = {c[0]: c for c in rows["cmp-row"][:len(cmp_)]}
+    assert set(shown) == set(cmp_)
+    for sev, r in cmp_.items():
+        assert shown[sev][1:4] == [num(r["opened"]), num(r["rate_per_1000"], 2), num(r["closed"])]
+        assert (shown[sev][6], shown[sev][7], shown[sev][10]) == \
+            (num(r["sla_breaches_closed"]), num(r["backlog"]), num(r["sla_breaches_open"]))
+    trend = rows["trend-row"]
+    assert [t[0] for t in trend] == [d.isoformat() for d in REPORT_DATES]
+    for t, d in zip(trend, REPORT_DATES):
+        sev_rows = [r for r in _gold(spark, s, "complaint_kpis", d) if r["dimension"] == "severity"]
+        assert t[1:4] == [num(sum(r[k] for r in sev_rows)) for k in ("opened", "closed", "backlog")], d
+        assert t[5:7] == [num(sum(r[k] for r in sev_rows)) for k in ("sla_breaches_closed", "sla_breaches_open")]
+    assert len({tuple(t[1:4]) for t in trend}) > 1  # the dates differ
+    # top topics: per source, the most mentioned topic over its groups first
+    topics = _gold(spark, s, "topic_kpis")
+    for source in ("feedback", "complaints"):
+        totals: dict[str, int] = {}
+        for r in topics:
+            if r["source"] == source:
+                totals[r["topic"]] = totals.get(r["topic"], 0) + r["mentions"]
+        first = max(sorted(totals), key=lambda t: totals[t])
+        assert [first, num(totals[first])] in [c[:2] for c in rows["topic-row"]], source
+    # nothing invented for what does not exist yet
+    assert 'id="recovery-funnel"' in page and 'id="uplift"' in page
+    assert page.count("Not available yet") == 2
+
+
+def test_service_report_is_self_contained_escaped_and_aggregate(spark, service_lake):
+    """No request leaves the page (no script, no stylesheet link, no remote image), every
+    delivered name is text (a branch named like a script, a category like an image tag),
+    UTF-8 with a CJK font stack, and no customer id."""
+    import re
+
+    s, _, customer = service_lake
+    page = (s.lake / "marketing" / "reports" / AS_OF.isoformat() / "service.html").read_text(encoding="utf-8")
+    assert not re.search(r"<script|<link|<img|<iframe|@import|url\(", page, re.IGNORECASE)
+    assert not re.search(r"<[^>]*\s(?:src|href|xlink:href)\s*=|https?://", page, re.IGNORECASE)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;img/src=x/onerror=alert(2)&gt;" in page
+    rows = _Rows(page)
+    assert HOSTILE_BRANCH in {c[0] for c in rows["heat-row"]}  # shown, as text
+    assert HOSTILE_CATEGORY in {c[0] for c in rows["cmp-row"]}
+    assert any(HOSTILE_CATEGORY in c[3] for c in rows["topic-row"])  # the fees topic's category
+    assert '<meta charset="utf-8">' in page and '"Noto Sans CJK SC"' in page and "WenQuanYi Micro Hei" in page
+    assert "服务与投诉" in page and customer not in page
+
+
+def test_service_report_draws_in_a_browser(service_lake, tmp_path):
+    """Headless Chromium, offline: the page is drawn (heatmap colours, tables, SVG trend),
+    not blank, and its Chinese text is laid out as text."""
+    from browser import dump_dom, ink, screenshot
+
+    s, _, _ = service_lake
+    page = s.lake / "marketing" / "reports" / AS_OF.isoformat() / "service.html"
+    png = screenshot(page, tmp_path / "service.png")
+    painted, colours = ink(png)
+    assert painted > 0.15 and colours > 200, (painted, colours)
+    blank = tmp_path / "blank.html"
+    blank.write_text("<!DOCTYPE html><html><body></body></html>", encoding="utf-8")
+    assert ink(screenshot(blank, tmp_path / "blank.png")) == (0.0, 1)  # what blank looks like
+    dom = dump_dom(page)
+    assert "服务与投诉" in dom and "<polyline" in dom
+
+
+def test_service_report_font_stack_finds_a_cjk_font():
+    """One of the report's font families is installed and covers Chinese (fontconfig):
+    otherwise browsers here draw the Chinese text as empty boxes."""
+    import re
+    import shutil
+    import subprocess
+
+    from c360.report import TEMPLATES
+
+    if not shutil.which("fc-list") or not subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True,
+                                                         text=True, check=False).stdout.strip():
+        pytest.skip("no CJK font installed (apt-get install fonts-wqy-microhei or fonts-noto-cjk)")
+    css = (TEMPLATES / "report_style.css").read_text(encoding="utf-8")
+    stack = re.search(r"font-family:([^;]+);", css).group(1)
+    families = [f.strip().strip('"') for f in stack.split(",")]
+    installed = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True,
+                               check=False).stdout
+    assert any(f in installed for f in families if f not in ("sans-serif", "Arial")), (families, installed)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 import warnings
 from datetime import date, timedelta
@@ -173,6 +174,105 @@ def test_data_docs_are_written_under_reports(clean_lake):
     assert "silver.transactions" in html and "bronze.customers" in html
     assert list((Path(s.lake) / "reports" / "dq" / "validations").rglob("*.html"))
     assert (Path(s.lake) / "ops" / "gx" / "great_expectations.yml").is_file()
+
+
+# a resource a page loads from the network: <script src>, <link href>, <img src>, CSS url()
+NETWORK_LOAD = re.compile(r'(?:<(?:script|link|img)\b[^>]*?\b(?:src|href)\s*=\s*["\']?|\burl\(\s*["\']?)'
+                          r'((?:https?:)?//[^"\'\s>)]*)', re.IGNORECASE)
+
+
+def test_data_docs_load_nothing_from_the_network(clean_lake):
+    """Every page of the Data Docs (and GE's stylesheets) loads its scripts, styles, fonts
+    and images from the site's own folder: copies under static/vendor, each one there."""
+    s, results = clean_lake
+    docs = Path(s.lake) / "reports" / "dq"
+    assert results["dq_silver"].metrics["data_docs_offline"].startswith("yes"), \
+        results["dq_silver"].metrics["data_docs_offline"]
+    pages = [p for p in docs.rglob("*") if p.suffix in (".html", ".css") and "static/vendor" not in p.as_posix()]
+    assert len([p for p in pages if p.suffix == ".html"]) > 10
+    local = set()
+    for p in pages:
+        text = p.read_text(encoding="utf-8")
+        assert not NETWORK_LOAD.findall(text), f"{p.relative_to(docs)} loads {NETWORK_LOAD.findall(text)[:3]}"
+        assert "integrity=" not in text and "crossorigin=" not in text
+        for ref in re.findall(r'(?:src|href)="([^"#?]+\.(?:js|css|png))"', text):
+            local.add((p.parent / ref).resolve())
+    vendor = (docs / "static" / "vendor").resolve()
+    assert {f.relative_to(vendor).parts[0] for f in local if vendor in f.parents} >= {
+        "jquery", "popper.js", "bootstrap", "bootstrap-table", "bootstrap-datepicker", "fontawesome", "vega",
+        "vega-lite", "vega-embed"}
+    missing = [str(f) for f in local if not f.is_file()]
+    assert not missing, missing[:5]
+    assert list((vendor / "fontawesome" / "webfonts").glob("fa-solid-900.woff2"))  # all.min.css's ../webfonts/
+
+
+def test_data_docs_show_the_validation_list_offline_in_a_browser(clean_lake):
+    """Headless Chromium with the network cut off (every request to a dead proxy) draws the
+    index's validation list: its rows exist only once jQuery and bootstrap-table ran."""
+    from browser import dump_dom
+
+    s, _ = clean_lake
+    dom = dump_dom(Path(s.lake) / "reports" / "dq" / "index.html")
+    rows = re.findall(r'<tr class="clickable-row" data-href="(validations/[^"]+)" data-index="\d+"', dom)
+    assert len(rows) == 10 and all(r.startswith("validations/silver/") for r in rows), rows  # page 1, newest first
+    assert any("/silver/transactions/" in r for r in rows)
+    # bootstrap-table's pager over every validation result: the bronze and silver suites
+    # of every source, some twice (new rows, whole table)
+    shown = re.search(r"Showing 1 to 10 of (\d+) rows", dom)
+    assert shown and int(shown.group(1)) >= 2 * len(SOURCES), dom[-3000:]
+
+
+@pytest.mark.unit
+def test_data_docs_without_installed_assets_keep_their_links_and_say_so(tmp_path, monkeypatch):
+    """No assets installed: the pages stay as GE wrote them (CDN links) and the step's result
+    says that the Data Docs need internet, and why."""
+    from jobs.quality import offline_docs
+
+    docs = tmp_path / "dq"
+    docs.mkdir()
+    page = docs / "index.html"
+    page.write_text('<script src="https://code.jquery.com/jquery-3.7.1.min.js"></script>', encoding="utf-8")
+    monkeypatch.setenv("C360_DQ_ASSETS", str(tmp_path / "nowhere"))
+    said = offline_docs(docs)
+    assert said.startswith("no: the Data Docs assets are not installed in") and "make setup" in said
+    assert page.read_text(encoding="utf-8") == '<script src="https://code.jquery.com/jquery-3.7.1.min.js"></script>'
+    assert not (docs / "static").exists()
+
+
+@pytest.mark.unit
+def test_a_page_loading_an_unknown_remote_file_is_reported(tmp_path):
+    """A page GE wrote with a CDN reference this project does not know (a newer GE) is
+    named in the step's result, with the file it would fetch; the known ones are rewritten."""
+    from jobs.quality import offline_docs
+
+    page = tmp_path / "dq" / "validations" / "x" / "p.html"
+    page.parent.mkdir(parents=True)
+    page.write_text('<script src="https://code.jquery.com/jquery-3.7.1.min.js"></script>\n'
+                    '<link rel="stylesheet" href="https://cdn.example.org/new-lib.css">', encoding="utf-8")
+    said = offline_docs(tmp_path / "dq")
+    assert said == "no: Data Docs pages still load from the network: validations/x/p.html: " \
+                   "https://cdn.example.org/new-lib.css"
+    assert '<script src="../../static/vendor/jquery/jquery.min.js"></script>' in page.read_text(encoding="utf-8")
+    assert (tmp_path / "dq" / "static" / "vendor" / "jquery" / "jquery.min.js").is_file()
+
+
+@pytest.mark.unit
+def test_run_summary_says_when_data_docs_need_internet():
+    from rich.console import Console
+
+    from c360.cli import _dq_tables
+
+    m = {"layer": "bronze", "by_suite": {}, "data_docs": "/lake/reports/dq/index.html",
+         "data_docs_offline": "no: the Data Docs assets are not installed in /opt/x (make setup installs them)"}
+    console = Console(record=True, width=200)
+    for t in _dq_tables(m):
+        console.print(t)
+    text = console.export_text()
+    assert "Data Docs need internet" in text and "not installed in /opt/x" in text
+    console = Console(record=True, width=200)
+    for t in _dq_tables(m | {"data_docs_offline": "yes (3 pages pointed at static/vendor)"}):
+        console.print(t)
+    assert "need internet" not in console.export_text()
 
 
 def test_rerun_of_the_same_run_replaces_its_results(spark, lake_copy):
