@@ -488,8 +488,11 @@ def maintain(
 
 def _erase_tables(res) -> list[Table]:
     t = Table(title=f"Erasure {res.request_id}")
+    # table names are never cut short, whatever the terminal's width (the other columns give way)
+    longest = max((len(e.table) for e in res.tables), default=5)
     for col in ("table", "action", "rows", "version before", "version after"):
-        t.add_column(col, justify="left" if col in ("table", "action") else "right")
+        t.add_column(col, justify="left" if col in ("table", "action") else "right",
+                     **({"no_wrap": True, "min_width": longest} if col == "table" else {}))
     for e in res.tables:
         t.add_row(e.table, e.action, f"{e.rows:,}", str(e.version_before), str(e.version_after))
     tables = [t]
