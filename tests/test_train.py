@@ -336,12 +336,12 @@ def test_in_engine_scoring_matches_local_prediction(spark, tmp_path):
 AS_OF = date(2026, 6, 30)
 
 
-def _bank(spark, base_settings, root: Path, customers_n: int, days: int, seed: int):
+def _bank(spark, base_settings, root: Path, customers_n: int, days: int, seed: int, world: str = "demo"):
     from c360.synth import generate
     from jobs import ingest, silver
 
     st = base_settings.with_paths(landing=root / "landing", lake=root / "lake")
-    generate(customers_n, days, AS_OF, seed, st.landing)
+    generate(customers_n, days, AS_OF, seed, st.landing, world=world)
     ingest.run(spark, st, as_of=AS_OF)
     silver.run(spark, st)
     return st
@@ -393,13 +393,30 @@ def _check_calibration(st, run_id: str, version: str) -> None:
     assert (np.diff(cal.apply(grid)) >= 0).all()
 
 
-def test_train_job_on_a_small_generated_bank(spark, settings, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def trained_bank(spark, settings, tmp_path_factory):
+    """A small generated bank of the ``sequence`` world (c360/synth/worlds.py), trained once
+    by the train job with the fast model settings: ``(settings, train.run's output)``.
+
+    In that world adoptions follow what the customer holds, so at 500 customers the next
+    best product champion beats popularity and segment popularity by about 2x and attrition
+    has an AUC above 0.8 (seeds 1-3 checked), where the demo world needed 4,000 customers
+    and the full models (7 minutes) for the same margins. The tests below share this one
+    training; the crippled challenger adds version 2 of next_best_product only."""
     from jobs import train
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        st = _fast_models(_bank(spark, settings, tmp_path_factory.mktemp("sequence_bank"), 500, 240, seed=1,
+                                world="sequence"))
+        yield st, train.run(spark, st, AS_OF)
+
+
+def test_train_job_on_a_small_generated_bank(trained_bank, spark, monkeypatch):
     from models.registry import load_champion, tracking_uri
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    st = _fast_models(_bank(spark, settings, tmp_path, 700, 240, seed=3))
-    out = train.run(spark, st, AS_OF)
+    st, out = trained_bank
     assert out["tracking_uri"] == f"sqlite:///{st.lake.resolve()}/mlflow.db"
 
     n = out["next_best_product"]
@@ -454,19 +471,19 @@ def test_train_job_on_a_small_generated_bank(spark, settings, tmp_path, monkeypa
 
 
 @pytest.mark.slow
-def test_champion_beats_popularity_on_a_medium_bank_and_a_worse_challenger_stays(spark, settings, tmp_path,
-                                                                                  monkeypatch):
+def test_champion_beats_popularity_by_a_clear_margin_and_a_worse_challenger_stays(trained_bank, spark,
+                                                                                   monkeypatch):
     from jobs import train
     from models import compiled
     from models.registry import load_champion
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    st = _bank(spark, settings, tmp_path, 4000, 395, seed=42)
-    out = train.run(spark, st, AS_OF)
+    st, out = trained_bank
     n, a = out["next_best_product"], out["attrition"]
     assert n["promoted"] and n["aliases"] == {"champion": "1"}
-    assert n["map_at_7"] > n["baseline_popularity_map_at_7"]
-    assert n["map_at_7"] > n["baseline_segment_popularity_map_at_7"]
+    # a clear margin, not a tie won by noise (about 2x on this bank)
+    assert n["map_at_7"] > 1.3 * n["baseline_popularity_map_at_7"]
+    assert n["map_at_7"] > 1.3 * n["baseline_segment_popularity_map_at_7"]
     assert a["promoted"] and a["auc"] > 0.7
     champ = load_champion(st, "next_best_product")
     assert (champ.version, champ.kind) == ("1", n["kind"])
