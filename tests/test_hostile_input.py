@@ -449,7 +449,7 @@ def test_whole_file_defects_reject_the_file_with_a_reason_naming_the_problem(cas
     ("h.csv", ",".join(TXN.column_names).encode()),  # no line end at all
     ("h.csv", (",".join(TXN.column_names) + "\r\n\r\n").encode()),
     ("h.csv", ("\ufeff" + ",".join(TXN.column_names) + "\r").encode()),  # old Mac line end
-    ("h.csv.gz", gzip.compress((",".join(TXN.column_names) + "\n").encode())),
+    ("h.csv.gz", gzip.compress((",".join(TXN.column_names) + "\n").encode(), mtime=0)),
     ("h.parquet", None),
 ])
 def test_a_header_only_file_is_an_empty_delivery_not_an_error(tmp_path, name, data):
