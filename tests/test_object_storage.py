@@ -59,6 +59,52 @@ def test_storage_helpers_read_write_list_and_delete_objects(s3_store):
         storage.info(f"{root}/missing")
 
 
+def test_compressed_deliveries_are_stored_and_read_byte_for_byte(s3_store, tmp_path):
+    """A ``.csv.gz`` delivery is one gzip stream, whoever uploaded it: c360's own writes
+    store exactly the bytes given and every read returns exactly the object's bytes (no
+    compression added or removed by the name's extension), so the landing reader finds the
+    same header, rows and checksum as on a local disk."""
+    import gzip
+    import hashlib
+
+    import pyarrow as pa
+
+    from c360.contract import SOURCES
+    from c360.landing import inspect, make_reader
+
+    txn = SOURCES["transactions"]
+    text = (",".join(txn.column_names) + "\n" + ",".join(f"v{i}" for i in range(len(txn.column_names))) + "\n")
+    delivered = gzip.compress(text.encode("utf-8"), mtime=0)
+    local = tmp_path / "transactions_20260630.csv.gz"
+    local.write_bytes(delivered)
+    bucket = s3_store.new_bucket()
+    ours = f"s3://{bucket}/landing/transactions/2026-06-30/transactions_20260630.csv.gz"
+    storage.write_bytes(ours, delivered)  # as tests and `c360` upload a landing zone
+    theirs = f"s3://{bucket}/landing/transactions/2026-06-29/transactions_20260629.csv.gz"
+    s3_store.client().put_object(Bucket=bucket, Key=theirs.split("/", 3)[3], Body=delivered)  # the bank's tool
+    for uri in (ours, theirs):
+        key = uri.split("/", 3)[3]
+        assert s3_store.objects(uri)[key] == delivered, "stored object differs from the bytes written"
+        assert storage.read_bytes(uri) == delivered
+        with storage.open_input(uri) as f:
+            assert f.read() == delivered
+        day = date.fromisoformat(uri.split("/")[-2])
+        lf, lf_local = inspect(uri, txn, day), inspect(local, txn, day)
+        assert lf.problem is None, lf.problem
+        assert lf.sha256 == lf_local.sha256 == hashlib.sha256(delivered).hexdigest()
+        assert lf.header == lf_local.header == tuple(txn.column_names)
+        reader, _, _ = make_reader(list(txn.column_names), txn)
+        rows = pa.Table.from_batches(list(reader(iter([pa.RecordBatch.from_pydict(
+            {"path": [uri], "fmt": [lf.fmt], "header": [list(lf.header)], "delivery_date": [day]})]))))
+        assert rows.column("_file_error").to_pylist() == [None]
+        assert [rows.column(c)[0].as_py() for c in txn.column_names] == [f"v{i}" for i in range(len(txn.column_names))]
+    # the same holds for the other extensions pyarrow would compress by
+    for ext in ("bz2", "zst", "lz4", "br"):
+        uri = f"s3://{bucket}/exports/file.{ext}"
+        storage.write_bytes(uri, b"plain bytes")
+        assert s3_store.objects(uri)[f"exports/file.{ext}"] == b"plain bytes" == storage.read_bytes(uri)
+
+
 def test_conditional_put_is_honoured_by_the_server(s3_store):
     uri = f"s3://{s3_store.new_bucket()}/lake/.c360.lock"
     etag = storage.put_if_absent(uri, b"first")
