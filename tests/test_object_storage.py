@@ -268,8 +268,6 @@ def s3_bank(s3_store, spark, tmp_path_factory):
             "cwd_before": cwd_before, "root": root}
 
 
-@pytest.mark.xfail(strict=True, reason="known defect, README 'Not done yet': on the moto S3 server, reading a "
-                   "table back through Sail after the pipeline run fails (\"No commit files found in _delta_log\")")
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
 def test_pipeline_end_to_end_with_lake_and_landing_on_s3(s3_bank, s3_store, spark):
@@ -280,11 +278,23 @@ def test_pipeline_end_to_end_with_lake_and_landing_on_s3(s3_bank, s3_store, spar
     s, results = s3_bank["settings"], s3_bank["results"]
     assert [(r.step, r.status) for r in results] == [(step, "succeeded") for step in S3_STEPS]
     objects = s3_store.objects(s.lake)
+    # the files quarantined whole are exactly those the generator broke on purpose (a
+    # truncated .csv.gz, a GBK-encoded CSV): every other delivery, .csv.gz included, was read
+    summary = json.loads((s3_bank["generated"] / "_meta" / "generation.json").read_text(encoding="utf-8"))
+    broken = {d["path"] for d in summary["file_defects"] if d["kind"] in ("truncated_gzip", "gbk_encoding")}
+    whole = {}
+    for name in SOURCES:
+        q = lake.table_path(s.lake, "quarantine", name)
+        if lake.exists(q):
+            whole |= {storage.relative(r.source_file, s.landing): r.reason
+                      for r in lake.read(spark, q).where("line = 0").select("source_file", "reason").collect()}
+    assert broken and set(whole) == broken, whole
     # every source was read from the landing zone on S3 and loaded into bronze on S3
     for name in SOURCES:
+        assert lake.exists(lake.table_path(s.lake, "bronze", name)), name
         assert lake.count_rows(spark, lake.table_path(s.lake, "bronze", name)) > 0, name
-    ingested = lake.read(spark, lake.table_path(s.lake, "ops", "ingested_files")).select("path").collect()
-    assert ingested and all(r.path.startswith(s.landing + "/") for r in ingested)
+    ingested = lake.read(spark, lake.table_path(s.lake, "ops", "ingested_files")).select("file_path").collect()
+    assert ingested and all(r.file_path.startswith(s.landing + "/") for r in ingested)
     # gold, models, recommendations, CRM export, the marketing report and Data Docs: all on S3
     for t in ("gold/customer_360", "gold/customer_segments", "gold/recommendations", "marketing/customer_segments"):
         assert lake.count_rows(spark, f"{s.lake}/{t}") > 0, t
@@ -300,9 +310,11 @@ def test_pipeline_end_to_end_with_lake_and_landing_on_s3(s3_bank, s3_store, spar
     assert sorted(p.name for p in s3_bank["root"].iterdir()) == ["conf", "generated", "mlflow"]
 
 
-@pytest.mark.xfail(strict=True, reason="known defect, README 'Not done yet': on the moto S3 server, reading a "
-                   "table back through Sail after the pipeline run fails (\"No commit files found in _delta_log\")")
+@pytest.mark.xfail(strict=True, reason="known defect, README 'Not done yet': on the moto S3 server the tables now "
+                   "read back, but VACUUM (deltalake, full=True, retention 0) of silver/transactions leaves its 240 "
+                   "replaced data objects (480 objects under the table, 240 in the current version); cause not found")
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # the module's pipeline run (s3_bank) when run alone
 def test_maintain_on_s3_compacts_and_vacuums_through_the_uri(s3_bank, s3_store, spark):
     from c360 import lake
     from jobs import maintain
