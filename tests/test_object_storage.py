@@ -311,8 +311,9 @@ def test_pipeline_end_to_end_with_lake_and_landing_on_s3(s3_bank, s3_store, spar
 
 
 @pytest.mark.xfail(strict=True, reason="known defect, README 'Not done yet': on the moto S3 server the tables now "
-                   "read back, but VACUUM (deltalake, full=True, retention 0) of silver/transactions leaves its 240 "
-                   "replaced data objects (480 objects under the table, 240 in the current version); cause not found")
+                   "read back, but silver/transactions holds 480 data objects while its only version (0) references "
+                   "240: 240 orphans no commit names, which VACUUM (deltalake, full=True, retention 0) leaves; "
+                   "cause not found")
 @pytest.mark.slow
 @pytest.mark.timeout(2400)  # the module's pipeline run (s3_bank) when run alone
 def test_maintain_on_s3_compacts_and_vacuums_through_the_uri(s3_bank, s3_store, spark):
