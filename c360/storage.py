@@ -295,7 +295,7 @@ def read_bytes(path: Any) -> bytes:
     if not is_uri(path):
         return _local(path).read_bytes()
     fs, p = _filesystem(path)
-    with fs.open_input_stream(p) as f:
+    with fs.open_input_stream(p, compression=None) as f:  # the object's bytes: see write_bytes
         return f.read()
 
 
@@ -344,14 +344,19 @@ def open_input(path: Any):
 
 def write_bytes(path: Any, data: bytes) -> None:
     """Write ``path`` whole, creating its folders. On object storage one PUT: readers see
-    the old object or the new one, never a part."""
+    the old object or the new one, never a part.
+
+    The object holds exactly ``data``: pyarrow's streams would otherwise compress by the
+    name's extension on write and decompress on read (``compression="detect"``), so a
+    delivered ``.csv.gz`` was stored gzipped twice and read back as plain text by one
+    helper and as gzip by another (every such delivery quarantined as "not valid UTF-8")."""
     if not is_uri(path):
         p = _local(path)
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(data)
         return
     fs, p = _filesystem(path)
-    with fs.open_output_stream(p) as f:
+    with fs.open_output_stream(p, compression=None) as f:
         f.write(data)
 
 

@@ -59,6 +59,52 @@ def test_storage_helpers_read_write_list_and_delete_objects(s3_store):
         storage.info(f"{root}/missing")
 
 
+def test_compressed_deliveries_are_stored_and_read_byte_for_byte(s3_store, tmp_path):
+    """A ``.csv.gz`` delivery is one gzip stream, whoever uploaded it: c360's own writes
+    store exactly the bytes given and every read returns exactly the object's bytes (no
+    compression added or removed by the name's extension), so the landing reader finds the
+    same header, rows and checksum as on a local disk."""
+    import gzip
+    import hashlib
+
+    import pyarrow as pa
+
+    from c360.contract import SOURCES
+    from c360.landing import inspect, make_reader
+
+    txn = SOURCES["transactions"]
+    text = (",".join(txn.column_names) + "\n" + ",".join(f"v{i}" for i in range(len(txn.column_names))) + "\n")
+    delivered = gzip.compress(text.encode("utf-8"), mtime=0)
+    local = tmp_path / "transactions_20260630.csv.gz"
+    local.write_bytes(delivered)
+    bucket = s3_store.new_bucket()
+    ours = f"s3://{bucket}/landing/transactions/2026-06-30/transactions_20260630.csv.gz"
+    storage.write_bytes(ours, delivered)  # as tests and `c360` upload a landing zone
+    theirs = f"s3://{bucket}/landing/transactions/2026-06-29/transactions_20260629.csv.gz"
+    s3_store.client().put_object(Bucket=bucket, Key=theirs.split("/", 3)[3], Body=delivered)  # the bank's tool
+    for uri in (ours, theirs):
+        key = uri.split("/", 3)[3]
+        assert s3_store.objects(uri)[key] == delivered, "stored object differs from the bytes written"
+        assert storage.read_bytes(uri) == delivered
+        with storage.open_input(uri) as f:
+            assert f.read() == delivered
+        day = date.fromisoformat(uri.split("/")[-2])
+        lf, lf_local = inspect(uri, txn, day), inspect(local, txn, day)
+        assert lf.problem is None, lf.problem
+        assert lf.sha256 == lf_local.sha256 == hashlib.sha256(delivered).hexdigest()
+        assert lf.header == lf_local.header == tuple(txn.column_names)
+        reader, _, _ = make_reader(list(txn.column_names), txn)
+        rows = pa.Table.from_batches(list(reader(iter([pa.RecordBatch.from_pydict(
+            {"path": [uri], "fmt": [lf.fmt], "header": [list(lf.header)], "delivery_date": [day]})]))))
+        assert rows.column("_file_error").to_pylist() == [None]
+        assert [rows.column(c)[0].as_py() for c in txn.column_names] == [f"v{i}" for i in range(len(txn.column_names))]
+    # the same holds for the other extensions pyarrow would compress by
+    for ext in ("bz2", "zst", "lz4", "br"):
+        uri = f"s3://{bucket}/exports/file.{ext}"
+        storage.write_bytes(uri, b"plain bytes")
+        assert s3_store.objects(uri)[f"exports/file.{ext}"] == b"plain bytes" == storage.read_bytes(uri)
+
+
 def test_conditional_put_is_honoured_by_the_server(s3_store):
     uri = f"s3://{s3_store.new_bucket()}/lake/.c360.lock"
     etag = storage.put_if_absent(uri, b"first")
@@ -222,8 +268,6 @@ def s3_bank(s3_store, spark, tmp_path_factory):
             "cwd_before": cwd_before, "root": root}
 
 
-@pytest.mark.xfail(strict=True, reason="known defect, README 'Not done yet': on the moto S3 server, reading a "
-                   "table back through Sail after the pipeline run fails (\"No commit files found in _delta_log\")")
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
 def test_pipeline_end_to_end_with_lake_and_landing_on_s3(s3_bank, s3_store, spark):
@@ -234,11 +278,23 @@ def test_pipeline_end_to_end_with_lake_and_landing_on_s3(s3_bank, s3_store, spar
     s, results = s3_bank["settings"], s3_bank["results"]
     assert [(r.step, r.status) for r in results] == [(step, "succeeded") for step in S3_STEPS]
     objects = s3_store.objects(s.lake)
+    # the files quarantined whole are exactly those the generator broke on purpose (a
+    # truncated .csv.gz, a GBK-encoded CSV): every other delivery, .csv.gz included, was read
+    summary = json.loads((s3_bank["generated"] / "_meta" / "generation.json").read_text(encoding="utf-8"))
+    broken = {d["path"] for d in summary["file_defects"] if d["kind"] in ("truncated_gzip", "gbk_encoding")}
+    whole = {}
+    for name in SOURCES:
+        q = lake.table_path(s.lake, "quarantine", name)
+        if lake.exists(q):
+            whole |= {storage.relative(r.source_file, s.landing): r.reason
+                      for r in lake.read(spark, q).where("line = 0").select("source_file", "reason").collect()}
+    assert broken and set(whole) == broken, whole
     # every source was read from the landing zone on S3 and loaded into bronze on S3
     for name in SOURCES:
+        assert lake.exists(lake.table_path(s.lake, "bronze", name)), name
         assert lake.count_rows(spark, lake.table_path(s.lake, "bronze", name)) > 0, name
-    ingested = lake.read(spark, lake.table_path(s.lake, "ops", "ingested_files")).select("path").collect()
-    assert ingested and all(r.path.startswith(s.landing + "/") for r in ingested)
+    ingested = lake.read(spark, lake.table_path(s.lake, "ops", "ingested_files")).select("file_path").collect()
+    assert ingested and all(r.file_path.startswith(s.landing + "/") for r in ingested)
     # gold, models, recommendations, CRM export, the marketing report and Data Docs: all on S3
     for t in ("gold/customer_360", "gold/customer_segments", "gold/recommendations", "marketing/customer_segments"):
         assert lake.count_rows(spark, f"{s.lake}/{t}") > 0, t
@@ -254,9 +310,12 @@ def test_pipeline_end_to_end_with_lake_and_landing_on_s3(s3_bank, s3_store, spar
     assert sorted(p.name for p in s3_bank["root"].iterdir()) == ["conf", "generated", "mlflow"]
 
 
-@pytest.mark.xfail(strict=True, reason="known defect, README 'Not done yet': on the moto S3 server, reading a "
-                   "table back through Sail after the pipeline run fails (\"No commit files found in _delta_log\")")
+@pytest.mark.xfail(strict=True, reason="known defect, README 'Not done yet': on the moto S3 server the tables now "
+                   "read back, but silver/transactions holds 480 data objects while its only version (0) references "
+                   "240: 240 orphans no commit names, which VACUUM (deltalake, full=True, retention 0) leaves; "
+                   "cause not found")
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # the module's pipeline run (s3_bank) when run alone
 def test_maintain_on_s3_compacts_and_vacuums_through_the_uri(s3_bank, s3_store, spark):
     from c360 import lake
     from jobs import maintain
