@@ -163,14 +163,19 @@ def _with_new_columns_added(df: DataFrame, path: str) -> DataFrame:
     its columns in the table's order."""
     import json
 
-    current = read(df.sparkSession, path).columns
+    def columns() -> list[str]:
+        # the table's columns from its Delta log (not lake.read: the write's own target is
+        # not an input of the step, for the audit log)
+        return [f.name for f in delta_table(path).schema().fields]
+
+    current = columns()
     new = [f for f in df.schema.fields if f.name not in current]
     if new:
         from deltalake.schema import Field
 
         delta_table(path).alter.add_columns(
             [Field.from_json(json.dumps({**f.jsonValue(), "nullable": True})) for f in new])
-        current = read(df.sparkSession, path).columns
+        current = columns()
         df = df.select(*[f"`{c}`" for c in current if c in df.columns],
                        *[f"`{c}`" for c in df.columns if c not in current])
     return df
