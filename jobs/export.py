@@ -66,6 +66,8 @@ from c360 import csvsafe, lake, storage
 from c360.contract import SOURCES
 from c360.settings import ConfigError, Export, Settings
 from features.profile import AsOf
+from jobs import silver
+from models import uplift
 
 EXPORT_COLUMNS = ["customer_id", "product_code", "product_name", "rank", "score", "raw_score", "expected_value",
                   "reason_text_zh", "reason_text_en", "persona", "value_tier", "valid_until"]
@@ -86,6 +88,17 @@ OUTCOMES_SCHEMA = T.StructType([
     T.StructField("offers_sent", T.LongType()),
     T.StructField("converted", T.LongType()),
     T.StructField("conversion_rate", T.DoubleType()),
+    # adoption of the treated and the control group, and the uplift (models/uplift.py)
+    T.StructField("adoption_complete", T.BooleanType()),
+    T.StructField("treated", T.LongType()),
+    T.StructField("treated_adopted", T.LongType()),
+    T.StructField("treated_adoption_rate", T.DoubleType()),
+    T.StructField("holdout", T.LongType()),
+    T.StructField("holdout_adopted", T.LongType()),
+    T.StructField("holdout_adoption_rate", T.DoubleType()),
+    T.StructField("uplift", T.DoubleType()),
+    T.StructField("uplift_ci_low", T.DoubleType()),
+    T.StructField("uplift_ci_high", T.DoubleType()),
 ])
 FILES = ("recommendations.csv", "recommendations.parquet", "changes.csv")
 SCORE_DECIMALS = 6
@@ -391,19 +404,29 @@ def _publish(staging: Path, final: str) -> None:
 # outcomes of past recommendations
 
 def outcomes(recs: DataFrame, profiles: DataFrame | None, segments: DataFrame | None, responses: DataFrame | None,
-             as_of: date, conf: Export, bank_timezone: str) -> DataFrame:
+             as_of: date, conf: Export, bank_timezone: str, holdings: DataFrame | None = None,
+             horizon_days: int = 30) -> DataFrame:
     """``gold/recommendation_outcomes`` rows for every recommendation date before as_of.
 
-    A recommendation of date D (of a customer with consent at D) is matched to the offers
-    of the same product to the same customer sent from the end of D (bank time) up to
-    ``validity_days`` later, as known at the end of as_of; an offer converted when it has
-    a ``converted`` outcome by then. Grouped by (D, product, persona at D);
-    ``conversion_rate`` = converted / offers_sent (null without offers). An offer inside
-    the windows of several recommendation dates counts for each of them.
+    Offers: a recommendation of date D (of a customer with consent at D, not held out) is
+    matched to the offers of the same product to the same customer sent from the end of D
+    (bank time) up to ``validity_days`` later, as known at the end of as_of; an offer
+    converted when it has a ``converted`` outcome by then. ``recommended``: those
+    customers; ``conversion_rate`` = converted / offers_sent (null without offers). An
+    offer inside the windows of several recommendation dates counts for each of them.
+
+    Adoption and uplift (:mod:`models.uplift`): the recommendations of customers with
+    consent at D, treated (exported) and held out (the control group), adopted when the
+    customer opened the product within ``horizon_days`` after D (the next best product
+    model's label, conf ``models.next_best_product.horizon_days``) in the ``holdings``
+    snapshots taken by the end of as_of; the columns :data:`models.uplift.UPLIFT_COLUMNS`.
+    Adoption figures only for the dates whose window has fully passed at as_of
+    (``adoption_complete``); without ``holdings`` none is known (``adoption_complete``
+    false). Grouped by (D, product, persona at D).
     """
     at = AsOf(as_of, bank_timezone)
     before = F.col("as_of_date") < F.lit(as_of.isoformat()).cast("date")
-    r = recs.where(before & ~held_out(recs)).select("as_of_date", "customer_id", "product_code")
+    r = recs.where(before).select("as_of_date", "customer_id", "product_code", held_out(recs).alias("held"))
     if profiles is not None:
         r = r.join(profiles.where(before & (F.col("marketing_consent") == F.lit(True)))
                    .select("as_of_date", "customer_id").distinct(), ["as_of_date", "customer_id"], "left_semi")
@@ -413,6 +436,10 @@ def outcomes(recs: DataFrame, profiles: DataFrame | None, segments: DataFrame | 
                    .dropDuplicates(["as_of_date", "customer_id"]), ["as_of_date", "customer_id"], "left")
     else:
         r = r.withColumn("persona_id", F.lit(None).cast("string"))
+    if holdings is not None:
+        r = uplift.adopted(r, holdings, as_of, horizon_days)
+    else:
+        r = r.withColumn("adopted", F.lit(None).cast("boolean"))
     if responses is not None:
         done = F.coalesce(F.col("outcome_at"), F.col("sent_at")) < at.cutoff
         offers = responses.where(F.col("sent_at") < at.cutoff).groupBy("offer_id", "customer_id", "product_code").agg(
@@ -423,17 +450,18 @@ def outcomes(recs: DataFrame, profiles: DataFrame | None, segments: DataFrame | 
         end = F.to_utc_timestamp(F.date_add(F.col("as_of_date"), 1 + conf.validity_days).cast("timestamp"),
                                  bank_timezone)
         cond = (F.col("customer_id") == F.col("o_customer_id")) & (F.col("product_code") == F.col("o_product_code")) \
-            & (F.col("o_sent_at") >= start) & (F.col("o_sent_at") < end)
+            & (F.col("o_sent_at") >= start) & (F.col("o_sent_at") < end) & ~F.col("held")
         r = r.join(offers, cond, "left")
     else:
         r = r.withColumn("offer_id", F.lit(None).cast("string")).withColumn("o_converted", F.lit(None).cast("boolean"))
-    agg = r.groupBy("as_of_date", "product_code", "persona_id").agg(
-        F.count_distinct("customer_id").alias("recommended"),
+    agg = uplift.finish(r.groupBy("as_of_date", "product_code", "persona_id").agg(
+        F.count_distinct(F.when(~F.col("held"), F.col("customer_id"))).alias("recommended"),
         F.count_distinct("offer_id").alias("offers_sent"),
-        F.count_distinct(F.when(F.col("o_converted"), F.col("offer_id"))).alias("converted"))
+        F.count_distinct(F.when(F.col("o_converted"), F.col("offer_id"))).alias("converted"),
+        *uplift.uplift_aggregates()))
     return agg.select("as_of_date", "product_code", "persona_id", "recommended", "offers_sent", "converted",
                       F.when(F.col("offers_sent") > 0, F.col("converted") / F.col("offers_sent"))
-                      .alias("conversion_rate"))
+                      .alias("conversion_rate"), *uplift.UPLIFT_COLUMNS)
 
 
 # ---------------------------------------------------------------------------------------
@@ -518,8 +546,10 @@ def run(spark: SparkSession, settings: Settings, as_of: date, run_id: str = "man
 
     step("export outcomes", 2)
     out_path = lake.table_path(settings.lake, "gold", "recommendation_outcomes")
-    lake.write_partition(outcomes(recs_all.where(F.col("rank") <= F.lit(conf.top_n)), c360, segments, _table(spark, settings, "silver", "campaign_responses"),
-                                  as_of, conf, settings.bank.timezone),
+    lake.write_partition(outcomes(recs_all.where(F.col("rank") <= F.lit(conf.top_n)), c360, segments,
+                                  _table(spark, settings, "silver", "campaign_responses"), as_of, conf,
+                                  settings.bank.timezone, _holdings(spark, settings, as_of),
+                                  _horizon_days(settings)),
                          out_path, "as_of_date", f"as_of_date < DATE'{as_of.isoformat()}'", schema=OUTCOMES_SCHEMA)
     publish_outcomes(spark, settings, as_of)
     outcome_rows = lake.read(spark, out_path).where(f"as_of_date < DATE'{as_of.isoformat()}'").agg(
@@ -534,6 +564,20 @@ def run(spark: SparkSession, settings: Settings, as_of: date, run_id: str = "man
         "outcomes": {"rows": int(outcome_rows["n"] or 0), "offers_sent": int(outcome_rows["sent"] or 0),
                      "converted": int(outcome_rows["conv"] or 0)},
     }
+
+
+def _horizon_days(settings: Settings) -> int:
+    """The next best product model's label horizon (conf ``models.next_best_product.horizon_days``)."""
+    models = getattr(settings, "models", None)
+    return models.next_best_product.horizon_days if models is not None else 30
+
+
+def _holdings(spark: SparkSession, settings: Settings, as_of: date) -> DataFrame | None:
+    """The accounts' opening dates known at as_of: ``silver/holdings_latest`` (one row per
+    account) when it may stand for the snapshots up to as_of, else ``silver/holdings``
+    (:func:`models.uplift.adopted` ignores its snapshots after as_of); None without either."""
+    latest = silver.holdings_latest(spark, settings, as_of)
+    return latest if latest is not None else _table(spark, settings, "silver", "holdings")
 
 
 def publish_outcomes(spark: SparkSession, settings: Settings, as_of: date) -> str:

@@ -190,11 +190,13 @@ def test_the_control_group_stays_in_gold_and_is_never_exported(spark, exported):
     again = json.loads((export.export_root(s) / D2.isoformat() / "manifest.json").read_text(encoding="utf-8"))
     assert again == manifest  # re-run (m2_again): the same manifest
     # outcomes: had C1 been held out on D1, its SV and BF would not count as recommended
+    # (nor as treated): they would be the control group's
     d1 = gold.where(f"as_of_date = DATE'{D1}'").withColumn("holdout", F.col("customer_id") == "C1")
     c360 = lake.read(spark, lake.table_path(s.lake, "gold", "customer_360"))
     responses = lake.read(spark, lake.table_path(s.lake, "silver", "campaign_responses"))
     out = export.outcomes(d1.where("rank <= 3"), c360, None, responses, D2, s.export, "Asia/Shanghai")
-    assert sorted((r.product_code, r.recommended) for r in out.collect()) == [("CA", 1), ("CC", 1)]
+    assert sorted((r.product_code, r.recommended, r.treated, r.holdout) for r in out.collect()) == \
+        [("BF", 0, 0, 1), ("CA", 1, 1, 0), ("CC", 1, 1, 0), ("SV", 0, 0, 1)]
 
 
 def test_manifest_checksums_match_files(exported):
