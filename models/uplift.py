@@ -25,7 +25,7 @@ zero-width interval): read the counts beside it.
 from __future__ import annotations
 
 import math
-from datetime import date, timedelta
+from datetime import date
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -123,9 +123,4 @@ def uplift(pairs: DataFrame, keys: list[str]) -> DataFrame:
     return finish(pairs.groupBy(*keys).agg(*uplift_aggregates()))
 
 
-def window_end(day: date, horizon_days: int) -> date:
-    """The last day of the adoption window of a recommendation of ``day``."""
-    return day + timedelta(days=horizon_days)
-
-
-__all__ = ["adopted", "uplift", "uplift_aggregates", "finish", "interval", "window_end", "UPLIFT_COLUMNS", "Z95"]
+__all__ = ["UPLIFT_COLUMNS", "Z95", "adopted", "finish", "interval", "uplift", "uplift_aggregates"]

@@ -8,9 +8,7 @@ import math
 from datetime import date
 
 import pytest
-from pyspark.sql import types as T
 
-from jobs import export
 from models import uplift
 
 AS_OF = date(2026, 7, 31)
