@@ -134,6 +134,16 @@ def do_generate(customers: int, days: int, as_of: date, seed: int, landing: Path
         out.print("injected defects: " + ", ".join(f"{k}={v}" for k, v in sorted(defects.items())))
 
 
+def do_follow(landing: Path, crm_export: Path, lift: float, follow_days: int, overwrite: bool = False,
+              expected: dict | None = None) -> None:
+    from c360.synth.contact import follow
+
+    info = follow(landing, crm_export, lift, follow_days, overwrite=overwrite, expected=expected)
+    out.print(f"contacted {info['contacted_customers']:,} customers ({info['contacted_pairs']:,} products, "
+              f"{info['lifted_pairs']:,} lifted by {info['lift']:g}); delivered {info['contact_date']} to "
+              f"{info['delivered_through']}; truth in {landing / '_meta' / 'truth' / 'crm'}")
+
+
 def _results_tables(results) -> list[Table]:
     tables = []
     steps = Table(title="Pipeline run")
@@ -396,11 +406,25 @@ def generate(
     overwrite: bool = typer.Option(False, help="replace what is already in the landing zone"),
     world: str = typer.Option("demo", help="simulated bank: demo, sequence or digital (the last two also "
                                             "write the truth after --as-of under _meta/truth/)"),
+    crm_export: Optional[str] = typer.Option(
+        None, "--crm-export", help="play the bank's CRM: contact the customers of this CRM export folder "
+                                   "(<lake>/marketing/exports/crm/<as_of>) of the bank already generated in the "
+                                   "landing zone, then deliver --follow-days days after its as_of (truth under "
+                                   "_meta/truth/crm/); the other generation options are read from the landing zone"),
+    lift: float = typer.Option(0.0, "--lift", help="with --crm-export: added to a contacted pair's probability of "
+                                                   "adopting the product within 30 days (0-1)"),
+    follow_days: int = typer.Option(30, "--follow-days", help="with --crm-export: days delivered after as_of (1-30)"),
     debug: bool = typer.Option(False, help="show tracebacks"),
 ) -> None:
-    """Write a synthetic bank's deliveries into the landing zone."""
+    """Write a synthetic bank's deliveries into the landing zone (or, with --crm-export, the
+    days after its as_of once the CRM has contacted the exported customers)."""
     def go():
         s = _settings(landing=landing)
+        if crm_export is not None:
+            do_follow(storage.local_only(s.landing, "c360 generate (writes a local landing zone)"), Path(crm_export),
+                      lift, follow_days, overwrite, {"customers": customers, "days": days, "seed": seed, "world": world,
+                                                     "as_of": _parse_date(as_of, "--as-of")})
+            return
         do_generate(customers, days, _parse_date(as_of, "--as-of"), seed,
                     storage.local_only(s.landing, "c360 generate (writes a local landing zone)"), dirty_rate, overwrite,
                     world)

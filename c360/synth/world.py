@@ -30,6 +30,7 @@ NEVER = np.int32(10**8)  # "no such day" (not churning, never closed, ...)
 STREAMS = {
     "population": 1, "service": 2, "churn": 3, "lifecycle": 4, "crm": 5, "offers": 6,
     "txn": 11, "events": 12, "holdings": 13, "defects": 21, "files": 22, "truth": 31,
+    "contact": 41,
 }
 
 
