@@ -12,7 +12,10 @@ by the ``kpis`` step from its gold tables (``experience_kpis``, ``service_kpis``
 - complaints: opened, closed, SLA breaches, backlog and its ages per severity, category,
   channel and product, and their trend over the earlier as_of dates in the table;
 - the most mentioned topics of survey comments and complaint descriptions;
-- room for the service recovery funnel and the uplift of offers, which do not exist yet.
+- the uplift of offers: for the latest recommendation date whose adoption window has
+  passed, treated vs holdout adoption, the uplift and its 95% interval per product and
+  persona (``gold/recommendation_outcomes``, written by the export step: aggregates);
+- room for the service recovery funnel, which does not exist yet.
 
 Like the segments report (:mod:`c360.report`, whose template environment and style sheet
 it shares) it opens in any browser with nothing installed and nothing fetched: CSS inline,
@@ -65,7 +68,26 @@ def service_report_data(spark: SparkSession, settings: Settings, as_of: date) ->
                                        F.max("backlog_age_max_days").alias("backlog_age_max_days"))
         trend = [r.asDict() for r in sums.orderBy(F.col("as_of_date").desc()).limit(TREND_DATES).collect()][::-1]
     data["complaint_trend"] = trend
+    data["uplift"] = uplift_rows(spark, settings, as_of)
     return data
+
+
+def uplift_rows(spark: SparkSession, settings: Settings, as_of: date) -> list[dict]:
+    """The ``gold/recommendation_outcomes`` rows (one per product and persona) of the latest
+    recommendation date before as_of whose adoption window has passed (``adoption_complete``);
+    [] without one (or without the table, or before it had the uplift columns)."""
+    path = lake.table_path(settings.lake, "gold", "recommendation_outcomes")
+    if not lake.exists(path):
+        return []
+    out = lake.read(spark, path)
+    if "adoption_complete" not in out.columns:
+        return []
+    done = out.where(f"as_of_date < DATE'{as_of.isoformat()}' AND adoption_complete")
+    latest = done.agg(F.max("as_of_date").alias("d")).first()["d"]
+    if latest is None:
+        return []
+    rows = [r.asDict() for r in done.where(F.col("as_of_date") == F.lit(latest)).collect()]  # products x personas
+    return sorted(rows, key=lambda r: (str(r["product_code"]), r["persona_id"] is None, str(r["persona_id"])))
 
 
 def _heat(v: float | None, top: float) -> str:
@@ -179,7 +201,14 @@ def render_service_report(data: dict, settings: Settings, as_of: date) -> str:
         totals=totals, sla_days=sorted(conf.complaints.sla_days.items(), key=lambda kv: kv[1]),
         complaint_window=conf.complaints.window_days, trend=data["complaint_trend"],
         trend_chart=trend_chart(data["complaint_trend"]), topics=top_topics(data["topic_kpis"]),
-        dimension_zh=DIMENSION_ZH, experience_window=conf.experience.window_days)
+        dimension_zh=DIMENSION_ZH, experience_window=conf.experience.window_days,
+        uplift=data.get("uplift") or [], uplift_date=(data.get("uplift") or [{}])[0].get("as_of_date"),
+        horizon_days=_horizon_days(settings))
+
+
+def _horizon_days(settings: Settings) -> int | None:
+    models = getattr(settings, "models", None)
+    return models.next_best_product.horizon_days if models is not None else None
 
 
 def write_service_report(spark: SparkSession, settings: Settings, as_of: date) -> Path | str:
@@ -190,4 +219,4 @@ def write_service_report(spark: SparkSession, settings: Settings, as_of: date) -
     return out
 
 
-__all__ = ["render_service_report", "service_report_data", "write_service_report"]
+__all__ = ["render_service_report", "service_report_data", "uplift_rows", "write_service_report"]

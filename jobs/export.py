@@ -545,15 +545,7 @@ def run(spark: SparkSession, settings: Settings, as_of: date, run_id: str = "man
         shutil.rmtree(local_root, ignore_errors=True)
 
     step("export outcomes", 2)
-    out_path = lake.table_path(settings.lake, "gold", "recommendation_outcomes")
-    lake.write_partition(outcomes(recs_all.where(F.col("rank") <= F.lit(conf.top_n)), c360, segments,
-                                  _table(spark, settings, "silver", "campaign_responses"), as_of, conf,
-                                  settings.bank.timezone, _holdings(spark, settings, as_of),
-                                  _horizon_days(settings)),
-                         out_path, "as_of_date", f"as_of_date < DATE'{as_of.isoformat()}'", schema=OUTCOMES_SCHEMA)
-    publish_outcomes(spark, settings, as_of)
-    outcome_rows = lake.read(spark, out_path).where(f"as_of_date < DATE'{as_of.isoformat()}'").agg(
-        F.count(F.lit(1)).alias("n"), F.sum("offers_sent").alias("sent"), F.sum("converted").alias("conv")).first()
+    outcome_rows = refresh_outcomes(spark, settings, as_of)
     step("export", 4)
     return {
         "path": str(final), "rows": n, "recommendations": int(head["n"]),
@@ -561,8 +553,7 @@ def run(spark: SparkSession, settings: Settings, as_of: date, run_id: str = "man
         "model_version": head["model_version"],
         "model_versions": int(head["versions"]), "previous_export": manifest["previous_export"],
         "changes": manifest["changes"], "files": {k: v["sha256"] for k, v in manifest["files"].items()},
-        "outcomes": {"rows": int(outcome_rows["n"] or 0), "offers_sent": int(outcome_rows["sent"] or 0),
-                     "converted": int(outcome_rows["conv"] or 0)},
+        "outcomes": outcome_rows,
     }
 
 
@@ -578,6 +569,30 @@ def _holdings(spark: SparkSession, settings: Settings, as_of: date) -> DataFrame
     (:func:`models.uplift.adopted` ignores its snapshots after as_of); None without either."""
     latest = silver.holdings_latest(spark, settings, as_of)
     return latest if latest is not None else _table(spark, settings, "silver", "holdings")
+
+
+def refresh_outcomes(spark: SparkSession, settings: Settings, as_of: date) -> dict:
+    """Write ``gold/recommendation_outcomes`` (:func:`outcomes`) for every recommendation date
+    before as_of and publish it (:func:`publish_outcomes`); the export step's last part, which
+    needs no recommendation of as_of itself. Returns its totals."""
+    conf = settings.export
+    recs_all = _table(spark, settings, "gold", "recommendations")
+    c360 = _table(spark, settings, "gold", "customer_360")
+    if recs_all is None or c360 is None:
+        raise RuntimeError(f"gold/recommendations or gold/customer_360 does not exist under {settings.lake}")
+    out_path = lake.table_path(settings.lake, "gold", "recommendation_outcomes")
+    lake.write_partition(outcomes(recs_all.where(F.col("rank") <= F.lit(conf.top_n)), c360,
+                                  _table(spark, settings, "gold", "customer_segments"),
+                                  _table(spark, settings, "silver", "campaign_responses"), as_of, conf,
+                                  settings.bank.timezone, _holdings(spark, settings, as_of),
+                                  _horizon_days(settings)),
+                         out_path, "as_of_date", f"as_of_date < DATE'{as_of.isoformat()}'", schema=OUTCOMES_SCHEMA)
+    publish_outcomes(spark, settings, as_of)
+    row = lake.read(spark, out_path).where(f"as_of_date < DATE'{as_of.isoformat()}'").agg(
+        F.count(F.lit(1)).alias("n"), F.sum("offers_sent").alias("sent"), F.sum("converted").alias("conv"),
+        F.sum("treated_adopted").alias("t_adopted"), F.sum("holdout_adopted").alias("h_adopted")).first()
+    return {"rows": int(row["n"] or 0), "offers_sent": int(row["sent"] or 0), "converted": int(row["conv"] or 0),
+            "treated_adopted": int(row["t_adopted"] or 0), "holdout_adopted": int(row["h_adopted"] or 0)}
 
 
 def publish_outcomes(spark: SparkSession, settings: Settings, as_of: date) -> str:
@@ -627,4 +642,4 @@ class _ChangeCounter:
 
 
 __all__ = ["run", "export_rows", "offered", "held_out", "changes", "outcomes", "previous_export", "export_root", "exports",
-           "publish_outcomes", "is_delivered", "DELIVERED_MARKER", "EXPORT_COLUMNS", "is_pii_column"]
+           "publish_outcomes", "refresh_outcomes", "is_delivered", "DELIVERED_MARKER", "EXPORT_COLUMNS", "is_pii_column"]

@@ -127,8 +127,9 @@ STEP_INPUTS: dict[str, tuple[str, ...]] = {
     # silver/feedback: the NPS, CSAT and CES of each segment
     "segments": ("gold/customer_360", "gold/customer_segments", "gold/personas", "silver/feedback"),
     # gold/customer_360: the customers at as_of (complaints per 1,000)
+    # gold/recommendation_outcomes: the uplift table of the service report
     "kpis": ("silver/feedback", "silver/interactions", "silver/complaints", "silver/complaint_history",
-             "gold/customer_360"),
+             "gold/customer_360", "gold/recommendation_outcomes"),
     # silver/: the features of past month ends it writes when missing; the persona model
     # for the segment baseline
     "train": ("silver/", "gold/customer_360", "gold/customer_segments", "gold/personas", "ops/persona_model",
@@ -138,9 +139,11 @@ STEP_INPUTS: dict[str, tuple[str, ...]] = {
     "dq_gold": ("gold/customer_360", "gold/customer_segments", "gold/recommendations", "silver/product_catalog",
                 "gold/experience_kpis", "gold/service_kpis", "gold/complaint_kpis",
                 "gold/topic_kpis"),
-    # ops/run_log: whether the day's score step succeeded, and why it skipped
+    # ops/run_log: whether the day's score step succeeded, and why it skipped;
+    # silver/holdings_latest: the accounts' opening dates for the outcomes' adoption (silver/holdings
+    # instead when it is not current, ops/derived_watermarks)
     "export": ("gold/recommendations", "gold/customer_segments", "gold/customer_360", "silver/product_catalog",
-               "silver/campaign_responses", "ops/run_log"),
+               "silver/campaign_responses", "ops/run_log", "silver/holdings_latest", "ops/derived_watermarks"),
 }
 # How many times a step that failed with a transient engine error (a response the client
 # could not decode: c360.engine.is_transient_engine_error) is run again. Every step is

@@ -36,6 +36,7 @@ HOLDINGS = [  # customer, product, opened, snapshot
 ]
 
 
+@pytest.mark.unit
 def test_interval_is_the_normal_approximation_by_hand():
     # 3 of 5 treated, 1 of 2 held out: 0.6 - 0.5, se = sqrt(0.6*0.4/5 + 0.5*0.5/2) = sqrt(0.173)
     d, lo, hi = uplift.interval(3, 5, 1, 2)
@@ -69,3 +70,251 @@ def test_treated_and_holdout_adoption_uplift_and_interval(spark):
     assert (open_["adoption_complete"], open_["treated"], open_["holdout"]) == (False, 1, 1)
     assert all(open_[c] is None for c in ("treated_adopted", "treated_adoption_rate", "holdout_adopted",
                                           "holdout_adoption_rate", "uplift", "uplift_ci_low", "uplift_ci_high"))
+
+
+# ------------------------------------------------------------------ end to end (slow)
+
+E2E_AS_OF = date(2026, 5, 31)
+HORIZON = 30
+LIFT = 0.5
+
+
+@pytest.fixture(scope="module")
+def contacted(spark, settings, tmp_path_factory):
+    """A small ``sequence`` bank run once at as_of (ingest to export, fast models, 45% of the
+    customers held out), then, for each lift (0.5 and 0): a copy of its landing zone and
+    lake, the CRM contacting the export's customers (c360.synth.contact.follow, 30 days
+    delivered), and ingest, silver and the outcomes part of export at as_of + 30.
+    ``{lift: (settings, outcome rows of as_of, contact.json)}``."""
+    import json
+    import shutil
+    import warnings
+
+    from test_privacy import _ensure_champions
+    from test_train import _fast_models
+
+    from c360 import lake
+    from c360.synth import generate
+    from c360.synth.contact import follow
+    from jobs import export as export_job
+    from jobs import ingest, silver
+    from jobs.pipeline import run_steps
+
+    root = tmp_path_factory.mktemp("uplift")
+    st = _fast_models(settings.with_paths(landing=root / "base" / "landing", lake=root / "base" / "lake"),
+                      nbp_snapshots=3, att_snapshots=2, trees=30)
+    st = st.model_copy(update={"scoring": st.scoring.model_copy(update={"holdout_share": 0.45})})
+    generate(customers=500, days=240, as_of=E2E_AS_OF, seed=1, landing=st.landing, world="sequence")
+    second = date.fromordinal(E2E_AS_OF.toordinal() + HORIZON)
+    out = {}
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the development PII key's warning
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        run_steps(spark, st, E2E_AS_OF, ["ingest", "silver", "profile", "train"])
+        _ensure_champions(st)
+        run_steps(spark, st, E2E_AS_OF, ["score", "export"])
+        for lift in (LIFT, 0.0):
+            copy = root / f"lift-{lift}"
+            shutil.copytree(root / "base", copy)
+            s = st.with_paths(landing=copy / "landing", lake=copy / "lake")
+            follow(s.landing, export_job.export_root(s) / E2E_AS_OF.isoformat(), lift, HORIZON)
+            ingest.run(spark, s, as_of=second)
+            silver.run(spark, s)
+            export_job.refresh_outcomes(spark, s, second)
+            rows = [r.asDict() for r in lake.read(spark, lake.table_path(s.lake, "gold", "recommendation_outcomes"))
+                    .where(f"as_of_date = DATE'{E2E_AS_OF}'").collect()]
+            out[lift] = (s, rows, json.loads((s.landing / "_meta" / "truth" / "crm" / "contact.json").read_text()))
+    return out
+
+
+def _pooled(rows) -> tuple[int, int, int, int]:
+    return tuple(sum(r[k] for r in rows) for k in ("treated_adopted", "treated", "holdout_adopted", "holdout"))
+
+
+@pytest.mark.slow
+def test_uplift_recovers_the_known_lift(contacted):
+    _, rows, info = contacted[LIFT]
+    assert rows and all(r["adoption_complete"] for r in rows)
+    assert info["lift"] == LIFT and info["contacted_pairs"] > 0
+    # every contacted pair is an exported one: the treated of the table, and only them
+    assert sum(r["treated"] for r in rows) == info["contacted_pairs"]
+    # the known lift over the contacted pairs: mean of min(1, p + lift) - p, where the pairs
+    # the world cannot sell (unsuitable, a customer who left: about 8% here) gain nothing
+    expected = info["expected_uplift"]
+    assert expected == pytest.approx(LIFT * info["lifted_pairs"] / info["contacted_pairs"], abs=0.01)
+    t_hits, t_n, h_hits, h_n = _pooled(rows)
+    d, lo, hi = uplift.interval(t_hits, t_n, h_hits, h_n)
+    print(f"lift {LIFT}: treated {t_hits}/{t_n}, holdout {h_hits}/{h_n}, uplift {d:.3f} [{lo:.3f}, {hi:.3f}], "
+          f"expected {expected}")
+    assert lo <= expected <= hi and lo > 0
+    cells = [r for r in rows if r["uplift"] is not None]
+    covered = [r for r in cells if r["uplift_ci_low"] <= info["expected_uplift_by_product"][r["product_code"]]
+               <= r["uplift_ci_high"]]
+    print(f"cells with both groups: {len(cells)}, interval holds the expected uplift: {len(covered)}")
+    assert len(cells) >= 5 and len(covered) >= 0.8 * len(cells)
+    for r in cells:  # the table's own interval is the normal approximation of its counts
+        assert (r["uplift"], r["uplift_ci_low"], r["uplift_ci_high"]) == pytest.approx(
+            uplift.interval(r["treated_adopted"], r["treated"], r["holdout_adopted"], r["holdout"]))
+
+
+@pytest.mark.slow
+def test_no_lift_no_uplift(contacted):
+    _, rows, info = contacted[0.0]
+    assert info["lift"] == 0.0 and info["adopted_because_of_contact"] == 0 and info["expected_uplift"] == 0.0
+    t_hits, t_n, h_hits, h_n = _pooled(rows)
+    d, lo, hi = uplift.interval(t_hits, t_n, h_hits, h_n)
+    print(f"lift 0: treated {t_hits}/{t_n}, holdout {h_hits}/{h_n}, uplift {d:.3f} [{lo:.3f}, {hi:.3f}]")
+    assert lo <= 0 <= hi
+    cells = [r for r in rows if r["uplift"] is not None]
+    covered = [r for r in cells if r["uplift_ci_low"] <= 0 <= r["uplift_ci_high"]]
+    print(f"cells with both groups: {len(cells)}, interval holds 0: {len(covered)}")
+    assert len(cells) >= 5 and len(covered) >= 0.8 * len(cells)
+
+
+# ------------------------------------------------------------------ the service report
+
+def test_service_report_shows_the_uplift_table_escaped(settings):
+    """Per product and persona of the latest complete date: counts, rates, uplift and its
+    interval as the table holds them; a delivered product code is text, not markup."""
+    from test_kpis import _Rows
+
+    from c360.service_report import render_service_report
+
+    row = dict(as_of_date=D1, product_code="<b>SV</b>", persona_id="2", adoption_complete=True, treated=5,
+               treated_adopted=3, treated_adoption_rate=0.6, holdout=2, holdout_adopted=1, holdout_adoption_rate=0.5,
+               uplift=0.1, uplift_ci_low=-0.7152, uplift_ci_high=0.9152)
+    lonely = dict(row, product_code="CC", persona_id=None, holdout=0, holdout_adopted=0, holdout_adoption_rate=None,
+                  uplift=None, uplift_ci_low=None, uplift_ci_high=None)
+    data = {"experience_kpis": [], "service_kpis": [], "complaint_kpis": [], "topic_kpis": [], "complaint_trend": [],
+            "uplift": [row, lonely]}
+    page = render_service_report(data, settings, AS_OF)
+    assert "&lt;b&gt;SV&lt;/b&gt;" in page and "<b>SV</b>" not in page
+    assert _Rows(page)["uplift-row"] == [
+        ["<b>SV</b>", "2", "5", "3", "60.0%", "2", "1", "50.0%", "10.0%", "-71.5% … 91.5%"],
+        ["CC", "—", "5", "3", "60.0%", "0", "0", "—", "—", "—"]]
+    assert f"recommendations of <b>{D1.isoformat()}</b>" in page and "within 30 days" in page
+    assert "Not available yet" in page  # the recovery funnel only
+    assert page.count("Not available yet") == 1
+
+
+# ------------------------------------------------------------------ the generator as the CRM
+
+def _small_bank(root, world="sequence"):
+    """A small generated bank and a CRM drop of its as_of: the first 3 sellable products of
+    every other customer (by true probability), as the export step's folder would hold."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from c360.synth import generate
+
+    generate(customers=300, days=90, as_of=E2E_AS_OF, seed=3, landing=root / "landing", world=world)
+    if world == "demo":
+        ids = pq.read_table(root / "landing" / "_meta" / "customer_truth.parquet").column("customer_id")
+        pairs = pa.table({"customer_id": ids[:5], "product_code": pa.array(["X"] * 5)})
+    else:
+        probs = pq.read_table(root / "landing" / "_meta" / "truth" / "probabilities.parquet").to_pandas()
+        top = probs[probs.eligible].sort_values(["customer_id", "probability", "product_code"],
+                                                ascending=[True, False, True]).groupby("customer_id").head(3)
+        top = top[top.customer_id.isin(sorted(top.customer_id.unique())[::2])]
+        pairs = pa.table({"customer_id": top.customer_id.tolist(), "product_code": top.product_code.tolist()})
+    drop = root / "crm" / E2E_AS_OF.isoformat()
+    drop.mkdir(parents=True)
+    pq.write_table(pairs, drop / "recommendations.parquet")
+    (drop / "manifest.json").write_text(json.dumps({"as_of": E2E_AS_OF.isoformat()}), encoding="utf-8")
+    return root / "landing", drop
+
+
+def _files(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.unit
+def test_contact_lifts_only_the_exported_pairs_and_is_deterministic(tmp_path):
+    import pyarrow.parquet as pq
+
+    from c360.synth.contact import follow
+
+    landing, drop = _small_bank(tmp_path / "a")
+    before = _files(landing)
+    info = follow(landing, drop, 0.4, 20)
+    truth = landing / "_meta" / "truth"
+    contacts = pq.read_table(truth / "crm" / "contacts.parquet").to_pandas()
+    exported = pq.read_table(drop / "recommendations.parquet").to_pandas()
+    assert sorted(zip(contacts.customer_id, contacts.product_code)) == \
+        sorted(zip(exported.customer_id, exported.product_code))
+    lifted = contacts[contacts.lifted]
+    assert len(lifted) == info["lifted_pairs"] > 0
+    assert (lifted.contacted_probability == (lifted.base_probability + 0.4).clip(upper=1.0)).all()
+    assert (contacts[~contacts.lifted].contacted_probability == contacts[~contacts.lifted].base_probability).all()
+    assert info["expected_uplift"] == pytest.approx(
+        round(float((contacts.contacted_probability - contacts.base_probability).mean()), 6))
+    # the world's own adoptions all happen; the contact adds some on exported pairs only
+    own = pq.read_table(truth / "adoptions.parquet").to_pandas()
+    after = pq.read_table(truth / "crm" / "adoptions.parquet").to_pandas()
+    assert set(zip(own.customer_id, own.product_code)) == \
+        set(zip(after[~after.because_of_contact].customer_id, after[~after.because_of_contact].product_code))
+    extra = set(zip(after[after.because_of_contact].customer_id, after[after.because_of_contact].product_code))
+    assert extra and extra <= set(zip(lifted.customer_id, lifted.product_code))
+    assert info["adopted_because_of_contact"] == len(extra)
+    # delivered: only the 20 days after as_of (holdings and the contacts' responses), nothing before changed
+    now = _files(landing)
+    assert {k: v for k, v in now.items() if k in before} == before
+    new = sorted(k for k in now if k not in before and not k.startswith("_meta/"))
+    assert new and all(k.split("/")[0] in ("holdings", "campaign_responses") for k in new)
+    days = sorted({k.split("/")[1] for k in new})
+    assert days[0] == "2026-06-01" and days[-1] <= "2026-06-20" and "holdings/2026-06-20/holdings_20260620.parquet" in new
+    last = pq.read_table(landing / "holdings" / "2026-06-20" / "holdings_20260620.parquet").to_pandas()
+    delivered = after[after.delivered]
+    assert set(zip(delivered.customer_id, delivered.product_code)) <= set(zip(last.customer_id, last.product_code))
+    assert (delivered.opened_date <= "2026-06-20").all() and (after[~after.delivered].opened_date > "2026-06-20").all()
+    # the same landing zone, export, lift and days: the same bytes (contact.json names the export's folder)
+    landing2, drop2 = _small_bank(tmp_path / "b")
+    assert follow(landing2, drop2, 0.4, 20) == info | {"export": str(drop2)}
+    again = _files(landing2)
+    key = "_meta/truth/crm/contact.json"
+    assert {k: v for k, v in again.items() if k != key} == {k: v for k, v in now.items() if k != key}
+
+
+@pytest.mark.unit
+def test_contact_without_lift_changes_nothing_the_world_would_do(tmp_path):
+    import pyarrow.parquet as pq
+
+    from c360.synth.contact import follow
+
+    landing, drop = _small_bank(tmp_path)
+    info = follow(landing, drop, 0.0, 30)
+    own = pq.read_table(landing / "_meta" / "truth" / "adoptions.parquet").to_pandas()
+    after = pq.read_table(landing / "_meta" / "truth" / "crm" / "adoptions.parquet").to_pandas()
+    assert info["adopted_because_of_contact"] == 0 and info["expected_uplift"] == 0.0
+    assert sorted(zip(own.customer_id, own.product_code, own.opened_date)) == \
+        sorted(zip(after.customer_id, after.product_code, after.opened_date))
+
+
+@pytest.mark.unit
+def test_contact_refuses_what_it_cannot_do(tmp_path):
+    import json
+
+    from c360.synth.contact import follow
+
+    landing, drop = _small_bank(tmp_path / "seq")
+    with pytest.raises(ValueError, match="lift must be within"):
+        follow(landing, drop, 1.5, 10)
+    with pytest.raises(ValueError, match="follow_days must be an integer within"):
+        follow(landing, drop, 0.1, 31)
+    with pytest.raises(ValueError, match="generated with other arguments: seed 3 \\(not 4\\)"):
+        follow(landing, drop, 0.1, 10, expected={"seed": 4})
+    manifest = json.loads((drop / "manifest.json").read_text())
+    (drop / "manifest.json").write_text(json.dumps(manifest | {"as_of": "2026-05-30"}))
+    with pytest.raises(ValueError, match="is of 2026-05-30, the landing zone's as_of is 2026-05-31"):
+        follow(landing, drop, 0.1, 10)
+    (drop / "manifest.json").write_text(json.dumps(manifest))
+    follow(landing, drop, 0.1, 10)
+    with pytest.raises(ValueError, match="already holds deliveries after 2026-05-31"):
+        follow(landing, drop, 0.1, 10)
+    follow(landing, drop, 0.1, 5, overwrite=True)  # replaced: nothing after the 5 days is left
+    assert sorted(p.name for p in (landing / "holdings").iterdir() if p.name > "2026-05-31") == ["2026-06-05"]
+    demo, demo_drop = _small_bank(tmp_path / "demo", world="demo")
+    with pytest.raises(ValueError, match="needs a world with a truth after as_of"):
+        follow(demo, demo_drop, 0.1, 10)
