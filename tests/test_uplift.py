@@ -136,8 +136,10 @@ def test_uplift_recovers_the_known_lift(contacted):
     _, rows, info = contacted[LIFT]
     assert rows and all(r["adoption_complete"] for r in rows)
     assert info["lift"] == LIFT and info["contacted_pairs"] > 0
-    # every contacted pair is an exported one: the treated of the table, and only them
+    # every contacted pair is an exported one: the treated of the table, and only them; the
+    # adoptions the table counts for them are exactly those the generator drew
     assert sum(r["treated"] for r in rows) == info["contacted_pairs"]
+    assert sum(r["treated_adopted"] for r in rows) == info["adopted_pairs"]
     # the known lift over the contacted pairs: mean of min(1, p + lift) - p, where the pairs
     # the world cannot sell (unsuitable, a customer who left: about 8% here) gain nothing
     expected = info["expected_uplift"]
@@ -151,7 +153,9 @@ def test_uplift_recovers_the_known_lift(contacted):
     covered = [r for r in cells if r["uplift_ci_low"] <= info["expected_uplift_by_product"][r["product_code"]]
                <= r["uplift_ci_high"]]
     print(f"cells with both groups: {len(cells)}, interval holds the expected uplift: {len(covered)}")
-    assert len(cells) >= 5 and len(covered) >= 0.8 * len(cells)
+    # per product the groups are small (tens of customers) and the holdout rates near 0,
+    # where the normal approximation covers less than 95%: 14 of 17 here (seed 1)
+    assert len(cells) >= 5 and len(covered) >= 0.7 * len(cells)
     for r in cells:  # the table's own interval is the normal approximation of its counts
         assert (r["uplift"], r["uplift_ci_low"], r["uplift_ci_high"]) == pytest.approx(
             uplift.interval(r["treated_adopted"], r["treated"], r["holdout_adopted"], r["holdout"]))
@@ -168,7 +172,7 @@ def test_no_lift_no_uplift(contacted):
     cells = [r for r in rows if r["uplift"] is not None]
     covered = [r for r in cells if r["uplift_ci_low"] <= 0 <= r["uplift_ci_high"]]
     print(f"cells with both groups: {len(cells)}, interval holds 0: {len(covered)}")
-    assert len(cells) >= 5 and len(covered) >= 0.8 * len(cells)
+    assert len(cells) >= 5 and len(covered) >= 0.7 * len(cells)  # 17 of 17 here (seed 1)
 
 
 # ------------------------------------------------------------------ the service report
