@@ -322,3 +322,24 @@ def test_contact_refuses_what_it_cannot_do(tmp_path):
     demo, demo_drop = _small_bank(tmp_path / "demo", world="demo")
     with pytest.raises(ValueError, match="needs a world with a truth after as_of"):
         follow(demo, demo_drop, 0.1, 10)
+
+
+@pytest.mark.unit
+def test_cli_generate_plays_the_crm(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from c360.cli import app
+
+    landing, drop = _small_bank(tmp_path)
+    args = ["generate", "--customers", "300", "--days", "90", "--as-of", E2E_AS_OF.isoformat(), "--seed", "3",
+            "--world", "sequence", "--landing", str(landing), "--crm-export", str(drop)]
+    r = CliRunner().invoke(app, [*args, "--lift", "0.3", "--follow-days", "7"])
+    assert r.exit_code == 0, r.output
+    info = json.loads((landing / "_meta" / "truth" / "crm" / "contact.json").read_text())
+    assert (info["lift"], info["follow_days"], info["delivered_through"]) == (0.3, 7, "2026-06-07")
+    assert f"contacted {info['contacted_customers']} customers" in r.output
+    other = [("4" if a == "3" else a) for a in args]  # another seed than the landing zone's
+    r = CliRunner().invoke(app, [*other, "--overwrite"])
+    assert r.exit_code == 1 and "generated with other arguments: seed 3 (not 4)" in r.output
