@@ -42,7 +42,11 @@ The step also refreshes ``gold/recommendation_outcomes``: for every earlier reco
 date, offers of the same product to the same customer sent within ``validity_days`` after
 it, and how many converted, per product and persona; the same aggregates (no customer
 rows) are published to ``marketing/recommendation_outcomes``. Only the exported ranks
-(``rank <= export.top_n``) of customers not held out count as recommended there.
+(``rank <= export.top_n``) of customers not held out count as recommended there. The same
+ranks of the held-out customers are the control group: per date, product and persona the
+table also holds the adoption of the treated and the held-out customers within the next
+best product model's horizon, the uplift and its 95% interval (:mod:`models.uplift`), for
+the dates whose window has passed (:func:`refresh_outcomes`).
 """
 
 from __future__ import annotations

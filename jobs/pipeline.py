@@ -140,10 +140,11 @@ STEP_INPUTS: dict[str, tuple[str, ...]] = {
                 "gold/experience_kpis", "gold/service_kpis", "gold/complaint_kpis",
                 "gold/topic_kpis"),
     # ops/run_log: whether the day's score step succeeded, and why it skipped;
-    # silver/holdings_latest: the accounts' opening dates for the outcomes' adoption (silver/holdings
-    # instead when it is not current, ops/derived_watermarks)
+    # silver/holdings_latest: the accounts' opening dates for the outcomes' adoption (whether it
+    # is current: silver/holdings and ops/derived_watermarks; silver/holdings itself when not)
     "export": ("gold/recommendations", "gold/customer_segments", "gold/customer_360", "silver/product_catalog",
-               "silver/campaign_responses", "ops/run_log", "silver/holdings_latest", "ops/derived_watermarks"),
+               "silver/campaign_responses", "ops/run_log", "silver/holdings", "silver/holdings_latest",
+               "ops/derived_watermarks"),
 }
 # How many times a step that failed with a transient engine error (a response the client
 # could not decode: c360.engine.is_transient_engine_error) is run again. Every step is
