@@ -86,7 +86,7 @@ cluster-status:  ## the cluster's URLs and live processes
 # The whole pipeline on a cluster the test starts (and stops) itself, and on embedded Sail;
 # every gold and marketing table compared (tests/cluster/).
 test-cluster: setup  ## pipeline on a local Spark cluster vs embedded Sail, tables compared
-	$(UV) run --frozen pytest -q -m cluster tests/cluster
+	$(UV) run --frozen pytest -q -m cluster --durations=10 tests/cluster
 
 # Benchmark (bench/README.md): generated data goes to BENCH_DIR, results to bench/results/<name>.json|.md.
 # e.g. make bench CUSTOMERS=1000000 DAYS=365 BENCH_DIR=/data/bench; a re-run resumes finished phases.

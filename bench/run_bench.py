@@ -808,7 +808,7 @@ class Bench:
                 spark.stop()
             import duckdb
 
-            rows_out = duckdb.sql(f"SELECT count(*) FROM read_parquet('{out}/*.parquet')").fetchone()[0]
+            rows_out = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{out}/*.parquet')").fetchone()[0]
             mem = self.mem.window_mb()
             say(f"  cluster: {wall:.1f} s aggregation (+{startup:.0f} s cluster start), {rows_out:,} customers, "
                 f"tasks per executor {executors}")

@@ -15,6 +15,7 @@ non-zero with one clear line (``--debug`` shows the traceback).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from datetime import date, datetime
@@ -653,12 +654,18 @@ CLUSTER_DIR_OPTION = typer.Option(None, "--dir", help="pid files, logs and state
 
 
 @cluster_app.command("up")
-def cluster_up(directory: Optional[Path] = CLUSTER_DIR_OPTION, debug: bool = typer.Option(False)) -> None:
+def cluster_up(directory: Optional[Path] = CLUSTER_DIR_OPTION,
+               s3: bool = typer.Option(False, "--s3", help="add S3A (hadoop-aws) for lakes on s3://; endpoint "
+                                       "and region from $AWS_ENDPOINT_URL and $AWS_REGION, keys from the environment"),
+               debug: bool = typer.Option(False)) -> None:
     """Start a master, two workers and a Spark Connect server; print SPARK_REMOTE."""
     def go():
         from c360 import cluster
 
-        cluster.up(directory or cluster.DEFAULT_DIR, register_atexit=False, say=out.print)
+        extra = dict(packages=(cluster.HADOOP_AWS_PACKAGE,),
+                     conf=cluster.s3a_conf(os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_REGION"))) \
+            if s3 else {}
+        cluster.up(directory or cluster.DEFAULT_DIR, register_atexit=False, say=out.print, **extra)
     _run_guarded(go, debug)
 
 

@@ -51,6 +51,10 @@ DEFAULT_DIR = ROOT / ".cluster"
 # artifact: the Delta release built for Spark 4.2. The Python package (delta-spark 4.4.1)
 # is only this pin's source; c360 uses no Delta Python API on the cluster.
 DELTA_PACKAGE = os.environ.get("C360_DELTA_PACKAGE") or "io.delta:delta-spark_4.2_2.13:4.4.0"
+# S3 (and S3-compatible stores) for the JVM: Hadoop's S3A connector, the hadoop-aws release of
+# the Hadoop client inside the pyspark wheel (hadoop-client-api 3.5.0), which brings the AWS
+# SDK v2 bundle (about 650 MB, downloaded once into the Ivy cache).
+HADOOP_AWS_PACKAGE = os.environ.get("C360_HADOOP_AWS_PACKAGE") or "org.apache.hadoop:hadoop-aws:3.5.0"
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -123,6 +127,30 @@ def connect_conf(master_url: str, ui_port: int, connect_port: int, local_dir: Pa
         **({"spark.executorEnv.C360_MODEL_CACHE": os.environ["C360_MODEL_CACHE"]}
            if os.environ.get("C360_MODEL_CACHE") else {}),
     }
+
+
+def s3a_conf(endpoint: str | None = None, region: str | None = None, path_style: bool = True) -> dict[str, str]:
+    """The Connect server's configuration for a lake or landing zone on S3 (or an
+    S3-compatible store at ``endpoint``), read and written by the JVM through S3A.
+
+    ``s3://`` paths (what c360's settings and the Python side use) are mapped to the S3A
+    file system, so the same URI names the same objects for Spark, ``deltalake`` and
+    pyarrow. Credentials are never put on the command line or in the configuration: the
+    JVM reads them from the environment (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
+    optional ``AWS_SESSION_TOKEN``), as the Python side does; the executors inherit the
+    workers' environment."""
+    conf = {
+        "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "spark.hadoop.fs.s3a.aws.credentials.provider":
+            "software.amazon.awssdk.auth.credentials.EnvironmentVariableCredentialsProvider",
+        "spark.hadoop.fs.s3a.path.style.access": "true" if path_style else "false",
+    }
+    if endpoint:
+        conf["spark.hadoop.fs.s3a.endpoint"] = endpoint
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = "true" if endpoint.startswith("https:") else "false"
+    if region:
+        conf["spark.hadoop.fs.s3a.endpoint.region"] = region
+    return conf
 
 
 @dataclass
@@ -258,8 +286,11 @@ def _env(directory: Path) -> dict[str, str]:
 
 
 def up(directory: Path | str = DEFAULT_DIR, *, workers: int = WORKERS, register_atexit: bool = True,
-       say=print) -> Cluster:
+       say=print, packages: tuple[str, ...] = (), conf: dict[str, str] | None = None) -> Cluster:
     """Start a master, ``workers`` workers and a Spark Connect server; return when all are ready.
+
+    ``packages`` (Maven coordinates) and ``conf`` are added to the Connect server's: e.g.
+    ``packages=(HADOOP_AWS_PACKAGE,), conf=s3a_conf(endpoint)`` for a lake on S3.
 
     Fails when ``directory`` already records a running cluster. On any failure, whatever was
     started is stopped before the error is raised."""
@@ -310,10 +341,11 @@ def up(directory: Path | str = DEFAULT_DIR, *, workers: int = WORKERS, register_
               registered, START_TIMEOUT)
         say(f"workers  {workers} x {WORKER_CORES} core, {WORKER_MEMORY}")
         cport, cui = free_port(), free_port()
-        conf = connect_conf(cluster.master_url, cui, cport, directory / "tmp")
+        server_conf = {**connect_conf(cluster.master_url, cui, cport, directory / "tmp"), **(conf or {})}
         cmd = [str(home / "bin" / "spark-submit"), "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
-               "--name", "c360 Spark Connect", "--packages", DELTA_PACKAGE, "--driver-memory", DRIVER_MEMORY]
-        for k, v in conf.items():
+               "--name", "c360 Spark Connect", "--packages", ",".join([DELTA_PACKAGE, *packages]),
+               "--driver-memory", DRIVER_MEMORY]
+        for k, v in server_conf.items():
             cmd += ["--conf", f"{k}={v}"]
         pid = start("connect", cmd)
         cluster.connect_url, cluster.connect_ui = f"sc://{HOST}:{cport}", f"http://{HOST}:{cui}"

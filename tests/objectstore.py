@@ -34,13 +34,19 @@ class Store:
         return name
 
     def objects(self, uri: str) -> dict[str, bytes]:
-        """``key -> bytes`` of every object under ``s3://bucket/prefix``."""
+        """``key -> bytes`` of the object ``uri`` or of every object under the folder ``uri``.
+
+        A folder, not a bare key prefix: ``.../silver/transactions`` must not also list
+        ``.../silver/transactions_daily/`` (it once did, and the 240 objects of that
+        sibling table looked like orphans of the first that VACUUM would not delete)."""
         bucket, _, prefix = uri.split("://", 1)[1].partition("/")
+        prefix = prefix.rstrip("/")
         c = self.client()
         out = {}
         for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for o in page.get("Contents", []):
-                out[o["Key"]] = c.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+                if not prefix or o["Key"] == prefix or o["Key"].startswith(prefix + "/"):
+                    out[o["Key"]] = c.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
         return out
 
 
