@@ -251,3 +251,24 @@ def test_a_missing_day_of_transactions_stops_the_run_at_dq_bronze_and_can_be_exc
     assert [(r["expected"], r["reason"]) for r in m["completeness"]["not_on_time"]] == \
         [(MISSING_DAY.isoformat(), "late")]
     assert m["completeness"]["expected"] == 20 and m["completeness"]["delivered"] == 20
+
+
+@pytest.mark.unit
+def test_run_summary_lists_late_and_known_missing_deliveries():
+    from rich.console import Console
+
+    from c360.cli import _dq_tables
+
+    m = {"layer": "bronze", "by_suite": {}, "skipped": [], "tolerated": [],
+         "warnings": ["bronze/transactions expect_daily_delivery: missing 2026-06-27"],
+         "completeness": {"expected": 3, "delivered": 1, "not_on_time": [
+             {"source": "transactions", "expected": "2026-06-27", "reason": "missing"},
+             {"source": "transactions", "expected": "2026-06-28", "reason": "late"},
+             {"source": "transactions", "expected": "2026-06-29", "reason": "known_missing", "why": "outage"}]}}
+    console = Console(record=True, width=200)
+    for t in _dq_tables(m):
+        console.print(t)
+    text = console.export_text()
+    assert "missing 2026-06-27" in text
+    assert "transactions 2026-06-28: ingested after the run for its date" in text
+    assert "transactions 2026-06-29: outage" in text
