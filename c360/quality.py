@@ -14,6 +14,10 @@ row per customer, feature ranges and null rates, row count near the previous as_
 ``gold/recommendations`` (nothing above the customer's risk tolerance). The comparisons
 with the previous as_of are completed at validation time by ``jobs.quality``.
 
+Its ``completeness:`` block says what each source delivers (daily, weekly, optional) and
+the severity of a missing delivery; :func:`expected_deliveries` lists what is expected for
+an as_of, which ``dq_bronze`` compares with the ingest log (``features.completeness``).
+
 Severity: ``critical`` stops the run (downstream steps do not run); ``warning`` is recorded
 in ``ops/dq_results`` and shown in the run summary, and the run goes on.
 

@@ -22,6 +22,11 @@ beside them (:func:`offline_docs`: the site works without internet); the pages s
 delivered values (example unexpected values, observed values) as escaped text
 (:func:`html_escaped`), never as markup. A failed ``critical`` expectation then raises
 :class:`QualityGateFailed`, which stops the run; failed ``warning`` ones are only reported.
+
+``dq_bronze`` also checks delivery completeness (:func:`delivery_outcomes`): each source's
+expected deliveries for as_of (``conf/quality.yaml`` ``completeness``) against the ingest
+log; a missing delivery fails ``bronze/<source> expect_<cadence>_delivery`` with the
+source's severity, so a missing critical day stops the run before silver and profile.
 """
 
 from __future__ import annotations
@@ -850,17 +855,21 @@ def delivery_outcomes(spark: SparkSession, settings: Settings, config: QualityCo
         noted = [r for r in got if r["reason"] in (MISSING, KNOWN_MISSING, LATE)]
         empty = [r for r in got if r["reason"] == EMPTY]
         late = [r for r in got if r["reason"] == LATE]
+        excused = [r for r in got if r["reason"] == KNOWN_MISSING]
         if missing:
             observed = f"missing {_dates(missing)}"
         else:
-            observed = f"all {len(got)} delivered" + (f" ({len(late)} late: {_dates(late)})" if late else "")
+            observed = "; ".join([f"{sum(bool(r['delivered']) for r in got)} of {len(got)} delivered"]
+                                 + ([f"late: {_dates(late)}"] if late else [])
+                                 + ([f"known missing: {_dates(excused)}"] if excused else []))
         suite = f"bronze/{source}"
         outcomes.append(DeliveryOutcome(
             Check(suite, f"expect_{e.cadence}_delivery", {}, e.severity, origin="completeness"), not missing,
             observed, len(missing), {"deliveries": [_delivery(r) for r in noted]} if noted else {}))
         outcomes.append(DeliveryOutcome(
             Check(suite, "expect_delivered_rows", {}, "warning", origin="completeness"), not empty,
-            f"no rows loaded from {_dates(empty)}" if empty else "rows loaded from every delivery", len(empty),
+            f"no rows loaded from {_dates(empty)} (header only, unreadable or every row quarantined)" if empty
+            else "rows loaded from every delivery", len(empty),
             {"deliveries": [_delivery(r) for r in empty]} if empty else {}))
     not_on_time = [{"source": r["source"], **_delivery(r)} for r in rows if r["reason"] is not None]
     summary = {"expected": len(rows), "delivered": sum(bool(r["delivered"]) for r in rows),
