@@ -270,6 +270,12 @@ def _dq_tables(m: dict) -> list[Table]:
     out = [t]
     notes = [("warning", "yellow", x) for x in m.get("warnings", [])] + \
         [("tolerated", "cyan", x) for x in m.get("tolerated", [])] + [("skipped", "dim", x) for x in m.get("skipped", [])]
+    # deliveries accepted although not on time (missing and empty ones are warnings or failures)
+    for r in (m.get("completeness") or {}).get("not_on_time", []):
+        if r["reason"] == "late":
+            notes.append(("late delivery", "cyan", f"{r['source']} {r['expected']}: ingested after the run for its date"))
+        elif r["reason"] == "known_missing":
+            notes.append(("known missing", "dim", f"{r['source']} {r['expected']}: {r.get('why')}"))
     if (m.get("data_docs_offline") or "").startswith("no"):
         notes.append(("Data Docs need internet", "yellow", m["data_docs_offline"][4:]))
     if notes:

@@ -14,6 +14,10 @@ row per customer, feature ranges and null rates, row count near the previous as_
 ``gold/recommendations`` (nothing above the customer's risk tolerance). The comparisons
 with the previous as_of are completed at validation time by ``jobs.quality``.
 
+Its ``completeness:`` block says what each source delivers (daily, weekly, optional) and
+the severity of a missing delivery; :func:`expected_deliveries` lists what is expected for
+an as_of, which ``dq_bronze`` compares with the ingest log (``features.completeness``).
+
 Severity: ``critical`` stops the run (downstream steps do not run); ``warning`` is recorded
 in ``ops/dq_results`` and shown in the run summary, and the run goes on.
 
@@ -266,6 +270,68 @@ class Override(_Strict):
         return self
 
 
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class DeliveryExpectation(_Strict):
+    """How often one source delivers (``conf/quality.yaml`` ``completeness.sources``).
+
+    ``daily``: a delivery folder for every date; ``weekly``: one on ``weekday`` each week,
+    or, without a weekday, at least one in the 7 days ending at as_of; ``optional``: none
+    expected (a bank may lack the system)."""
+
+    cadence: Literal["daily", "weekly", "optional"]
+    weekday: Literal[WEEKDAYS] | None = None  # weekly only
+    severity: Severity = "critical"
+
+    @model_validator(mode="after")
+    def _weekday_for_weekly(self) -> "DeliveryExpectation":
+        if self.weekday is not None and self.cadence != "weekly":
+            raise ValueError(f"weekday is for a weekly cadence, not {self.cadence}")
+        return self
+
+
+class KnownMissing(_Strict):
+    """Dates a source is known not to deliver (a holiday, an outage the bank accounted for):
+    not counted as missing, listed as ``known_missing`` with the reason."""
+
+    source: str | None = None  # None: every source
+    dates: list[date] = Field(min_length=1)
+    reason: str = Field(min_length=1)
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, v: str | None) -> str | None:
+        if v is not None and v not in SOURCES:
+            raise ValueError(f"unknown source {v!r}; sources are {', '.join(SOURCES)}")
+        return v
+
+
+def _default_expectations() -> dict[str, DeliveryExpectation]:
+    return {"transactions": DeliveryExpectation(cadence="daily", severity="critical")}
+
+
+class Completeness(_Strict):
+    """Delivery completeness, checked by ``dq_bronze`` on the ingest log (``ops/ingested_files``)."""
+
+    # Days up to as_of (inclusive) in which expected deliveries are looked for. Dates before
+    # a source's first delivery ever are not expected (a lake starts with its first drop).
+    lookback_days: int = Field(31, ge=1, le=3660)
+    # Sources not listed are optional.
+    sources: dict[str, DeliveryExpectation] = Field(default_factory=_default_expectations)
+    known_missing: list[KnownMissing] = Field(default_factory=list)
+
+    @field_validator("sources")
+    @classmethod
+    def _known_sources(cls, v: dict[str, DeliveryExpectation]) -> dict[str, DeliveryExpectation]:
+        for name in v:
+            if name not in SOURCES:
+                close = difflib.get_close_matches(name, list(SOURCES), n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise ValueError(f"unknown source {name!r}{hint}; sources are {', '.join(SOURCES)}")
+        return v
+
+
 class Docs(_Strict):
     enabled: bool = True
     # Validation results listed on the Data Docs index page (newest first).
@@ -283,6 +349,7 @@ class QualityConfig(_Strict):
     # GE result format: BASIC keeps counts and up to 20 example values per expectation.
     result_format: Literal["BOOLEAN_ONLY", "BASIC", "SUMMARY"] = "BASIC"
     docs: Docs = Docs()
+    completeness: Completeness = Completeness()
     # Bronze and silver: row-level checks look only at the rows ingested since the table
     # last passed (its watermark in ops/dq_watermarks); checks across rows (uniqueness,
     # one current row, table-level expectations) always see the whole table.
@@ -597,6 +664,36 @@ def suites(config: QualityConfig, layer: str, as_of: date) -> dict[str, list[Che
     return out
 
 
+def expected_deliveries(c: Completeness, as_of: date, sources: list[str] | None = None) -> list[tuple]:
+    """The deliveries ``c`` expects in its lookback window ending at ``as_of``, one tuple
+    ``(source, cadence, severity, expected_from, expected_to, known_missing)`` each (the
+    columns of ``features.completeness.EXPECTED_SCHEMA``): a daily source has one per date,
+    a weekly one per ``weekday`` in the window, or, without a weekday, one for the 7 days
+    ending at as_of (any delivery date in ``expected_from..expected_to`` counts).
+    ``known_missing`` is the conf's reason when a date (for a weekly period: any of its
+    dates) is known not to be delivered, else None. Only ``sources`` when given."""
+    start = as_of - timedelta(days=c.lookback_days - 1)
+    excused: dict[tuple[str, date], str] = {}
+    for k in c.known_missing:
+        for d in k.dates:
+            for name in [k.source] if k.source else list(SOURCES):
+                excused.setdefault((name, d), k.reason)
+    days = [start + timedelta(days=i) for i in range(c.lookback_days)]
+    rows: list[tuple] = []
+    for name, e in c.sources.items():
+        if sources is not None and name not in sources or e.cadence == "optional":
+            continue
+        if e.cadence == "daily" or e.weekday is not None:
+            for d in days:
+                if e.cadence == "daily" or d.weekday() == WEEKDAYS.index(e.weekday):
+                    rows.append((name, e.cadence, e.severity, d, d, excused.get((name, d))))
+        else:  # weekly, any day: the 7 days ending at as_of
+            period = [as_of - timedelta(days=i) for i in range(6, -1, -1)]
+            reason = next((excused[(name, d)] for d in period if (name, d) in excused), None)
+            rows.append((name, e.cadence, e.severity, period[0], as_of, reason))
+    return rows
+
+
 # ---------------------------------------------------------------------------------------
 # Loading
 
@@ -682,4 +779,4 @@ __all__ = ["Check", "QualityConfig", "QualityGateFailed", "load_config", "parse_
            "suites", "all_checks", "gold_checks", "feature_rules", "SEVERITIES", "DQ_LAYERS", "EXISTS_IN_TABLE",
            "ONE_CURRENT_ROW", "ROWS_NEAR_PREVIOUS", "SHARES_NEAR_PREVIOUS", "WITHIN_RISK_TOLERANCE",
            "RANKS_WITHIN_TOP_N", "VALID_KYC",
-           "RUNTIME_TYPES", "upper_time_bound"]
+           "RUNTIME_TYPES", "upper_time_bound", "Completeness", "expected_deliveries"]

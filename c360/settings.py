@@ -696,6 +696,10 @@ def load_settings(conf_dir: Path | None = None, environ: dict[str, str] | None =
         if first["loc"][:1] in (("scoring",), ("export",)):
             raise ConfigError(f"{conf_dir / 'scoring.yaml'}: {where}: {first['msg']}") from None
         raise ConfigError(f"{base.parent}: {where}: {first['msg']}") from None
+    if "quality" in extra:  # data quality gates and delivery completeness (c360.quality)
+        from c360.quality import parse_config
+
+        parse_config(extra["quality"], str(conf_dir / "quality.yaml"))
     if settings.tags:
         from features.tags import check_rules
 

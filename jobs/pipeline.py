@@ -118,7 +118,8 @@ STEPS: dict[str, Callable[..., Any]] = {
 STEP_INPUTS: dict[str, tuple[str, ...]] = {
     # bronze and quarantine: the tables it upserts into (their keys decide append or merge)
     "ingest": ("ops/ingested_files", "ops/landing_issues", "bronze/", "quarantine/"),
-    "dq_bronze": ("bronze/", "ops/dq_watermarks"),
+    # ops/ingested_files, ops/run_log: which deliveries arrived, and when (delivery completeness)
+    "dq_bronze": ("bronze/", "ops/dq_watermarks", "ops/ingested_files", "ops/run_log"),
     # silver/, restricted/: the incremental refresh merges new rows into what is there
     "silver": ("bronze/", "silver/", "restricted/customer_pii", "ops/derived_watermarks"),
     "dq_silver": ("silver/", "ops/dq_watermarks"),

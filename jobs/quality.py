@@ -22,6 +22,11 @@ beside them (:func:`offline_docs`: the site works without internet); the pages s
 delivered values (example unexpected values, observed values) as escaped text
 (:func:`html_escaped`), never as markup. A failed ``critical`` expectation then raises
 :class:`QualityGateFailed`, which stops the run; failed ``warning`` ones are only reported.
+
+``dq_bronze`` also checks delivery completeness (:func:`delivery_outcomes`): each source's
+expected deliveries for as_of (``conf/quality.yaml`` ``completeness``) against the ingest
+log; a missing delivery fails ``bronze/<source> expect_<cadence>_delivery`` with the
+source's severity, so a missing critical day stops the run before silver and profile.
 """
 
 from __future__ import annotations
@@ -43,10 +48,12 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from c360 import docs_assets, lake, ops, storage
+from c360.ops import INGESTED_FILES_SCHEMA
 from c360.quality import (CUSTOM_TYPES, EXISTS_IN_TABLE, ONE_CURRENT_ROW, RANKS_WITHIN_TOP_N, ROWS_NEAR_PREVIOUS,
                           RUNTIME_TYPES, SHARES_NEAR_PREVIOUS, VALID_KYC, WITHIN_RISK_TOLERANCE, Check, QualityConfig,
-                          QualityGateFailed, config_from, row_level, suites)
+                          QualityGateFailed, config_from, expected_deliveries, row_level, suites)
 from c360.settings import ConfigError, Settings
+from features.completeness import EMPTY, EXPECTED_SCHEMA, KNOWN_MISSING, LATE, MISSING, delivery_completeness
 
 # No usage statistics leave the machine.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
@@ -749,6 +756,11 @@ def run(spark: SparkSession, settings: Settings, layer: str, as_of: date, run_id
             ctx.build_data_docs(site_names=[SITE_NAME], resource_identifiers=result_ids)
             docs = storage.join(docs_dir(lake_dir), "index.html")
             docs_offline = offline_docs(docs_dir(gx_root))
+    completeness = None
+    if layer == "bronze":
+        sources = [t.split("/", 1)[1] for t in plan] if tables is not None else None
+        found, completeness = delivery_outcomes(spark, settings, config, as_of, sources)
+        outcomes += found
     if progress:
         progress(step, len(built), len(built))
     record(spark, lake_dir, outcomes, as_of, run_id, validated_at)
@@ -773,7 +785,96 @@ def run(spark: SparkSession, settings: Settings, layer: str, as_of: date, run_id
         "by_suite": by_suite,
         "data_docs": docs,
         "data_docs_offline": docs_offline,
+        **({"completeness": completeness} if completeness is not None else {}),
     }
+
+
+# --- delivery completeness (dq_bronze) ---
+
+
+@dataclass
+class DeliveryOutcome(Outcome):
+    """The outcome of a source's delivery check; its message names the dates:
+    ``bronze/transactions expect_daily_delivery: missing 2026-06-27``."""
+
+    @property
+    def message(self) -> str:
+        return f"{self.check.label}: {self.observed_value}"
+
+
+NOT_ON_TIME_LISTED = 100  # deliveries listed in the step's metrics (all are in ops/dq_results)
+
+
+def _expected_label(r) -> str:
+    if r["expected_from"] == r["expected_to"]:
+        return r["expected_to"].isoformat()
+    return f"{r['expected_from'].isoformat()}..{r['expected_to'].isoformat()}"
+
+
+def _dates(rows: list) -> str:
+    shown = ", ".join(_expected_label(r) for r in rows[:5])
+    return shown + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+
+
+def _delivery(r) -> dict:
+    out = {"expected": _expected_label(r), "reason": r["reason"], "files": r["files"], "rows_read": r["rows_read"],
+           "rows_loaded": r["rows_loaded"]}
+    if r["reason"] == KNOWN_MISSING:
+        out["why"] = r["known_missing"]
+    return out
+
+
+def delivery_outcomes(spark: SparkSession, settings: Settings, config: QualityConfig, as_of: date,
+                      sources: list[str] | None = None) -> tuple[list[Outcome], dict]:
+    """Delivery completeness for ``as_of`` (conf ``completeness``, of ``sources`` or all):
+    per source with expected deliveries, ``bronze/<source> expect_<cadence>_delivery``
+    (failed with the source's severity when a delivery is missing) and
+    ``bronze/<source> expect_delivered_rows`` (a warning when a delivery loaded no row:
+    header only, or every row quarantined); and a summary for the step's metrics.
+
+    Reads the ingest log (``ops/ingested_files``) and the ingest steps of ``ops/run_log``
+    (one row per file and per run: small); a lake without them has had nothing delivered."""
+    expected = expected_deliveries(config.completeness, as_of, sources)
+    if not expected:
+        return [], {"expected": 0, "delivered": 0, "not_on_time": []}
+    files_path = lake.table_path(settings.lake, "ops", "ingested_files")
+    files = lake.read(spark, files_path) if lake.exists(files_path) else spark.createDataFrame([], INGESTED_FILES_SCHEMA)
+    log_path = lake.table_path(settings.lake, "ops", "run_log")
+    runs = lake.read(spark, log_path).where("step = 'ingest' AND status = 'succeeded'") \
+        if lake.exists(log_path) else spark.createDataFrame([], ops.RUN_LOG_SCHEMA)
+    checked = delivery_completeness(spark.createDataFrame(expected, EXPECTED_SCHEMA), files,
+                                    runs.select("as_of", "finished_at"))
+    rows = sorted(checked.collect(), key=lambda r: (r["source"], r["expected_to"]))  # bounded: one per expected
+    outcomes: list[Outcome] = []
+    by_source: dict[str, list] = {}
+    for r in rows:
+        by_source.setdefault(r["source"], []).append(r)
+    for source, got in by_source.items():
+        e = config.completeness.sources[source]
+        missing = [r for r in got if r["reason"] == MISSING]
+        noted = [r for r in got if r["reason"] in (MISSING, KNOWN_MISSING, LATE)]
+        empty = [r for r in got if r["reason"] == EMPTY]
+        late = [r for r in got if r["reason"] == LATE]
+        excused = [r for r in got if r["reason"] == KNOWN_MISSING]
+        if missing:
+            observed = f"missing {_dates(missing)}"
+        else:
+            observed = "; ".join([f"{sum(bool(r['delivered']) for r in got)} of {len(got)} delivered"]
+                                 + ([f"late: {_dates(late)}"] if late else [])
+                                 + ([f"known missing: {_dates(excused)}"] if excused else []))
+        suite = f"bronze/{source}"
+        outcomes.append(DeliveryOutcome(
+            Check(suite, f"expect_{e.cadence}_delivery", {}, e.severity, origin="completeness"), not missing,
+            observed, len(missing), {"deliveries": [_delivery(r) for r in noted]} if noted else {}))
+        outcomes.append(DeliveryOutcome(
+            Check(suite, "expect_delivered_rows", {}, "warning", origin="completeness"), not empty,
+            f"no rows loaded from {_dates(empty)} (header only, unreadable or every row quarantined)" if empty
+            else "rows loaded from every delivery", len(empty),
+            {"deliveries": [_delivery(r) for r in empty]} if empty else {}))
+    not_on_time = [{"source": r["source"], **_delivery(r)} for r in rows if r["reason"] is not None]
+    summary = {"expected": len(rows), "delivered": sum(bool(r["delivered"]) for r in rows),
+               "not_on_time": not_on_time[:NOT_ON_TIME_LISTED]}
+    return outcomes, summary
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,9 @@ REPO_CONF = Path(__file__).resolve().parent.parent / "conf"
 LOCAL_CONF = """
 quality:
   reference_defaults: {mostly: 0.95}
+  # D+1 delivers only the consent withdrawal: no transactions that day (delivery completeness)
+  completeness:
+    known_missing: [{source: transactions, dates: [2026-07-01], reason: "test bank: D+1 delivers customers only"}]
 models:
   next_best_product:
     snapshots: 4

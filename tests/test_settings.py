@@ -43,6 +43,9 @@ def test_local_then_environment_override(tmp_path):
     ("env: prod", "env"),
     ("models: {prediction: {compiled: sometimes}}", "models.prediction.compiled"),
     ("models: {prediction: {cache: /tmp}}", "models.prediction.cache"),
+    ("quality: {completeness: {sources: {transactions: {cadence: hourly}}}}",
+     "quality.yaml: quality.completeness.sources.transactions.cadence: Input should be 'daily', 'weekly' or "
+     "'optional'"),
     ("- a list", "mapping"),
 ])
 def test_invalid_configuration_fails_with_a_clear_message(tmp_path, text, message):
