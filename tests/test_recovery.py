@@ -1,0 +1,197 @@
+"""Service recovery (features.recovery, jobs.recovery, issue #26): who needs a service
+contact now, each reason on planted rows and its near misses, priority and due dates, the
+CRM service file (no PII, CSV-safe, byte-identical re-runs, changes), the churn warning or
+its skip reason, and the outcomes of earlier listings."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import date, datetime, timedelta
+
+import pytest
+
+from c360.settings import RECOVERY_REASONS, ConfigError, load_settings
+from features.profile import AsOf
+from features.recovery import recovery_changes, recovery_outcomes, recovery_signals, service_recovery
+
+AS_OF = date(2026, 6, 30)
+AT = AsOf(AS_OF, "Asia/Shanghai")  # the day ends at 2026-06-30 16:00 UTC
+FEEDBACK = "response_id string, customer_id string, survey_type string, score int, responded_at timestamp, " \
+           "sentiment_label string"
+CONTACTS = "interaction_id string, customer_id string, channel string, started_at timestamp, wait_seconds int"
+COMPLAINTS = "complaint_id string, customer_id string, opened_at timestamp, closed_at timestamp, status string, " \
+             "severity string, reopened boolean"
+ATTRITION = "customer_id string, as_of_date date, risk_score double, risk_band string, model_version string"
+TARGETS = {"call_center": 120.0, "branch": 900.0, "default": 600.0}
+SLA = {"low": 5.0, "medium": 15.0, "high": 30.0}
+
+
+def t(day: int, hour: int = 2, month: int = 6) -> datetime:
+    return datetime(2026, month, day, hour)  # UTC
+
+
+def _frames(spark):
+    answers = spark.createDataFrame([
+        ("F1", "D1", "nps", 5, t(20), None),          # detractor, no contact since: listed
+        ("F2", "D2", "nps", 7, t(20), None),          # 7 is a passive: near miss
+        ("F3", "D3", "nps", 3, t(20), None),          # detractor, contacted on the 22nd: followed up
+        ("F4", "D4", "nps", 2, t(10), None),          # detractor earlier ...
+        ("F5", "D4", "nps", 9, t(25), None),          # ... latest answer a promoter: not listed
+        ("F6", "N1", "csat", 2, t(25), "negative"),   # negative comment, no contact since: listed
+        ("F7", "N2", "csat", 2, t(20), "negative"),   # negative, contacted on the 21st
+        ("F8", "N3", "csat", 3, t(20), "neutral"),    # not negative
+    ], FEEDBACK)
+    contacts = spark.createDataFrame([
+        ("I1", "D3", "branch", t(22), 10), ("I2", "N2", "branch", t(21), 10),
+        ("I3", "N1", "branch", t(24), 10),           # before N1's comment: not a follow-up
+        ("I4", "W1", "call_center", t(10), 241), ("I5", "W1", "call_center", t(12), 300),  # 2 waits > 2 x 120
+        ("I6", "W2", "call_center", t(10), 241), ("I7", "W2", "call_center", t(12), 240),  # 240 is not > 240
+        ("I8", "W3", "branch", t(10), 1801), ("I9", "W3", "chatbot", t(11), 1201),        # branch, default
+    ], CONTACTS)
+    complaints = spark.createDataFrame([
+        ("K1", "C1", t(20), None, "open", "low", False),          # ~10.6 days > 5: breach
+        ("K2", "C2", t(26), None, "in_progress", "low", False),   # ~4.6 days: near miss
+        ("K3", "C3", t(29), None, "open", "low", True),           # re-opened and open
+        ("K4", "C4", t(1), t(28), "resolved", "low", True),       # re-opened once, closed again: not listed
+        ("K5", "D1", t(1), None, "open", "high", False),          # ~29.6 days < 30: near miss ...
+        ("K6", "D1", t(1), None, "open", "medium", False),        # ... 15 days for medium: breach
+        ("K7", "C5", t(1), None, "open", None, False),            # no severity: no SLA
+    ], COMPLAINTS)
+    attrition = spark.createDataFrame([
+        ("A1", AS_OF, 0.8, "high", "3"), ("A2", AS_OF, 0.5, "medium", "3"), ("D1", AS_OF, 0.1, "low", "3"),
+    ], ATTRITION)
+    return answers, contacts, complaints, attrition
+
+
+@pytest.fixture(scope="module")
+def conf(settings):
+    return settings.service_recovery
+
+
+def _listed(spark, conf, with_attrition=True):
+    answers, contacts, complaints, attrition = _frames(spark)
+    attrition = attrition if with_attrition else None
+    signals = recovery_signals(answers, contacts, complaints, attrition, AT, conf, TARGETS, SLA)
+    return {r["customer_id"]: r.asDict() for r in service_recovery(signals, attrition, AS_OF, conf).collect()}
+
+
+def test_each_reason_fires_on_its_planted_rows_and_not_on_near_misses(spark, conf):
+    rows = _listed(spark, conf)
+    assert {c: r["reason_codes"] for c, r in rows.items()} == {
+        "D1": ["complaint_sla_breach", "detractor"], "N1": ["negative_comment"], "C1": ["complaint_sla_breach"],
+        "C3": ["complaint_reopened"], "W1": ["repeated_long_waits"], "W3": ["repeated_long_waits"],
+        "A1": ["high_attrition_risk"]}
+    assert rows["D1"]["nps_score"] == 5 and rows["D1"]["complaint_ids"] == ["K6"]
+    assert rows["C3"]["complaint_ids"] == ["K3"] and rows["W1"]["long_waits"] == 2
+    assert rows["N1"]["nps_score"] is None and rows["N1"]["complaint_ids"] is None
+
+
+def test_priority_due_date_and_texts(spark, conf):
+    rows = _listed(spark, conf)
+    r = conf.reasons
+    d1 = rows["D1"]
+    assert d1["priority"] == r["complaint_sla_breach"].points + r["detractor"].points == 80
+    assert d1["due_date"] == AS_OF + timedelta(days=min(r["complaint_sla_breach"].due_days, r["detractor"].due_days))
+    assert d1["reason_text_zh"] == r["complaint_sla_breach"].zh + r["detractor"].zh
+    assert d1["reason_text_en"] == r["complaint_sla_breach"].en + " " + r["detractor"].en
+    assert rows["W1"]["priority"] == r["repeated_long_waits"].points
+    assert rows["W1"]["due_date"] == AS_OF + timedelta(days=r["repeated_long_waits"].due_days)
+    order = sorted(rows, key=lambda c: (-rows[c]["priority"], rows[c]["due_date"], c))
+    assert order[:3] == ["D1", "C1", "C3"]
+
+
+def test_churn_columns_with_and_without_an_attrition_model(spark, conf):
+    rows = _listed(spark, conf)
+    # every listed customer with a score carries its band, whatever their reason
+    assert (rows["D1"]["attrition_band"], rows["D1"]["attrition_score"]) == ("low", 0.1)
+    assert (rows["A1"]["attrition_band"], rows["A1"]["attrition_model_version"]) == ("high", "3")
+    assert rows["N1"]["attrition_band"] is None
+    without = _listed(spark, conf, with_attrition=False)
+    assert set(without) == set(rows) - {"A1"}
+    assert all(r["attrition_band"] is None and r["attrition_score"] is None for r in without.values())
+
+
+def test_no_consent_filter_and_no_offer_columns(spark, conf):
+    """The transform takes no profile (consent) and returns no product, offer or score of an offer."""
+    cols = set(service_recovery(recovery_signals(*_frames(spark), AT, conf, TARGETS, SLA), None, AS_OF,
+                                conf).columns)
+    assert not {c for c in cols if "product" in c or "offer" in c or "consent" in c}
+
+
+def test_attrition_band_threshold_is_configurable(spark, conf):
+    medium = conf.model_copy(update={"attrition_bands": ["medium", "high"]})
+    rows = _listed(spark, medium)
+    assert rows["A2"]["reason_codes"] == ["high_attrition_risk"]
+
+
+def test_changes_between_two_lists(spark):
+    schema = "customer_id string, reason_codes string, priority int, due_date date"
+    d = date(2026, 7, 1)
+    prev = spark.createDataFrame([("A", "detractor", 30, d), ("B", "detractor", 30, d), ("C", "x", 1, d)], schema)
+    cur = spark.createDataFrame([("A", "detractor", 30, d), ("B", "complaint_sla_breach|detractor", 80, d),
+                                 ("E", "x", 1, d)], schema)
+    got = {(r["change"], r["customer_id"]) for r in recovery_changes(cur, prev).collect()}
+    assert got == {("changed", "B"), ("withdrawn", "C"), ("new", "E")}
+    assert {r["change"] for r in recovery_changes(cur, None).collect()} == {"new"}
+
+
+def test_outcomes_of_an_earlier_listing(spark, conf):
+    """Listed on 2026-06-30; measured at 2026-07-31 (answers and contacts after the listing day)."""
+    later = date(2026, 7, 31)
+    at = AsOf(later, "Asia/Shanghai")
+    listed = spark.createDataFrame([
+        ("D1", AS_OF, ["complaint_sla_breach", "detractor"], 5, ["K1"]),
+        ("D2", AS_OF, ["detractor"], 6, None),
+        ("N1", AS_OF, ["negative_comment"], None, None),
+        ("W1", AS_OF, ["repeated_long_waits"], None, None),
+        ("W2", AS_OF, ["repeated_long_waits"], None, None),
+        ("A1", AS_OF, ["high_attrition_risk"], None, None),
+        ("A2", AS_OF, ["high_attrition_risk"], None, None),
+    ], "customer_id string, as_of_date date, reason_codes array<string>, nps_score int, complaint_ids array<string>")
+    answers = spark.createDataFrame([
+        ("F1", "D1", "nps", 8, t(10, month=7), None),      # higher than 5: improved
+        ("F2", "D2", "nps", 6, t(10, month=7), None),      # not higher than 6
+        ("F3", "D2", "nps", 10, t(30, 10), None),          # on the listing day itself (bank time): not later
+        ("F4", "N1", "csat", 2, t(5, month=7), "negative"),
+    ], FEEDBACK)
+    contacts = spark.createDataFrame([
+        ("I1", "D1", "branch", t(5, month=7), 10),
+        ("I2", "W1", "call_center", t(2, month=7), 30),     # a short wait: improved
+        ("I3", "W2", "call_center", t(2, month=7), 30), ("I4", "W2", "call_center", t(3, month=7), 500),
+        ("I5", "A1", "branch", t(31, 17, month=7), 10),     # after the end of as_of: not known
+    ], CONTACTS)
+    complaints = spark.createDataFrame([("K1", "D1", t(1), t(3, month=7), "resolved", "medium", False)], COMPLAINTS)
+    attrition = spark.createDataFrame([
+        ("A1", date(2026, 7, 15), 0.4, "medium", "3"), ("A1", date(2026, 7, 31), 0.35, "medium", "3"),
+        ("A2", date(2026, 7, 15), 0.2, "low", "3"), ("A2", date(2026, 7, 20), 0.7, "high", "3"),
+    ], ATTRITION)
+    out = {r["reason"]: (r["listed"], r["followed_up"], r["improved"], r["improvement_rate"]) for r in
+           recovery_outcomes(listed, answers, contacts, complaints, attrition, at, conf, TARGETS).collect()}
+    assert out == {
+        "complaint_sla_breach": (1, 1, 1, 1.0), "detractor": (2, 1, 1, 0.5), "negative_comment": (1, 0, 0, 0.0),
+        "repeated_long_waits": (2, 2, 1, 0.5), "high_attrition_risk": (2, 0, 1, 0.5)}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("edit", "message"), [
+    ("service_recovery:\n  long_wait_min_count: 1\n", "long_wait_min_count"),
+    ("service_recovery:\n  attrition_bands: [severe]\n", "attrition_bands"),
+    ("service_recovery:\n  reasons:\n    detractor: {points: 0, due_days: 1, zh: 低分客户, en: low score}\n", "points"),
+])
+def test_invalid_recovery_configuration_fails_at_start_up(tmp_path, edit, message):
+    import shutil
+
+    from c360.settings import DEFAULT_CONF_DIR
+
+    for p in DEFAULT_CONF_DIR.glob("*.yaml"):
+        if p.name != "local.yaml":
+            shutil.copy(p, tmp_path / p.name)
+    (tmp_path / "local.yaml").write_text(edit, encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_settings(tmp_path, environ={})
+
+
+@pytest.mark.unit
+def test_every_reason_has_points_due_days_and_text(settings):
+    assert set(settings.service_recovery.reasons) == set(RECOVERY_REASONS)
