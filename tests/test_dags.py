@@ -24,7 +24,7 @@ from c360 import lake
 REPO = Path(__file__).resolve().parents[1]
 DAGS = REPO / "dags"
 DAILY_STEPS = ["ingest", "dq_bronze", "silver", "dq_silver", "profile", "segments", "kpis", "score", "dq_gold",
-               "export"]
+               "export", "recovery"]
 AS_OF = date(2026, 6, 30)
 
 

@@ -195,3 +195,149 @@ def test_invalid_recovery_configuration_fails_at_start_up(tmp_path, edit, messag
 @pytest.mark.unit
 def test_every_reason_has_points_due_days_and_text(settings):
     assert set(settings.service_recovery.reasons) == set(RECOVERY_REASONS)
+
+
+# ---------------------------------------------------------------------------------------
+# the step on a small generated bank: gold table, service file, re-run, churn or skip
+
+HOSTILE_ID = '=HYPERLINK("http://x","y")'  # a delivered complaint id a spreadsheet would run
+EARLIER = AS_OF - timedelta(days=14)
+
+
+@pytest.fixture(scope="module")
+def recovery_lake(spark, settings, banks, tmp_path_factory):
+    """A small generated bank (500 customers, 120 days) with an overdue complaint of a
+    hostile id; customers, interactions, feedback and complaints ingested into silver.
+    Without gold/attrition_risk (no attrition model)."""
+    import io
+    import shutil
+    import warnings
+
+    from helpers import write_landing
+
+    from c360.contract import SOURCES
+    from jobs import ingest, silver
+
+    root = tmp_path_factory.mktemp("recovery")
+    shutil.copytree(banks.landing(500, 120, AS_OF, 26).landing, root / "landing")
+    s = settings.with_paths(landing=root / "landing", lake=root / "lake")
+    first = min((s.landing / "customers").glob("*/*.csv")).read_text(encoding="utf-8").splitlines()
+    customer = next(csv.DictReader(first))["customer_id"]
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(SOURCES["complaints"].column_names)
+    row = dict(complaint_id=HOSTILE_ID, customer_id=customer, opened_at="2026-06-01T10:00:00", channel="branch",
+               category="fees", severity="low", status="open", description="手续费太高了")
+    w.writerow([row.get(c, "") for c in SOURCES["complaints"].column_names])
+    write_landing(s.landing, "complaints", "2026-06-30", "extra.csv", out.getvalue())
+    ingest.run(spark, s, as_of=AS_OF, sources=["customers", "interactions", "feedback", "complaints"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # development PII key
+        silver.run(spark, s)
+    return s, customer
+
+
+def _gold_rows(spark, s, day=AS_OF):
+    from c360 import lake
+
+    return {r["customer_id"]: r.asDict() for r in lake.read(spark, lake.table_path(s.lake, "gold", "service_recovery"))
+            .where(f"as_of_date = DATE'{day.isoformat()}'").collect()}
+
+
+def _folder_bytes(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_the_step_lists_customers_writes_a_safe_service_file_and_reruns_identically(spark, recovery_lake):
+    from jobs import export
+    from jobs.pipeline import STEP_INPUTS, run_step
+
+    s, customer = recovery_lake
+    first = run_step(spark, s, "recovery", EARLIER).metrics
+    result = run_step(spark, s, "recovery", AS_OF).metrics
+    rows = _gold_rows(spark, s)
+    # the planted complaint: open 29 days, low severity (5-day SLA)
+    assert "complaint_sla_breach" in rows[customer]["reason_codes"] and HOSTILE_ID in rows[customer]["complaint_ids"]
+    assert sum(result["by_reason"].values()) >= len(rows) > 0
+    for code in ("complaint_sla_breach", "detractor", "negative_comment"):
+        assert result["by_reason"][code] > 0, code  # the generated bank has some of each
+    # no attrition model: the churn columns are empty, the reason is said, other reasons list customers
+    assert "gold/attrition_risk has no scores" in result["attrition"]["skipped"]
+    assert all(r["attrition_band"] is None for r in rows.values())
+    assert result["by_reason"]["high_attrition_risk"] == 0
+
+    # consent plays no part: customers without marketing consent are listed too
+    from c360 import lake
+    no_consent = {r["customer_id"] for r in lake.read(spark, lake.table_path(s.lake, "silver", "customers"))
+                  .where("NOT marketing_consent").select("customer_id").collect()}
+    assert no_consent & set(rows)
+
+    folder = export.service_export_root(s) / AS_OF.isoformat()
+    assert folder == s.lake / "marketing" / "exports" / "service" / AS_OF.isoformat()
+    assert result["path"] == str(folder) and result["previous_export"] == EARLIER.isoformat()
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["attrition"] == result["attrition"] and manifest["by_reason"] == result["by_reason"]
+    for name, meta in manifest["files"].items():
+        assert export.sha256(folder / name) == meta["sha256"]
+    with open(folder / "service_contacts.csv", encoding="utf-8", newline="") as f:
+        lines = list(csv.DictReader(f))
+    header = list(lines[0])
+    assert header == manifest["columns"]["service_contacts"]
+    assert not [c for c in header if export.is_pii_column(c) or any(
+        p in c for p in ("name", "phone", "email", "birth", "national", "id_number", "address", "product", "offer"))]
+    assert len(lines) == len(rows) == manifest["files"]["service_contacts.csv"]["rows"]
+    # highest priority first, then due date, then customer
+    keys = [(-int(r["priority"]), r["due_date"], r["customer_id"]) for r in lines]
+    assert keys == sorted(keys)
+    # the hostile id is a text cell, neutralised, and did not split the row
+    cell = next(r["complaint_ids"] for r in lines if r["customer_id"] == customer)
+    assert cell.startswith("'=HYPERLINK(") and HOSTILE_ID in cell
+    assert all(not (v or "").startswith(("=", "+", "-", "@")) for r in lines for v in r.values())
+    # changes against the earlier file: every customer is new, changed, kept or withdrawn
+    earlier = set(_gold_rows(spark, s, EARLIER))
+    with open(folder / "changes.csv", encoding="utf-8", newline="") as f:
+        changes = {(r["change"], r["customer_id"]) for r in csv.DictReader(f)}
+    assert {c for k, c in changes if k == "new"} == set(rows) - earlier
+    assert {c for k, c in changes if k == "withdrawn"} == earlier - set(rows)
+    assert first["rows"] == len(earlier)
+
+    # a re-run: the same bytes, manifest included
+    before = _folder_bytes(folder)
+    again = run_step(spark, s, "recovery", AS_OF).metrics
+    assert _folder_bytes(folder) == before and again["files"] == result["files"]
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no staging left
+    assert "recovery" in STEP_INPUTS
+
+
+def test_the_churn_warning_reaches_the_file_when_attrition_is_scored(spark, recovery_lake):
+    """gold/attrition_risk at as_of (as the score step writes it with an attrition champion):
+    every listed customer carries its band and score, and high bands are listed."""
+    from c360 import lake
+    from jobs import export
+    from jobs.pipeline import run_step
+    from jobs.score import ATTRITION_SCHEMA
+
+    s, customer = recovery_lake
+    ids = sorted(r["customer_id"] for r in lake.read(spark, lake.table_path(s.lake, "silver", "customers"))
+                 .select("customer_id").distinct().collect())
+    risk = [(c, AS_OF, 0.9 if i % 10 == 0 else 0.1, "high" if i % 10 == 0 else "low", "7") for i, c in enumerate(ids)]
+    lake.write_partition(spark.createDataFrame(risk, ATTRITION_SCHEMA), lake.table_path(s.lake, "gold", "attrition_risk"),
+                         "as_of_date", export.partition(AS_OF), schema=ATTRITION_SCHEMA)
+    result = run_step(spark, s, "recovery", AS_OF).metrics
+    rows = _gold_rows(spark, s)
+    high = {c for c, _, _, band, _ in risk if band == "high"}
+    assert result["attrition"] == {"model_version": "7", "bands": ["high"]}
+    assert result["by_reason"]["high_attrition_risk"] == len(high)
+    assert high <= set(rows) and all(r["attrition_band"] in ("high", "low") for r in rows.values())
+    assert rows[customer]["attrition_score"] in (0.9, 0.1)
+    with open(export.service_export_root(s) / AS_OF.isoformat() / "service_contacts.csv", encoding="utf-8",
+              newline="") as f:
+        lines = list(csv.DictReader(f))
+    assert {r["attrition_band"] for r in lines} <= {"high", "low"} and all(r["attrition_score"] for r in lines)
+    # outcomes of the earlier listing were measured (listed counts per reason)
+    out = lake.read(spark, lake.table_path(s.lake, "gold", "service_recovery_outcomes")) \
+        .where(f"as_of_date = DATE'{EARLIER.isoformat()}'").collect()
+    earlier = _gold_rows(spark, s, EARLIER)
+    assert {r["reason"]: r["listed"] for r in out} == {
+        code: n for code in RECOVERY_REASONS if (n := sum(code in r["reason_codes"] for r in earlier.values()))}
+    assert all(0 <= r["improved"] <= r["listed"] for r in out)
