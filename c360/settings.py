@@ -620,6 +620,10 @@ class ServiceRecovery(_Strict):
     # days after a listing within which a later answer or behaviour counts as its outcome
     outcome_days: int = Field(90, ge=1, le=365)
     schema_version: int = Field(1, ge=1)
+    # the churn warning's reasons: the attrition champion's features with the largest
+    # positive contribution to the customer's own risk (per_recommendation: per customer;
+    # sample_rows is not used: every warned customer's contributions are exact). None: none.
+    attrition_reasons: Reasons | None = None
     reasons: dict[str, RecoveryReason] = Field(default_factory=lambda: {
         code: RecoveryReason(points=10, due_days=7, zh=code, en=code) for code in RECOVERY_REASONS})
 
@@ -750,6 +754,11 @@ def load_settings(conf_dir: Path | None = None, environ: dict[str, str] | None =
         from models.scoring import check_templates, known_features
 
         check_templates(settings.scoring.reasons.templates, known_features(), source=str(conf_dir / "scoring.yaml"))
+    if settings.service_recovery.attrition_reasons is not None:
+        from models.scoring import check_templates, known_features
+
+        check_templates(settings.service_recovery.attrition_reasons.templates, known_features(),
+                        source=f"{conf_dir / 'kpis.yaml'}: service_recovery.attrition_reasons")
         if settings.export is not None and settings.export.top_n > settings.scoring.top_n:
             raise ConfigError(f"{conf_dir / 'scoring.yaml'}: export.top_n ({settings.export.top_n}) is more than "
                               f"scoring.top_n ({settings.scoring.top_n}), the recommendations gold keeps per customer")

@@ -597,4 +597,5 @@ class _ChangeCounter:
 
 
 __all__ = ["run", "export_rows", "offered", "held_out", "changes", "outcomes", "previous_export", "export_root", "exports",
-           "publish_outcomes", "is_delivered", "service_export_root", "score_metrics", "DELIVERED_MARKER", "EXPORT_COLUMNS", "is_pii_column"]
+           "publish_outcomes", "is_delivered", "service_export_root", "score_metrics", "DELIVERED_MARKER",
+           "EXPORT_COLUMNS", "is_pii_column"]

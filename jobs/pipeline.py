@@ -149,10 +149,11 @@ STEP_INPUTS: dict[str, tuple[str, ...]] = {
     "export": ("gold/recommendations", "gold/customer_segments", "gold/customer_360", "silver/product_catalog",
                "silver/campaign_responses", "ops/run_log"),
     # gold/attrition_risk: the churn warning at as_of and later bands (outcomes); ops/run_log:
-    # why the score step skipped the attrition model; silver/complaint_history: the
-    # complaints' statuses at as_of (gold/service_recovery is read back after it is written)
+    # why the score step skipped the attrition model; gold/customer_360: the attrition
+    # champion's features of the warned customers (their reasons); silver/complaint_history:
+    # the complaints' statuses at as_of (gold/service_recovery is read back after it is written)
     "recovery": ("silver/feedback", "silver/interactions", "silver/complaint_history", "gold/attrition_risk",
-                 "ops/run_log"),
+                 "gold/customer_360", "ops/run_log"),
 }
 # How many times a step that failed with a transient engine error (a response the client
 # could not decode: c360.engine.is_transient_engine_error) is run again. Every step is

@@ -46,7 +46,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from c360 import lake, storage
-from c360.settings import Settings
+from c360.settings import Reasons, Settings
 from features.complaints import complaint_status_at
 from features.experience import survey_answers
 from features.profile import AsOf
@@ -70,15 +70,21 @@ RECOVERY_SCHEMA = T.StructType([
     T.StructField("attrition_band", T.StringType()),
     T.StructField("attrition_score", T.DoubleType()),
     T.StructField("attrition_model_version", T.StringType()),
+    # the churn warning's reasons (customers whose band is in service_recovery.attrition_bands)
+    T.StructField("attrition_reason_codes", T.ArrayType(T.StringType())),
+    T.StructField("attrition_reason_text_zh", T.StringType()),
+    T.StructField("attrition_reason_text_en", T.StringType()),
 ])
-assert tuple(RECOVERY_SCHEMA.fieldNames()) == RECOVERY_COLUMNS
+REASON_COLUMNS = ("attrition_reason_codes", "attrition_reason_text_zh", "attrition_reason_text_en")
+assert tuple(RECOVERY_SCHEMA.fieldNames()) == RECOVERY_COLUMNS + REASON_COLUMNS
 SERVICE_COLUMNS = ["customer_id", "priority", "due_date", "reason_codes", "reason_text_zh", "reason_text_en",
-                   "nps_score", "complaint_ids", "long_waits", "attrition_band", "attrition_score"]
+                   "nps_score", "complaint_ids", "long_waits", "attrition_band", "attrition_score",
+                   "attrition_reasons_zh", "attrition_reasons_en"]
 SERVICE_SCHEMA = pa.schema([
     ("customer_id", pa.string()), ("priority", pa.int32()), ("due_date", pa.date32()), ("reason_codes", pa.string()),
     ("reason_text_zh", pa.string()), ("reason_text_en", pa.string()), ("nps_score", pa.int32()),
     ("complaint_ids", pa.string()), ("long_waits", pa.int32()), ("attrition_band", pa.string()),
-    ("attrition_score", pa.float64())])
+    ("attrition_score", pa.float64()), ("attrition_reasons_zh", pa.string()), ("attrition_reasons_en", pa.string())])
 CHANGES_SCHEMA = pa.schema([
     ("change", pa.string()), ("customer_id", pa.string()), ("reason_codes", pa.string()), ("priority", pa.int32()),
     ("due_date", pa.date32()), ("previous_reason_codes", pa.string()), ("previous_priority", pa.int32()),
@@ -98,7 +104,9 @@ def file_rows(gold: DataFrame) -> DataFrame:
     return gold.select(
         "customer_id", "priority", "due_date", F.array_join("reason_codes", "|").alias("reason_codes"),
         "reason_text_zh", "reason_text_en", "nps_score", F.array_join("complaint_ids", "|").alias("complaint_ids"),
-        "long_waits", "attrition_band", F.round("attrition_score", export.SCORE_DECIMALS).alias("attrition_score")) \
+        "long_waits", "attrition_band", F.round("attrition_score", export.SCORE_DECIMALS).alias("attrition_score"),
+        F.col("attrition_reason_text_zh").alias("attrition_reasons_zh"),
+        F.col("attrition_reason_text_en").alias("attrition_reasons_en")) \
         .orderBy(F.col("priority").desc(), F.col("due_date"), F.col("customer_id"))
 
 
@@ -113,6 +121,70 @@ def attrition_at(spark: SparkSession, settings: Settings, as_of: date) -> tuple[
     why = summary.get("skipped")
     return None, (f"no attrition model: {why}" if why else
                   f"gold/attrition_risk has no scores for {as_of} (the score step did not score attrition)")
+
+
+def explain_attrition(features: DataFrame, champion, reasons: Reasons) -> DataFrame:
+    """customer_id and :data:`REASON_COLUMNS` for the rows of ``features`` (customer_id and
+    the champion's feature columns): each customer's own exact LightGBM contributions
+    (``pred_contrib``) read by :func:`models.scoring.explain` (the rule of the
+    recommendations' reasons) with ``reasons``' templates; in ``mapInArrow``."""
+    spec_json, model_text = champion.spec.to_json(), champion.booster.model_to_string()
+    names = list(champion.spec.columns)
+    templates = {k: v.model_dump() for k, v in reasons.templates.items()}
+    generic, k, floor = reasons.generic.model_dump(), reasons.per_recommendation, reasons.min_contribution
+    schema = "customer_id string, " + ", ".join(f"{c} {t}" for c, t in zip(
+        REASON_COLUMNS, ("array<string>", "string", "string")))
+
+    def why(batches):
+        import lightgbm as lgb
+        import numpy as np
+        import pyarrow as pa
+
+        from models.frame import FeatureSpec, matrix
+        from models.scoring import explain
+
+        spec, booster = FeatureSpec.from_json(spec_json), lgb.Booster(model_str=model_text)
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            x = matrix(batch, spec)
+            contrib = np.asarray(booster.predict(x, pred_contrib=True), dtype="float64")[:, :len(names)]
+            out = [explain(names, contrib[i], x[i].tolist(), templates, generic, k, floor) for i in range(len(x))]
+            yield pa.RecordBatch.from_arrays(
+                [batch.column("customer_id"), pa.array([o[0] for o in out], pa.list_(pa.string())),
+                 pa.array([o[1] for o in out], pa.string()), pa.array([o[2] for o in out], pa.string())],
+                names=["customer_id", *REASON_COLUMNS])
+
+    cols = ["customer_id"] + [c for c in names if c in features.columns and c != "customer_id"]
+    return features.select(*cols).mapInArrow(why, schema)
+
+
+def attrition_reasons(spark: SparkSession, settings: Settings, as_of: date, attrition: DataFrame
+                      ) -> tuple[DataFrame | None, str]:
+    """(the churn warning's reasons of the customers whose band at as_of is in
+    ``attrition_bands``, how they were made), or (None, why there are none): no templates,
+    no attrition champion, a champion other than the one that scored as_of, no profile."""
+    from jobs.score import champion_or_none, model_names
+
+    conf = settings.service_recovery
+    if conf.attrition_reasons is None:
+        return None, "no service_recovery.attrition_reasons in conf/kpis.yaml"
+    name = model_names(settings)[1]
+    champion, why = champion_or_none(settings, name)
+    if champion is None:
+        return None, f"no attrition champion to explain the scores: {why}"
+    warned = attrition.where(F.col("risk_band").isin(*conf.attrition_bands))
+    scored_by = {r["model_version"] for r in warned.select("model_version").distinct().collect()}  # one or two
+    if scored_by - {str(champion.version)}:
+        return None, (f"gold/attrition_risk of {as_of} was scored by version(s) {', '.join(sorted(scored_by))} of "
+                      f"{name}, the champion is now version {champion.version}: re-run the score step")
+    profile = _read(spark, settings, "gold", "customer_360")
+    if profile is None:
+        return None, "gold/customer_360 does not exist: the champion's features are unknown"
+    features = warned.select("customer_id").join(profile.where(export.partition(as_of)), "customer_id", "inner")
+    return explain_attrition(features, champion, conf.attrition_reasons), \
+        f"exact contributions of {name} version {champion.version}, at most " \
+        f"{conf.attrition_reasons.per_recommendation} per customer"
 
 
 def run(spark: SparkSession, settings: Settings, as_of: date, run_id: str = "manual", progress=None) -> dict:
@@ -133,10 +205,14 @@ def run(spark: SparkSession, settings: Settings, as_of: date, run_id: str = "man
         service_contacts(interactions, at, conf.window_days) if interactions is not None else None,
         status, attrition, at, conf, kconf.service.wait_target_seconds, kconf.complaints.sla_days)
     path = lake.table_path(settings.lake, "gold", "service_recovery")
+    reasons, reasons_note = (None, None) if attrition is None else attrition_reasons(spark, settings, as_of, attrition)
     if signals is None:
         rows = spark.createDataFrame([], RECOVERY_SCHEMA)
     else:
         rows = service_recovery(signals, attrition, as_of, conf)
+        rows = rows.join(reasons, "customer_id", "left") if reasons is not None else \
+            rows.select("*", *[F.lit(None).cast(f.dataType).alias(f.name) for f in RECOVERY_SCHEMA
+                               if f.name in REASON_COLUMNS])
     lake.write_partition(rows, path, "as_of_date", export.partition(as_of), schema=RECOVERY_SCHEMA)
     gold = lake.read(spark, path).where(export.partition(as_of))
     by_reason = {r["reason"]: int(r["n"]) for r in
@@ -147,7 +223,8 @@ def run(spark: SparkSession, settings: Settings, as_of: date, run_id: str = "man
     step("recovery file", 1)
     churn = {"skipped": attrition_skipped} if attrition is None else {
         "model_version": gold.agg(F.max("attrition_model_version").alias("v")).first()["v"],
-        "bands": list(conf.attrition_bands)}
+        "bands": list(conf.attrition_bands),
+        ("reasons" if reasons is not None else "reasons_skipped"): reasons_note}
     written = write_service_file(spark, settings, as_of, run_id, gold, by_reason, churn)
 
     step("recovery outcomes", 2)

@@ -177,7 +177,7 @@ def test_outcomes_of_an_earlier_listing(spark, conf):
 @pytest.mark.parametrize(("edit", "message"), [
     ("service_recovery:\n  long_wait_min_count: 1\n", "long_wait_min_count"),
     ("service_recovery:\n  attrition_bands: [severe]\n", "attrition_bands"),
-    ("service_recovery:\n  reasons:\n    detractor: {points: 0, due_days: 1, zh: 低分客户, en: low score}\n", "points"),
+    ("service_recovery:\n  reasons:\n    detractor: {points: 0, due_days: 1, zh: 低分, en: low}\n", "points"),
 ])
 def test_invalid_recovery_configuration_fails_at_start_up(tmp_path, edit, message):
     import shutil
@@ -321,12 +321,17 @@ def test_the_churn_warning_reaches_the_file_when_attrition_is_scored(spark, reco
     ids = sorted(r["customer_id"] for r in lake.read(spark, lake.table_path(s.lake, "silver", "customers"))
                  .select("customer_id").distinct().collect())
     risk = [(c, AS_OF, 0.9 if i % 10 == 0 else 0.1, "high" if i % 10 == 0 else "low", "7") for i, c in enumerate(ids)]
-    lake.write_partition(spark.createDataFrame(risk, ATTRITION_SCHEMA), lake.table_path(s.lake, "gold", "attrition_risk"),
-                         "as_of_date", export.partition(AS_OF), schema=ATTRITION_SCHEMA)
+    lake.write_partition(spark.createDataFrame(risk, ATTRITION_SCHEMA),
+                         lake.table_path(s.lake, "gold", "attrition_risk"), "as_of_date", export.partition(AS_OF),
+                         schema=ATTRITION_SCHEMA)
     result = run_step(spark, s, "recovery", AS_OF).metrics
     rows = _gold_rows(spark, s)
     high = {c for c, _, _, band, _ in risk if band == "high"}
-    assert result["attrition"] == {"model_version": "7", "bands": ["high"]}
+    assert {k: v for k, v in result["attrition"].items() if k != "reasons_skipped"} == \
+        {"model_version": "7", "bands": ["high"]}
+    # no attrition champion in this lake to explain the scores: said, and the reasons are empty
+    assert result["attrition"]["reasons_skipped"].startswith("no attrition champion to explain the scores")
+    assert all(r["attrition_reason_codes"] is None for r in rows.values())
     assert result["by_reason"]["high_attrition_risk"] == len(high)
     assert high <= set(rows) and all(r["attrition_band"] in ("high", "low") for r in rows.values())
     assert rows[customer]["attrition_score"] in (0.9, 0.1)
@@ -341,3 +346,60 @@ def test_the_churn_warning_reaches_the_file_when_attrition_is_scored(spark, reco
     assert {r["reason"]: r["listed"] for r in out} == {
         code: n for code in RECOVERY_REASONS if (n := sum(code in r["reason_codes"] for r in earlier.values()))}
     assert all(0 <= r["improved"] <= r["listed"] for r in out)
+
+
+def test_the_churn_warning_carries_each_customers_own_top_reasons(spark, recovery_lake, monkeypatch):
+    """With an attrition champion (a tiny one: deposit balance and age) that scored as_of,
+    each warned customer's reasons are the templated features with the largest positive
+    contribution to their own risk: what models.scoring.explain gives on the exact
+    contributions (age has no template, so it is never read out)."""
+    import numpy as np
+    import pandas as pd
+    from test_scoring import register_champion, train_tiny
+
+    from c360 import lake
+    from jobs import export
+    from jobs.pipeline import run_step
+    from jobs.score import ATTRITION_SCHEMA
+    from models.frame import prepare
+    from models.scoring import explain
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    s, _ = recovery_lake
+    ids = sorted(r["customer_id"] for r in lake.read(spark, lake.table_path(s.lake, "silver", "customers"))
+                 .select("customer_id").distinct().collect())
+    rng = np.random.default_rng(3)
+    profile = pd.DataFrame({"customer_id": ids, "deposit_balance": rng.uniform(0, 1e5, len(ids)),
+                            "age": rng.integers(18, 80, len(ids)).astype("float64")})
+    booster, spec = train_tiny("attrition")
+    version = register_champion(s, "attrition_risk", booster, spec)
+    x = prepare(profile[["deposit_balance", "age"]], spec)
+    risk = booster.predict(x)
+    contrib = booster.predict(x, pred_contrib=True)
+    lake.write_partition(spark.createDataFrame(profile.assign(as_of_date=AS_OF)),
+                         lake.table_path(s.lake, "gold", "customer_360"), "as_of_date", export.partition(AS_OF))
+    bands = ["high" if p >= 0.6 else "medium" if p >= 0.3 else "low" for p in risk]
+    lake.write_partition(spark.createDataFrame([(c, AS_OF, float(p), b, version) for c, p, b in zip(ids, risk, bands)],
+                                               ATTRITION_SCHEMA), lake.table_path(s.lake, "gold", "attrition_risk"),
+                         "as_of_date", export.partition(AS_OF), schema=ATTRITION_SCHEMA)
+
+    result = run_step(spark, s, "recovery", AS_OF).metrics
+    assert result["attrition"]["reasons"].startswith(f"exact contributions of attrition_risk version {version}")
+    rows = _gold_rows(spark, s)
+    r = s.service_recovery.attrition_reasons
+    templates = {k: v.model_dump() for k, v in r.templates.items()}
+    expected = {c: explain(["deposit_balance", "age"], contrib[i][:2], [profile.deposit_balance[i], profile.age[i]],
+                           templates, r.generic.model_dump(), r.per_recommendation, r.min_contribution)
+                for i, c in enumerate(ids) if bands[i] == "high"}
+    assert expected and set(expected) <= set(rows)
+    got = {c: (rows[c]["attrition_reason_codes"], rows[c]["attrition_reason_text_zh"],
+               rows[c]["attrition_reason_text_en"]) for c in expected}
+    assert got == {c: tuple(e) for c, e in expected.items()}
+    assert any(codes == ["deposit_balance"] for codes, _, _ in got.values())
+    # customers listed for another reason, not warned: no churn reasons
+    assert all(rows[c]["attrition_reason_codes"] is None for c in rows if c not in expected)
+    with open(export.service_export_root(s) / AS_OF.isoformat() / "service_contacts.csv", encoding="utf-8",
+              newline="") as f:
+        lines = {x["customer_id"]: x for x in csv.DictReader(f)}
+    some = next(c for c, (codes, _, _) in got.items() if codes == ["deposit_balance"])
+    assert lines[some]["attrition_reasons_en"] == r.templates["deposit_balance"].en
