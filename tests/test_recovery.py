@@ -403,3 +403,32 @@ def test_the_churn_warning_carries_each_customers_own_top_reasons(spark, recover
         lines = {x["customer_id"]: x for x in csv.DictReader(f)}
     some = next(c for c, (codes, _, _) in got.items() if codes == ["deposit_balance"])
     assert lines[some]["attrition_reasons_en"] == r.templates["deposit_balance"].en
+
+
+def test_erasure_finds_and_rewrites_the_service_file(spark, recovery_lake):
+    """`c360 erase` finds the service folder by its manifest (jobs.erase.export_folders) and
+    rewrites it without the customer: CSV, Parquet and changes, with the manifest's counts
+    and checksums."""
+    import pyarrow.parquet as pq
+
+    from jobs import erase, export
+
+    s, customer = recovery_lake
+    folder = export.service_export_root(s) / AS_OF.isoformat()
+    assert folder in erase.export_folders(s.lake)
+    before = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    with open(folder / "changes.csv", encoding="utf-8", newline="") as f:
+        in_changes = sum(r["customer_id"] == customer for r in csv.DictReader(f))
+    found = erase.erase_export(folder, customer, "req-1", rewrite=True)
+    assert found == {"service_contacts.csv": 1, "service_contacts.parquet": 1,
+                     **({"changes.csv": in_changes} if in_changes else {})}
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    with open(folder / "service_contacts.csv", encoding="utf-8", newline="") as f:
+        ids = [r["customer_id"] for r in csv.DictReader(f)]
+    assert customer not in ids and customer not in pq.read_table(folder / "service_contacts.parquet") \
+        .column("customer_id").to_pylist()
+    assert manifest["files"]["service_contacts.csv"]["rows"] == len(ids) == \
+        before["files"]["service_contacts.csv"]["rows"] - 1
+    for name, meta in manifest["files"].items():
+        assert export.sha256(folder / name) == meta["sha256"]
+    assert manifest["erasure_requests"] == ["req-1"]
