@@ -214,6 +214,8 @@ def _results_tables(results) -> list[Table]:
             tables.extend(_score_tables(r.metrics))
         elif r.step == "export":
             tables.append(_export_table(r.metrics))
+        elif r.step == "recovery":
+            tables.append(_recovery_table(r.metrics))
     return tables
 
 
@@ -352,6 +354,25 @@ def _attrition_tables(m: dict) -> list[Table]:
                 at.add_row(f"{band} risk", f"{n:,}")
         out.append(at)
     return out
+
+
+def _recovery_table(m: dict) -> Table:
+    """The service-recovery list: customers per reason, the churn warning or why it is missing."""
+    t = Table(title="Service recovery (CRM service queue)")
+    t.add_column("")
+    t.add_column("value", justify="right")
+    t.add_row("folder", str(m.get("path")))
+    t.add_row("customers listed", f"{m.get('rows', 0):,}")
+    for k, v in (m.get("by_reason") or {}).items():
+        t.add_row(f"reason: {k}", f"{v:,}")
+    a = m.get("attrition") or {}
+    t.add_row("churn warning",
+              f"skipped: {a['skipped']}" if "skipped" in a else f"model version {a.get('model_version')}")
+    for k, v in (m.get("changes") or {}).items():
+        t.add_row(f"changes: {k}", f"{v:,}")
+    o = m.get("outcomes") or {}
+    t.add_row("earlier listings: listed / improved", f"{o.get('listed', 0):,} / {o.get('improved', 0):,}")
+    return t
 
 
 def _export_table(m: dict) -> Table:

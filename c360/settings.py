@@ -589,6 +589,55 @@ class Kpis(_Strict):
         return v
 
 
+RECOVERY_REASONS = ("complaint_sla_breach", "complaint_reopened", "detractor", "negative_comment",
+                    "high_attrition_risk", "repeated_long_waits")
+
+
+class RecoveryReason(_Strict):
+    """One service-recovery reason: its priority points, the days until the contact is
+    due, and its sentence in both languages (read to the service agent, not the customer)."""
+
+    points: int = Field(ge=1, le=1000)
+    due_days: int = Field(ge=0, le=90)
+    zh: str = Field(min_length=2)
+    en: str = Field(min_length=2)
+
+
+class ServiceRecovery(_Strict):
+    """``service_recovery`` in ``conf/kpis.yaml``: who needs a service contact now
+    (``recovery`` step, :mod:`features.recovery`)."""
+
+    # survey answers and service contacts in this many days up to as_of are read
+    window_days: int = Field(30, ge=1, le=365)
+    # an NPS answer scored this or lower is a detractor's
+    detractor_max_score: int = Field(6, ge=0, le=9)
+    # a wait longer than this many times its channel's target (kpis.service.wait_target_seconds)
+    long_wait_factor: float = Field(2.0, ge=1.0, le=100.0)
+    # this many long waits in the window make `repeated_long_waits`
+    long_wait_min_count: int = Field(2, ge=2, le=100)
+    # gold/attrition_risk bands that make `high_attrition_risk`
+    attrition_bands: list[Literal["low", "medium", "high"]] = Field(default_factory=lambda: ["high"], min_length=1)
+    # days after a listing within which a later answer or behaviour counts as its outcome
+    outcome_days: int = Field(90, ge=1, le=365)
+    schema_version: int = Field(1, ge=1)
+    # the churn warning's reasons: the attrition champion's features with the largest
+    # positive contribution to the customer's own risk (per_recommendation: per customer;
+    # sample_rows is not used: every warned customer's contributions are exact). None: none.
+    attrition_reasons: Reasons | None = None
+    reasons: dict[str, RecoveryReason] = Field(default_factory=lambda: {
+        code: RecoveryReason(points=10, due_days=7, zh=code, en=code) for code in RECOVERY_REASONS})
+
+    @field_validator("reasons")
+    @classmethod
+    def _every_reason(cls, v: dict[str, RecoveryReason]) -> dict[str, RecoveryReason]:
+        missing, unknown = sorted(set(RECOVERY_REASONS) - set(v)), sorted(set(v) - set(RECOVERY_REASONS))
+        if missing or unknown:
+            raise ValueError(f"reasons must be exactly {', '.join(RECOVERY_REASONS)}"
+                             + (f"; missing: {', '.join(missing)}" if missing else "")
+                             + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+        return v
+
+
 class Settings(_Strict):
     # Fail closed: only an explicit ``development`` (C360_ENV, conf/local.yaml, `c360 demo`)
     # lets the public built-in PII key be used (c360.privacy).
@@ -608,6 +657,7 @@ class Settings(_Strict):
     export: Export | None = None
     models: Models | None = None
     kpis: Kpis = Kpis()
+    service_recovery: ServiceRecovery = ServiceRecovery()
     # Blocks owned by later steps (profile, segments, models...) are validated by
     # their own modules; they are kept here as raw mappings.
     extra: dict[str, Any] = Field(default_factory=dict)
@@ -708,6 +758,11 @@ def load_settings(conf_dir: Path | None = None, environ: dict[str, str] | None =
         from models.scoring import check_templates, known_features
 
         check_templates(settings.scoring.reasons.templates, known_features(), source=str(conf_dir / "scoring.yaml"))
+    if settings.service_recovery.attrition_reasons is not None:
+        from models.scoring import check_templates, known_features
+
+        check_templates(settings.service_recovery.attrition_reasons.templates, known_features(),
+                        source=f"{conf_dir / 'kpis.yaml'}: service_recovery.attrition_reasons")
         if settings.export is not None and settings.export.top_n > settings.scoring.top_n:
             raise ConfigError(f"{conf_dir / 'scoring.yaml'}: export.top_n ({settings.export.top_n}) is more than "
                               f"scoring.top_n ({settings.scoring.top_n}), the recommendations gold keeps per customer")

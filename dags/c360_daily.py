@@ -36,6 +36,7 @@ STEPS = [
     "score",
     "dq_gold",
     "export",
+    "recovery",
 ]
 
 # Each day builds on the one before (silver and gold history, segment migration, export

@@ -130,6 +130,14 @@ def export_root(settings: Settings | Path | str) -> Path | str:
     return Path(lake_root) / "marketing" / "exports" / "crm"
 
 
+def service_export_root(settings: Settings | Path | str) -> Path | str:
+    """Where the CRM's service-queue files live: ``<lake>/marketing/exports/service``, the
+    sibling of :func:`export_root` (one folder per as_of date, each with a ``manifest.json``;
+    written by :mod:`jobs.recovery`)."""
+    crm = export_root(settings)
+    return storage.join(storage.parent(crm), "service") if storage.is_uri(crm) else crm.parent / "service"
+
+
 def _dated_folders(root: Path | str, *required: str) -> list[tuple[date, Path | str]]:
     """``(date, folder)`` of the date folders under ``root`` holding every ``required`` file."""
     if not storage.is_uri(root):
@@ -255,9 +263,10 @@ def changes(current: DataFrame, previous: DataFrame | None) -> DataFrame:
                        "previous_score").where(F.col("change").isNotNull())
 
 
-def previous_export(root: Path | str, as_of: date) -> tuple[date, Path | str] | None:
-    """The latest complete export (with a manifest) of a date before ``as_of``."""
-    found = [(day, d) for day, d in _dated_folders(root, "manifest.json", "recommendations.parquet") if day < as_of]
+def previous_export(root: Path | str, as_of: date, data_file: str = "recommendations.parquet"
+                    ) -> tuple[date, Path | str] | None:
+    """The latest complete export (with a manifest and ``data_file``) of a date before ``as_of``."""
+    found = [(day, d) for day, d in _dated_folders(root, "manifest.json", data_file) if day < as_of]
     return max(found, key=lambda t: t[0]) if found else None
 
 
@@ -620,8 +629,8 @@ def _scored(spark: SparkSession, settings: Settings, as_of: date) -> bool:
         .limit(1).count() > 0
 
 
-def _score_skipped(spark: SparkSession, settings: Settings, as_of: date) -> str | None:
-    """Why the latest successful score run for ``as_of`` skipped, or None if it did not."""
+def score_metrics(spark: SparkSession, settings: Settings, as_of: date) -> dict | None:
+    """The run summary (``metrics``) of the latest successful score run for ``as_of``, or None."""
     log = _table(spark, settings, "ops", "run_log")
     if log is None:
         return None
@@ -630,7 +639,12 @@ def _score_skipped(spark: SparkSession, settings: Settings, as_of: date) -> str 
         .orderBy(F.col("finished_at").desc()).select("metrics").first()
     if row is None or not row["metrics"]:
         return None
-    return json.loads(row["metrics"]).get("skipped")
+    return json.loads(row["metrics"])
+
+
+def _score_skipped(spark: SparkSession, settings: Settings, as_of: date) -> str | None:
+    """Why the latest successful score run for ``as_of`` skipped, or None if it did not."""
+    return (score_metrics(spark, settings, as_of) or {}).get("skipped")
 
 
 class _ChangeCounter:
@@ -646,4 +660,5 @@ class _ChangeCounter:
 
 
 __all__ = ["run", "export_rows", "offered", "held_out", "changes", "outcomes", "previous_export", "export_root", "exports",
-           "publish_outcomes", "refresh_outcomes", "is_delivered", "DELIVERED_MARKER", "EXPORT_COLUMNS", "is_pii_column"]
+           "publish_outcomes", "refresh_outcomes", "is_delivered", "service_export_root", "score_metrics",
+           "DELIVERED_MARKER", "EXPORT_COLUMNS", "is_pii_column"]

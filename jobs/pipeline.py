@@ -94,6 +94,12 @@ def _export(spark: SparkSession, settings: Settings, as_of: date, run_id: str, p
     return export.run(spark, settings, as_of, run_id=run_id, progress=progress)
 
 
+def _recovery(spark: SparkSession, settings: Settings, as_of: date, run_id: str, progress: Progress | None):
+    from jobs import recovery
+
+    return recovery.run(spark, settings, as_of, run_id=run_id, progress=progress)
+
+
 # Steps in pipeline order. Later issues append profile, segments, train, score, export.
 STEPS: dict[str, Callable[..., Any]] = {
     "ingest": _ingest,
@@ -107,6 +113,7 @@ STEPS: dict[str, Callable[..., Any]] = {
     "score": _score,
     "dq_gold": _dq_gold,
     "export": _export,
+    "recovery": _recovery,
 }
 
 
@@ -146,6 +153,12 @@ STEP_INPUTS: dict[str, tuple[str, ...]] = {
     "export": ("gold/recommendations", "gold/customer_segments", "gold/customer_360", "silver/product_catalog",
                "silver/campaign_responses", "ops/run_log", "silver/holdings", "silver/holdings_latest",
                "ops/derived_watermarks"),
+    # gold/attrition_risk: the churn warning at as_of and later bands (outcomes); ops/run_log:
+    # why the score step skipped the attrition model; gold/customer_360: the attrition
+    # champion's features of the warned customers (their reasons); silver/complaint_history:
+    # the complaints' statuses at as_of (gold/service_recovery is read back after it is written)
+    "recovery": ("silver/feedback", "silver/interactions", "silver/complaint_history", "gold/attrition_risk",
+                 "gold/customer_360", "ops/run_log"),
 }
 # How many times a step that failed with a transient engine error (a response the client
 # could not decode: c360.engine.is_transient_engine_error) is run again. Every step is

@@ -24,7 +24,7 @@ from c360 import lake
 REPO = Path(__file__).resolve().parents[1]
 DAGS = REPO / "dags"
 DAILY_STEPS = ["ingest", "dq_bronze", "silver", "dq_silver", "profile", "segments", "kpis", "score", "dq_gold",
-               "export"]
+               "export", "recovery"]
 AS_OF = date(2026, 6, 30)
 
 
@@ -102,6 +102,7 @@ def test_daily_dag_runs_the_pipeline_steps_in_order(dagbag):
     assert dag.get_task("ingest").downstream_task_ids == {"dq_bronze"}
     assert dag.get_task("dq_gold").upstream_task_ids == {"score"}
     assert dag.get_task("export").upstream_task_ids == {"dq_gold"}
+    assert dag.get_task("recovery").upstream_task_ids == {"export"}
 
 
 def test_train_dag_waits_for_the_daily_run_of_the_day_before(dagbag):
@@ -270,6 +271,11 @@ def test_daily_dag_runs_end_to_end(airflow_env, dagbag, engine, tmp_path):
     # no model has been trained in this lake: scoring and export skip, and say why
     score = next(r for r in log if r.step == "score")
     assert "no 'champion' version" in json.loads(score.metrics)["skipped"]
+    # the service-recovery list is still made, without the churn warning, and says why
+    recovery = json.loads(next(r for r in log if r.step == "recovery").metrics)
+    assert recovery["attrition"]["skipped"].startswith("no attrition model: ")
+    assert "champion" in recovery["attrition"]["skipped"]
+    assert recovery["by_reason"]["high_attrition_risk"] == 0
 
 
 SUNDAY = date(2026, 7, 5)

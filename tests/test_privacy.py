@@ -474,6 +474,8 @@ def test_no_raw_pii_outside_the_restricted_zones(bank, needles):
     assert {"silver", "gold", "ops", "marketing", "reports", "mlruns", "mlflow.db"} <= scanned
     assert list((lake_dir / "silver" / "customers" / "_delta_log").glob("*.json"))
     assert list(lake_dir.glob("marketing/exports/crm/*/recommendations.csv"))
+    assert list(lake_dir.glob("marketing/exports/service/*/service_contacts.csv"))  # the CRM service queue
+    assert list(lake_dir.glob("gold/service_recovery/*/*.parquet"))
     assert list(lake_dir.glob("marketing/reports/*/segments.html")) and (lake_dir / "reports/dq/index.html").is_file()
     assert scan.files > 200 and scan.strings > 10_000, (scan.files, scan.strings)
     assert scan.log_lines > 100 and len(bank["logs"]) > 100

@@ -141,6 +141,19 @@ def test_a_bank_without_leavers_skips_the_attrition_model_and_still_recommends(n
     recs, exported = _recommendations_and_export(spark, st)
     assert recs == logged["score"]["recommendations"] > 0
     assert exported == logged["export"]["rows"] > 0
+    _assert_recovery_without_churn_warning(st, r, logged)
+
+
+def _assert_recovery_without_churn_warning(st, r, logged: dict) -> None:
+    """The service-recovery step ran without an attrition model: it says why (run summary,
+    ops/run_log), lists nobody for attrition, and wrote its service file."""
+    rec = logged["recovery"]
+    assert rec["attrition"]["skipped"].startswith("no attrition model: ") and "no 'champion'" in rec["attrition"][
+        "skipped"]
+    assert rec["by_reason"]["high_attrition_risk"] == 0
+    assert rec["rows"] == sum(1 for _ in open(st.lake / "marketing" / "exports" / "service" / AS_OF.isoformat()
+                                              / "service_contacts.csv", encoding="utf-8")) - 1
+    assert "Service recovery" in r.output
 
 
 # ---------------------------------------------------------------- (b, c) three months, four sources
@@ -169,6 +182,10 @@ def test_three_months_and_four_sources_skip_attrition_and_export(four_sources, s
     assert recs == logged["score"]["recommendations"] > 0
     assert exported == logged["export"]["rows"] > 0
     assert logged["segments"]["customers"] > 0
+    _assert_recovery_without_churn_warning(st, r, logged)
+    if optional == "absent":  # nothing to list from: said, and the file is empty
+        assert logged["recovery"]["rows"] == 0
+        assert logged["recovery"]["sources_missing"] == ["feedback", "interactions", "complaints", "attrition_risk"]
 
 
 # ---------------------------------------------------------------------------- the checks alone
