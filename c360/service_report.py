@@ -15,7 +15,10 @@ by the ``kpis`` step from its gold tables (``experience_kpis``, ``service_kpis``
 - the uplift of offers: for the latest recommendation date whose adoption window has
   passed, treated vs holdout adoption, the uplift and its 95% interval per product and
   persona (``gold/recommendation_outcomes``, written by the export step: aggregates);
-- room for the service recovery funnel, which does not exist yet.
+- the service recovery funnel: the customers listed for a service contact at as_of per
+  reason (``gold/service_recovery``), and for the listings of the last ``outcome_days``
+  days before it, how many were followed up and how many improved
+  (``gold/service_recovery_outcomes``).
 
 Like the segments report (:mod:`c360.report`, whose template environment and style sheet
 it shares) it opens in any browser with nothing installed and nothing fetched: CSS inline,
@@ -69,7 +72,40 @@ def service_report_data(spark: SparkSession, settings: Settings, as_of: date) ->
         trend = [r.asDict() for r in sums.orderBy(F.col("as_of_date").desc()).limit(TREND_DATES).collect()][::-1]
     data["complaint_trend"] = trend
     data["uplift"] = uplift_rows(spark, settings, as_of)
+    data["recovery"] = recovery_funnel(spark, settings, as_of)
     return data
+
+
+def recovery_funnel(spark: SparkSession, settings: Settings, as_of: date) -> list[dict]:
+    """One row per recovery reason: ``listed_now`` (customers listed at as_of), and over the
+    listings of the ``outcome_days`` days before as_of: ``listed``, ``followed_up``,
+    ``improved`` and ``improvement_rate`` (improved / listed, None without listings).
+    [] when neither table exists (a lake the recovery step has not run on)."""
+    conf = settings.service_recovery
+    now_path = lake.table_path(settings.lake, "gold", "service_recovery")
+    out_path = lake.table_path(settings.lake, "gold", "service_recovery_outcomes")
+    if not lake.exists(now_path) and not lake.exists(out_path):
+        return []
+    day = F.lit(as_of.isoformat()).cast("date")
+    now: dict[str, int] = {}
+    if lake.exists(now_path):
+        now = {r["reason"]: int(r["n"]) for r in lake.read(spark, now_path).where(F.col("as_of_date") == day)
+               .select(F.explode("reason_codes").alias("reason")).groupBy("reason")
+               .agg(F.count(F.lit(1)).alias("n")).collect()}
+    earlier: dict[str, dict] = {}
+    if lake.exists(out_path):
+        since = F.date_sub(day, conf.outcome_days)
+        earlier = {r["reason"]: r.asDict() for r in lake.read(spark, out_path)
+                   .where((F.col("as_of_date") < day) & (F.col("as_of_date") >= since)).groupBy("reason")
+                   .agg(*[F.sum(c).alias(c) for c in ("listed", "followed_up", "improved")]).collect()}
+    rows = []
+    for reason in sorted(set(conf.reasons) | set(now) | set(earlier)):
+        e = earlier.get(reason, {})
+        listed = int(e.get("listed") or 0)
+        rows.append({"reason": reason, "listed_now": now.get(reason, 0), "listed": listed,
+                     "followed_up": int(e.get("followed_up") or 0), "improved": int(e.get("improved") or 0),
+                     "improvement_rate": (int(e.get("improved") or 0) / listed) if listed else None})
+    return rows
 
 
 def uplift_rows(spark: SparkSession, settings: Settings, as_of: date) -> list[dict]:
@@ -203,7 +239,8 @@ def render_service_report(data: dict, settings: Settings, as_of: date) -> str:
         trend_chart=trend_chart(data["complaint_trend"]), topics=top_topics(data["topic_kpis"]),
         dimension_zh=DIMENSION_ZH, experience_window=conf.experience.window_days,
         uplift=data.get("uplift") or [], uplift_date=(data.get("uplift") or [{}])[0].get("as_of_date"),
-        horizon_days=_horizon_days(settings))
+        horizon_days=_horizon_days(settings), recovery=data.get("recovery") or [],
+        outcome_days=settings.service_recovery.outcome_days)
 
 
 def _horizon_days(settings: Settings) -> int | None:
@@ -219,4 +256,4 @@ def write_service_report(spark: SparkSession, settings: Settings, as_of: date) -
     return out
 
 
-__all__ = ["render_service_report", "service_report_data", "uplift_rows", "write_service_report"]
+__all__ = ["recovery_funnel", "render_service_report", "service_report_data", "uplift_rows", "write_service_report"]

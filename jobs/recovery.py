@@ -229,8 +229,13 @@ def run(spark: SparkSession, settings: Settings, as_of: date, run_id: str = "man
 
     step("recovery outcomes", 2)
     outcomes = refresh_outcomes(spark, settings, as_of, feedback, interactions, status)
+    # the service report (first written by the kpis step) again, now with the day's
+    # recovery list and funnel and the outcomes the export step has just refreshed
+    from c360.service_report import write_service_report
+
+    report = write_service_report(spark, settings, as_of)
     step("recovery", 3)
-    return {"rows": written["rows"], "by_reason": by_reason, "attrition": churn, "sources_missing": missing,
+    return {"report": str(report), "rows": written["rows"], "by_reason": by_reason, "attrition": churn, "sources_missing": missing,
             "path": written["path"], "previous_export": written["previous_export"], "changes": written["changes"],
             "files": written["files"], "outcomes": outcomes}
 

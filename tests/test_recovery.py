@@ -432,3 +432,50 @@ def test_erasure_finds_and_rewrites_the_service_file(spark, recovery_lake):
     for name, meta in manifest["files"].items():
         assert export.sha256(folder / name) == meta["sha256"]
     assert manifest["erasure_requests"] == ["req-1"]
+
+
+# ------------------------------------------------------------------ the funnel in service.html
+
+def test_the_service_report_shows_the_recovery_funnel(settings):
+    """One row per reason: listed today, listed in the outcome window before, followed up,
+    improved and the rate, exactly as given; a reason without listings has no rate."""
+    from test_kpis import _Rows
+
+    from c360.service_report import render_service_report
+
+    funnel = [dict(reason="complaint_sla_breach", listed_now=4, listed=10, followed_up=7, improved=3,
+                   improvement_rate=0.3),
+              dict(reason="detractor", listed_now=0, listed=0, followed_up=0, improved=0, improvement_rate=None)]
+    data = {"experience_kpis": [], "service_kpis": [], "complaint_kpis": [], "topic_kpis": [], "complaint_trend": [],
+            "uplift": [], "recovery": funnel}
+    page = render_service_report(data, settings, AS_OF)
+    assert _Rows(page)["recovery-row"] == [["complaint_sla_breach", "4", "10", "7", "3", "30.0%"],
+                                           ["detractor", "0", "0", "0", "0", "—"]]
+    assert f"listed in the {settings.service_recovery.outcome_days} days before" in page
+    assert "Not available yet" not in page
+
+
+def test_the_recovery_step_writes_the_funnel_into_the_service_report(spark, recovery_lake):
+    """After the step the day's service.html holds the funnel: today's counts per reason as
+    the step counted them, and the earlier listing's outcomes as the outcomes table holds them."""
+    from test_kpis import _Rows
+
+    from c360 import lake
+    from c360.report import report_path
+    from jobs.pipeline import run_step
+
+    s, _ = recovery_lake
+    run_step(spark, s, "recovery", EARLIER)
+    result = run_step(spark, s, "recovery", AS_OF).metrics
+    page = (report_path(s, AS_OF, "service.html")).read_text(encoding="utf-8")
+    rows = {r[0]: r[1:] for r in _Rows(page)["recovery-row"]}
+    assert set(rows) == set(s.service_recovery.reasons)
+    outcomes = {r["reason"]: r for r in lake.read(spark, lake.table_path(s.lake, "gold", "service_recovery_outcomes"))
+                .where(f"as_of_date = DATE'{EARLIER.isoformat()}'").collect()}
+    assert outcomes  # the earlier listing has outcomes
+    for reason, cells in rows.items():
+        assert cells[0] == f"{result['by_reason'][reason]:,}", reason
+        o = outcomes.get(reason)
+        assert cells[1:4] == ([f"{o['listed']:,}", f"{o['followed_up']:,}", f"{o['improved']:,}"] if o
+                              else ["0", "0", "0"]), reason
+    assert sum(result["by_reason"].values()) > 0
