@@ -320,23 +320,33 @@ def test_pipeline_end_to_end_with_lake_and_landing_on_s3(s3_bank, s3_store, spar
 @pytest.mark.slow
 @pytest.mark.timeout(2400)  # the module's pipeline run (s3_bank) when run alone
 def test_maintain_on_s3_compacts_and_vacuums_through_the_uri(s3_bank, s3_store, spark):
+    from pyspark.sql import functions as F
+
     from c360 import lake
     from jobs import maintain
 
     s = s3_bank["settings"]
     t = "silver/transactions"
     path = storage.join(s.lake, t)
+    # silver/transactions has one file per day partition, and compaction merges files of a
+    # partition: append a second, small file to the first day, so that there is work to do
+    table = lake.read(spark, path)
+    first_day = table.agg(F.min("partition_date")).first()[0]
+    extra = table.where(F.col("partition_date") == F.lit(first_day)).limit(3).collect()
+    lake.append(spark.createDataFrame(extra, table.schema), path)
     rows, files = lake.row_count(path), maintain.table_stats(path).files
     data_objects = lambda: {k for k in s3_store.objects(path) if k.endswith(".parquet") and "/_delta_log/" not in k}  # noqa: E731
     before = data_objects()
+    assert len(before) == files  # no object the table does not reference
     out = maintain.run(s, spark, tables=[t, "gold/customer_360"], retention_hours=0)
     assert out["failed"] == [] and set(out["tables"]) == {t, "gold/customer_360"}
     assert out["tables"][t]["rows_after"] == rows and lake.row_count(path) == rows
     assert lake.read(spark, path).count() == rows
     after = data_objects()
-    # compacted where there was more than one file, and every replaced object deleted at once
-    assert out["tables"][t]["files_after"] <= files and len(after) == out["tables"][t]["files_after"]
-    assert out["tables"][t]["vacuumed_files"] == len(before - after) and (files == 1 or before - after)
+    # the first day's two files compacted into one, and both replaced objects deleted at once
+    assert out["tables"][t]["files_after"] == files - 1 and len(after) == files - 1
+    assert out["tables"][t]["vacuumed_files"] == len(before - after) == 2
+    assert len(after - before) == 1 and f"partition_date={first_day.isoformat()}/" in next(iter(after - before))
     assert "c360/lake/.c360.lock" not in s3_store.objects(s.lake)  # the lock object was released
 
 
