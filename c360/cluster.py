@@ -24,7 +24,7 @@ UDFs, compiled models) with the project's venv: ``PYSPARK_PYTHON`` is the venv's
 the repository is on the executors' ``PYTHONPATH``.
 
 Sized for a shared two-core machine: two workers of one core and 1.5 GB each (executors of
-1 GB heap: their Python workers live outside it), a 2 GB driver, 512 MB per daemon.
+1 GB heap: their Python workers live outside it), a 3 GB driver, 512 MB per daemon.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ WORKERS = 2
 WORKER_CORES = 1
 WORKER_MEMORY = "1536m"
 EXECUTOR_MEMORY = "1g"
-DRIVER_MEMORY = "2g"
+DRIVER_MEMORY = "3g"  # 2g ran out of heap in score on a lake on S3 (broadcasts piled up)
 DAEMON_MEMORY = "512m"
 HOST = "127.0.0.1"
 JAVA_OPTIONS = os.environ.get("C360_CLUSTER_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
@@ -120,6 +120,9 @@ def connect_conf(master_url: str, ui_port: int, connect_port: int, local_dir: Pa
         # CPU of a small job's executors)
         "spark.driver.extraJavaOptions": JAVA_OPTIONS,
         "spark.executor.extraJavaOptions": JAVA_OPTIONS,
+        # a whole pipeline creates thousands of broadcasts in this one long-lived driver; the
+        # cleaner frees those no query holds only after a GC, so ask for one every few minutes
+        "spark.cleaner.periodicGC.interval": "3min",
         # keep the finished stages' task counts for the REST API (tests read them)
         "spark.ui.retainedJobs": "10000",
         "spark.ui.retainedStages": "10000",
