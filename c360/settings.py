@@ -758,12 +758,12 @@ def load_settings(conf_dir: Path | None = None, environ: dict[str, str] | None =
         from models.scoring import check_templates, known_features
 
         check_templates(settings.scoring.reasons.templates, known_features(), source=str(conf_dir / "scoring.yaml"))
+        if settings.export is not None and settings.export.top_n > settings.scoring.top_n:
+            raise ConfigError(f"{conf_dir / 'scoring.yaml'}: export.top_n ({settings.export.top_n}) is more than "
+                              f"scoring.top_n ({settings.scoring.top_n}), the recommendations gold keeps per customer")
     if settings.service_recovery.attrition_reasons is not None:
         from models.scoring import check_templates, known_features
 
         check_templates(settings.service_recovery.attrition_reasons.templates, known_features(),
                         source=f"{conf_dir / 'kpis.yaml'}: service_recovery.attrition_reasons")
-        if settings.export is not None and settings.export.top_n > settings.scoring.top_n:
-            raise ConfigError(f"{conf_dir / 'scoring.yaml'}: export.top_n ({settings.export.top_n}) is more than "
-                              f"scoring.top_n ({settings.scoring.top_n}), the recommendations gold keeps per customer")
     return settings

@@ -136,8 +136,11 @@ STEP_INPUTS: dict[str, tuple[str, ...]] = {
     "segments": ("gold/customer_360", "gold/customer_segments", "gold/personas", "silver/feedback"),
     # gold/customer_360: the customers at as_of (complaints per 1,000)
     # gold/recommendation_outcomes: the uplift table of the service report
+    # gold/recommendation_outcomes, gold/service_recovery(_outcomes): the service report's
+    # uplift table and recovery funnel (as the day before left them)
     "kpis": ("silver/feedback", "silver/interactions", "silver/complaints", "silver/complaint_history",
-             "gold/customer_360", "gold/recommendation_outcomes"),
+             "gold/customer_360", "gold/recommendation_outcomes", "gold/service_recovery",
+             "gold/service_recovery_outcomes"),
     # silver/: the features of past month ends it writes when missing; the persona model
     # for the segment baseline
     "train": ("silver/", "gold/customer_360", "gold/customer_segments", "gold/personas", "ops/persona_model",
@@ -157,8 +160,10 @@ STEP_INPUTS: dict[str, tuple[str, ...]] = {
     # why the score step skipped the attrition model; gold/customer_360: the attrition
     # champion's features of the warned customers (their reasons); silver/complaint_history:
     # the complaints' statuses at as_of (gold/service_recovery is read back after it is written)
+    # (and the service report again: the kpis tables and the outcomes the export refreshed)
     "recovery": ("silver/feedback", "silver/interactions", "silver/complaint_history", "gold/attrition_risk",
-                 "gold/customer_360", "ops/run_log"),
+                 "gold/customer_360", "ops/run_log", "gold/experience_kpis", "gold/service_kpis",
+                 "gold/complaint_kpis", "gold/topic_kpis", "gold/recommendation_outcomes"),
 }
 # How many times a step that failed with a transient engine error (a response the client
 # could not decode: c360.engine.is_transient_engine_error) is run again. Every step is
