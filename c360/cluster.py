@@ -64,7 +64,7 @@ WORKERS = 2
 WORKER_CORES = 1
 WORKER_MEMORY = "1536m"
 EXECUTOR_MEMORY = "1g"
-DRIVER_MEMORY = "3g"  # 2g ran out of heap in score on a lake on S3 (broadcasts piled up)
+DRIVER_MEMORY = "3g"  # room for a whole pipeline's broadcasts (with the lake on S3 even 3g ran out in score)
 DAEMON_MEMORY = "512m"
 HOST = "127.0.0.1"
 JAVA_OPTIONS = os.environ.get("C360_CLUSTER_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
