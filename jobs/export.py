@@ -384,6 +384,21 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def staging_folder(root: Path | str, as_of: date, run_id: str, prefix: str) -> tuple[bool, Path, Path]:
+    """(whether ``root`` is on object storage, the local folder the files are written in,
+    an empty staging folder in it) for a delivery of ``as_of`` under ``root``. The files
+    are written locally first: in ``root`` itself, or in a new temporary folder (``prefix``)
+    for a lake on object storage, uploaded by :func:`_replace_dir` (the caller removes it)."""
+    remote = storage.is_uri(root)
+    local_root = Path(tempfile.mkdtemp(prefix=prefix)) if remote else Path(root)
+    local_root.mkdir(parents=True, exist_ok=True)
+    staging = local_root / f".staging-{as_of.isoformat()}-{run_id}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    return remote, local_root, staging
+
+
 def _replace_dir(staging: Path, final: Path | str) -> None:
     if storage.is_uri(final):
         _publish(staging, final)
@@ -514,15 +529,7 @@ def run(spark: SparkSession, settings: Settings, as_of: date, run_id: str = "man
     rows = export_rows(recs, profile, catalog, segments, as_of, conf)
     _check_no_pii(rows.columns)
     root = export_root(settings)
-    remote = storage.is_uri(root)
-    # the files are written locally first: in the export folder, or in a temporary folder
-    # for a lake on object storage (uploaded by _replace_dir)
-    local_root = Path(tempfile.mkdtemp(prefix="c360-export-")) if remote else root
-    local_root.mkdir(parents=True, exist_ok=True)
-    staging = local_root / f".staging-{as_of.isoformat()}-{run_id}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
+    remote, local_root, staging = staging_folder(root, as_of, run_id, "c360-export-")
     n = write_sorted(rows.orderBy("customer_id", "rank", "product_code"), EXPORT_SCHEMA,
                      [_CsvSink(staging / "recommendations.csv", EXPORT_SCHEMA),
                       _ParquetSink(staging / "recommendations.parquet", EXPORT_SCHEMA)])
@@ -660,5 +667,5 @@ class _ChangeCounter:
 
 
 __all__ = ["run", "export_rows", "offered", "held_out", "changes", "outcomes", "previous_export", "export_root", "exports",
-           "publish_outcomes", "refresh_outcomes", "is_delivered", "service_export_root", "score_metrics",
+           "publish_outcomes", "refresh_outcomes", "is_delivered", "service_export_root", "score_metrics", "staging_folder",
            "DELIVERED_MARKER", "EXPORT_COLUMNS", "is_pii_column"]

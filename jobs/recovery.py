@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from datetime import date
-from pathlib import Path
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
@@ -247,13 +245,7 @@ def write_service_file(spark: SparkSession, settings: Settings, as_of: date, run
     rows = file_rows(gold)
     export._check_no_pii(rows.columns)
     root = export.service_export_root(settings)
-    remote = storage.is_uri(root)
-    local_root = Path(tempfile.mkdtemp(prefix="c360-service-")) if remote else root
-    local_root.mkdir(parents=True, exist_ok=True)
-    staging = local_root / f".staging-{as_of.isoformat()}-{run_id}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
+    remote, local_root, staging = export.staging_folder(root, as_of, run_id, "c360-service-")
     n = export.write_sorted(rows, SERVICE_SCHEMA, [export._CsvSink(staging / "service_contacts.csv", SERVICE_SCHEMA),
                                                    export._ParquetSink(staging / DATA_FILE, SERVICE_SCHEMA)])
     prev = export.previous_export(root, as_of, DATA_FILE)
